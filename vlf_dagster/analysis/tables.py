@@ -1,0 +1,42 @@
+"""Rendering of study tables: Markdown for the Dagster UI, HTML for the report, CSV for tools."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+
+def _cell(value, column: str) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}%" if "%" in column else f"{value:,.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return "" if value is None else str(value)
+
+
+def formatted(df: pd.DataFrame) -> list[list[str]]:
+    return [[_cell(v, c) for v, c in zip(row, df.columns)] for row in df.itertuples(index=False, name=None)]
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    header = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    align = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(df[c]) else ":---" for c in df.columns) + "|"
+    body = ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in formatted(df)]
+    return "\n".join([header, align, *body])
+
+
+def to_html(df: pd.DataFrame) -> str:
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for row in formatted(df):
+        cells = "".join(
+            f'<td class="{"num" if num else "txt"}">{html.escape(cell)}</td>' for cell, num in zip(row, numeric)
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def to_csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False)

@@ -1,0 +1,175 @@
+"""The study's VLF steps as pure functions over bag, set and archive files.
+
+- per hour: source bag (records, packets, bytes per outside source of the inbound flowtypes),
+  contact pairs (distinct (sIP, dIP) with flows), active inside hosts (a set)
+- per month: the hourly bags added up, with ``hours`` = the number of hours a source was active
+  (the study's "count 1 bags added up")
+- per window: flows per source, active hours per source, distinct destinations per source,
+  then the VLF-f, VLF-d and VLF-fd sets and the VLF flows extracted by set membership
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ..flows import bags
+from ..flows.bags import BagInfo, add_bags, bag_from_flows, coverset, sql_list, write_bag_query
+from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES, INT2INT
+from ..flows.schema import FLOW_SCHEMA
+from ..flows.sets import IPSet
+from ..flows.site import VlfThresholds
+from ..flows.storage import atomic_path
+
+SOURCE_COUNTERS = ("records", "packets", "bytes")
+
+
+# --- hourly ----------------------------------------------------------------------------------
+
+
+def hourly_source_bag(inbound_files: Sequence[Path], out: Path) -> Path:
+    """Per outside source: records, packets and bytes of the hour's inbound flows."""
+    return bag_from_flows(inbound_files, out, ["sIP"], SOURCE_COUNTERS)
+
+
+def hourly_contact_pairs(inbound_files: Sequence[Path], out: Path) -> Path:
+    """The hour's distinct (sIP, dIP) pairs with their flow counts (exact, no Bloom filter)."""
+    return bag_from_flows(inbound_files, out, ["sIP", "dIP"], ["records"])
+
+
+def active_hosts(flow_files: Sequence[Path]) -> IPSet:
+    """Inside addresses that originated or answered traffic: sources of outbound and int2int flows."""
+    if not flow_files:
+        return IPSet()
+    table = duckdb.connect().execute(
+        f"SELECT sIP, sIPv6, attributes FROM read_parquet({sql_list(flow_files)}) "
+        f"WHERE flowtype IN ({', '.join(str(t) for t in (*OUTBOUND_TYPES, INT2INT))})"
+    ).fetch_arrow_table()
+    return IPSet.from_flow_column(table, "sIP")
+
+
+def union_sets(paths: Sequence[Path]) -> IPSet:
+    result = IPSet()
+    for path in paths:
+        result = result | IPSet.read(path)
+    return result
+
+
+# --- monthly and window rollups --------------------------------------------------------------
+
+
+def rollup_source_bags(hourly_bags: Sequence[Path], out: Path) -> Path:
+    """Add hourly source bags; ``hours`` counts the hours each source appears in."""
+    if not hourly_bags:
+        info = BagInfo(("sIP",), SOURCE_COUNTERS + ("hours",))
+        return bags.write_bag(bags.empty_bag_table(info), out, info)
+    if "hours" in bags.read_info(hourly_bags[0]).counters:  # monthly bags: hours add up
+        return add_bags(hourly_bags, out)
+    return add_bags(hourly_bags, out, extra={"hours": "count(*)"})
+
+
+def rollup_contact_pairs(pair_bags: Sequence[Path], out: Path) -> Path:
+    info = BagInfo(("sIP", "dIP"), ("records",))
+    if not pair_bags:
+        return bags.write_bag(bags.empty_bag_table(info), out, info)
+    return add_bags(pair_bags, out)
+
+
+def single_counter_bag(source_bag: Path, counter: str, out: Path) -> Path:
+    """Project a multi-counter source bag onto one counter (an rwbag-style one-counter bag)."""
+    info = BagInfo(("sIP",), (counter,))
+    sql = f'SELECT sIP, sIPv6, "{counter}" FROM read_parquet(?) WHERE "{counter}" > 0'
+    return write_bag_query(duckdb.connect(), sql, [str(source_bag)], out, info)
+
+
+def destination_count_bag(pair_bags: Sequence[Path], out: Path) -> Path:
+    """Distinct inside destinations per source over the given contact-pair bags."""
+    info = BagInfo(("sIP",), ("destinations",))
+    if not pair_bags:
+        return bags.write_bag(bags.empty_bag_table(info), out, info)
+    sql = (
+        "SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations FROM "
+        f"(SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({sql_list(pair_bags)})) GROUP BY ALL"
+    )
+    return write_bag_query(duckdb.connect(), sql, [], out, info)
+
+
+@dataclass
+class VlfSets:
+    f: IPSet
+    d: IPSet
+    fd: IPSet
+
+
+def vlf_sets(flow_bag: Path, destination_bag: Path, thresholds: VlfThresholds) -> VlfSets:
+    """VLF-f: 1..max_flows flows; VLF-d: 1..max_destinations destinations; VLF-fd: both."""
+    f = coverset(flow_bag, min_counter=1, max_counter=thresholds.max_flows)
+    d = coverset(destination_bag, min_counter=1, max_counter=thresholds.max_destinations)
+    return VlfSets(f, d, f & d)
+
+
+def extract_flows_by_source(flow_files: Sequence[Path], sources: IPSet, out: Path) -> int:
+    """rwfilter --sipset: write the flows whose source is in ``sources``; returns the count."""
+    con = duckdb.connect()
+    v4 = pa.table({"ip": pa.array(sources.ipv4_array(), pa.uint32())})
+    v6 = pa.table({"ip": pa.array([a.tobytes() for a in sources.v6], pa.binary())})
+    con.register("v4_members", v4)
+    con.register("v6_members", v6)
+    columns = ", ".join(f'f."{c}"' for c in FLOW_SCHEMA.names)
+    if flow_files:
+        source = f"read_parquet({sql_list(flow_files)})"
+    else:
+        con.register("no_flows", FLOW_SCHEMA.empty_table())
+        source = "no_flows"
+    sql = (
+        f"SELECT {columns} FROM {source} f WHERE "
+        "(f.attributes & 128 = 0 AND f.sIP IN (SELECT ip FROM v4_members)) OR "
+        "(f.attributes & 128 <> 0 AND f.sIPv6::BLOB IN (SELECT ip FROM v6_members)) "
+        "ORDER BY f.sTime, f.sIP"
+    )
+    with atomic_path(out) as tmp:
+        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+    return con.execute("SELECT count(*) FROM read_parquet(?)", [str(out)]).fetchone()[0]
+
+
+# --- the per-host flow distribution table ----------------------------------------------------
+
+DISTRIBUTION_COLUMNS = ["Flows/host", "Sources", "% sources", "Cum. % sources", "Flows", "% flows", "Cum. % flows"]
+
+
+def per_host_flow_distribution(flow_bag: Path, max_flows: int = 10) -> pd.DataFrame:
+    """The study's "Per Host Flow Distribution": one row per flow count 1..max_flows, then
+    ``1...100``, ``> 100`` and ``Total``; sources and flows with % and cumulative %.
+
+    As in the study, the 1...100 and > 100 rows are not cumulative with the rows above: their
+    "Cum." columns repeat their own share.
+    """
+    con = duckdb.connect()
+    counts = con.execute(
+        "SELECT records, count(*) AS sources FROM read_parquet(?) WHERE records > 0 GROUP BY 1 ORDER BY 1",
+        [str(flow_bag)],
+    ).fetchdf()
+    per = counts.set_index("records")["sources"].astype("int64")
+    flows_of = per * per.index.to_numpy(dtype=np.int64)
+    total_sources, total_flows = int(per.sum()), int(flows_of.sum())
+
+    def pct(x: int, total: int) -> float:
+        return 100.0 * x / total if total else 0.0
+
+    rows, cum_s, cum_f = [], 0, 0
+    for n in range(1, max_flows + 1):
+        s, f = int(per.get(n, 0)), int(flows_of.get(n, 0))
+        cum_s, cum_f = cum_s + s, cum_f + f
+        rows.append((str(n), s, pct(s, total_sources), pct(cum_s, total_sources), f, pct(f, total_flows), pct(cum_f, total_flows)))
+    low = per.index <= 100
+    for label, mask in (("1...100", low), ("> 100", ~low)):
+        s, f = int(per[mask].sum()), int(flows_of[mask].sum())
+        rows.append((label, s, pct(s, total_sources), pct(s, total_sources), f, pct(f, total_flows), pct(f, total_flows)))
+    rows.append(("Total", total_sources, 100.0 if total_sources else 0.0, 100.0 if total_sources else 0.0, total_flows, 100.0 if total_flows else 0.0, 100.0 if total_flows else 0.0))
+    return pd.DataFrame(rows, columns=DISTRIBUTION_COLUMNS)

@@ -1,0 +1,159 @@
+"""The flow record: one Arrow schema for every flow file the project writes or reads.
+
+Fields follow SiLK's record (rwrec.h): addresses, ports, protocol, volumes, the three TCP flag
+bytes, start time and duration in milliseconds, sensor, flowtype, interfaces, next hop,
+application and attributes.  ICMP type and code live in dPort (type*256 + code), as in SiLK.
+
+IPv4 addresses are uint32 columns (``sIP``, ``dIP``, ``nhIP``).  IPv6 records carry their
+addresses in the 16-byte ``sIPv6``/``dIPv6``/``nhIPv6`` columns (null for IPv4 records) and set
+the 0x80 bit of ``attributes``, SiLK's "IPv6 record" marker; their uint32 columns hold 0.
+Packets and bytes are uint64 (SiLK has uint32), so implausible collector volumes survive intact.
+
+Nothing else in the project spells field types: build tables with :func:`empty_table` or
+:func:`conform`, and ask :data:`FLOW_SCHEMA` for a field's type.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numpy as np
+import pyarrow as pa
+
+ATTR_IPV6 = 0x80
+
+IPV6_TYPE = pa.binary(16)
+
+FLOW_SCHEMA = pa.schema(
+    [
+        pa.field("sIP", pa.uint32(), nullable=False),
+        pa.field("dIP", pa.uint32(), nullable=False),
+        pa.field("sPort", pa.uint16(), nullable=False),
+        pa.field("dPort", pa.uint16(), nullable=False),
+        pa.field("protocol", pa.uint8(), nullable=False),
+        pa.field("packets", pa.uint64(), nullable=False),
+        pa.field("bytes", pa.uint64(), nullable=False),
+        pa.field("flags", pa.uint8(), nullable=False),
+        pa.field("initialFlags", pa.uint8(), nullable=False),
+        pa.field("sessionFlags", pa.uint8(), nullable=False),
+        pa.field("sTime", pa.int64(), nullable=False),  # ms since the Unix epoch, UTC
+        pa.field("duration", pa.uint32(), nullable=False),  # ms
+        pa.field("sensor", pa.uint16(), nullable=False),
+        pa.field("flowtype", pa.uint8(), nullable=False),
+        pa.field("in", pa.uint16(), nullable=False),
+        pa.field("out", pa.uint16(), nullable=False),
+        pa.field("nhIP", pa.uint32(), nullable=False),
+        pa.field("application", pa.uint16(), nullable=False),
+        pa.field("attributes", pa.uint8(), nullable=False),
+        pa.field("sIPv6", IPV6_TYPE, nullable=True),
+        pa.field("dIPv6", IPV6_TYPE, nullable=True),
+        pa.field("nhIPv6", IPV6_TYPE, nullable=True),
+    ],
+    metadata={b"vlf.record": b"silk-flow-v1"},
+)
+
+FIELD_NAMES: tuple[str, ...] = tuple(FLOW_SCHEMA.names)
+IPV6_FIELDS = ("sIPv6", "dIPv6", "nhIPv6")
+# Fields a producer must supply; the rest default to 0 (or null for IPv6 columns).
+REQUIRED_FIELDS = ("sIP", "dIP", "sPort", "dPort", "protocol", "packets", "bytes", "sTime")
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+MS_PER_HOUR = 3_600_000
+
+
+class SchemaError(ValueError):
+    """A table does not fit the flow schema."""
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a non-IPv6 flow field, e.g. ``numpy_dtype('sPort') == uint16``."""
+    return np.dtype(FLOW_SCHEMA.field(name).type.to_pandas_dtype())
+
+
+def empty_table() -> pa.Table:
+    return FLOW_SCHEMA.empty_table()
+
+
+def conform(table: pa.Table | dict, *, source: str = "<table>") -> pa.Table:
+    """Return ``table`` with exactly the flow schema's columns, order and types.
+
+    Missing optional columns are filled with 0 (IPv6 columns with null); missing required columns
+    or values that do not fit their type raise :class:`SchemaError` naming ``source``.
+    """
+    if isinstance(table, dict):
+        table = pa.table(table)
+    n = table.num_rows
+    missing = [f for f in REQUIRED_FIELDS if f not in table.column_names]
+    if missing:
+        raise SchemaError(f"{source}: missing required flow field(s): {', '.join(missing)}")
+    unknown = [c for c in table.column_names if c not in FIELD_NAMES]
+    if unknown:
+        raise SchemaError(f"{source}: unknown flow field(s): {', '.join(unknown)}")
+    columns = []
+    for field in FLOW_SCHEMA:
+        if field.name in table.column_names:
+            column = table.column(field.name)
+            if column.type != field.type:
+                try:
+                    column = column.cast(field.type)  # safe cast: raises on overflow
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise SchemaError(f"{source}: field {field.name}: {exc}") from None
+        elif field.nullable:
+            column = pa.nulls(n, field.type)
+        else:
+            column = pa.array(np.zeros(n, dtype=numpy_dtype(field.name)), type=field.type)
+        if not field.nullable and column.null_count:
+            raise SchemaError(f"{source}: field {field.name} has {column.null_count} null value(s)")
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=FLOW_SCHEMA)
+
+
+def check_schema(table: pa.Table, *, source: str = "<table>") -> None:
+    """Raise :class:`SchemaError` unless ``table`` has exactly the flow schema."""
+    if not table.schema.equals(FLOW_SCHEMA, check_metadata=False):
+        raise SchemaError(f"{source}: schema differs from the flow schema:\n{table.schema}")
+
+
+# --- addresses -------------------------------------------------------------------------------
+
+
+def ipv4_to_int(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
+
+
+def int_to_ipv4(value: int) -> str:
+    return str(ipaddress.IPv4Address(int(value)))
+
+
+def ipv4_strings(values: np.ndarray) -> np.ndarray:
+    """Dotted quads for an array of uint32 addresses, without a Python loop per address."""
+    v = np.asarray(values, dtype=np.uint32)
+    octets = [(v >> shift) & 0xFF for shift in (24, 16, 8, 0)]
+    parts = [o.astype(str) for o in octets]
+    out = parts[0]
+    for p in parts[1:]:
+        out = np.char.add(np.char.add(out, "."), p)
+    return out
+
+
+def is_icmp(protocol: np.ndarray, attributes: np.ndarray) -> np.ndarray:
+    """SiLK's test: protocol 1, or protocol 58 on an IPv6 record."""
+    protocol = np.asarray(protocol)
+    v6 = (np.asarray(attributes) & ATTR_IPV6) != 0
+    return (protocol == PROTO_ICMP) | ((protocol == PROTO_ICMPV6) & v6)
+
+
+def ipv6_words(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(high, low) uint64 halves of a 16-byte address column; null entries give (0, 0)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], type=IPV6_TYPE)
+    column = column.fill_null(b"\0" * 16) if column.null_count else column
+    n = len(column)
+    raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)
+    raw = raw[column.offset * 16 : (column.offset + n) * 16].reshape(n, 16)
+    words = raw.view(">u8").reshape(n, 2).astype(np.uint64)
+    return words[:, 0], words[:, 1]

@@ -1,0 +1,172 @@
+"""Site configuration: internal networks, sensors, the time window and VLF thresholds.
+
+Loaded from TOML.  Lookup order: an explicit path, ``$VLF_SITE_CONFIG``, ``$VLF_DATA_DIR/site.toml``
+(``data/site.toml`` by default), then the packaged ``site.default.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_CONFIG_NAME = "site.default.toml"
+
+
+class SiteConfigError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class VlfThresholds:
+    max_flows: int = 10
+    max_destinations: int = 1
+
+    def __post_init__(self):
+        if self.max_flows < 1 or self.max_destinations < 1:
+            raise SiteConfigError("vlf.max_flows and vlf.max_destinations must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    name: str
+    internal_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    sensors: tuple[str, ...]
+    start: datetime
+    end: datetime | None
+    web_ports: tuple[int, ...] = (80, 443, 8080)
+    icmp_split: bool = True
+    null_interface: int = -1
+    vlf: VlfThresholds = VlfThresholds()
+    source: str = "<defaults>"
+
+    @property
+    def ipv4_networks(self) -> list[tuple[int, int]]:
+        """(network, netmask) integer pairs of the IPv4 internal networks."""
+        return [
+            (int(n.network_address), int(n.netmask))
+            for n in self.internal_networks
+            if n.version == 4
+        ]
+
+    @property
+    def ipv6_networks(self) -> list[ipaddress.IPv6Network]:
+        return [n for n in self.internal_networks if n.version == 6]
+
+    def sensor_id(self, name: str) -> int:
+        try:
+            return self.sensors.index(name)
+        except ValueError:
+            raise SiteConfigError(f"unknown sensor {name!r} (site sensors: {', '.join(self.sensors)})") from None
+
+    def sensor_name(self, sensor_id: int) -> str:
+        if 0 <= sensor_id < len(self.sensors):
+            return self.sensors[sensor_id]
+        return f"S{sensor_id}"
+
+    def with_window(self, start: datetime, end: datetime | None) -> "Site":
+        return dataclasses.replace(self, start=start, end=end)
+
+    def to_toml(self) -> str:
+        nets = ", ".join(f'"{n}"' for n in self.internal_networks)
+        sensors = ", ".join(f'"{s}"' for s in self.sensors)
+        lines = [
+            f'name = "{self.name}"',
+            f"internal_networks = [{nets}]",
+            f"sensors = [{sensors}]",
+            f'start = "{self.start:%Y-%m-%dT%H:%M}"',
+        ]
+        if self.end is not None:
+            lines.append(f'end = "{self.end:%Y-%m-%dT%H:%M}"')
+        lines += [
+            f"web_ports = [{', '.join(str(p) for p in self.web_ports)}]",
+            f"icmp_split = {'true' if self.icmp_split else 'false'}",
+            f"null_interface = {self.null_interface}",
+            "",
+            "[vlf]",
+            f"max_flows = {self.vlf.max_flows}",
+            f"max_destinations = {self.vlf.max_destinations}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def parse_utc(text: str, *, what: str = "time") -> datetime:
+    try:
+        value = datetime.fromisoformat(str(text))
+    except ValueError:
+        raise SiteConfigError(f"invalid {what} {text!r}: expected YYYY-MM-DDTHH:MM") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    if value.minute or value.second or value.microsecond:
+        raise SiteConfigError(f"invalid {what} {text!r}: must fall on a whole hour")
+    return value
+
+
+def site_from_mapping(data: dict, *, source: str = "<mapping>") -> Site:
+    known = {"name", "internal_networks", "sensors", "start", "end", "web_ports", "icmp_split", "null_interface", "vlf"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SiteConfigError(f"{source}: unknown setting(s): {', '.join(unknown)}")
+    try:
+        networks = tuple(ipaddress.ip_network(n, strict=True) for n in data.get("internal_networks", ["10.1.24.0/22"]))
+    except ValueError as exc:
+        raise SiteConfigError(f"{source}: internal_networks: {exc}") from None
+    sensors = tuple(str(s) for s in data.get("sensors", ["S0"]))
+    if not sensors or len(set(sensors)) != len(sensors):
+        raise SiteConfigError(f"{source}: sensors must be a non-empty list of distinct names")
+    start = parse_utc(data.get("start", "2006-04-01T00:00"), what=f"{source}: start")
+    end = parse_utc(data["end"], what=f"{source}: end") if data.get("end") else None
+    if end is not None and end <= start:
+        raise SiteConfigError(f"{source}: end {end:%Y-%m-%dT%H:%M} is not after start {start:%Y-%m-%dT%H:%M}")
+    vlf_data = data.get("vlf", {})
+    try:
+        vlf = VlfThresholds(**vlf_data)
+    except TypeError as exc:
+        raise SiteConfigError(f"{source}: [vlf]: {exc}") from None
+    return Site(
+        name=str(data.get("name", "site")),
+        internal_networks=networks,
+        sensors=sensors,
+        start=start,
+        end=end,
+        web_ports=tuple(int(p) for p in data.get("web_ports", (80, 443, 8080))),
+        icmp_split=bool(data.get("icmp_split", True)),
+        null_interface=int(data.get("null_interface", -1)),
+        vlf=vlf,
+        source=source,
+    )
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("VLF_DATA_DIR", "data"))
+
+
+def site_config_path() -> Path | None:
+    """The site file that :func:`load_site` would read, or None for the packaged default."""
+    if os.environ.get("VLF_SITE_CONFIG"):
+        return Path(os.environ["VLF_SITE_CONFIG"])
+    candidate = data_dir() / "site.toml"
+    return candidate if candidate.exists() else None
+
+
+def load_site(path: str | Path | None = None) -> Site:
+    path = Path(path) if path is not None else site_config_path()
+    if path is None:
+        text = resources.files("vlf_dagster").joinpath(DEFAULT_CONFIG_NAME).read_text()
+        source = f"<packaged {DEFAULT_CONFIG_NAME}>"
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SiteConfigError(f"cannot read site configuration {path}: {exc.strerror}") from None
+        source = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SiteConfigError(f"{source}: {exc}") from None
+    return site_from_mapping(data, source=source)

@@ -1,0 +1,153 @@
+"""Paths of the data directory and atomic writes.
+
+Layout (root ``data/`` by default, ``$VLF_DATA_DIR`` overrides):
+
+- ``landing/dt=YYYY-MM-DD/hour=HH/<source>.<ext>``: raw input for the hour, as it arrived
+- ``archive/<type>/YYYY/MM/DD/<flowtype>-<sensor>_YYYYMMDD.HH.parquet``: SiLK's path format
+- ``quarantine/dt=YYYY-MM-DD/hour=HH.parquet``: rejected input records with origin and reason
+- ``<asset>/dt=YYYY-MM-DD/hour=HH.<ext>``: derived hourly artifacts (hive style, no colons)
+- ``<asset>/month=YYYY-MM.<ext>``: monthly rollups; ``<asset>.<ext>``: window-level artifacts
+- ``reports/<window>/``: HTML report, CSV and PNG files
+
+Every write goes to a temporary file in the destination folder and is renamed into place, so a
+crash never leaves half a file and re-writing a partition replaces it whole.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .flowtypes import FLOWTYPES, file_prefix, type_name
+
+PARQUET_OPTIONS = dict(compression="zstd")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_parquet(table: pa.Table, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **PARQUET_OPTIONS)
+    return Path(path)
+
+
+def write_bytes(data: bytes, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    return write_bytes(text.encode("utf-8"), path)
+
+
+# --- hours ----------------------------------------------------------------------------------
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def hour_ms(hour: datetime) -> int:
+    """Milliseconds since the epoch at the start of ``hour``."""
+    return int(hour.astimezone(timezone.utc).timestamp()) * 1000
+
+
+def hours_between(start: datetime, end: datetime) -> list[datetime]:
+    """Every hour from ``start`` (inclusive) to ``end`` (exclusive)."""
+    out, hour = [], floor_hour(start)
+    while hour < end:
+        out.append(hour)
+        hour += timedelta(hours=1)
+    return out
+
+
+# --- paths ----------------------------------------------------------------------------------
+
+
+def hourly_path(base: str | Path, asset: str, hour: datetime, ext: str = "parquet") -> Path:
+    return Path(base) / asset / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}.{ext}"
+
+
+def hourly_glob(base: str | Path, asset: str, ext: str = "parquet") -> str:
+    return str(Path(base) / asset / "dt=*" / f"hour=*.{ext}")
+
+
+def monthly_path(base: str | Path, asset: str, month: datetime, ext: str = "parquet") -> Path:
+    return Path(base) / asset / f"month={month:%Y-%m}.{ext}"
+
+
+def window_path(base: str | Path, asset: str, ext: str = "parquet") -> Path:
+    return Path(base) / f"{asset}.{ext}"
+
+
+def landing_dir(base: str | Path, hour: datetime) -> Path:
+    return Path(base) / "landing" / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+
+
+def landing_hours(base: str | Path) -> list[datetime]:
+    """The hours that have a landing folder with at least one file."""
+    hours = []
+    for folder in sorted((Path(base) / "landing").glob("dt=*/hour=*")):
+        if any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+            day = folder.parent.name.removeprefix("dt=")
+            hours.append(datetime.strptime(f"{day} {folder.name.removeprefix('hour=')}", "%Y-%m-%d %H").replace(tzinfo=timezone.utc))
+    return hours
+
+
+def quarantine_path(base: str | Path, hour: datetime) -> Path:
+    return hourly_path(base, "quarantine", hour)
+
+
+def archive_path(base: str | Path, flowtype: int, sensor: str, hour: datetime) -> Path:
+    """SiLK's default path format ``%T/%Y/%m/%d/%x`` with a ``.parquet`` suffix."""
+    return (
+        Path(base)
+        / "archive"
+        / type_name(flowtype)
+        / f"{hour:%Y}"
+        / f"{hour:%m}"
+        / f"{hour:%d}"
+        / f"{file_prefix(flowtype)}-{sensor}_{hour:%Y%m%d.%H}.parquet"
+    )
+
+
+def archive_files(
+    base: str | Path,
+    hours: list[datetime],
+    flowtypes: list[int] | None = None,
+    sensors: list[str] | None = None,
+) -> list[Path]:
+    """Existing archive files for the given hours, flowtypes (default all) and sensors (default all)."""
+    flowtypes = sorted(FLOWTYPES) if flowtypes is None else flowtypes
+    files = []
+    for hour in hours:
+        for ft in flowtypes:
+            folder = Path(base) / "archive" / type_name(ft) / f"{hour:%Y}" / f"{hour:%m}" / f"{hour:%d}"
+            pattern = f"{file_prefix(ft)}-*_{hour:%Y%m%d.%H}.parquet"
+            for path in sorted(folder.glob(pattern)):
+                sensor = path.name[len(file_prefix(ft)) + 1 :].rsplit("_", 1)[0]
+                if sensors is None or sensor in sensors:
+                    files.append(path)
+    return files
