@@ -47,10 +47,10 @@ def active_hosts(flow_files: Sequence[Path]) -> IPSet:
     """Inside addresses that originated or answered traffic: sources of outbound and int2int flows."""
     if not flow_files:
         return IPSet()
-    table = duckdb.connect().execute(
+    table = duckdb.connect().sql(
         f"SELECT sIP, sIPv6, attributes FROM read_parquet({sql_list(flow_files)}) "
         f"WHERE flowtype IN ({', '.join(str(t) for t in (*OUTBOUND_TYPES, INT2INT))})"
-    ).fetch_arrow_table()
+    ).to_arrow_table()
     return IPSet.from_flow_column(table, "sIP")
 
 
@@ -81,11 +81,12 @@ def rollup_contact_pairs(pair_bags: Sequence[Path], out: Path) -> Path:
     return add_bags(pair_bags, out)
 
 
-def single_counter_bag(source_bag: Path, counter: str, out: Path) -> Path:
-    """Project a multi-counter source bag onto one counter (an rwbag-style one-counter bag)."""
-    info = BagInfo(("sIP",), (counter,))
-    sql = f'SELECT sIP, sIPv6, "{counter}" FROM read_parquet(?) WHERE "{counter}" > 0'
-    return write_bag_query(duckdb.connect(), sql, [str(source_bag)], out, info)
+def window_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path) -> Path:
+    """Add monthly source bags into a one-counter window bag (``records`` or ``hours``)."""
+    if not monthly_bags:
+        info = BagInfo(("sIP",), (counter,))
+        return bags.write_bag(bags.empty_bag_table(info), out, info)
+    return add_bags(monthly_bags, out, counters=[counter])
 
 
 def destination_count_bag(pair_bags: Sequence[Path], out: Path) -> Path:

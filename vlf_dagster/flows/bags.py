@@ -157,10 +157,16 @@ def write_bag(table: pa.Table, path: str | Path, info: BagInfo) -> Path:
     return Path(path)
 
 
-def add_bags(paths: Sequence[str | Path], out: str | Path, *, extra: dict[str, str] | None = None) -> Path:
+def add_bags(
+    paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    counters: Sequence[str] | None = None,
+    extra: dict[str, str] | None = None,
+) -> Path:
     """rwbagtool --add: sum counters per key over ``paths`` (missing keys count 0).
 
-    ``extra`` adds computed counters, e.g. ``{"hours": "count(*)"}`` counts the input bags a key
+    ``counters`` keeps only those counters of multi-counter bags.  ``extra`` adds computed counters, e.g. ``{"hours": "count(*)"}`` counts the input bags a key
     appears in (the "count 1 bags added up" of the study).  Overflow past
     :data:`COUNTER_MAX` raises :class:`BagOverflowError`, as rwbagtool does.
     """
@@ -170,6 +176,11 @@ def add_bags(paths: Sequence[str | Path], out: str | Path, *, extra: dict[str, s
     if len(infos) != 1:
         raise BagError(f"add_bags: inputs have different keys or counters: {sorted(map(str, infos))}")
     (info,) = infos
+    if counters is not None:
+        missing = [c for c in counters if c not in info.counters]
+        if missing:
+            raise BagError(f"add_bags: inputs have no counter(s) {missing} (counters: {list(info.counters)})")
+        info = BagInfo(info.keys, tuple(counters))
     extra = extra or {}
     out_info = BagInfo(info.keys, info.counters + tuple(extra))
     key_sql = _select_keys(info)
@@ -208,12 +219,9 @@ def coverset(
         raise BagError(f"{path}: no counter {counter!r} (counters: {list(info.counters)})")
     v4col, v6col = KEYS[info.keys[0]]
     con = duckdb.connect()
-    rows = con.execute(
+    rows = con.sql(
         f"SELECT {_quote(v4col)}, {_quote(v6col)} FROM read_parquet(?) "
-        f"WHERE {_quote(counter)} BETWEEN ? AND ?",
-        [str(path), min_counter, max_counter],
-    ).arrow()
-    rows = pa.table(rows) if not isinstance(rows, pa.Table) else rows
+        f"WHERE {_quote(counter)} BETWEEN ? AND ?", params=[str(path), min_counter, max_counter]).to_arrow_table()
     v6 = rows.column(v6col)
     if v6.type != IPV6_TYPE:
         v6 = v6.cast(IPV6_TYPE)

@@ -111,14 +111,12 @@ def read_landing_parquet(
         problems.append("WHEN TRY_CAST(packets AS UBIGINT) > TRY_CAST(bytes AS UBIGINT) THEN 'more packets than bytes'")
     reason_sql = "CASE " + " ".join(problems) + " ELSE NULL END"
     con.execute(f"CREATE TABLE checked AS SELECT {', '.join(casts)}, _row, {reason_sql} AS _reason FROM landing")
-    good = con.execute(
+    good = con.sql(
         f"SELECT {', '.join(_q(c) for c in FLOW_SCHEMA.names if c in present)} FROM checked WHERE _reason IS NULL ORDER BY _row"
-    ).fetch_arrow_table()
-    bad = con.execute(
+    ).to_arrow_table()
+    bad = con.sql(
         "SELECT ? || ':' || c._row AS origin, c._reason AS reason, to_json(l)::VARCHAR AS record "
-        "FROM checked c JOIN landing l USING (_row) WHERE c._reason IS NOT NULL ORDER BY c._row",
-        [str(path)],
-    ).fetch_arrow_table()
+        "FROM checked c JOIN landing l USING (_row) WHERE c._reason IS NOT NULL ORDER BY c._row", params=[str(path)]).to_arrow_table()
     reasons = dict(con.execute("SELECT _reason, count(*) FROM checked WHERE _reason IS NOT NULL GROUP BY 1").fetchall())
     flows = conform(good, source=str(path))
     return IngestResult(flows, bad.cast(QUARANTINE_SCHEMA), reasons)

@@ -152,7 +152,9 @@ class IPSet:
         except Exception as exc:  # pyroaring raises plain ValueError/RuntimeError on garbage
             raise SetFileError(f"{source}: corrupt IPv4 bitmap: {exc}") from None
         v6 = np.frombuffer(body[v4_len:], dtype=_V6_DTYPE).copy()
-        if len(v6) > 1 and not np.all(v6[1:] > v6[:-1]):
+        hi, lo = v6["hi"], v6["lo"]
+        increasing = (hi[1:] > hi[:-1]) | ((hi[1:] == hi[:-1]) & (lo[1:] > lo[:-1]))
+        if not increasing.all():
             raise SetFileError(f"{source}: corrupt IPv6 part (addresses not sorted and unique)")
         return cls(v4, v6)
 

@@ -68,6 +68,10 @@ class Site:
             return self.sensors[sensor_id]
         return f"S{sensor_id}"
 
+    def window_end(self) -> datetime:
+        """The exclusive end of the window: ``end``, or the current hour for a live site."""
+        return self.end or datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
     def with_window(self, start: datetime, end: datetime | None) -> "Site":
         return dataclasses.replace(self, start=start, end=end)
 

@@ -1,0 +1,3 @@
+from .store import VlfStore
+
+__all__ = ["VlfStore"]

@@ -1,0 +1,115 @@
+"""Stage 2: hourly bags and sets, their monthly rollups and the window-level bags."""
+
+
+import dagster as dg
+import duckdb
+
+from ..analysis import vlf
+from ..flows.storage import hours_between
+from ..resources import VlfStore
+from .archive import HOURLY_BATCH
+from .partitions import StudyPartitions
+
+
+def _hours(context):
+    window = context.partition_time_window
+    return hours_between(window.start, window.end)
+
+
+def _rows(path) -> int:
+    return duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
+
+
+def build(parts: StudyPartitions) -> list:
+    hourly = dict(
+        partitions_def=parts.hourly,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=HOURLY_BATCH),
+        group_name="bags",
+        deps=["hourly_flows"],
+    )
+
+    @dg.asset(**hourly, kinds={"parquet"}, description="Per outside source: records, packets and bytes "
+              "of the hour's inbound flows (in, inweb, inicmp). <asset>/dt=YYYY-MM-DD/hour=HH.parquet")
+    def hourly_source_bags(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
+        sources = 0
+        for hour in _hours(context):
+            sources += _rows(vlf.hourly_source_bag(store.inbound_files(hour), store.hourly("hourly_source_bags", hour)))
+        return dg.MaterializeResult(metadata={"source_hours": sources})
+
+    @dg.asset(**hourly, kinds={"parquet"}, description="The hour's distinct (outside sIP, inside dIP) pairs "
+              "with their flow counts: exact, where SiLK needed a Bloom-filter plug-in.")
+    def hourly_contact_pairs(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
+        pairs = 0
+        for hour in _hours(context):
+            pairs += _rows(vlf.hourly_contact_pairs(store.inbound_files(hour), store.hourly("hourly_contact_pairs", hour)))
+        return dg.MaterializeResult(metadata={"pair_hours": pairs})
+
+    @dg.asset(**hourly, kinds={"roaring"}, description="Inside addresses active in the hour (sources of "
+              "outbound and int2int flows), as an IP set file.")
+    def hourly_active_hosts(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
+        sizes = []
+        for hour in _hours(context):
+            active = vlf.active_hosts(store.archive_files([hour]))
+            active.write(store.hourly("hourly_active_hosts", hour, "set"))
+            sizes.append(len(active))
+        return dg.MaterializeResult(metadata={"max_active_per_hour": max(sizes, default=0)})
+
+    monthly = dict(partitions_def=parts.monthly, group_name="bags")
+
+    def _month_inputs(context, store, asset, ext="parquet"):
+        window = context.partition_time_window
+        return window.start, store.existing_hourly(asset, window.start, window.end, ext)
+
+    @dg.asset(**monthly, deps=[hourly_source_bags], kinds={"parquet"},
+              description="The month's hourly source bags added up; `hours` counts the hours each source was active.")
+    def monthly_source_bags(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
+        month, inputs = _month_inputs(context, store, "hourly_source_bags")
+        out = vlf.rollup_source_bags(inputs, store.monthly("monthly_source_bags", month))
+        return dg.MaterializeResult(metadata={"hours_read": len(inputs), "sources": _rows(out)})
+
+    @dg.asset(**monthly, deps=[hourly_contact_pairs], kinds={"parquet"},
+              description="The month's distinct (sIP, dIP) pairs with their flow counts.")
+    def monthly_contact_pairs(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
+        month, inputs = _month_inputs(context, store, "hourly_contact_pairs")
+        out = vlf.rollup_contact_pairs(inputs, store.monthly("monthly_contact_pairs", month))
+        return dg.MaterializeResult(metadata={"hours_read": len(inputs), "pairs": _rows(out)})
+
+    @dg.asset(**monthly, deps=[hourly_active_hosts], kinds={"roaring"},
+              description="Inside addresses active at some hour of the month.")
+    def monthly_active_hosts(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
+        month, inputs = _month_inputs(context, store, "hourly_active_hosts", "set")
+        active = vlf.union_sets(inputs)
+        active.write(store.monthly("monthly_active_hosts", month, "set"))
+        return dg.MaterializeResult(metadata={"hours_read": len(inputs), "active_hosts": len(active)})
+
+    window = dict(group_name="bags", kinds={"parquet"})
+
+    @dg.asset(**window, deps=[monthly_source_bags],
+              description="Flows per outside source over the whole window (bag sIP -> records).")
+    def source_flow_bag(store: VlfStore) -> dg.MaterializeResult:
+        out = vlf.window_counter_bag(store.existing_monthly("monthly_source_bags"), "records", store.window("source_flow_bag"))
+        return dg.MaterializeResult(metadata={"sources": _rows(out), "path": dg.MetadataValue.path(str(out))})
+
+    @dg.asset(**window, deps=[monthly_source_bags],
+              description="Hours in which each outside source was active over the window (the count-1 bags added up).")
+    def source_hour_count_bag(store: VlfStore) -> dg.MaterializeResult:
+        out = vlf.window_counter_bag(store.existing_monthly("monthly_source_bags"), "hours", store.window("source_hour_count_bag"))
+        in_1_to_5 = duckdb.connect().execute(
+            "SELECT avg((hours BETWEEN 1 AND 5)::INT) FROM read_parquet(?)", [str(out)]
+        ).fetchone()[0]
+        return dg.MaterializeResult(metadata={"sources": _rows(out), "share_active_1_to_5_hours": float(in_1_to_5 or 0)})
+
+    @dg.asset(**window, deps=[monthly_contact_pairs],
+              description="Distinct inside destinations per outside source over the window.")
+    def source_destination_count_bag(store: VlfStore) -> dg.MaterializeResult:
+        out = vlf.destination_count_bag(store.existing_monthly("monthly_contact_pairs"), store.window("source_destination_count_bag"))
+        single = duckdb.connect().execute(
+            "SELECT count(*) FILTER (WHERE destinations = 1), count(*) FROM read_parquet(?)", [str(out)]
+        ).fetchone()
+        return dg.MaterializeResult(metadata={"sources": single[1], "single_destination_sources": single[0]})
+
+    return [
+        hourly_source_bags, hourly_contact_pairs, hourly_active_hosts,
+        monthly_source_bags, monthly_contact_pairs, monthly_active_hosts,
+        source_flow_bag, source_hour_count_bag, source_destination_count_bag,
+    ]

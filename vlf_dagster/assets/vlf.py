@@ -1,0 +1,62 @@
+"""Stage 3: the VLF sets of the window and the flows of the VLF sources."""
+
+
+import dagster as dg
+
+from ..analysis import vlf
+from ..flows.flowtypes import INBOUND_TYPES
+from ..flows.sets import IPSet
+from ..flows.storage import hours_between
+from ..resources import VlfStore
+
+
+def _set_result(ipset: IPSet, path, **extra) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata={"ipv4": len(ipset.v4), "ipv6": len(ipset.v6), "path": dg.MetadataValue.path(str(path)), **extra}
+    )
+
+
+def build() -> list:
+    common = dict(group_name="vlf", kinds={"roaring"})
+
+    @dg.asset(**common, deps=["source_flow_bag"],
+              description="VLF-f: outside sources with 1..max_flows flows over the window "
+              "(rwbagtool --maxcounter=10 --coverset).")
+    def vlf_f_set(store: VlfStore) -> dg.MaterializeResult:
+        t = store.site.vlf
+        ipset = vlf.coverset(store.window("source_flow_bag"), min_counter=1, max_counter=t.max_flows)
+        path = ipset.write(store.window("vlf_f_set", "set"))
+        return _set_result(ipset, path, max_flows=t.max_flows)
+
+    @dg.asset(**common, deps=["source_destination_count_bag"],
+              description="VLF-d: outside sources that contacted 1..max_destinations inside addresses.")
+    def vlf_d_set(store: VlfStore) -> dg.MaterializeResult:
+        t = store.site.vlf
+        ipset = vlf.coverset(store.window("source_destination_count_bag"), min_counter=1, max_counter=t.max_destinations)
+        path = ipset.write(store.window("vlf_d_set", "set"))
+        return _set_result(ipset, path, max_destinations=t.max_destinations)
+
+    @dg.asset(**common, deps=[vlf_f_set, vlf_d_set],
+              description="VLF-fd = VLF-f ∩ VLF-d (rwsettool --intersect).")
+    def vlf_fd_set(store: VlfStore) -> dg.MaterializeResult:
+        ipset = IPSet.read(store.window("vlf_f_set", "set")) & IPSet.read(store.window("vlf_d_set", "set"))
+        return _set_result(ipset, ipset.write(store.window("vlf_fd_set", "set")))
+
+    @dg.asset(**common, deps=["monthly_active_hosts"],
+              description="Inside addresses that ever answered or originated traffic in the window.")
+    def active_inside_set(store: VlfStore) -> dg.MaterializeResult:
+        ipset = vlf.union_sets(store.existing_monthly("monthly_active_hosts", "set"))
+        return _set_result(ipset, ipset.write(store.window("active_inside_set", "set")))
+
+    @dg.asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, "hourly_flows"],
+              description="Every inbound flow of the VLF-fd sources, extracted from the archive by set "
+              "membership (rwfilter --sipset=VLF-fd.set).")
+    def vlf_flows(store: VlfStore) -> dg.MaterializeResult:
+        site = store.site
+        files = store.archive_files(hours_between(site.start, site.window_end()), list(INBOUND_TYPES))
+        sources = IPSet.read(store.window("vlf_fd_set", "set"))
+        out = store.window("vlf_flows")
+        count = vlf.extract_flows_by_source(files, sources, out)
+        return dg.MaterializeResult(metadata={"flows": count, "archive_files_read": len(files), "path": dg.MetadataValue.path(str(out))})
+
+    return [vlf_f_set, vlf_d_set, vlf_fd_set, active_inside_set, vlf_flows]

@@ -1,0 +1,60 @@
+"""The Dagster code location: assets, checks, jobs, the hourly schedule and the store resource.
+
+``dagster dev -w workspace.yaml`` loads :data:`defs`.  The site (and so the partitions) comes from
+``$VLF_SITE_CONFIG``, else ``$VLF_DATA_DIR/site.toml`` (written by ``vlf simulate``), else the
+packaged default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from .assets import build_assets
+from .assets.partitions import study_partitions
+from .flows.site import data_dir, load_site, site_config_path
+from .resources import VlfStore
+
+HOURLY_ASSETS = ["hourly_flows", "hourly_source_bags", "hourly_contact_pairs", "hourly_active_hosts"]
+MONTHLY_ASSETS = ["monthly_source_bags", "monthly_contact_pairs", "monthly_active_hosts"]
+
+
+def build_definitions(data: str | Path | None = None, site_config: str | Path | None = None) -> dg.Definitions:
+    data = Path(data) if data is not None else data_dir()
+    if site_config is None:
+        candidate = data / "site.toml"
+        site_config = os.environ.get("VLF_SITE_CONFIG") or (candidate if candidate.exists() else None)
+    site = load_site(site_config)
+    parts = study_partitions(site)
+    assets = build_assets(parts)
+
+    hourly_job = dg.define_asset_job(
+        "hourly_job", selection=dg.AssetSelection.assets(*HOURLY_ASSETS), partitions_def=parts.hourly,
+        description="Pack an hour (or a range of hours) into the archive and build its bags and sets.",
+    )
+    monthly_job = dg.define_asset_job(
+        "monthly_job", selection=dg.AssetSelection.assets(*MONTHLY_ASSETS), partitions_def=parts.monthly,
+        description="Roll a month of hourly bags and sets up.",
+    )
+    window_job = dg.define_asset_job(
+        "window_job",
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*HOURLY_ASSETS, *MONTHLY_ASSETS),
+        description="Window-level bags, VLF sets, VLF flows and the report.",
+    )
+    # Off by default: switch it on in the UI (Automation) for a live site.
+    hourly_schedule = dg.build_schedule_from_partitioned_job(
+        hourly_job, minute_of_hour=5, default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="At :05 past each hour, materialize the hour that just closed.",
+    )
+    return dg.Definitions(
+        assets=assets,
+        jobs=[hourly_job, monthly_job, window_job],
+        schedules=[hourly_schedule],
+        resources={"store": VlfStore(data_dir=str(data), site_config=str(site_config or ""))},
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

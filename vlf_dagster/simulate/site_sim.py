@@ -1,0 +1,752 @@
+"""A synthetic monitored /22 with the outside populations of the 2008 VLF study, and its ground truth.
+
+:func:`simulate` writes one landing file per hour (``landing/dt=.../hour=HH/sim.parquet``, the flow
+schema, sorted by sTime, flowtype 0: the pipeline classifies) and ``sim/ground_truth.parquet`` with
+one row per outside source: its population, its exact inbound flow count and number of distinct
+inside destinations, its main protocol and destination port and whether its destinations are live.
+
+The model, scaled by ``days`` and ``sources`` with the study's proportions:
+
+- Inside: the site's first IPv4 internal network.  About 10% of it is live; live hosts browse the
+  web (TCP 80/443) and ask DNS (UDP 53) every hour, so they show as active.  Five live hosts are
+  servers: SMTP (25), SSH (22), web (80/443), eDonkey/eMule (4662 TCP, 4672 UDP) and a HalfLife
+  game server (27015 UDP) that lives only in the first third of the window (at most 14 days):
+  afterwards it neither answers nor originates, while clients keep trying at a lower rate.
+- Outside: exactly ``sources`` distinct public addresses.  Flow counts per source follow the
+  study's per-host distribution (48.74% one flow, 90.88% one to ten, 0.76% over a hundred); 93%
+  of the one-to-ten-flow sources hit a single inside address; each source's flows cluster in time.
+  Every source belongs to one population (:data:`POPULATIONS`); answers to inbound queries are
+  outbound flows with reversed addresses and ports, 0..500 ms after the query, in the same hour.
+
+Everything is vectorised: per-source attributes are numpy arrays, expanded to flows with
+``np.repeat``; the only Python loops run per population, per port table entry and per hour.
+Same site, config and seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..flows.flags import ACK, FIN, PSH, RST, SYN
+from ..flows.schema import MS_PER_HOUR, PROTO_ICMP, PROTO_TCP, PROTO_UDP, conform, int_to_ipv4, ipv4_to_int
+from ..flows.site import Site
+from ..flows.storage import hours_between, landing_dir, write_parquet, write_text
+
+LANDING_NAME = "sim.parquet"
+MS_PER_DAY = 24 * MS_PER_HOUR
+
+# --- the study's numbers -----------------------------------------------------------------------
+
+# Per host flow distribution (study table): 1..10 flows, then 11..100, then >100.
+FLOW_BUCKET_SHARES = (
+    0.4874, 0.1779, 0.0814, 0.0510, 0.0330, 0.0244, 0.0177, 0.0146, 0.0115, 0.0099, 0.0836, 0.0076,
+)
+BUCKET_11_100, BUCKET_OVER_100 = 10, 11
+SINGLE_DESTINATION_SHARE = 0.93  # of the sources with 1..10 flows
+LIVE_SHARE = 0.10  # of the inside addresses
+MAX_LIVE_HOSTS = 4096
+GAME_MAX_DAYS = 14
+GAME_FIRST_PHASE_SHARE = 0.7  # share of game traffic in the server's lifetime (the first third)
+ANSWER_DELAY_MS = 500
+
+POPULATIONS = (
+    "scanner",
+    "p2p_peer",
+    "client",
+    "game_client",
+    "vlf_scan",
+    "vlf_targeted_hit",
+    "vlf_targeted_miss",
+    "vlf_p2p",
+    "vlf_game",
+    "vlf_smtp",
+    "backscatter",
+    "vlf_echo",
+    "other_proto",
+    "near_match",
+)
+(
+    SCANNER, P2P_PEER, CLIENT, GAME_CLIENT, VLF_SCAN, TARGETED_HIT, TARGETED_MISS, VLF_P2P,
+    VLF_GAME, VLF_SMTP, BACKSCATTER, VLF_ECHO, OTHER_PROTO, NEAR_MATCH,
+) = range(len(POPULATIONS))
+
+# Who the heavier sources are.
+POPULATIONS_11_100 = ((CLIENT, 0.40), (P2P_PEER, 0.40), (GAME_CLIENT, 0.20))
+POPULATIONS_OVER_100 = ((SCANNER, 0.75), (P2P_PEER, 0.15), (GAME_CLIENT, 0.10))
+# 1..10-flow sources that hit 2..5 addresses.
+POPULATIONS_MULTI_DESTINATION = ((VLF_SCAN, 0.50), (BACKSCATTER, 0.40), (VLF_ECHO, 0.10))
+# 1..10-flow single-destination sources; vlf_smtp (a single SMTP session) only with 1..3 flows.
+POPULATIONS_SINGLE_DESTINATION = (
+    (TARGETED_HIT, 0.30), (VLF_P2P, 0.17), (VLF_SCAN, 0.12), (BACKSCATTER, 0.11), (VLF_GAME, 0.08),
+    (VLF_SMTP, 0.08), (TARGETED_MISS, 0.06), (VLF_ECHO, 0.05), (NEAR_MATCH, 0.02),
+)
+SMTP_MAX_FLOWS = 3
+OTHER_PROTOCOLS = (0, 12, 41, 47, 50, 89, 132, 255)
+IMPLAUSIBLE_PROTOCOLS = (0, 12, 89)  # collector garbage: 10^6..10^8 packets
+
+# (port, weight): TCP sweeps and single probes.
+SCANNER_PORTS = ((445, 0.50), (139, 0.20), (1433, 0.15), (80, 0.15))
+VLF_SCAN_PORTS = ((445, 0.55), (139, 0.10), (1433, 0.08), (80, 0.12), (25, 0.15))
+# (protocol, port, weight): each port always goes to one specific address (study hit/miss tables).
+TARGETED_HIT_PORTS = (
+    (PROTO_TCP, 35372, 58994), (PROTO_TCP, 17306, 26723), (PROTO_TCP, 41639, 42492),
+    (PROTO_TCP, 24263, 22113), (PROTO_TCP, 7717, 17676), (PROTO_TCP, 25383, 17266),
+    (PROTO_TCP, 40987, 13615),
+    (PROTO_UDP, 7986, 479889), (PROTO_UDP, 7717, 410036), (PROTO_UDP, 41639, 213221),
+    (PROTO_UDP, 56604, 107250), (PROTO_UDP, 3531, 73635), (PROTO_UDP, 22198, 31315),
+    (PROTO_UDP, 25383, 22255), (PROTO_UDP, 24263, 20815),
+)
+TARGETED_MISS_PORTS = (
+    (PROTO_TCP, 9272, 21110), (PROTO_TCP, 47190, 11939), (PROTO_TCP, 34001, 9893),
+    (PROTO_TCP, 14662, 6662),
+)
+# (protocol, dPort or ICMP type*256+code, TCP flags, weight): replies of DDoS victims.
+BACKSCATTER_KINDS = (
+    (PROTO_ICMP, 3 * 256 + 3, 0, 0.40), (PROTO_ICMP, 3 * 256 + 1, 0, 0.10),
+    (PROTO_ICMP, 3 * 256 + 13, 0, 0.08), (PROTO_ICMP, 3 * 256 + 0, 0, 0.04),
+    (PROTO_ICMP, 11 * 256 + 0, 0, 0.08), (PROTO_TCP, 0, SYN | ACK, 0.10),
+    (PROTO_TCP, 0, RST | ACK, 0.12), (PROTO_TCP, 0, RST, 0.08),
+)
+VICTIM_PORTS = np.array([80, 443, 6667, 25, 53, 22, 3306], dtype=np.int64)
+ECHO_REQUEST = 8 * 256 + 0
+
+SMTP_PORT, SSH_PORT, P2P_TCP_PORT, P2P_UDP_PORT, GAME_PORT, DNS_PORT = 25, 22, 4662, 4672, 27015, 53
+SERVER_ROLES = ("smtp", "ssh", "web", "p2p", "game")
+
+SESSION = FIN | SYN | PSH | ACK  # "FS PA"
+SESSION_REST = FIN | PSH | ACK
+
+# Outside address blocks a source never comes from (plus the site's own networks).
+EXCLUDED_BLOCKS = (
+    ("0.0.0.0", 8), ("10.0.0.0", 8), ("127.0.0.0", 8), ("169.254.0.0", 16), ("172.16.0.0", 12),
+    ("192.168.0.0", 16), ("224.0.0.0", 3),
+)
+WEB_SERVER_POOL, DNS_SERVER_POOL = 256, 3
+
+
+class SimulationError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    days: int = 7
+    sources: int = 20000  # number of distinct outside sources that send inbound flows
+    seed: int = 1
+
+
+@dataclass
+class SimulationSummary:
+    flows: int
+    inbound_flows: int
+    outbound_flows: int
+    sources: int
+    hours: int
+    landing_files: list[Path]
+    ground_truth_path: Path
+    populations: dict[str, int]  # population -> number of sources
+    summary_path: Path | None = None
+    details: dict = field(default_factory=dict)
+
+
+# --- small vectorised helpers -------------------------------------------------------------------
+
+
+def _quota(total: int, weights) -> np.ndarray:
+    """Split ``total`` into integer counts proportional to ``weights`` (largest remainder)."""
+    w = np.asarray(weights, dtype=float)
+    exact = w / w.sum() * total
+    counts = np.floor(exact).astype(np.int64)
+    rest = int(total - counts.sum())
+    if rest:
+        counts[np.argsort(-(exact - counts), kind="stable")[:rest]] += 1
+    return counts
+
+
+def _deal(rng: np.random.Generator, total: int, weights) -> np.ndarray:
+    """``total`` labels 0..len(weights)-1 in exact quota proportions, shuffled."""
+    return rng.permutation(np.repeat(np.arange(len(weights)), _quota(total, weights)))
+
+
+def _pick(rng: np.random.Generator, size: int, weights) -> np.ndarray:
+    w = np.asarray(weights, dtype=float)
+    return rng.choice(len(w), size=size, p=w / w.sum())
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float, size: int) -> np.ndarray:
+    return np.exp(rng.uniform(np.log(lo), np.log(hi), size))
+
+
+def _ephemeral(rng: np.random.Generator, size: int) -> np.ndarray:
+    return rng.integers(1024, 65536, size)
+
+
+def _segment_starts(counts: np.ndarray) -> np.ndarray:
+    return np.cumsum(counts) - counts
+
+
+def _outside_addresses(rng: np.random.Generator, count: int, site: Site) -> np.ndarray:
+    """``count`` distinct public IPv4 addresses outside the site, in random order."""
+    blocks = [(ipv4_to_int(a), (0xFFFFFFFF << (32 - p)) & 0xFFFFFFFF) for a, p in EXCLUDED_BLOCKS]
+    blocks += site.ipv4_networks
+    chosen = np.empty(0, dtype=np.uint32)
+    while len(chosen) < count:
+        need = count - len(chosen)
+        cand = rng.integers(1 << 24, 224 << 24, int(need * 1.2) + 64, dtype=np.uint32)
+        bad = np.zeros(len(cand), dtype=bool)
+        for network, mask in blocks:
+            bad |= (cand & np.uint32(mask)) == np.uint32(network)
+        merged = np.concatenate([chosen, cand[~bad]])
+        _, first = np.unique(merged, return_index=True)
+        chosen = merged[np.sort(first)]
+    return chosen[:count]
+
+
+# --- the inside network -------------------------------------------------------------------------
+
+
+@dataclass
+class _Inside:
+    base: int  # network address
+    size: int  # addresses
+    live: np.ndarray  # sorted offsets of the live hosts
+    servers: dict[str, int]  # role -> offset
+    hit_hosts: np.ndarray  # offset per TARGETED_HIT_PORTS entry (live)
+    miss_hosts: np.ndarray  # offset per TARGETED_MISS_PORTS entry (never live)
+    ordinary: np.ndarray  # live offsets that are not servers
+
+    def is_live(self, offsets: np.ndarray) -> np.ndarray:
+        mask = np.zeros(self.size, dtype=bool)
+        mask[self.live] = True
+        return mask[offsets]
+
+
+def _inside(rng: np.random.Generator, site: Site) -> _Inside:
+    nets = [n for n in site.internal_networks if n.version == 4]
+    if not nets:
+        raise SimulationError(f"site {site.name!r} has no IPv4 internal network to simulate")
+    net = nets[0]
+    size = net.num_addresses
+    if size < 64:
+        raise SimulationError(f"internal network {net} is too small to simulate (needs at least a /26)")
+    offsets = np.arange(size)
+    low = offsets & 0xFF if size >= 256 else offsets
+    candidates = offsets[(low != 0) & (low != min(size, 256) - 1)]
+    n_live = int(min(MAX_LIVE_HOSTS, max(16, round(LIVE_SHARE * size))))
+    live_order = rng.choice(candidates, size=n_live, replace=False)
+    servers = {role: int(live_order[i]) for i, role in enumerate(SERVER_ROLES)}
+    ordinary = np.sort(live_order[len(SERVER_ROLES):])
+    hit_hosts = rng.choice(ordinary, size=len(TARGETED_HIT_PORTS), replace=len(ordinary) < len(TARGETED_HIT_PORTS))
+    dead = np.setdiff1d(candidates, live_order)
+    miss_hosts = rng.choice(dead, size=len(TARGETED_MISS_PORTS), replace=False)
+    return _Inside(int(net.network_address), size, np.sort(live_order), servers, hit_hosts, miss_hosts, ordinary)
+
+
+# --- flow columns -------------------------------------------------------------------------------
+
+_COLUMNS = {
+    "sIP": np.uint32, "dIP": np.uint32, "sPort": np.uint16, "dPort": np.uint16, "protocol": np.uint8,
+    "packets": np.uint64, "bytes": np.uint64, "flags": np.uint8, "initialFlags": np.uint8,
+    "sessionFlags": np.uint8, "sTime": np.int64, "duration": np.uint32,
+}
+
+
+class _Volumes:
+    """Per-flow packets, bytes, flags and duration, filled population by population."""
+
+    def __init__(self, size: int):
+        self.packets = np.ones(size, dtype=np.int64)
+        self.bytes = np.full(size, 40, dtype=np.int64)
+        self.flags = np.zeros(size, dtype=np.int64)
+        self.initial = np.zeros(size, dtype=np.int64)
+        self.session = np.zeros(size, dtype=np.int64)
+        self.duration = np.zeros(size, dtype=np.int64)
+
+    def put(self, idx, packets, bytes_, flags=0, initial=0, session=0, duration=0):
+        self.packets[idx] = packets
+        self.bytes[idx] = bytes_
+        self.flags[idx] = flags
+        self.initial[idx] = initial
+        self.session[idx] = session
+        self.duration[idx] = duration
+
+    # the shapes of traffic
+    def syn_probe(self, rng, idx):
+        """Unanswered SYN: 1-3 packets (retransmissions at 3 and 9 s), 48 bytes each."""
+        m = len(idx)
+        packets = rng.choice(np.array([1, 2, 3]), size=m, p=[0.45, 0.15, 0.40])
+        duration = np.select([packets == 2, packets == 3], [3000, 9000], 0) + np.where(packets > 1, rng.integers(0, 200, m), 0)
+        self.put(idx, packets, 48 * packets, SYN, SYN, np.where(packets > 1, SYN, 0), duration)
+
+    def single(self, rng, idx, flags, lo=40, hi=41):
+        m = len(idx)
+        self.put(idx, 1, rng.integers(lo, hi, m), flags, flags, 0, 0)
+
+    def tcp_session(self, rng, idx, lo=4, hi=40):
+        m = len(idx)
+        packets = rng.integers(lo, hi + 1, m)
+        self.put(idx, packets, packets * rng.integers(52, 1200, m), SESSION, SYN, SESSION_REST, rng.integers(20, 60001, m))
+
+    def udp(self, rng, idx, lo, hi, max_packets=1):
+        m = len(idx)
+        packets = rng.integers(1, max_packets + 1, m)
+        duration = np.where(packets > 1, rng.integers(1, 60001, m), 0)
+        self.put(idx, packets, packets * rng.integers(lo, hi + 1, m), 0, 0, 0, duration)
+
+    def icmp(self, rng, idx):
+        m = len(idx)
+        self.put(idx, 1, rng.choice(np.array([28, 56, 56, 56, 70, 92, 112]), size=m))
+
+
+@dataclass
+class _Answers:
+    """Outbound answers: which inbound flows (by index) are answered, with their own volumes."""
+
+    query: list = field(default_factory=list)
+    wrong_port: list = field(default_factory=list)
+    volumes: list = field(default_factory=list)
+
+    def add(self, rng, idx, kind, queries: _Volumes, wrong_port=False):
+        idx = np.asarray(idx, dtype=np.int64)
+        m = len(idx)
+        if m == 0:
+            return
+        v = _Volumes(m)
+        all_ = np.arange(m)
+        if kind == "session":
+            packets = np.maximum(1, (queries.packets[idx] * rng.uniform(0.5, 0.9, m)).astype(np.int64))
+            dur = np.maximum(0, queries.duration[idx] - rng.integers(0, 20, m))
+            v.put(all_, packets, packets * rng.integers(52, 900, m), SESSION, SYN | ACK, SESSION_REST, dur)
+        elif kind == "synack":
+            v.put(all_, 1, 44, SYN | ACK, SYN | ACK, 0, 0)
+        elif kind == "udp":
+            v.udp(rng, all_, 40, 1400, max_packets=2)
+        else:  # pragma: no cover - programming error
+            raise ValueError(kind)
+        self.query.append(idx)
+        self.wrong_port.append(np.full(m, wrong_port))
+        self.volumes.append(v)
+
+
+# --- the simulation -----------------------------------------------------------------------------
+
+
+def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> SimulationSummary:
+    """Simulate ``config.days`` days from ``site.start`` and write landing files and ground truth."""
+    if config.days < 1:
+        raise SimulationError(f"days must be >= 1 (got {config.days})")
+    if config.sources < 1:
+        raise SimulationError(f"sources must be >= 1 (got {config.sources})")
+    data_dir = Path(data_dir)
+    start = site.start.astimezone(timezone.utc)
+    end = start + timedelta(days=config.days)
+    start_ms = int(start.timestamp() * 1000)
+    end_ms = int(end.timestamp() * 1000)
+    window = end_ms - start_ms
+    game_end = min(GAME_MAX_DAYS * MS_PER_DAY, window // 3)  # offset from start_ms
+
+    streams = np.random.SeedSequence([int(config.seed), 0x564C46]).spawn(8)
+    rng_site, rng_addr, rng_pop, rng_dst, rng_time, rng_traffic, rng_bg, rng_ans = (np.random.default_rng(s) for s in streams)
+
+    inside = _inside(rng_site, site)
+    S = int(config.sources)
+    addresses = _outside_addresses(rng_addr, S + WEB_SERVER_POOL + DNS_SERVER_POOL, site)
+    source_ip = addresses[:S]
+    web_pool = addresses[S : S + WEB_SERVER_POOL]
+    dns_pool = addresses[S + WEB_SERVER_POOL :]
+
+    # --- per-source flow counts and populations ---
+    pop, nflows, ndest = _populations(rng_pop, S, inside)
+
+    # --- per-source destinations: offset = (base + (k % ndest) * step) % size ---
+    base, step = _destinations(rng_dst, pop, nflows, ndest, inside)
+
+    # --- per-source protocol/port attributes ---
+    src_proto = np.zeros(S, dtype=np.int64)
+    src_port = np.zeros(S, dtype=np.int64)
+    src_flags = np.zeros(S, dtype=np.int64)
+    src_tcp_share = np.zeros(S, dtype=float)
+    rng = rng_traffic
+    for p in range(len(POPULATIONS)):
+        sel = np.flatnonzero(pop == p)
+        m = len(sel)
+        if m == 0:
+            continue
+        if p == SCANNER:
+            src_proto[sel], src_port[sel] = PROTO_TCP, np.array([q for q, _ in SCANNER_PORTS])[_pick(rng, m, [w for _, w in SCANNER_PORTS])]
+        elif p == VLF_SCAN:
+            src_proto[sel], src_port[sel] = PROTO_TCP, np.array([q for q, _ in VLF_SCAN_PORTS])[_pick(rng, m, [w for _, w in VLF_SCAN_PORTS])]
+        elif p in (P2P_PEER, VLF_P2P):
+            src_tcp_share[sel] = rng.uniform(0.15, 0.6, m)
+        elif p == CLIENT:
+            role = _pick(rng, m, [0.35, 0.25, 0.40])  # smtp, ssh, web
+            src_proto[sel] = PROTO_TCP
+            src_port[sel] = np.array([SMTP_PORT, SSH_PORT, 80])[role]
+            base[sel] = np.array([inside.servers[r] for r in ("smtp", "ssh", "web")])[role]
+        elif p in (GAME_CLIENT, VLF_GAME):
+            src_proto[sel], src_port[sel] = PROTO_UDP, GAME_PORT
+        elif p == VLF_SMTP:
+            src_proto[sel], src_port[sel] = PROTO_TCP, SMTP_PORT
+        elif p == BACKSCATTER:
+            kind = _pick(rng, m, [w for *_, w in BACKSCATTER_KINDS])
+            src_proto[sel] = np.array([k[0] for k in BACKSCATTER_KINDS])[kind]
+            src_port[sel] = np.array([k[1] for k in BACKSCATTER_KINDS])[kind]
+            src_flags[sel] = np.array([k[2] for k in BACKSCATTER_KINDS])[kind]
+        elif p == VLF_ECHO:
+            src_proto[sel], src_port[sel] = PROTO_ICMP, ECHO_REQUEST
+        elif p == OTHER_PROTO:
+            src_proto[sel] = np.array(OTHER_PROTOCOLS)[np.arange(m) % len(OTHER_PROTOCOLS)]
+        elif p == NEAR_MATCH:
+            src_proto[sel], src_port[sel] = PROTO_TCP, rng.integers(10000, 60000, m)
+    # targeted probes: the port table entry was chosen with the destination
+    for table, p in ((TARGETED_HIT_PORTS, TARGETED_HIT), (TARGETED_MISS_PORTS, TARGETED_MISS)):
+        sel = np.flatnonzero(pop == p)
+        entry = step[sel] - 1  # _destinations stores entry + 1 in step for these (ndest == 1)
+        src_proto[sel] = np.array([e[0] for e in table])[entry]
+        src_port[sel] = np.array([e[1] for e in table])[entry]
+        step[sel] = 1
+
+    # --- per-source time: flows at t0 + u * span ---
+    t0, span = _times(rng_time, pop, nflows, window, game_end)
+
+    # --- expand to flows ---
+    F = int(nflows.sum())
+    src = np.repeat(np.arange(S), nflows)
+    k = np.arange(F) - np.repeat(_segment_starts(nflows), nflows)
+    fpop = pop[src]
+    dst_off = (base[src] + (k % ndest[src]) * step[src]) % inside.size
+    rng = rng_time
+    u = rng.random(F)
+    seq = fpop == SCANNER
+    u[seq] = (k[seq] + u[seq]) / nflows[src[seq]]  # sweeps walk the addresses in order
+    t = t0[src] + np.floor(u * span[src]).astype(np.int64)
+    gc = np.flatnonzero(fpop == GAME_CLIENT)  # regulars: every flow on its own, mostly while the server lives
+    first = rng.random(len(gc)) < GAME_FIRST_PHASE_SHARE
+    t[gc] = np.where(first, rng.integers(0, max(1, game_end), len(gc)), rng.integers(min(game_end, window - 1), window, len(gc)))
+    np.clip(t, 0, window - 1, out=t)
+    t += start_ms
+
+    rng = rng_traffic
+    proto = src_proto[src].copy()
+    dport = src_port[src].copy()
+    sport = _ephemeral(rng, F)
+    vol = _Volumes(F)
+    answers = _Answers()
+    live_now = inside.is_live(dst_off) & ~((dst_off == inside.servers["game"]) & (t - start_ms >= game_end))
+    rng_a = rng_ans
+    for p in range(len(POPULATIONS)):
+        idx = np.flatnonzero(fpop == p)
+        m = len(idx)
+        if m == 0:
+            continue
+        if p in (SCANNER, VLF_SCAN, TARGETED_MISS):
+            vol.syn_probe(rng, idx)
+            if p == SCANNER:  # only live hosts answer, and only some
+                answers.add(rng_a, idx[live_now[idx] & (rng.random(m) < 0.25)], "synack", vol)
+        elif p == TARGETED_HIT:
+            tcp = proto[idx] == PROTO_TCP
+            vol.syn_probe(rng, idx[tcp])
+            vol.udp(rng, idx[~tcp], 28, 120)
+        elif p in (P2P_PEER, VLF_P2P):
+            tcp = rng.random(m) < src_tcp_share[src[idx]]
+            proto[idx] = np.where(tcp, PROTO_TCP, PROTO_UDP)
+            dport[idx] = np.where(tcp, P2P_TCP_PORT, P2P_UDP_PORT)
+            ans = rng.random(m) < (0.9 if p == P2P_PEER else 0.35)
+            vol.tcp_session(rng, idx[tcp & ans])
+            vol.syn_probe(rng, idx[tcp & ~ans])
+            vol.udp(rng, idx[~tcp], 30, 200)
+            answers.add(rng_a, idx[tcp & ans], "session", vol)
+            answers.add(rng_a, idx[~tcp & ans], "udp", vol)
+        elif p in (CLIENT, VLF_SMTP):
+            web = dport[idx] == 80
+            dport[idx[web]] = np.where(rng.random(int(web.sum())) < 0.6, 80, 443)
+            vol.tcp_session(rng, idx, 4, 40 if p == CLIENT else 20)
+            answers.add(rng_a, idx, "session", vol)
+        elif p in (GAME_CLIENT, VLF_GAME):
+            vol.udp(rng, idx, 53, 53)
+            answers.add(rng_a, idx[t[idx] - start_ms < game_end], "udp", vol)
+        elif p == BACKSCATTER:
+            tcp = proto[idx] == PROTO_TCP
+            ti = idx[tcp]
+            sport[ti] = VICTIM_PORTS[rng.integers(0, len(VICTIM_PORTS), len(ti))]
+            dport[ti] = _ephemeral(rng, len(ti))
+            vol.single(rng, ti, src_flags[src[ti]])
+            vol.icmp(rng, idx[~tcp])
+            sport[idx[~tcp]] = 0
+        elif p == VLF_ECHO:
+            vol.icmp(rng, idx)
+            sport[idx] = 0
+        elif p == OTHER_PROTO:
+            sport[idx] = 0
+            dport[idx] = 0
+            crazy = np.isin(proto[idx], IMPLAUSIBLE_PROTOCOLS)
+            ci, pi = idx[crazy], idx[~crazy]
+            packets = np.floor(_log_uniform(rng, 1e6, 1e8, len(ci))).astype(np.int64)
+            vol.put(ci, packets, packets * rng.integers(1, 65, len(ci)), 0, 0, 0, rng.integers(0, 60001, len(ci)))
+            packets = rng.integers(1, 21, len(pi))
+            vol.put(pi, packets, packets * rng.integers(40, 1401, len(pi)), 0, 0, 0, np.where(packets > 1, rng.integers(1, 60001, len(pi)), 0))
+        elif p == NEAR_MATCH:
+            vol.single(rng, idx, SYN, 60, 61)
+            answers.add(rng_a, idx, "synack", vol, wrong_port=True)
+
+    sip_in = source_ip[src]
+    dip_in = (inside.base + dst_off).astype(np.uint32)
+    inbound = dict(
+        sIP=sip_in, dIP=dip_in, sPort=sport, dPort=dport, protocol=proto, packets=vol.packets, bytes=vol.bytes,
+        flags=vol.flags, initialFlags=vol.initial, sessionFlags=vol.session, sTime=t, duration=vol.duration,
+    )
+
+    # --- answers: reversed addresses and ports, 0..500 ms later, inside the same hour ---
+    q = np.concatenate(answers.query) if answers.query else np.empty(0, dtype=np.int64)
+    wrong = np.concatenate(answers.wrong_port) if answers.query else np.empty(0, dtype=bool)
+    av = _concat_volumes(answers.volumes)
+    qt = t[q]
+    hour_end = (qt // MS_PER_HOUR + 1) * MS_PER_HOUR
+    delay = np.minimum(rng_ans.integers(0, ANSWER_DELAY_MS + 1, len(q)), np.minimum(hour_end, end_ms) - 1 - qt)
+    answer_dport = sport[q].copy()
+    answer_dport[wrong] = 1024 + (answer_dport[wrong] - 1024 + rng_ans.integers(1, 64512, int(wrong.sum()))) % 64512
+    outbound_answers = dict(
+        sIP=dip_in[q], dIP=sip_in[q], sPort=dport[q], dPort=answer_dport, protocol=proto[q], packets=av.packets,
+        bytes=av.bytes, flags=av.flags, initialFlags=av.initial, sessionFlags=av.session, sTime=qt + delay,
+        duration=av.duration,
+    )
+
+    # --- inside-originated traffic: every live host, every hour (the game server while it lives) ---
+    hours = hours_between(start, end)
+    background = _background(rng_bg, inside, hours, start_ms, end_ms, game_end, web_pool, dns_pool)
+
+    # --- write ---
+    flows = {c: np.concatenate([inbound[c], outbound_answers[c], background[c]]) for c in _COLUMNS}
+    order = np.argsort(flows["sTime"], kind="stable")
+    flows = {c: np.asarray(v[order]).astype(_COLUMNS[c], copy=False) for c, v in flows.items()}
+    landing_files = _write_landing(data_dir, hours, flows)
+
+    truth = _ground_truth(source_ip, pop, src, proto, dport, dst_off, inside)
+    truth_path = write_parquet(truth, data_dir / "sim" / "ground_truth.parquet")
+
+    populations = {name: int((pop == i).sum()) for i, name in enumerate(POPULATIONS)}
+    n_in, n_out = F, len(q) + len(background["sTime"])
+    details = _details(site, config, start, end, game_end, inside, nflows, ndest, src, t, pop,
+                       n_answers=len(q), n_background=len(background["sTime"]))
+    summary = SimulationSummary(
+        flows=n_in + n_out, inbound_flows=n_in, outbound_flows=n_out, sources=S, hours=len(landing_files),
+        landing_files=landing_files, ground_truth_path=truth_path, populations=populations, details=details,
+    )
+    doc = {
+        "flows": summary.flows, "inbound_flows": n_in, "outbound_flows": n_out, "sources": S,
+        "hours": summary.hours, "populations": populations, **details,
+        "landing_files": [str(p.relative_to(data_dir)) for p in landing_files],
+        "ground_truth": str(truth_path.relative_to(data_dir)),
+    }
+    summary.summary_path = write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", data_dir / "sim" / "summary.json")
+    return summary
+
+
+def _populations(rng: np.random.Generator, S: int, inside: _Inside):
+    """(population, flows, destinations) per source, with the study's proportions."""
+    bucket = _deal(rng, S, FLOW_BUCKET_SHARES)
+    nflows = np.where(bucket < 10, bucket + 1, 0).astype(np.int64)
+    ndest = np.ones(S, dtype=np.int64)
+    pop = np.full(S, -1, dtype=np.int64)
+
+    vlf = np.flatnonzero(bucket < 10)
+    several = np.flatnonzero((bucket >= 1) & (bucket < 10))
+    n_multi = min(len(several), int(round((1 - SINGLE_DESTINATION_SHARE) * len(vlf))))
+    multi = np.sort(rng.permutation(several)[:n_multi])
+    pop[multi] = np.array([p for p, _ in POPULATIONS_MULTI_DESTINATION])[_deal(rng, len(multi), [w for _, w in POPULATIONS_MULTI_DESTINATION])]
+    ndest[multi] = rng.integers(2, np.minimum(nflows[multi], 5) + 1)
+
+    single = np.setdiff1d(vlf, multi)
+    n_other = min(len(single), int(np.clip(round(S * 0.0004), 3, 16)))  # "a handful"
+    other = np.sort(rng.permutation(single)[:n_other])
+    pop[other] = OTHER_PROTO
+    single = np.setdiff1d(single, other)
+    for group, allow_smtp in ((single[nflows[single] <= SMTP_MAX_FLOWS], True), (single[nflows[single] > SMTP_MAX_FLOWS], False)):
+        table = [(p, w) for p, w in POPULATIONS_SINGLE_DESTINATION if allow_smtp or p != VLF_SMTP]
+        pop[group] = np.array([p for p, _ in table])[_deal(rng, len(group), [w for _, w in table])]
+
+    mid = np.flatnonzero(bucket == BUCKET_11_100)
+    pop[mid] = np.array([p for p, _ in POPULATIONS_11_100])[_deal(rng, len(mid), [w for _, w in POPULATIONS_11_100])]
+    values = np.arange(11, 101)
+    weights = values ** -1.5
+    nflows[mid] = rng.choice(values, size=len(mid), p=weights / weights.sum())
+
+    heavy = np.flatnonzero(bucket == BUCKET_OVER_100)
+    pop[heavy] = np.array([p for p, _ in POPULATIONS_OVER_100])[_deal(rng, len(heavy), [w for _, w in POPULATIONS_OVER_100])]
+    nflows[heavy] = np.floor(_log_uniform(rng, 101, 1500, len(heavy))).astype(np.int64)
+    # scanners sweep 1-4 whole /24s: one flow per address
+    scan = heavy[pop[heavy] == SCANNER]
+    block = min(256, inside.size)
+    blocks = rng.integers(1, min(4, inside.size // block) + 1, len(scan))
+    nflows[scan] = np.maximum(101, blocks * block)
+    ndest[scan] = np.minimum(nflows[scan], inside.size)
+    nflows[scan] = ndest[scan]
+    assert (pop >= 0).all()
+    return pop, nflows, ndest
+
+
+def _destinations(rng: np.random.Generator, pop, nflows, ndest, inside: _Inside):
+    """(base offset, step) per source; targeted probes get their port-table entry + 1 in step."""
+    S = len(pop)
+    base = rng.integers(0, inside.size, S)
+    step = 2 * rng.integers(0, inside.size // 2, S) + 1  # odd: up to 5 distinct addresses
+    servers = inside.servers
+    base[pop == VLF_P2P] = servers["p2p"]
+    base[pop == P2P_PEER] = servers["p2p"]
+    base[(pop == GAME_CLIENT) | (pop == VLF_GAME)] = servers["game"]
+    base[pop == VLF_SMTP] = servers["smtp"]
+    # clients get their server with their service, in simulate()
+    near = np.flatnonzero(pop == NEAR_MATCH)
+    base[near] = inside.ordinary[rng.integers(0, len(inside.ordinary), len(near))]
+    for table, p, hosts in ((TARGETED_HIT_PORTS, TARGETED_HIT, inside.hit_hosts), (TARGETED_MISS_PORTS, TARGETED_MISS, inside.miss_hosts)):
+        sel = np.flatnonzero(pop == p)
+        entry = _pick(rng, len(sel), [e[2] for e in table])
+        base[sel] = hosts[entry]
+        step[sel] = entry + 1
+    scan = np.flatnonzero(pop == SCANNER)
+    block = min(256, inside.size)
+    n_blocks = inside.size // block
+    base[scan] = rng.integers(0, n_blocks, len(scan)) * block
+    step[scan] = 1
+    return base, step
+
+
+def _times(rng: np.random.Generator, pop, nflows, window: int, game_end: int):
+    """(t0, span) per source, in ms from the window start: flows cluster in a short burst."""
+    S = len(pop)
+    hour = MS_PER_HOUR
+    span = np.where(
+        rng.random(S) < 0.85, _log_uniform(rng, 1_000, 3 * hour, S), _log_uniform(rng, 3 * hour, window, S)
+    )
+    regular = (pop == P2P_PEER) | (pop == CLIENT)
+    span[regular] = _log_uniform(rng, 6 * hour, window, int(regular.sum()))
+    scan = pop == SCANNER
+    span[scan] = _log_uniform(rng, 600_000, 4 * hour, int(scan.sum()))
+    span = np.minimum(np.floor(span).astype(np.int64), window - 1)
+    span[nflows == 1] = 0
+    t0 = np.floor(rng.random(S) * (window - span)).astype(np.int64)
+    game = np.flatnonzero(pop == VLF_GAME)  # busy while the server lives, fewer afterwards
+    first = rng.random(len(game)) < GAME_FIRST_PHASE_SHARE
+    anchor = np.where(first, rng.random(len(game)) * game_end, game_end + rng.random(len(game)) * (window - game_end))
+    t0[game] = np.clip(anchor.astype(np.int64) - span[game] // 2, 0, window - span[game] - 1)
+    return t0, span
+
+
+def _concat_volumes(parts: list[_Volumes]) -> _Volumes:
+    out = _Volumes(0)
+    for name in ("packets", "bytes", "flags", "initial", "session", "duration"):
+        setattr(out, name, np.concatenate([getattr(p, name) for p in parts]) if parts else np.empty(0, dtype=np.int64))
+    return out
+
+
+def _background(rng, inside: _Inside, hours, start_ms, end_ms, game_end, web_pool, dns_pool) -> dict:
+    """Web browsing and DNS look-ups by every live host in every hour."""
+    hour_starts = np.array([int(h.timestamp() * 1000) for h in hours], dtype=np.int64)
+    lo = np.maximum(hour_starts, start_ms)
+    hi = np.minimum(hour_starts + MS_PER_HOUR, end_ms)
+    hosts = inside.live
+    H, L = len(hours), len(hosts)
+    host = np.tile(hosts, H)
+    hour_i = np.repeat(np.arange(H), L)
+    alive = ~((host == inside.servers["game"]) & (lo[hour_i] - start_ms >= game_end))
+    host, hour_i = host[alive], hour_i[alive]
+    per = rng.integers(1, 5, len(host))
+    host, hour_i = np.repeat(host, per), np.repeat(hour_i, per)
+    n = len(host)
+    t = lo[hour_i] + np.floor(rng.random(n) * (hi[hour_i] - lo[hour_i])).astype(np.int64)
+    dns = rng.random(n) < 0.3
+    vol = _Volumes(n)
+    vol.tcp_session(rng, np.flatnonzero(~dns), 4, 60)
+    vol.udp(rng, np.flatnonzero(dns), 40, 80)
+    return dict(
+        sIP=(inside.base + host).astype(np.uint32),
+        dIP=np.where(dns, dns_pool[rng.integers(0, len(dns_pool), n)], web_pool[rng.integers(0, len(web_pool), n)]),
+        sPort=_ephemeral(rng, n),
+        dPort=np.where(dns, DNS_PORT, np.where(rng.random(n) < 0.5, 80, 443)),
+        protocol=np.where(dns, PROTO_UDP, PROTO_TCP),
+        packets=vol.packets, bytes=vol.bytes, flags=vol.flags, initialFlags=vol.initial,
+        sessionFlags=vol.session, sTime=t, duration=vol.duration,
+    )
+
+
+def _write_landing(data_dir: Path, hours: list[datetime], flows: dict) -> list[Path]:
+    t = flows["sTime"]
+    hour_ms_ = np.array([int(h.timestamp() * 1000) for h in hours] + [int(hours[-1].timestamp() * 1000) + MS_PER_HOUR])
+    cuts = np.searchsorted(t, hour_ms_, side="left")
+    assert cuts[0] == 0 and cuts[-1] == len(t), "a flow's sTime fell outside the window"
+    written = []
+    for i, hour in enumerate(hours):
+        a, b = cuts[i], cuts[i + 1]
+        if a == b:
+            continue
+        table = conform({c: pa.array(v[a:b]) for c, v in flows.items()}, source="simulator")
+        written.append(write_parquet(table, landing_dir(data_dir, hour) / LANDING_NAME))
+    # a previous simulation over a longer window must not leave its hours behind
+    keep = {p.resolve() for p in written}
+    for old in sorted((data_dir / "landing").glob(f"dt=*/hour=*/{LANDING_NAME}")):
+        if old.resolve() not in keep:
+            old.unlink()
+    return written
+
+
+def _ground_truth(source_ip, pop, src, proto, dport, dst_off, inside: _Inside) -> pa.Table:
+    """One row per source, computed from the inbound flows themselves (flows are grouped by source)."""
+    S = len(source_ip)
+    flows = np.bincount(src, minlength=S)
+    pairs = np.unique(src * inside.size + dst_off)
+    destinations = np.bincount(pairs // inside.size, minlength=S)
+    starts = _segment_starts(flows)
+    target_live = np.minimum.reduceat(inside.is_live(dst_off).astype(np.int8), starts).astype(bool)
+    # main (protocol, port): the most frequent, ties to the lowest
+    key = src * (1 << 24) + proto.astype(np.int64) * 65536 + dport.astype(np.int64)
+    keys, counts = np.unique(key, return_counts=True)
+    owner = keys >> 24
+    order = np.lexsort((keys, -counts, owner))
+    best = keys[order][np.r_[True, owner[order][1:] != owner[order][:-1]]]
+    order = np.argsort(source_ip, kind="stable")
+    table = pa.table(
+        {
+            "sIP": pa.array(source_ip[order], pa.uint32()),
+            "population": pa.array(np.array(POPULATIONS, dtype=object)[pop[order]], pa.string()),
+            "flows": pa.array(flows[order], pa.int64()),
+            "destinations": pa.array(destinations[order], pa.int64()),
+            "protocol": pa.array(((best >> 16) & 0xFF)[order], pa.uint8()),
+            "port": pa.array((best & 0xFFFF)[order], pa.uint16()),
+            "target_live": pa.array(target_live[order], pa.bool_()),
+        }
+    )
+    return table
+
+
+def _details(site, config, start, end, game_end, inside: _Inside, nflows, ndest, src, t, pop, *, n_answers, n_background):
+    """Facts about the run for summary.json (the window, the inside hosts and the headline shares)."""
+    S = len(nflows)
+    vlf = nflows <= 10
+    pairs = np.unique(src * (1 << 20) + (t // MS_PER_HOUR - t.min() // MS_PER_HOUR))
+    hours_per_source = np.bincount(pairs >> 20, minlength=S)
+    ip = lambda off: int_to_ipv4(inside.base + int(off))  # noqa: E731
+    return {
+        "site": site.name,
+        "days": config.days,
+        "seed": config.seed,
+        "start": start.strftime("%Y-%m-%dT%H:%M"),
+        "end": end.strftime("%Y-%m-%dT%H:%M"),
+        "inside_network": f"{int_to_ipv4(inside.base)}/{32 - int(np.log2(inside.size))}",
+        "live_hosts": [ip(o) for o in inside.live],
+        "servers": {role: ip(o) for role, o in inside.servers.items()},
+        "game_server_until": (start + timedelta(milliseconds=int(game_end))).strftime("%Y-%m-%dT%H:%M:%S"),
+        "targeted_hit": {f"{'tcp' if pr == PROTO_TCP else 'udp'}/{port}": ip(h) for (pr, port, _), h in zip(TARGETED_HIT_PORTS, inside.hit_hosts)},
+        "targeted_miss": {f"tcp/{port}": ip(h) for (_, port, _), h in zip(TARGETED_MISS_PORTS, inside.miss_hosts)},
+        "answers": int(n_answers),
+        "background_flows": int(n_background),
+        "share_one_flow": round(float((nflows == 1).mean()), 4),
+        "share_vlf_flows": round(float(vlf.mean()), 4),
+        "share_single_destination_of_vlf": round(float((ndest[vlf] == 1).mean()), 4) if vlf.any() else 0.0,
+        "share_in_1_to_5_hours": round(float((hours_per_source <= 5).mean()), 4),
+    }
