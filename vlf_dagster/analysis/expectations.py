@@ -12,7 +12,7 @@ from typing import Sequence
 
 import duckdb
 
-from ..flows.bags import sql_list
+from ..flows.sql import literal_list
 from ..flows.flowtypes import FLOWTYPES
 
 NOT_NULL = ("sIP", "dIP", "sPort", "dPort", "protocol", "packets", "bytes", "sTime", "flowtype")
@@ -48,7 +48,7 @@ def validate_archive(files: Sequence[Path]) -> SuiteOutcome:
     import great_expectations as gx
 
     df = duckdb.connect().execute(
-        f"SELECT {', '.join(NOT_NULL)} FROM read_parquet({sql_list(files)})"
+        f"SELECT {', '.join(NOT_NULL)} FROM read_parquet({literal_list(files)})"
     ).fetchdf()
     context = gx.get_context(mode="ephemeral")
     batch_definition = (

@@ -20,7 +20,8 @@ import pandas as pd
 import pyarrow as pa
 
 from ..flows import bags
-from ..flows.bags import BagInfo, add_bags, bag_from_flows, coverset, sql_list, write_bag_query
+from ..flows.bags import BagInfo, add_bags, bag_from_flows, coverset, write_bag_query
+from ..flows.sql import literal, literal_list
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES, INT2INT
 from ..flows.schema import FLOW_SCHEMA
 from ..flows.sets import IPSet
@@ -48,7 +49,7 @@ def active_hosts(flow_files: Sequence[Path]) -> IPSet:
     if not flow_files:
         return IPSet()
     table = duckdb.connect().sql(
-        f"SELECT sIP, sIPv6, attributes FROM read_parquet({sql_list(flow_files)}) "
+        f"SELECT sIP, sIPv6, attributes FROM read_parquet({literal_list(flow_files)}) "
         f"WHERE flowtype IN ({', '.join(str(t) for t in (*OUTBOUND_TYPES, INT2INT))})"
     ).to_arrow_table()
     return IPSet.from_flow_column(table, "sIP")
@@ -96,7 +97,7 @@ def destination_count_bag(pair_bags: Sequence[Path], out: Path) -> Path:
         return bags.write_bag(bags.empty_bag_table(info), out, info)
     sql = (
         "SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations FROM "
-        f"(SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({sql_list(pair_bags)})) GROUP BY ALL"
+        f"(SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal_list(pair_bags)})) GROUP BY ALL"
     )
     return write_bag_query(duckdb.connect(), sql, [], out, info)
 
@@ -124,7 +125,7 @@ def extract_flows_by_source(flow_files: Sequence[Path], sources: IPSet, out: Pat
     con.register("v6_members", v6)
     columns = ", ".join(f'f."{c}"' for c in FLOW_SCHEMA.names)
     if flow_files:
-        source = f"read_parquet({sql_list(flow_files)})"
+        source = f"read_parquet({literal_list(flow_files)})"
     else:
         con.register("no_flows", FLOW_SCHEMA.empty_table())
         source = "no_flows"
@@ -135,7 +136,7 @@ def extract_flows_by_source(flow_files: Sequence[Path], sources: IPSet, out: Pat
         "ORDER BY f.sTime, f.sIP"
     )
     with atomic_path(out) as tmp:
-        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+        con.execute(f"COPY ({sql}) TO {literal(tmp)} (FORMAT parquet, COMPRESSION zstd)")
     return con.execute("SELECT count(*) FROM read_parquet(?)", [str(out)]).fetchone()[0]
 
 

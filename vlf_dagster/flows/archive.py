@@ -50,7 +50,8 @@ def pack_hour(data_dir: str | Path, hour: datetime, site: Site, *, plausibility:
     quarantine = pa.concat_tables(bad) if bad else empty_quarantine()
 
     flowtype = classify(flows, site)
-    flows = flows.set_column(flows.schema.get_field_index("flowtype"), "flowtype", pa.array(flowtype, pa.uint8()))
+    index = FLOW_SCHEMA.get_field_index("flowtype")
+    flows = flows.set_column(index, FLOW_SCHEMA.field(index), pa.array(flowtype, pa.uint8()))
     written: list[Path] = []
     if flows.num_rows:
         sensor = flows.column("sensor").to_numpy()

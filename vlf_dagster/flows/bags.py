@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from .schema import FLOW_SCHEMA, IPV6_TYPE
 from .sets import IPSet
+from .sql import ident, literal, literal_list
 from .storage import atomic_path
 
 COUNTER_MAX = 2**64 - 2
@@ -72,14 +73,6 @@ class BagInfo:
         return tuple(c for k in self.keys for c in KEYS[k])
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sql_list(paths: Sequence[str | Path]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
-
-
 def read_info(path: str | Path) -> BagInfo:
     try:
         meta = pq.read_schema(path).metadata or {}
@@ -94,14 +87,14 @@ def read_info(path: str | Path) -> BagInfo:
 
 def write_bag_query(con: duckdb.DuckDBPyConnection, sql: str, params: list, path: str | Path, info: BagInfo) -> Path:
     """Run ``sql`` and write its rows atomically as a bag file with ``info`` in its metadata."""
-    order = ", ".join(_quote(c) for c in info.key_columns)
+    order = ", ".join(ident(c) for c in info.key_columns)
     meta = "{'vlf.bag.keys': '%s', 'vlf.bag.counters': '%s'}" % (
         json.dumps(list(info.keys)),
         json.dumps(list(info.counters)),
     )
     with atomic_path(path) as tmp:
         con.execute(
-            f"COPY (SELECT * FROM ({sql}) ORDER BY {order}) TO '{tmp}' "
+            f"COPY (SELECT * FROM ({sql}) ORDER BY {order}) TO {literal(tmp)} "
             f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {meta})",
             params,
         )
@@ -112,7 +105,7 @@ def _select_keys(info: BagInfo) -> str:
     cols = []
     for key in info.keys:
         for column in KEYS[key]:
-            cols.append(_quote(column))
+            cols.append(ident(column))
     return ", ".join(cols)
 
 
@@ -132,11 +125,11 @@ def bag_from_flows(
     info = BagInfo(tuple(keys), tuple(counters))
     key_sql = _select_keys(info)
     agg = ", ".join(
-        f"LEAST({COUNTERS[c]}, {COUNTER_MAX})::UBIGINT AS {_quote(c)}" for c in counters
+        f"LEAST({COUNTERS[c]}, {COUNTER_MAX})::UBIGINT AS {ident(c)}" for c in counters
     )
     if not flow_files:  # an hour without flows still gets its (empty) bag
         return write_bag(empty_bag_table(info), path, info)
-    sql = f"SELECT {key_sql}, {agg} FROM read_parquet({sql_list(flow_files)}) WHERE {where} GROUP BY ALL"
+    sql = f"SELECT {key_sql}, {agg} FROM read_parquet({literal_list(flow_files)}) WHERE {where} GROUP BY ALL"
     return write_bag_query(duckdb.connect(), sql, list(params), path, info)
 
 
@@ -184,17 +177,17 @@ def add_bags(
     extra = extra or {}
     out_info = BagInfo(info.keys, info.counters + tuple(extra))
     key_sql = _select_keys(info)
-    sums = [f"sum({_quote(c)}) AS {_quote(c)}" for c in info.counters]
-    sums += [f"{expr} AS {_quote(name)}" for name, expr in extra.items()]
+    sums = [f"sum({ident(c)}) AS {ident(c)}" for c in info.counters]
+    sums += [f"{expr} AS {ident(name)}" for name, expr in extra.items()]
     con = duckdb.connect()
-    sql = f"SELECT {key_sql}, {', '.join(sums)} FROM read_parquet({sql_list(paths)}) GROUP BY ALL"
+    sql = f"SELECT {key_sql}, {', '.join(sums)} FROM read_parquet({literal_list(paths)}) GROUP BY ALL"
     if info.counters:
         biggest = con.execute(
-            f"SELECT max(GREATEST({', '.join(_quote(c) for c in info.counters)})) FROM ({sql})"
+            f"SELECT max(GREATEST({', '.join(ident(c) for c in info.counters)})) FROM ({sql})"
         ).fetchone()[0]
         if biggest is not None and biggest > COUNTER_MAX:
             raise BagOverflowError(f"add_bags: counter overflow ({biggest} > {COUNTER_MAX})")
-    casts = ", ".join(f"{_quote(c)}::UBIGINT AS {_quote(c)}" for c in out_info.counters)
+    casts = ", ".join(f"{ident(c)}::UBIGINT AS {ident(c)}" for c in out_info.counters)
     return write_bag_query(con, f"SELECT {key_sql}, {casts} FROM ({sql})", [], out, out_info)
 
 
@@ -220,8 +213,8 @@ def coverset(
     v4col, v6col = KEYS[info.keys[0]]
     con = duckdb.connect()
     rows = con.sql(
-        f"SELECT {_quote(v4col)}, {_quote(v6col)} FROM read_parquet(?) "
-        f"WHERE {_quote(counter)} BETWEEN ? AND ?", params=[str(path), min_counter, max_counter]).to_arrow_table()
+        f"SELECT {ident(v4col)}, {ident(v6col)} FROM read_parquet(?) "
+        f"WHERE {ident(counter)} BETWEEN ? AND ?", params=[str(path), min_counter, max_counter]).to_arrow_table()
     v6 = rows.column(v6col)
     if v6.type != IPV6_TYPE:
         v6 = v6.cast(IPV6_TYPE)

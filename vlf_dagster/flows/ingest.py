@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from .sql import ident, literal
 from .schema import FLOW_SCHEMA, MS_PER_HOUR, REQUIRED_FIELDS, conform, empty_table
 
 # Arrow type -> DuckDB type used to TRY_CAST landing values
@@ -57,10 +58,6 @@ def quarantine_table(origins: list[str], reasons: list[str], records: list[str])
     return pa.table({"origin": origins, "reason": reasons, "record": records}, schema=QUARANTINE_SCHEMA)
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def read_landing_parquet(
     path: str | Path, *, hour_start_ms: int | None = None, plausibility: bool = True
 ) -> IngestResult:
@@ -73,7 +70,7 @@ def read_landing_parquet(
     path = Path(path)
     con = duckdb.connect()
     try:
-        con.execute("CREATE VIEW landing AS SELECT *, row_number() OVER () AS _row FROM read_parquet(?)", [str(path)])
+        con.execute(f"CREATE VIEW landing AS SELECT *, row_number() OVER () AS _row FROM read_parquet({literal(path)}, hive_partitioning = false)")
         present = {r[0] for r in con.execute("DESCRIBE landing").fetchall()}
     except duckdb.Error as exc:
         reason = f"unreadable Parquet: {str(exc).splitlines()[0]}"
@@ -89,16 +86,16 @@ def read_landing_parquet(
         if f.name not in present:
             continue
         duck = _DUCK_TYPES[f.type]
-        cast = f"TRY_CAST({_q(f.name)} AS {duck})"
-        casts.append(f"{cast} AS {_q(f.name)}")
+        cast = f"TRY_CAST({ident(f.name)} AS {duck})"
+        casts.append(f"{cast} AS {ident(f.name)}")
         if not f.nullable:
             problems.append(
-                f"WHEN {_q(f.name)} IS NULL THEN 'field {f.name} is missing' "
+                f"WHEN {ident(f.name)} IS NULL THEN 'field {f.name} is missing' "
                 f"WHEN {cast} IS NULL THEN 'field {f.name} out of range or not a number'"
             )
         else:
             problems.append(
-                f"WHEN {_q(f.name)} IS NOT NULL AND octet_length({_q(f.name)}::BLOB) <> 16 "
+                f"WHEN {ident(f.name)} IS NOT NULL AND octet_length({ident(f.name)}::BLOB) <> 16 "
                 f"THEN 'field {f.name} is not a 16-byte address'"
             )
     if hour_start_ms is not None:
@@ -112,7 +109,7 @@ def read_landing_parquet(
     reason_sql = "CASE " + " ".join(problems) + " ELSE NULL END"
     con.execute(f"CREATE TABLE checked AS SELECT {', '.join(casts)}, _row, {reason_sql} AS _reason FROM landing")
     good = con.sql(
-        f"SELECT {', '.join(_q(c) for c in FLOW_SCHEMA.names if c in present)} FROM checked WHERE _reason IS NULL ORDER BY _row"
+        f"SELECT {', '.join(ident(c) for c in FLOW_SCHEMA.names if c in present)} FROM checked WHERE _reason IS NULL ORDER BY _row"
     ).to_arrow_table()
     bad = con.sql(
         "SELECT ? || ':' || c._row AS origin, c._reason AS reason, to_json(l)::VARCHAR AS record "
