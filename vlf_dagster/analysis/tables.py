@@ -39,4 +39,4 @@ def to_html(df: pd.DataFrame) -> str:
 
 
 def to_csv(df: pd.DataFrame) -> str:
-    return df.to_csv(index=False)
+    return df.to_csv(index=False, float_format="%.2f")

@@ -1,0 +1,126 @@
+"""Assets through Dagster: one partition, a partition range, blocking checks, the whole graph."""
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import START, flows, ip, write_landing
+from vlf_dagster.assets import build_assets
+from vlf_dagster.assets.partitions import study_partitions
+from vlf_dagster.definitions import build_definitions
+from vlf_dagster.flows.sets import IPSet
+from vlf_dagster.flows.storage import archive_files, hour_ms
+from vlf_dagster.resources import VlfStore
+from vlf_dagster.runs import materialize_all
+
+H0, H1, H2 = START, START + timedelta(hours=1), START + timedelta(hours=2)
+
+
+def _plant(data):
+    """Four outside sources with known VLF membership, spread over three hours."""
+    t0, t1, t2 = hour_ms(H0), hour_ms(H1), hour_ms(H2)
+    write_landing(data, H0, flows([
+        {"sIP": "4.0.0.1", "dIP": "10.1.24.5", "dPort": 25, "sTime": t0 + 10},  # A: 1 flow, 1 dst
+        {"sIP": "10.1.24.5", "dIP": "4.0.0.1", "sPort": 25, "dPort": 1025, "sTime": t0 + 20},  # answer to A
+        {"sIP": "4.0.0.2", "dIP": "10.1.24.6", "dPort": 7717, "protocol": 17, "sTime": t0 + 30},  # B (1/3)
+        {"sIP": "4.0.0.3", "dIP": "10.1.24.7", "dPort": 445, "sTime": t0 + 40},  # C (1/2)
+    ]))
+    write_landing(data, H1, flows(
+        [{"sIP": "4.0.0.2", "dIP": "10.1.24.6", "dPort": 7717, "protocol": 17, "sTime": t1 + 5}]  # B (2/3)
+        + [{"sIP": "4.0.0.4", "dIP": "10.1.24.9", "dPort": 80, "sTime": t1 + i} for i in range(12)]  # D: 12 flows
+    ))
+    write_landing(data, H2, flows([
+        {"sIP": "4.0.0.2", "dIP": "10.1.24.6", "dPort": 7717, "protocol": 17, "sTime": t2 + 5},  # B (3/3)
+        {"sIP": "4.0.0.3", "dIP": "10.1.24.8", "dPort": 445, "sTime": t2 + 6},  # C (2/2): 2nd destination
+    ]))
+
+
+@pytest.fixture
+def planted(site_file):
+    _plant(site_file)
+    return site_file
+
+
+def _assets(site):
+    return build_assets(study_partitions(site))
+
+
+def test_one_partition_through_materialize(planted, site):
+    result = dg.materialize(
+        _assets(site), selection=["hourly_flows", "hourly_source_bags"],
+        resources={"store": VlfStore(data_dir=str(planted))}, partition_key="2006-04-01-01:00",
+    )
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"archive_records_valid": True, "archive_expectations": True}
+    assert [p.name for p in archive_files(planted, [H1])] == ["in-S0_20060401.01.parquet", "iw-S0_20060401.01.parquet"]
+    assert archive_files(planted, [H0]) == []  # only the requested hour ran
+    bag = pq.read_table(planted / "hourly_source_bags" / "dt=2006-04-01" / "hour=01.parquet").to_pylist()
+    assert {(r["sIP"], r["records"]) for r in bag} == {(ip("4.0.0.2"), 1), (ip("4.0.0.4"), 12)}
+
+
+def test_partition_range_in_one_run(planted, site):
+    result = dg.materialize(
+        _assets(site), selection=["hourly_flows"], resources={"store": VlfStore(data_dir=str(planted))},
+        tags={"dagster/asset_partition_range_start": "2006-04-01-00:00", "dagster/asset_partition_range_end": "2006-04-01-02:00"},
+    )
+    assert result.success
+    mats = result.get_asset_materialization_events()
+    assert sorted(m.partition for m in mats) == ["2006-04-01-00:00", "2006-04-01-01:00", "2006-04-01-02:00"]
+    assert mats[0].materialization.metadata["flows"].value == 19  # 4 + 13 + 2: all 3 hours counted in the run
+    assert len(archive_files(planted, [H0, H1, H2])) == 5
+
+
+def test_failing_blocking_check_stops_downstream(site_file, site):
+    write_landing(site_file, H0, flows([{"sIP": "4.0.0.1", "dIP": "10.1.24.5", "packets": 50, "bytes": 10}]))
+    result = dg.materialize(
+        _assets(site), selection=["hourly_flows", "hourly_source_bags"],
+        resources={"store": VlfStore(data_dir=str(site_file), quarantine_implausible=False)},
+        partition_key="2006-04-01-00:00", raise_on_error=False,
+    )
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["archive_records_valid"].passed is False
+    assert evaluations["archive_records_valid"].metadata["packets > bytes"].value == 1
+    materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()}
+    assert materialized == {"hourly_flows"}
+    assert not (site_file / "hourly_source_bags").exists()
+
+
+def test_whole_graph_gives_the_planted_vlf_sets(planted, tmp_path):
+    defs = build_definitions(planted)
+    with dg.instance_for_test() as instance:
+        log = materialize_all(defs, instance, hours_per_run=2, echo=lambda *_: None)
+    assert [r[0] for r in log.runs] == ["hourly_job", "hourly_job", "monthly_job", "window_job"]
+    read = lambda name: sorted(IPSet.read(planted / f"{name}.set").ipv4_array().tolist())
+    A, B, C, D = (ip(f"4.0.0.{i}") for i in (1, 2, 3, 4))
+    assert read("vlf_f_set") == [A, B, C]
+    assert read("vlf_d_set") == [A, B, D]
+    assert read("vlf_fd_set") == [A, B]
+    assert read("active_inside_set") == [ip("10.1.24.5")]
+    vlf_flows = pq.read_table(planted / "vlf_flows.parquet")
+    assert sorted(vlf_flows.column("sIP").to_pylist()) == [A, B, B, B]
+    hours = {r["sIP"]: r["hours"] for r in pq.read_table(planted / "source_hour_count_bag.parquet").to_pylist()}
+    assert hours == {A: 1, B: 3, C: 2, D: 1}
+    report = next((planted / "reports").glob("*/index.html")).read_text()
+    assert "Per Host Flow Distribution" in report and "VLF-fd (both)" in report
+    table = (next((planted / "reports").glob("*/per_host_flow_distribution.csv"))).read_text().splitlines()
+    assert table[1].startswith("1,1,25.00,25.00,1,5.56,5.56")  # A: 1 of 4 sources, 1 of 18 flows
+    assert table[-1] == "Total,4,100.00,100.00,18,100.00,100.00"
+
+
+def test_workspace_yaml_loads(site_file):
+    env = {**os.environ, "VLF_DATA_DIR": str(site_file), "DAGSTER_HOME": str(site_file)}
+    (site_file / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(root / "workspace.yaml")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Validation successful" in done.stdout + done.stderr
