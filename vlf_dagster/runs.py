@@ -39,9 +39,13 @@ class RunLog:
         return sum(r[2] for r in self.runs)
 
 
+# The console shows warnings and errors only; every event is still in the instance for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict, label: str, log: RunLog, echo) -> None:
     started = time.perf_counter()
-    result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
     elapsed = time.perf_counter() - started
     log.runs.append((job.name, label, elapsed))
     if not result.success:

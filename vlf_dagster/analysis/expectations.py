@@ -50,7 +50,10 @@ def validate_archive(files: Sequence[Path]) -> SuiteOutcome:
     df = duckdb.connect().execute(
         f"SELECT {', '.join(NOT_NULL)} FROM read_parquet({literal_list(files)})"
     ).fetchdf()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no tqdm bars in run logs
     batch_definition = (
         context.data_sources.add_pandas("archive")
         .add_dataframe_asset("records")
