@@ -9,7 +9,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from .flows.site import SiteConfigError, load_site, parse_utc
+from .flows.site import load_site, parse_utc
 
 
 class CliError(Exception):
@@ -107,19 +107,40 @@ def build_parser() -> argparse.ArgumentParser:
     add_sim(p)
     add_mat(p)
     p.set_defaults(func=cmd_demo)
+
+    from .verbs import register_all
+
+    register_all(sub)
     return parser
 
 
+def _is_user_error(exc: BaseException) -> bool:
+    """Errors our modules raise about their input (ValueError subclasses) print as one line."""
+    return isinstance(exc, CliError) or (
+        isinstance(exc, ValueError) and type(exc).__module__.startswith("vlf_dagster")
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .verbs.common import VerbError
+
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (CliError, SiteConfigError) as exc:
+        result = args.func(args)
+    except VerbError as exc:
         print(f"vlf {args.command}: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
+        # the reader went away (e.g. `| head`): stop quietly, as SiLK tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
-    return 0
+    except Exception as exc:
+        if _is_user_error(exc):
+            print(f"vlf {args.command}: {exc}", file=sys.stderr)
+            return 1
+        raise
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

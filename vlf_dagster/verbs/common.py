@@ -1,0 +1,126 @@
+"""What every `vlf` verb shares: one-line errors, reading and writing flow streams.
+
+Flow streams between verbs are Arrow IPC streams (stdout when it is not a terminal, stdin as
+``-``).  Files are read by content: Parquet (``PAR1``), Arrow IPC file (``ARROW1``) or Arrow IPC
+stream.  Written files are Parquet when the name ends in ``.parquet``, else an Arrow IPC stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from ..flows.schema import FLOW_SCHEMA, SchemaError, conform
+
+
+class VerbError(Exception):
+    """A user-facing error: `vlf` prints it as one line and exits with status 1."""
+
+
+def stdin_binary() -> BinaryIO:
+    return sys.stdin.buffer
+
+
+def stdout_binary() -> BinaryIO:
+    return sys.stdout.buffer
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _open_bytes(name: str) -> tuple[bytes, str]:
+    if name == "-":
+        if sys.stdin.isatty():
+            raise VerbError("no input: give FILES or pipe a flow stream into stdin")
+        return stdin_binary().read(), "<stdin>"
+    try:
+        return Path(name).read_bytes(), name
+    except OSError as exc:
+        raise VerbError(f"{name}: cannot read: {exc.strerror}") from None
+
+
+def read_flow_table(data: bytes, label: str) -> pa.Table:
+    """Decode one flow file or stream and conform it to the flow schema."""
+    try:
+        if data[:4] == b"PAR1":
+            table = pq.read_table(pa.BufferReader(data))
+        elif data[:6] == b"ARROW1":
+            table = ipc.open_file(pa.BufferReader(data)).read_all()
+        elif not data:
+            return FLOW_SCHEMA.empty_table()
+        else:
+            table = ipc.open_stream(pa.BufferReader(data)).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise VerbError(f"{label}: not a flow file ({str(exc).splitlines()[0]})") from None
+    try:
+        return conform(table.replace_schema_metadata(None), source=label)
+    except SchemaError as exc:
+        raise VerbError(f"not a flow file: {exc}") from None
+
+
+def read_flows(names: Iterable[str]) -> pa.Table:
+    """All records of the named inputs (``-`` is stdin) as one flow-schema table."""
+    tables = [read_flow_table(*_open_bytes(n)) for n in (list(names) or ["-"])]
+    return pa.concat_tables(tables) if tables else FLOW_SCHEMA.empty_table()
+
+
+def write_flow_stream(batches: Iterable[pa.RecordBatch] | pa.Table, sink: BinaryIO) -> int:
+    """Write flow records as an Arrow IPC stream; returns the number of records."""
+    if isinstance(batches, pa.Table):
+        batches = batches.to_batches()
+    count = 0
+    with ipc.new_stream(sink, FLOW_SCHEMA) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+            count += batch.num_rows
+    return count
+
+
+def write_flows(table: pa.Table, dest: str) -> int:
+    """Write to ``-`` (stdout: IPC stream, or text via `vlf cut` on a terminal) or a file."""
+    if dest == "-":
+        if stdout_is_terminal():
+            from ..flows.cut import format_records
+
+            for line in format_records(table):
+                sys.stdout.write(line + "\n")
+            return table.num_rows
+        count = write_flow_stream(table, stdout_binary())
+        stdout_binary().flush()
+        return count
+    from ..flows.storage import atomic_path
+
+    with atomic_path(dest) as tmp:
+        if dest.endswith(".parquet"):
+            pq.write_table(table, tmp, compression="zstd")
+        else:
+            with open(tmp, "wb") as sink:
+                write_flow_stream(table, sink)
+    return table.num_rows
+
+
+def write_binary_output(data: bytes, dest: str) -> None:
+    """Write a set or bag file to ``dest`` (``-`` is stdout)."""
+    if dest == "-":
+        stdout_binary().write(data)
+        stdout_binary().flush()
+        return
+    from ..flows.storage import write_bytes
+
+    write_bytes(data, dest)
+
+
+def read_binary_input(name: str) -> tuple[bytes, str]:
+    return _open_bytes(name)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-wrapped descriptions and show defaults."""
