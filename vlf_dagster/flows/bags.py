@@ -1,24 +1,28 @@
 """Bags (SiLK's keyed counters), stored as Parquet and computed with DuckDB.
 
-A bag file has one or more key columns and one or more uint64 counter columns; its Parquet
-metadata names them (``vlf.bag.keys``, ``vlf.bag.counters``).  A SiLK bag is the one-key,
-one-counter case; a composite key such as (sIP, dIP) is what SiLK needed rwaggbag for.
+A bag file has key column(s) and uint64 counter column(s); its Parquet metadata names the keys and
+counters (``vlf.bag.keys``, ``vlf.bag.counters``).  A SiLK bag is the one-key, one-counter case.
+Beyond SiLK: keys may be composite (``sIP+dIP``, what SiLK needed rwaggbag for), IP keys hold
+IPv4 and IPv6 side by side, and ``distinct:FIELD`` counts distinct values exactly (the study used
+a Bloom filter for distinct destinations).
 
-IP keys take two columns, as in the flow schema: ``sIP`` (uint32, IPv4) and ``sIPv6`` (16 bytes,
-null for IPv4 keys), so one bag holds both families (SiLK's bags convert wholesale to IPv6).
-
-Counters follow SiLK: a counter of 0 means the key is absent; building a bag saturates a
-counter at 2^64-2 (:data:`COUNTER_MAX`); adding bags whose sum overflows is an error.
+IP keys take two columns, as in the flow schema: ``sIP`` (uint32) and ``sIPv6`` (16 bytes, null for
+IPv4 keys).  Counters follow SiLK: a counter of 0 means the key is absent; building a bag
+saturates at 2^64-2 (:data:`COUNTER_MAX`); ``add`` overflowing is an error; ``subtract`` drops keys
+that end at or below zero.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -29,30 +33,44 @@ from .sql import ident, literal, literal_list
 from .storage import atomic_path
 
 COUNTER_MAX = 2**64 - 2
+UINT64_WRAP = 2**64
 
-# key name -> the flow columns it groups by (IP keys carry their IPv6 companion column)
-KEYS: dict[str, tuple[str, ...]] = {
-    "sIP": ("sIP", "sIPv6"),
-    "dIP": ("dIP", "dIPv6"),
-    "nhIP": ("nhIP", "nhIPv6"),
-    "sPort": ("sPort",),
-    "dPort": ("dPort",),
-    "protocol": ("protocol",),
-    "sensor": ("sensor",),
-    "flags": ("flags",),
-    "initialFlags": ("initialFlags",),
-    "sessionFlags": ("sessionFlags",),
-    "attributes": ("attributes",),
-    "application": ("application",),
-    "input": ("in",),
-    "output": ("out",),
+# key name -> (output column, SQL expression over a flow row) pairs; IP keys carry their IPv6 column
+KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "sIP": (("sIP", "sIP"), ("sIPv6", "sIPv6")),
+    "dIP": (("dIP", "dIP"), ("dIPv6", "dIPv6")),
+    "nhIP": (("nhIP", "nhIP"), ("nhIPv6", "nhIPv6")),
+    "sPort": (("sPort", "sPort"),),
+    "dPort": (("dPort", "dPort"),),
+    "protocol": (("protocol", "protocol"),),
+    "packets": (("packets", "packets"),),
+    "bytes": (("bytes", "bytes"),),
+    "flags": (("flags", "flags"),),
+    "initialFlags": (("initialFlags", "initialFlags"),),
+    "sessionFlags": (("sessionFlags", "sessionFlags"),),
+    "attributes": (("attributes", "attributes"),),
+    "application": (("application", "application"),),
+    "sensor": (("sensor", "sensor"),),
+    "input": (("in", '"in"'),),
+    "output": (("out", '"out"'),),
+    "sTime": (("sTime", "(sTime // 1000)"),),  # 1 s resolution, as rwbag
+    "eTime": (("eTime", "((sTime + duration) // 1000)"),),
+    "duration": (("duration", "(duration // 1000)"),),
+    "value": (("value", "value"),),  # a plain integer key: what --invert and --bag-input produce
+}
+IP_KEYS = ("sIP", "dIP", "nhIP")
+KEY_ALIASES = {
+    "sipv4": "sIP", "sipv6": "sIP", "sip": "sIP", "dipv4": "dIP", "dipv6": "dIP", "dip": "dIP",
+    "nhipv4": "nhIP", "nhipv6": "nhIP", "nhip": "nhIP", "sport": "sPort", "dport": "dPort",
+    "protocol": "protocol", "proto": "protocol", "packets": "packets", "bytes": "bytes", "flags": "flags",
+    "initialflags": "initialFlags", "sessionflags": "sessionFlags", "attributes": "attributes",
+    "application": "application", "sensor": "sensor", "input": "input", "output": "output",
+    "stime": "sTime", "etime": "eTime", "duration": "duration", "value": "value", "custom": "value",
 }
 # counter name -> SQL aggregate over flow records
-COUNTERS: dict[str, str] = {
-    "records": "count(*)",
-    "packets": "sum(packets)",
-    "bytes": "sum(bytes)",
-}
+COUNTERS: dict[str, str] = {"records": "count(*)", "packets": "sum(packets)", "bytes": "sum(bytes)"}
+COUNTER_ALIASES = {"records": "records", "flows": "records", "sum-packets": "packets", "packets": "packets",
+                   "sum-bytes": "bytes", "bytes": "bytes"}
 
 
 class BagError(ValueError):
@@ -70,47 +88,191 @@ class BagInfo:
 
     @property
     def key_columns(self) -> tuple[str, ...]:
-        return tuple(c for k in self.keys for c in KEYS[k])
+        return tuple(col for k in self.keys for col, _ in KEYS[k])
+
+    @property
+    def counter(self) -> str:
+        """The counter of a one-counter (SiLK) bag."""
+        if len(self.counters) != 1:
+            raise BagError(f"this operation needs a bag with one counter, not {list(self.counters)}")
+        return self.counters[0]
+
+
+def parse_key(text: str) -> tuple[str, ...]:
+    """``sIPv4``, ``dport`` or a composite ``sIP+dIP`` -> canonical key names."""
+    keys = []
+    for part in text.split("+"):
+        name = KEY_ALIASES.get(part.strip().lower())
+        if name is None:
+            raise BagError(f"unknown bag key {part.strip()!r} (known: {', '.join(sorted(set(KEY_ALIASES)))})")
+        keys.append(name)
+    if len(set(keys)) != len(keys):
+        raise BagError(f"repeated key in {text!r}")
+    return tuple(keys)
+
+
+def parse_counter(text: str) -> str:
+    """``records``/``flows``, ``sum-packets``, ``sum-bytes`` or ``distinct:FIELD``."""
+    t = text.strip()
+    if t.lower().startswith("distinct:"):
+        field = KEY_ALIASES.get(t.split(":", 1)[1].strip().lower())
+        if field is None:
+            raise BagError(f"unknown field in counter {t!r}")
+        return f"distinct:{field}"
+    name = COUNTER_ALIASES.get(t.lower())
+    if name is None:
+        raise BagError(f"unknown bag counter {t!r} (records, sum-packets, sum-bytes, distinct:FIELD)")
+    return name
+
+
+def _counter_sql(counter: str) -> str:
+    if counter.startswith("distinct:"):
+        exprs = [f"{e}" for _, e in KEYS[counter.split(":", 1)[1]]]
+        inner = exprs[0] if len(exprs) == 1 else "struct_pack(" + ", ".join(f"k{i} := {e}" for i, e in enumerate(exprs)) + ")"
+        return f"count(DISTINCT {inner})"
+    return COUNTERS[counter]
+
+
+def _keys_select(info: BagInfo, *, from_flows: bool) -> str:
+    return ", ".join(
+        f"{expr} AS {ident(col)}" if from_flows else ident(col) for k in info.keys for col, expr in KEYS[k]
+    )
+
+
+def _key_list(info: BagInfo, prefix: str = "") -> str:
+    return ", ".join(prefix + ident(c) for c in info.key_columns)
+
+
+# --- the Bag value and its files -------------------------------------------------------------
+
+
+@dataclass
+class Bag:
+    table: pa.Table
+    info: BagInfo
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def to_bytes(self) -> bytes:
+        sink = io.BytesIO()
+        pq.write_table(_with_meta(self.table, self.info), sink, compression="zstd")
+        return sink.getvalue()
+
+    def write(self, path: str | Path) -> Path:
+        return write_bag(self.table, path, self.info)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str = "<bytes>") -> "Bag":
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise BagError(f"{source}: not a bag file ({str(exc).splitlines()[0]})") from None
+        return cls(table, _info_from_meta(table.schema.metadata, source))
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Bag":
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise BagError(f"{path}: cannot read bag: {exc.strerror}") from None
+        return cls.from_bytes(data, source=str(path))
+
+
+def _with_meta(table: pa.Table, info: BagInfo) -> pa.Table:
+    meta = {b"vlf.bag.keys": json.dumps(list(info.keys)).encode(), b"vlf.bag.counters": json.dumps(list(info.counters)).encode()}
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+
+
+def _info_from_meta(meta: dict | None, source: str) -> BagInfo:
+    meta = meta or {}
+    if b"vlf.bag.keys" not in meta:
+        raise BagError(f"{source}: not a bag file (no vlf.bag.keys metadata)")
+    try:
+        info = BagInfo(tuple(json.loads(meta[b"vlf.bag.keys"])), tuple(json.loads(meta[b"vlf.bag.counters"])))
+    except (ValueError, KeyError):
+        raise BagError(f"{source}: corrupt bag metadata") from None
+    if any(k not in KEYS for k in info.keys):
+        raise BagError(f"{source}: corrupt bag metadata (unknown key in {list(info.keys)})")
+    return info
 
 
 def read_info(path: str | Path) -> BagInfo:
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = pq.read_schema(path).metadata
     except (OSError, pa.ArrowInvalid) as exc:
-        raise BagError(f"{path}: not a bag file: {exc}") from None
-    if b"vlf.bag.keys" not in meta:
-        raise BagError(f"{path}: not a bag file (no vlf.bag.keys metadata)")
-    return BagInfo(
-        tuple(json.loads(meta[b"vlf.bag.keys"])), tuple(json.loads(meta[b"vlf.bag.counters"]))
-    )
+        raise BagError(f"{path}: not a bag file: {str(exc).splitlines()[0]}") from None
+    return _info_from_meta(meta, str(path))
+
+
+def write_bag(table: pa.Table, path: str | Path, info: BagInfo) -> Path:
+    with atomic_path(path) as tmp:
+        pq.write_table(_with_meta(table, info), tmp, compression="zstd")
+    return Path(path)
+
+
+def read_bag(path: str | Path) -> pa.Table:
+    read_info(path)
+    return pq.read_table(path)
 
 
 def write_bag_query(con: duckdb.DuckDBPyConnection, sql: str, params: list, path: str | Path, info: BagInfo) -> Path:
-    """Run ``sql`` and write its rows atomically as a bag file with ``info`` in its metadata."""
-    order = ", ".join(ident(c) for c in info.key_columns)
-    meta = "{'vlf.bag.keys': '%s', 'vlf.bag.counters': '%s'}" % (
-        json.dumps(list(info.keys)),
-        json.dumps(list(info.counters)),
-    )
+    """Run ``sql`` and write its rows atomically, in key order, as a bag file with ``info``."""
+    meta = "{'vlf.bag.keys': %s, 'vlf.bag.counters': %s}" % (
+        literal(json.dumps(list(info.keys))), literal(json.dumps(list(info.counters))))
     with atomic_path(path) as tmp:
         con.execute(
-            f"COPY (SELECT * FROM ({sql}) ORDER BY {order}) TO {literal(tmp)} "
+            f"COPY (SELECT * FROM ({sql}) ORDER BY {_key_list(info)}) TO {literal(tmp)} "
             f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {meta})",
             params,
         )
     return Path(path)
 
 
-def _select_keys(info: BagInfo) -> str:
-    cols = []
-    for key in info.keys:
-        for column in KEYS[key]:
-            cols.append(ident(column))
-    return ", ".join(cols)
+def _query_bag(con: duckdb.DuckDBPyConnection, sql: str, info: BagInfo, params: Sequence = ()) -> Bag:
+    table = con.sql(f"SELECT * FROM ({sql}) ORDER BY {_key_list(info)}", params=list(params)).to_arrow_table()
+    return Bag(_normalize(table, info), info)
+
+
+def _normalize(table: pa.Table, info: BagInfo) -> pa.Table:
+    """Key columns in the flow schema's types, counters uint64."""
+    fields = [FLOW_SCHEMA.field(c) if c in FLOW_SCHEMA.names else pa.field(c, pa.uint64()) for c in info.key_columns]
+    fields = [pa.field(f.name, f.type) for f in fields] + [pa.field(c, pa.uint64()) for c in info.counters]
+    columns = [table.column(f.name).cast(f.type) for f in fields]
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def empty_bag_table(info: BagInfo) -> pa.Table:
+    fields = [pa.field(c, FLOW_SCHEMA.field(c).type if c in FLOW_SCHEMA.names else pa.uint64()) for c in info.key_columns]
+    fields += [pa.field(c, pa.uint64()) for c in info.counters]
+    return pa.schema(fields).empty_table()
+
+
+# --- rwbag ------------------------------------------------------------------------------------
+
+
+def _flows_source(con: duckdb.DuckDBPyConnection, flows: Sequence[str | Path] | pa.Table) -> str:
+    if isinstance(flows, pa.Table):
+        con.register("flow_input", flows)
+        return "flow_input"
+    return f"read_parquet({literal_list(flows)})"
+
+
+def _bag_sql(source: str, info: BagInfo, where: str = "TRUE") -> str:
+    aggs = ", ".join(f"LEAST({_counter_sql(c)}, {COUNTER_MAX})::UBIGINT AS {ident(c)}" for c in info.counters)
+    return f"SELECT {_keys_select(info, from_flows=True)}, {aggs} FROM {source} WHERE {where} GROUP BY ALL"
+
+
+def _check_bag_spec(keys: Sequence[str], counters: Sequence[str]) -> BagInfo:
+    unknown = [k for k in keys if k not in KEYS]
+    unknown += [c for c in counters if c not in COUNTERS and not (c.startswith("distinct:") and c.split(":", 1)[1] in KEYS)]
+    if unknown:
+        raise BagError(f"unknown bag key or counter: {', '.join(unknown)}")
+    return BagInfo(tuple(keys), tuple(counters))
 
 
 def bag_from_flows(
-    flow_files: Sequence[str | Path],
+    flows: Sequence[str | Path] | pa.Table,
     path: str | Path,
     keys: Sequence[str],
     counters: Sequence[str] = ("records",),
@@ -118,36 +280,90 @@ def bag_from_flows(
     where: str = "TRUE",
     params: Sequence = (),
 ) -> Path:
-    """rwbag: count flows of ``flow_files`` by ``keys``; counters saturate at :data:`COUNTER_MAX`."""
-    unknown = [k for k in keys if k not in KEYS] + [c for c in counters if c not in COUNTERS]
-    if unknown:
-        raise BagError(f"unknown bag key or counter: {', '.join(unknown)}")
-    info = BagInfo(tuple(keys), tuple(counters))
-    key_sql = _select_keys(info)
-    agg = ", ".join(
-        f"LEAST({COUNTERS[c]}, {COUNTER_MAX})::UBIGINT AS {ident(c)}" for c in counters
-    )
-    if not flow_files:  # an hour without flows still gets its (empty) bag
+    """rwbag into a file: count flows (Parquet files or a table) by ``keys``; counters saturate."""
+    info = _check_bag_spec(keys, counters)
+    if not isinstance(flows, pa.Table) and not flows:  # an hour without flows still gets its (empty) bag
         return write_bag(empty_bag_table(info), path, info)
-    sql = f"SELECT {key_sql}, {agg} FROM read_parquet({literal_list(flow_files)}) WHERE {where} GROUP BY ALL"
-    return write_bag_query(duckdb.connect(), sql, list(params), path, info)
+    con = duckdb.connect()
+    return write_bag_query(con, _bag_sql(_flows_source(con, flows), info, where), list(params), path, info)
 
 
-def empty_bag_table(info: BagInfo) -> pa.Table:
-    fields = [FLOW_SCHEMA.field(c) for c in info.key_columns]
-    fields += [pa.field(c, pa.uint64()) for c in info.counters]
-    return pa.schema(fields).empty_table()
+def bags_from_table(flows: pa.Table, specs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[Bag]:
+    """rwbag with several ``--bag-file`` specs over one input table (read once)."""
+    con = duckdb.connect()
+    source = _flows_source(con, flows)
+    out = []
+    for keys, counters in specs:
+        info = _check_bag_spec(keys, counters)
+        out.append(_query_bag(con, _bag_sql(source, info), info))
+    return out
 
 
-def write_bag(table: pa.Table, path: str | Path, info: BagInfo) -> Path:
-    meta = {
-        b"vlf.bag.keys": json.dumps(list(info.keys)).encode(),
-        b"vlf.bag.counters": json.dumps(list(info.counters)).encode(),
-    }
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return Path(path)
+# --- rwbagbuild -------------------------------------------------------------------------------
+
+
+def bag_from_set(ipset: IPSet, *, default_count: int = 1, key: str = "sIP") -> Bag:
+    """rwbagbuild --set-input: every address gets ``default_count``."""
+    _check_count(default_count)
+    info = BagInfo((key,), ("records",))
+    v4 = ipset.ipv4_array()
+    v6 = [a.tobytes() for a in ipset.v6]
+    table = pa.table({
+        KEYS[key][0][0]: pa.array(np.concatenate([v4, np.zeros(len(v6), np.uint32)]), pa.uint32()),
+        KEYS[key][1][0]: pa.array([None] * len(v4) + v6, IPV6_TYPE),
+        "records": pa.array(np.full(len(v4) + len(v6), default_count, np.uint64), pa.uint64()),
+    })
+    return Bag(table, info)
+
+
+def _check_count(value: int) -> None:
+    if not 1 <= value <= COUNTER_MAX:
+        raise BagError(f"count {value} is outside 1..{COUNTER_MAX}")
+
+
+# --- rwbagtool --------------------------------------------------------------------------------
+
+
+def _same_keys(bags: Sequence[Bag], op: str) -> BagInfo:
+    if not bags:
+        raise BagError(f"{op}: no input bags")
+    keys = {b.info.keys for b in bags}
+    if len(keys) != 1:
+        raise BagError(f"{op}: input bags have different keys: {sorted(keys)}")
+    for b in bags:
+        b.info.counter  # noqa: B018 - raises unless one counter
+    return BagInfo(bags[0].info.keys, (bags[0].info.counter,))
+
+
+def _register(con, bags: Sequence[Bag]) -> str:
+    """Register bags as b0, b1, ... and return a UNION ALL of (keys, c, i) over them."""
+    parts = []
+    for i, bag in enumerate(bags):
+        con.register(f"b{i}", bag.table)
+        parts.append(f"SELECT {_key_list(bag.info)}, {ident(bag.info.counter)}::HUGEINT AS c, {i} AS i FROM b{i}")
+    return " UNION ALL ".join(parts)
+
+
+def _add_sql(source: str, info: BagInfo, counters: Sequence[str], extra: dict[str, str]) -> str:
+    sums = [f"sum({ident(c)}) AS {ident(c)}" for c in counters] + [f"{e} AS {ident(n)}" for n, e in extra.items()]
+    return f"SELECT {_key_list(info)}, {', '.join(sums)} FROM {source} GROUP BY ALL"
+
+
+def _raise_on_overflow(con, sql: str, counters: Sequence[str], op: str) -> None:
+    if not counters:
+        return
+    biggest = con.sql(f"SELECT max(GREATEST({', '.join(ident(c) for c in counters)})) FROM ({sql})").fetchall()[0][0]
+    if biggest is not None and biggest > COUNTER_MAX:
+        raise BagOverflowError(f"{op}: counter overflow ({biggest} > {COUNTER_MAX})")
+
+
+def add(bags: Sequence[Bag]) -> Bag:
+    """rwbagtool --add: sum per key (missing keys count 0); overflow is an error."""
+    info = _same_keys(bags, "--add")
+    con = duckdb.connect()
+    sql = f"SELECT {_key_list(info)}, sum(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) GROUP BY ALL"
+    _raise_on_overflow(con, sql, [info.counter], "--add")
+    return _query_bag(con, sql, info)
 
 
 def add_bags(
@@ -157,11 +373,11 @@ def add_bags(
     counters: Sequence[str] | None = None,
     extra: dict[str, str] | None = None,
 ) -> Path:
-    """rwbagtool --add: sum counters per key over ``paths`` (missing keys count 0).
+    """--add over bag files, streamed by DuckDB (the assets' monthly and window rollups).
 
-    ``counters`` keeps only those counters of multi-counter bags.  ``extra`` adds computed counters, e.g. ``{"hours": "count(*)"}`` counts the input bags a key
-    appears in (the "count 1 bags added up" of the study).  Overflow past
-    :data:`COUNTER_MAX` raises :class:`BagOverflowError`, as rwbagtool does.
+    ``counters`` keeps only those counters of multi-counter bags; ``extra`` adds computed counters,
+    e.g. ``{"hours": "count(*)"}`` counts the input bags a key appears in (the study's "count 1
+    bags added up").  Overflow past :data:`COUNTER_MAX` raises :class:`BagOverflowError`.
     """
     if not paths:
         raise BagError("add_bags: no input bags")
@@ -169,55 +385,206 @@ def add_bags(
     if len(infos) != 1:
         raise BagError(f"add_bags: inputs have different keys or counters: {sorted(map(str, infos))}")
     (info,) = infos
-    if counters is not None:
-        missing = [c for c in counters if c not in info.counters]
-        if missing:
-            raise BagError(f"add_bags: inputs have no counter(s) {missing} (counters: {list(info.counters)})")
-        info = BagInfo(info.keys, tuple(counters))
+    kept = list(info.counters if counters is None else counters)
+    missing = [c for c in kept if c not in info.counters]
+    if missing:
+        raise BagError(f"add_bags: inputs have no counter(s) {missing} (counters: {list(info.counters)})")
     extra = extra or {}
-    out_info = BagInfo(info.keys, info.counters + tuple(extra))
-    key_sql = _select_keys(info)
-    sums = [f"sum({ident(c)}) AS {ident(c)}" for c in info.counters]
-    sums += [f"{expr} AS {ident(name)}" for name, expr in extra.items()]
+    out_info = BagInfo(info.keys, tuple(kept) + tuple(extra))
     con = duckdb.connect()
-    sql = f"SELECT {key_sql}, {', '.join(sums)} FROM read_parquet({literal_list(paths)}) GROUP BY ALL"
-    if info.counters:
-        biggest = con.execute(
-            f"SELECT max(GREATEST({', '.join(ident(c) for c in info.counters)})) FROM ({sql})"
-        ).fetchone()[0]
-        if biggest is not None and biggest > COUNTER_MAX:
-            raise BagOverflowError(f"add_bags: counter overflow ({biggest} > {COUNTER_MAX})")
+    sql = _add_sql(f"read_parquet({literal_list(paths)})", info, kept, extra)
+    _raise_on_overflow(con, sql, kept, "add_bags")
     casts = ", ".join(f"{ident(c)}::UBIGINT AS {ident(c)}" for c in out_info.counters)
-    return write_bag_query(con, f"SELECT {key_sql}, {casts} FROM ({sql})", [], out, out_info)
+    return write_bag_query(con, f"SELECT {_key_list(info)}, {casts} FROM ({sql})", [], out, out_info)
 
 
-def read_bag(path: str | Path) -> pa.Table:
-    read_info(path)
-    return pq.read_table(path)
+def subtract(bags: Sequence[Bag]) -> Bag:
+    """rwbagtool --subtract: the first bag minus the others; keys at or below zero vanish."""
+    info = _same_keys(bags, "--subtract")
+    con = duckdb.connect()
+    union = _register(con, bags)
+    sql = (
+        f"SELECT {_key_list(info)}, sum(CASE WHEN i = 0 THEN c ELSE -c END) AS {ident(info.counter)} "
+        f"FROM ({union}) GROUP BY ALL HAVING bool_or(i = 0) AND sum(CASE WHEN i = 0 THEN c ELSE -c END) > 0"
+    )
+    return _query_bag(con, sql, info)
 
 
-def coverset(
-    path: str | Path,
+def minimize(bags: Sequence[Bag]) -> Bag:
+    """rwbagtool --minimize: keys present in every bag, with their smallest counter."""
+    info = _same_keys(bags, "--minimize")
+    con = duckdb.connect()
+    sql = (f"SELECT {_key_list(info)}, min(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) "
+           f"GROUP BY ALL HAVING count(DISTINCT i) = {len(bags)}")
+    return _query_bag(con, sql, info)
+
+
+def maximize(bags: Sequence[Bag]) -> Bag:
+    """rwbagtool --maximize: the union of keys, with their largest counter."""
+    info = _same_keys(bags, "--maximize")
+    con = duckdb.connect()
+    return _query_bag(con, f"SELECT {_key_list(info)}, max(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) GROUP BY ALL", info)
+
+
+def _two(bags: Sequence[Bag], op: str) -> BagInfo:
+    if len(bags) != 2:
+        raise BagError(f"{op} needs exactly two bags, got {len(bags)}")
+    return _same_keys(bags, op)
+
+
+def divide(bags: Sequence[Bag]) -> Bag:
+    """rwbagtool --divide: bag1 / bag2 per key, rounded half up; results below 0.5 are dropped.
+
+    Every key of the first bag must be in the second.
+    """
+    info = _two(bags, "--divide")
+    con = duckdb.connect()
+    _register(con, bags)
+    keys = " AND ".join(f"b0.{ident(c)} IS NOT DISTINCT FROM b1.{ident(c)}" for c in info.key_columns)
+    c0, c1 = ident(bags[0].info.counter), ident(bags[1].info.counter)
+    missing = con.sql(f"SELECT count(*) FROM b0 WHERE NOT EXISTS (SELECT 1 FROM b1 WHERE {keys})").fetchall()[0][0]
+    if missing:
+        raise BagError(f"--divide: {missing} key(s) of the first bag are not in the second bag")
+    quotient = f"((b0.{c0}::HUGEINT * 2 + b1.{c1}::HUGEINT) // (b1.{c1}::HUGEINT * 2))"  # round half up
+    sql = (f"SELECT {_key_list(info, 'b0.')}, {quotient} AS {ident(info.counter)} FROM b0 JOIN b1 ON {keys} "
+           f"WHERE {quotient} > 0")
+    return _query_bag(con, sql, info)
+
+
+def scalar_multiply(bag: Bag, value: int) -> Bag:
+    """rwbagtool --scalar-multiply: like SiLK, an overflowing product warns and wraps."""
+    if not 1 <= value <= UINT64_WRAP - 1:
+        raise BagError(f"--scalar-multiply={value} is outside 1..{UINT64_WRAP - 1}")
+    info = _same_keys([bag], "--scalar-multiply")
+    con = duckdb.connect()
+    con.register("b0", bag.table)
+    c = ident(info.counter)
+    overflow = con.sql(f"SELECT count(*) FROM b0 WHERE {c}::UHUGEINT * {value}::UHUGEINT > {COUNTER_MAX}").fetchall()[0][0]
+    if overflow:
+        print(f"vlf bagtool: warning: --scalar-multiply overflowed {overflow} counter(s); they wrapped", file=sys.stderr)
+    sql = f"SELECT {_key_list(info)}, ({c}::UHUGEINT * {value}::UHUGEINT) % {UINT64_WRAP}::UHUGEINT AS {c} FROM b0"
+    return _query_bag(con, sql, info)
+
+
+COMPARISONS = {"lt": "<", "le": "<=", "eq": "=", "ge": ">=", "gt": ">"}
+
+
+def compare(bags: Sequence[Bag], op: str) -> Bag:
+    """rwbagtool --compare=OP: keys in both bags where counter1 OP counter2, with counter 1."""
+    info = _two(bags, "--compare")
+    if op.lower() not in COMPARISONS:
+        raise BagError(f"--compare={op}: use one of {', '.join(COMPARISONS)}")
+    con = duckdb.connect()
+    _register(con, bags)
+    keys = " AND ".join(f"b0.{ident(c)} IS NOT DISTINCT FROM b1.{ident(c)}" for c in info.key_columns)
+    c0, c1 = ident(bags[0].info.counter), ident(bags[1].info.counter)
+    sql = (f"SELECT {_key_list(info, 'b0.')}, 1 AS {ident(info.counter)} FROM b0 JOIN b1 ON {keys} "
+           f"WHERE b0.{c0} {COMPARISONS[op.lower()]} b1.{c1}")
+    return _query_bag(con, sql, info)
+
+
+def _ip_key(info: BagInfo, op: str) -> tuple[str, str]:
+    if len(info.keys) != 1 or info.keys[0] not in IP_KEYS:
+        raise BagError(f"{op} needs a bag with one IP key, not {list(info.keys)}")
+    return KEYS[info.keys[0]][0][0], KEYS[info.keys[0]][1][0]
+
+
+def filter_bag(
+    bag: Bag,
     *,
-    counter: str | None = None,
-    min_counter: int = 1,
-    max_counter: int = COUNTER_MAX,
-) -> IPSet:
-    """rwbagtool --mincounter/--maxcounter --coverset: the IP keys whose counter is in range."""
+    min_counter: int | None = None,
+    max_counter: int | None = None,
+    min_key: int | None = None,
+    max_key: int | None = None,
+    intersect: IPSet | None = None,
+    complement: IPSet | None = None,
+) -> Bag:
+    """rwbagtool's filters: counter and key bounds (IPv4 / integer keys) and set masks."""
+    info = bag.info
+    table = bag.table
+    mask = pa.array(np.ones(table.num_rows, bool))
+    counter = table.column(info.counter)
+    if min_counter is not None:
+        mask = pc.and_(mask, pc.greater_equal(counter, min_counter))
+    if max_counter is not None:
+        mask = pc.and_(mask, pc.less_equal(counter, max_counter))
+    if min_key is not None or max_key is not None:
+        if len(info.keys) != 1:
+            raise BagError("--minkey/--maxkey need a bag with one key")
+        key = table.column(info.key_columns[0])
+        if min_key is not None:
+            mask = pc.and_(mask, pc.greater_equal(key, min_key))
+        if max_key is not None:
+            mask = pc.and_(mask, pc.less_equal(key, max_key))
+    for ipset, keep in ((intersect, True), (complement, False)):
+        if ipset is None:
+            continue
+        inside = _members(bag, ipset, "--intersect" if keep else "--complement-intersect")
+        mask = pc.and_(mask, pa.array(inside if keep else ~inside))
+    return Bag(table.filter(mask), info)
+
+
+def _members(bag: Bag, ipset: IPSet, op: str) -> np.ndarray:
+    v4col, v6col = _ip_key(bag.info, op)
+    is_v6 = bag.table.column(v6col).is_valid().to_numpy(zero_copy_only=False)
+    inside = ipset.contains_ipv4(bag.table.column(v4col).to_numpy()) & ~is_v6
+    if is_v6.any():
+        wanted = {a.tobytes() for a in ipset.v6}
+        v6 = bag.table.column(v6col).to_pylist()
+        inside |= np.array([v is not None and v in wanted for v in v6])
+    return inside
+
+
+def coverset_of(bag: Bag) -> IPSet:
+    """rwbagtool --coverset: the IP keys of a bag as an IP set."""
+    v4col, v6col = _ip_key(bag.info, "--coverset")
+    v6 = bag.table.column(v6col).cast(IPV6_TYPE)
+    attributes = pc.if_else(pc.is_valid(v6), pa.scalar(0x80, pa.uint8()), pa.scalar(0, pa.uint8()))
+    return IPSet.from_flow_column(pa.table({"sIP": bag.table.column(v4col), "sIPv6": v6, "attributes": attributes}), "sIP")
+
+
+def coverset(path: str | Path, *, counter: str | None = None, min_counter: int = 1, max_counter: int = COUNTER_MAX) -> IPSet:
+    """--mincounter/--maxcounter --coverset over a bag file, filtering in DuckDB."""
     info = read_info(path)
-    if len(info.keys) != 1 or KEYS[info.keys[0]][0] not in ("sIP", "dIP", "nhIP"):
-        raise BagError(f"{path}: coverset needs a bag with one IP key, not {list(info.keys)}")
+    v4col, v6col = _ip_key(info, "--coverset")
     counter = counter or info.counters[0]
     if counter not in info.counters:
         raise BagError(f"{path}: no counter {counter!r} (counters: {list(info.counters)})")
-    v4col, v6col = KEYS[info.keys[0]]
+    rows = duckdb.connect().sql(
+        f"SELECT {ident(v4col)}, {ident(v6col)}, {ident(counter)} FROM read_parquet(?) WHERE {ident(counter)} BETWEEN ? AND ?",
+        params=[str(path), min_counter, max_counter],
+    ).to_arrow_table()
+    return coverset_of(Bag(rows, BagInfo(info.keys, (counter,))))
+
+
+def invert(bag: Bag) -> Bag:
+    """rwbagtool --invert: counter -> number of keys; counters above 2^32-1 go to key 2^32-1."""
+    info = _same_keys([bag], "--invert")
     con = duckdb.connect()
-    rows = con.sql(
-        f"SELECT {ident(v4col)}, {ident(v6col)} FROM read_parquet(?) "
-        f"WHERE {ident(counter)} BETWEEN ? AND ?", params=[str(path), min_counter, max_counter]).to_arrow_table()
-    v6 = rows.column(v6col)
-    if v6.type != IPV6_TYPE:
-        v6 = v6.cast(IPV6_TYPE)
-    attributes = pc.if_else(pc.is_valid(v6), pa.scalar(0x80, pa.uint8()), pa.scalar(0, pa.uint8()))
-    flows_like = pa.table({"sIP": rows.column(v4col), "sIPv6": v6, "attributes": attributes})
-    return IPSet.from_flow_column(flows_like, "sIP")
+    con.register("b0", bag.table)
+    sql = f"SELECT LEAST({ident(info.counter)}, {2**32 - 1}) AS value, count(*) AS records FROM b0 GROUP BY 1"
+    out_info = BagInfo(("value",), ("records",))
+    return _query_bag(con, sql, out_info)
+
+
+# --- rwbagcat ---------------------------------------------------------------------------------
+
+
+def statistics(bag: Bag) -> dict[str, float | int]:
+    """rwbagcat --print-statistics: keys, sum, min/max key and counter, mean, variance, sd, skew, kurtosis."""
+    info = bag.info
+    counter = bag.table.column(info.counter).to_numpy().astype(np.float64)
+    n = len(counter)
+    stats: dict[str, float | int] = {"keys": n, "sum": int(pc.sum(bag.table.column(info.counter)).as_py() or 0)}
+    if n:
+        key = bag.table.column(info.key_columns[0])
+        stats.update(min_key=pc.min(key).as_py(), max_key=pc.max(key).as_py(),
+                     min_counter=int(counter.min()), max_counter=int(counter.max()))
+        mean = counter.mean()
+        var = counter.var(ddof=1) if n > 1 else 0.0
+        sd = float(np.sqrt(var))
+        m2 = ((counter - mean) ** 2).mean()
+        stats.update(mean=float(mean), variance=float(var), standard_deviation=sd,
+                     skew=float(((counter - mean) ** 3).mean() / m2**1.5) if m2 else 0.0,
+                     kurtosis=float(((counter - mean) ** 4).mean() / m2**2 - 3) if m2 else 0.0)
+    return stats

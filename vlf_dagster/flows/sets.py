@@ -171,3 +171,120 @@ class IPSet:
 
     def __repr__(self) -> str:
         return f"IPSet({len(self.v4)} IPv4, {len(self.v6)} IPv6)"
+
+
+# --- rwsettool operations ---------------------------------------------------------------------
+
+V4_BITS, V6_BITS = 32, 128
+
+
+def _check_prefix(n: int, bits: int) -> None:
+    if not 0 <= n <= bits:
+        raise SetOperationError(f"prefix length {n} is outside 0..{bits}")
+
+
+class SetOperationError(ValueError):
+    pass
+
+
+def _v6_mask_words(n: int) -> tuple[np.uint64, np.uint64]:
+    mask = ((1 << 128) - 1) ^ ((1 << (128 - n)) - 1)
+    return np.uint64(mask >> 64), np.uint64(mask & (2**64 - 1))
+
+
+def mask(ipset: IPSet, v4_prefix: int, v6_prefix: int | None = None) -> IPSet:
+    """rwsettool --mask=N: each occupied /N block becomes its lowest address."""
+    _check_prefix(v4_prefix, V4_BITS)
+    members = ipset.ipv4_array().astype(np.uint64)
+    shift = np.uint64(V4_BITS - v4_prefix)
+    v4 = BitMap(np.unique((members >> shift) << shift).astype(np.uint32)) if v4_prefix else (BitMap([0]) if len(members) else BitMap())
+    v6 = ipset.v6
+    if len(v6):
+        n = v6_prefix if v6_prefix is not None else v4_prefix + 96
+        _check_prefix(n, V6_BITS)
+        m_hi, m_lo = _v6_mask_words(n)
+        v6 = _v6_unique(v6["hi"].astype(np.uint64) & m_hi, v6["lo"].astype(np.uint64) & m_lo)
+    return IPSet(v4, v6)
+
+
+MAX_V6_FILL = 1 << 20
+
+
+def fill_blocks(ipset: IPSet, v4_prefix: int, v6_prefix: int | None = None) -> IPSet:
+    """rwsettool --fill-blocks=N: every occupied /N block is filled completely."""
+    masked = mask(ipset, v4_prefix, v6_prefix)
+    size = 1 << (V4_BITS - v4_prefix)
+    v4 = BitMap()
+    for start in masked.ipv4_array().tolist():  # one range per occupied block, not per address
+        v4.add_range(start, start + size)
+    v6 = masked.v6
+    if len(v6):
+        n = v6_prefix if v6_prefix is not None else v4_prefix + 96
+        block = 1 << (V6_BITS - n)
+        if block * len(v6) > MAX_V6_FILL:
+            raise SetOperationError(f"--fill-blocks={n} on IPv6 would enumerate {block * len(v6):,} addresses")
+        starts = [(int(h) << 64) | int(l) for h, l in zip(v6["hi"], v6["lo"])]
+        values = [s + i for s in starts for i in range(block)]
+        v6 = _v6_unique(np.array([v >> 64 for v in values], np.uint64), np.array([v & (2**64 - 1) for v in values], np.uint64))
+    return IPSet(v4, v6)
+
+
+def sample(ipset: IPSet, *, size: int | None = None, ratio: float | None = None, seed: int | None = None) -> IPSet:
+    """rwsettool --sample: ``size`` addresses, or each address with probability ``ratio``."""
+    if (size is None) == (ratio is None):
+        raise SetOperationError("--sample needs exactly one of --size or --ratio")
+    if ratio is not None and not 0 <= ratio <= 1:
+        raise SetOperationError(f"--ratio={ratio} is outside 0..1")
+    rng = np.random.default_rng(seed)
+    v4 = ipset.ipv4_array()
+    v6 = ipset.v6
+    if size is not None:
+        if size < 0:
+            raise SetOperationError("--size must be >= 0")
+        v4 = np.sort(rng.choice(v4, min(size, len(v4)), replace=False)) if len(v4) else v4
+        v6 = np.sort(rng.choice(v6, min(size, len(v6)), replace=False)) if len(v6) else v6
+    else:
+        v4 = v4[rng.random(len(v4)) < ratio]
+        v6 = v6[rng.random(len(v6)) < ratio]
+    return IPSet(BitMap(v4), v6)
+
+
+# --- rwsetcat views ---------------------------------------------------------------------------
+
+
+def ipv4_ranges(ipset: IPSet) -> list[tuple[int, int]]:
+    """Maximal runs of consecutive IPv4 members as (start, end) inclusive pairs."""
+    members = ipset.ipv4_array().astype(np.int64)
+    if len(members) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(members) != 1)
+    starts = np.concatenate([[members[0]], members[breaks + 1]])
+    ends = np.concatenate([members[breaks], [members[-1]]])
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def ipv6_ranges(ipset: IPSet) -> list[tuple[int, int]]:
+    values = ipset.ipv6_ints()
+    out: list[tuple[int, int]] = []
+    for v in values:
+        if out and out[-1][1] + 1 == v:
+            out[-1] = (out[-1][0], v)
+        else:
+            out.append((v, v))
+    return out
+
+
+def cidr_blocks(ipset: IPSet) -> list[str]:
+    """The set as the fewest CIDR blocks, IPv4 first, in address order."""
+    blocks = []
+    for start, end in ipv4_ranges(ipset):
+        blocks += [str(n) for n in ipaddress.summarize_address_range(ipaddress.IPv4Address(start), ipaddress.IPv4Address(end))]
+    for start, end in ipv6_ranges(ipset):
+        blocks += [str(n) for n in ipaddress.summarize_address_range(ipaddress.IPv6Address(start), ipaddress.IPv6Address(end))]
+    return blocks
+
+
+def ipv4_prefix_counts(ipset: IPSet, prefixes: Iterable[int]) -> dict[int, int]:
+    """How many distinct /N blocks the IPv4 members occupy, per N."""
+    members = ipset.ipv4_array().astype(np.uint64)
+    return {n: int(len(np.unique(members >> np.uint64(32 - n)))) if len(members) else 0 for n in prefixes}
