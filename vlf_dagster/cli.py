@@ -121,9 +121,24 @@ def _is_user_error(exc: BaseException) -> bool:
     )
 
 
+# Options whose value is optional (SiLK's `--opt[=VALUE]`): a following file name is not a value.
+OPTIONAL_VALUE_OPTIONS = {"--bin-ips": "linear", "--network-structure": "TS", "--sort-counters": "decreasing", "--cidr-blocks": "1"}
+
+
+def _bind_optional_values(argv: list[str]) -> list[str]:
+    out = []
+    for i, token in enumerate(argv):
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if token in OPTIONAL_VALUE_OPTIONS and (following is None or following == "-" or following.startswith("-") or Path(following).exists()):
+            token = f"{token}={OPTIONAL_VALUE_OPTIONS[token]}"
+        out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from .verbs.common import VerbError
 
+    argv = _bind_optional_values(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)

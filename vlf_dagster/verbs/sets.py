@@ -1,0 +1,187 @@
+"""`vlf set`, `vlf settool`, `vlf setcat`: rwset, rwsettool and rwsetcat."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+from ..flows import sets as S
+from ..flows.netstruct import network_structure
+from ..flows.sets import IPSet
+from .common import HelpFormatter, VerbError, read_binary_input, read_flows, write_binary_output
+
+
+def read_set(name: str) -> IPSet:
+    data, label = read_binary_input(name)
+    return IPSet.from_bytes(data, source=label)
+
+
+def _no_clobber(path: str) -> None:
+    if path != "-" and Path(path).exists() and not os.environ.get("SILK_CLOBBER"):
+        raise VerbError(f"{path}: output file exists (remove it or set SILK_CLOBBER=1)")
+
+
+# --- vlf set ----------------------------------------------------------------------------------
+
+
+def run_set(args) -> int:
+    outputs = [(c, p) for c, p in (("sIP", args.sip_file), ("dIP", args.dip_file), ("nhIP", args.nhip_file), ("any", args.any_file)) if p]
+    if not outputs:
+        raise VerbError("give at least one of --sip-file, --dip-file, --nhip-file, --any-file")
+    if sum(p == "-" for _, p in outputs) > 1:
+        raise VerbError("only one output may go to stdout")
+    for _, path in outputs:
+        _no_clobber(path)
+    table = read_flows(args.files)
+    for column, path in outputs:
+        ipset = IPSet.from_flow_column(table, "sIP") | IPSet.from_flow_column(table, "dIP") if column == "any" else IPSet.from_flow_column(table, column)
+        write_binary_output(ipset.to_bytes(), path)
+    return 0
+
+
+# --- vlf settool ------------------------------------------------------------------------------
+
+
+def run_settool(args) -> int:
+    ops = [o for o in ("union", "intersect", "difference", "symmetric_difference", "mask", "fill_blocks", "sample") if getattr(args, o) not in (None, False)]
+    if len(ops) != 1:
+        raise VerbError("give exactly one of --union, --intersect, --difference, --symmetric-difference, --mask, --fill-blocks, --sample")
+    op = ops[0]
+    sets = [read_set(n) for n in (args.files or ["-"])]
+    if op in ("difference",) and len(sets) < 1:
+        raise VerbError("--difference needs at least one set")
+    if op == "union":
+        result = IPSet()
+        for s in sets:
+            result = result | s
+    elif op == "intersect":
+        result = sets[0]
+        for s in sets[1:]:
+            result = result & s
+    elif op == "difference":
+        result = sets[0]
+        for s in sets[1:]:
+            result = result - s
+    elif op == "symmetric_difference":  # left to right, as SiLK 3.13+
+        result = sets[0]
+        for s in sets[1:]:
+            result = result ^ s
+    elif op == "mask":
+        result = IPSet()
+        for s in sets:
+            result = result | S.mask(s, args.mask)
+    elif op == "fill_blocks":
+        result = IPSet()
+        for s in sets:
+            result = result | S.fill_blocks(s, args.fill_blocks)
+    else:  # sample each input, then union the samples
+        result = IPSet()
+        for s in sets:
+            result = result | S.sample(s, size=args.size, ratio=args.ratio, seed=args.seed)
+    _no_clobber(args.output_path)
+    write_binary_output(result.to_bytes(), args.output_path)
+    return 0
+
+
+# --- vlf setcat -------------------------------------------------------------------------------
+
+
+def _statistics(ipset: IPSet) -> list[str]:
+    lines = []
+    v4 = ipset.ipv4_array()
+    if len(v4):
+        lines.append(f"Network Summary\n\tminimumIP = {ipaddress.IPv4Address(int(v4[0]))}\n\tmaximumIP = {ipaddress.IPv4Address(int(v4[-1]))}")
+        lines.append(f"\t{len(v4)} host{'s' if len(v4) != 1 else ''} (/32s), {100 * len(v4) / 2**32:.6f}% of 2^32")
+        for n, count in S.ipv4_prefix_counts(ipset, (8, 16, 24, 27)).items():
+            lines.append(f"\t{count} occupied /{n}{'s' if count != 1 else ''}, {100 * count / 2**n:.6f}% of 2^{n}")
+    else:
+        lines.append("Network Summary\n\t0 IPv4 hosts")
+    if len(ipset.v6):
+        ints = ipset.ipv6_ints()
+        lines.append(f"\t{len(ints)} IPv6 host(s), minimumIP = {ipaddress.IPv6Address(ints[0])}, maximumIP = {ipaddress.IPv6Address(ints[-1])}")
+    return lines
+
+
+def run_setcat(args) -> int:
+    names = args.files or ["-"]
+    out = sys.stdout
+    for name in names:
+        ipset = read_set(name)
+        if args.count_ips:
+            out.write(f"{name}:{len(ipset)}\n" if len(names) > 1 else f"{len(ipset)}\n")
+            continue
+        if args.print_statistics:
+            out.write("\n".join(_statistics(ipset)) + "\n")
+            continue
+        if args.network_structure is not None:
+            if len(ipset.v6):
+                raise VerbError(f"{name}: --network-structure supports IPv4 sets only")
+            out.write("\n".join(network_structure(ipset.ipv4_array(), args.network_structure)) + "\n")
+            continue
+        if args.ip_ranges:
+            for start, end in S.ipv4_ranges(ipset):
+                out.write(f"{end - start + 1}|{ipaddress.IPv4Address(start)}|{ipaddress.IPv4Address(end)}|\n")
+            for start, end in S.ipv6_ranges(ipset):
+                out.write(f"{end - start + 1}|{ipaddress.IPv6Address(start)}|{ipaddress.IPv6Address(end)}|\n")
+            continue
+        cidr = args.cidr_blocks
+        v4_as_blocks = cidr == "1"
+        v6_as_blocks = cidr != "0"  # IPv6 prints CIDR blocks unless --cidr-blocks=0
+        if v4_as_blocks:
+            for block in (b for b in S.cidr_blocks(IPSet(ipset.v4)) if ":" not in b):
+                out.write(block + "\n")
+        else:
+            from ..flows.schema import ipv4_strings
+
+            for text in ipv4_strings(ipset.ipv4_array()):
+                out.write(text + "\n")
+        if len(ipset.v6):
+            if v6_as_blocks:
+                for block in S.cidr_blocks(IPSet(v6=ipset.v6)):
+                    out.write(block + "\n")
+            else:
+                for value in ipset.ipv6_ints():
+                    out.write(str(ipaddress.IPv6Address(value)) + "\n")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("set", help="rwset: IP sets of the addresses in flow records", formatter_class=HelpFormatter,
+                       description="Build IP set files from flow records (files or an Arrow IPC stream on stdin).\n"
+                       "Output files must not exist unless SILK_CLOBBER is set; `-` writes to stdout.")
+    p.add_argument("files", nargs="*", help="flow files; none or `-` reads stdin")
+    p.add_argument("--sip-file", help="write the set of source addresses here")
+    p.add_argument("--dip-file", help="write the set of destination addresses here")
+    p.add_argument("--nhip-file", help="write the set of next-hop addresses here")
+    p.add_argument("--any-file", help="write the set of source and destination addresses here")
+    p.set_defaults(func=run_set)
+
+    p = sub.add_parser("settool", help="rwsettool: union, intersect, difference, mask, fill, sample", formatter_class=HelpFormatter,
+                       description="Combine IP set files with one operation; the result goes to --output-path (default stdout).")
+    p.add_argument("files", nargs="*", help="set files; `-` reads stdin")
+    p.add_argument("--union", action="store_true", help="addresses in any input")
+    p.add_argument("--intersect", action="store_true", help="addresses in every input")
+    p.add_argument("--difference", action="store_true", help="addresses of the first set that are in none of the others")
+    p.add_argument("--symmetric-difference", action="store_true", help="applied left to right (with 3 sets: in exactly one or in all three)")
+    p.add_argument("--mask", type=int, metavar="N", help="each occupied /N block becomes its lowest address")
+    p.add_argument("--fill-blocks", type=int, metavar="N", help="each occupied /N block is filled completely")
+    p.add_argument("--sample", action="store_true", help="sample each input (with --size or --ratio), then union the samples")
+    p.add_argument("--size", type=int, help="--sample: this many addresses per input")
+    p.add_argument("--ratio", type=float, help="--sample: keep each address with this probability")
+    p.add_argument("--seed", type=int, help="--sample: random seed")
+    p.add_argument("--output-path", default="-", help="output set file (default: stdout)")
+    p.set_defaults(func=run_settool)
+
+    p = sub.add_parser("setcat", help="rwsetcat: print IP sets", formatter_class=HelpFormatter,
+                       description="Print IP set files: one IPv4 address per line and IPv6 as CIDR blocks by default.")
+    p.add_argument("files", nargs="*", help="set files; `-` reads stdin")
+    p.add_argument("--count-ips", action="store_true", help="print only the number of addresses (`file:count` with several files)")
+    p.add_argument("--cidr-blocks", nargs="?", const="1", choices=["0", "1"], help="1: print CIDR blocks; 0: print single addresses")
+    p.add_argument("--ip-ranges", action="store_true", help="print `count|start|end|` ranges")
+    p.add_argument("--network-structure", nargs="?", const="TS", metavar="LIST[/SUMMARY]",
+                   help="per-netblock host counts: letters T A B C X H or prefix lengths, e.g. `16,24` or `TS` (default)")
+    p.add_argument("--print-statistics", action="store_true", help="minimum/maximum address, host count, occupied /8,/16,/24,/27")
+    p.set_defaults(func=run_setcat)
