@@ -1,0 +1,202 @@
+"""vlf set/settool/setcat/bag/bagbuild/bagtool/bagcat, with hand-computed expected output."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import flows, ip
+from vlf_dagster.cli import main
+from vlf_dagster.flows.bags import COUNTER_MAX, Bag
+from vlf_dagster.flows.sets import IPSet
+from vlf_dagster.flows.storage import write_parquet
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def vlf(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def make_set(tmp_path, name, *addresses):
+    return IPSet.from_strings(addresses).write(tmp_path / name)
+
+
+def members(path):
+    return sorted(str(__import__("ipaddress").ip_address(a)) for a in IPSet.read(path).ipv4_array().tolist())
+
+
+@pytest.fixture
+def flow_file(tmp_path):
+    return write_parquet(flows([
+        {"sIP": "1.1.1.1", "dIP": "10.1.24.1", "dPort": 80, "packets": 2, "bytes": 100},
+        {"sIP": "1.1.1.1", "dIP": "10.1.24.2", "dPort": 25, "packets": 3, "bytes": 200},
+        {"sIP": "2.2.2.2", "dIP": "10.1.24.1", "dPort": 80, "packets": 1, "bytes": 40},
+        {"sIP": "1.1.1.1", "dIP": "10.1.24.1", "dPort": 80, "packets": 1, "bytes": 40},
+    ]), tmp_path / "flows.parquet")
+
+
+def test_set_from_flows_and_no_clobber(tmp_path, capsys, flow_file):
+    assert vlf(capsys, "set", flow_file, "--sip-file", tmp_path / "s.set", "--any-file", tmp_path / "a.set")[0] == 0
+    assert members(tmp_path / "s.set") == ["1.1.1.1", "2.2.2.2"]
+    assert members(tmp_path / "a.set") == ["1.1.1.1", "10.1.24.1", "10.1.24.2", "2.2.2.2"]
+    code, _, err = vlf(capsys, "set", flow_file, "--sip-file", tmp_path / "s.set")
+    assert code == 1 and "output file exists" in err
+
+
+def test_settool_operations(tmp_path, capsys):
+    a = make_set(tmp_path, "a.set", "10.0.0.1", "10.0.0.2", "10.0.0.3")
+    b = make_set(tmp_path, "b.set", "10.0.0.2", "10.0.0.3", "10.0.0.4")
+    c = make_set(tmp_path, "c.set", "10.0.0.3", "10.0.0.5")
+    for op, expected in [
+        ("--union", ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]),
+        ("--intersect", ["10.0.0.3"]),
+        ("--difference", ["10.0.0.1"]),
+        # left to right: (a ^ b) ^ c = {1,4} ^ {3,5}: in exactly one set, or in all three (.3)
+        ("--symmetric-difference", ["10.0.0.1", "10.0.0.3", "10.0.0.4", "10.0.0.5"]),
+    ]:
+        out = tmp_path / f"{op}.set"
+        assert vlf(capsys, "settool", op, a, b, c, "--output-path", out)[0] == 0
+        assert members(out) == expected, op
+    wide = make_set(tmp_path, "w.set", "10.1.2.3", "10.1.2.200", "10.9.0.1")
+    vlf(capsys, "settool", "--mask", "24", wide, "--output-path", tmp_path / "m.set")
+    assert members(tmp_path / "m.set") == ["10.1.2.0", "10.9.0.0"]
+    vlf(capsys, "settool", "--fill-blocks", "30", wide, "--output-path", tmp_path / "f.set")
+    assert len(IPSet.read(tmp_path / "f.set")) == 12  # three occupied /30s, 4 addresses each
+    vlf(capsys, "settool", "--sample", "--size", "2", "--seed", "3", wide, "--output-path", tmp_path / "r.set")
+    assert len(set(members(tmp_path / "r.set")) & {"10.1.2.3", "10.1.2.200", "10.9.0.1"}) == 2
+    assert vlf(capsys, "settool", "--union", "--intersect", a)[0] == 1
+
+
+def test_setcat_views(tmp_path, capsys):
+    s = make_set(tmp_path, "s.set", "10.1.2.1", "10.1.2.2", "10.1.2.3", "10.1.2.4", "10.1.2.5", "10.1.2.200",
+                 "10.1.3.1", "10.1.3.2", "10.1.3.3", "10.1.3.4", "10.1.3.5")
+    assert vlf(capsys, "setcat", s)[1].splitlines()[:2] == ["10.1.2.1", "10.1.2.2"]
+    assert vlf(capsys, "setcat", "--cidr-blocks", s)[1].splitlines() == [
+        "10.1.2.1/32", "10.1.2.2/31", "10.1.2.4/31", "10.1.2.200/32", "10.1.3.1/32", "10.1.3.2/31", "10.1.3.4/31"]
+    assert vlf(capsys, "setcat", "--ip-ranges", s)[1].splitlines() == [
+        "5|10.1.2.1|10.1.2.5|", "1|10.1.2.200|10.1.2.200|", "5|10.1.3.1|10.1.3.5|"]
+    assert vlf(capsys, "setcat", "--network-structure", s)[1] == "TOTAL| 11 hosts in 1 /8, 1 /16, 2 /24s, and 3 /27s\n"
+    assert vlf(capsys, "setcat", "--network-structure=16,24", s)[1].splitlines() == [
+        "10.1.2.0/24 | 6", "10.1.3.0/24 | 5", "10.1.0.0/16 | 11"]
+    other = make_set(tmp_path, "o.set", "1.2.3.4")
+    assert vlf(capsys, "setcat", "--count-ips", s, other)[1].splitlines() == [f"{s}:11", f"{other}:1"]
+    v6 = make_set(tmp_path, "v6.set", "2001:db8::/127", "10.0.0.1")
+    assert vlf(capsys, "setcat", v6)[1].splitlines() == ["10.0.0.1", "2001:db8::/127"]
+
+
+def test_bag_several_bags_in_one_pass(tmp_path, capsys, flow_file):
+    code, _, _ = vlf(capsys, "bag", flow_file, "--bag-file", f"sIPv4,flows,{tmp_path / 'f.bag'}",
+                     "--bag-file", f"sIPv4,sum-bytes,{tmp_path / 'b.bag'}", "--bag-file", f"sIPv4,distinct:dIP,{tmp_path / 'd.bag'}",
+                     "--bag-file", f"sIPv4+dIPv4,records,{tmp_path / 'p.bag'}", "--dport-flows", tmp_path / "port.bag")
+    assert code == 0
+    rows = lambda name, col: {r[0]: r[1] for r in zip(pq.read_table(tmp_path / name).column(0).to_pylist(), pq.read_table(tmp_path / name).column(col).to_pylist())}
+    assert rows("f.bag", "records") == {ip("1.1.1.1"): 3, ip("2.2.2.2"): 1}
+    assert rows("b.bag", "bytes") == {ip("1.1.1.1"): 340, ip("2.2.2.2"): 40}
+    assert rows("d.bag", "distinct:dIP") == {ip("1.1.1.1"): 2, ip("2.2.2.2"): 1}
+    assert rows("port.bag", "records") == {25: 1, 80: 3}
+    pairs = pq.read_table(tmp_path / "p.bag").to_pylist()
+    assert sorted((r["sIP"], r["dIP"], r["records"]) for r in pairs) == sorted(
+        [(ip("1.1.1.1"), ip("10.1.24.1"), 2), (ip("1.1.1.1"), ip("10.1.24.2"), 1), (ip("2.2.2.2"), ip("10.1.24.1"), 1)])
+    assert vlf(capsys, "bagcat", tmp_path / "p.bag")[1].splitlines()[0] == "        1.1.1.1|      10.1.24.1|                   2|"
+    assert vlf(capsys, "bag", flow_file, "--bag-file", "sIPv9,flows,x")[0] == 1
+
+
+def _bag(tmp_path, name, text):
+    src = tmp_path / f"{name}.txt"
+    src.write_text(text)
+    out = tmp_path / f"{name}.bag"
+    assert main(["bagbuild", "--bag-input", str(src), "--output-path", str(out)]) == 0
+    return out
+
+
+def _content(path):
+    bag = Bag.read(path)
+    return dict(zip(bag.table.column(0).to_pylist(), bag.table.column(bag.info.counter).to_pylist()))
+
+
+def test_bagbuild_text_and_set(tmp_path, capsys):
+    b = _bag(tmp_path, "t", "# comment\n10.0.0.1|5\n10.0.0.1|2\n10.0.0.8/30\n10.0.0.20|\n")
+    assert _content(b) == {ip("10.0.0.1"): 7, ip("10.0.0.8"): 1, ip("10.0.0.9"): 1, ip("10.0.0.10"): 1, ip("10.0.0.11"): 1, ip("10.0.0.20"): 1}
+    s = make_set(tmp_path, "s.set", "10.0.0.1", "10.0.0.2")
+    vlf(capsys, "bagbuild", "--set-input", s, "--default-count", "4", "--output-path", tmp_path / "s.bag")
+    assert _content(tmp_path / "s.bag") == {ip("10.0.0.1"): 4, ip("10.0.0.2"): 4}
+    (tmp_path / "bad.txt").write_text("10.0.0.1|5\nnot-an-ip|3\n")
+    code, _, err = vlf(capsys, "bagbuild", "--bag-input", tmp_path / "bad.txt")
+    assert code == 1 and "bad.txt:2: invalid key 'not-an-ip'" in err
+
+
+def test_bagtool_arithmetic(tmp_path, capsys):
+    a = _bag(tmp_path, "a", "1|10\n2|3\n3|7\n4|1\n")
+    b = _bag(tmp_path, "b", "1|4\n2|3\n3|9\n5|6\n")
+    def run(*argv):
+        out = tmp_path / "out.bag"
+        out.unlink(missing_ok=True)
+        assert vlf(capsys, "bagtool", *argv, "--output-path", out)[0] == 0
+        return _content(out)
+    assert run("--add", a, b) == {1: 14, 2: 6, 3: 16, 4: 1, 5: 6}
+    assert run("--subtract", a, b) == {1: 6, 4: 1}  # 2 ends at 0 and 3 below 0: both vanish
+    assert run("--minimize", a, b) == {1: 4, 2: 3, 3: 7}
+    assert run("--maximize", a, b) == {1: 10, 2: 3, 3: 9, 4: 1, 5: 6}
+    assert run("--compare", "gt", a, b) == {1: 1}
+    assert run("--mincounter", "3", "--maxcounter", "9", a) == {2: 3, 3: 7}
+    assert run("--minkey", "2", "--maxkey", "3", a) == {2: 3, 3: 7}
+    assert run("--invert", a) == {1: 1, 3: 1, 7: 1, 10: 1}
+    num = _bag(tmp_path, "num", "1|7\n2|1\n3|5\n")
+    den = _bag(tmp_path, "den", "1|2\n2|3\n3|10\n")
+    assert run("--divide", num, den) == {1: 4, 3: 1}  # 3.5 -> 4, 0.33 dropped, 0.5 -> 1 (half up)
+    code, _, err = vlf(capsys, "bagtool", "--divide", a, b)
+    assert code == 1 and "not in the second bag" in err
+    assert run("--scalar-multiply", "3", a) == {1: 30, 2: 9, 3: 21, 4: 3}
+
+
+def test_bagtool_overflow_set_masks_and_coverset(tmp_path, capsys):
+    big = _bag(tmp_path, "big", f"1|{COUNTER_MAX}\n")
+    code, _, err = vlf(capsys, "bagtool", "--add", big, big)
+    assert code == 1 and "overflow" in err
+    code, _, err = vlf(capsys, "bagtool", "--scalar-multiply", "2", big, "--output-path", tmp_path / "w.bag")
+    assert code == 0 and "wrapped" in err and _content(tmp_path / "w.bag") == {1: (2 * COUNTER_MAX) % 2**64}
+    ips = _bag(tmp_path, "ips", "10.0.0.1|3\n10.0.0.2|12\n10.0.0.3|1\n")
+    mask = make_set(tmp_path, "m.set", "10.0.0.1", "10.0.0.2")
+    vlf(capsys, "bagtool", "--intersect", mask, ips, "--output-path", tmp_path / "i.bag")
+    assert _content(tmp_path / "i.bag") == {ip("10.0.0.1"): 3, ip("10.0.0.2"): 12}
+    vlf(capsys, "bagtool", "--complement-intersect", mask, ips, "--output-path", tmp_path / "c.bag")
+    assert _content(tmp_path / "c.bag") == {ip("10.0.0.3"): 1}
+    vlf(capsys, "bagtool", "--maxcounter", "10", "--coverset", ips, "--output-path", tmp_path / "v.set")
+    assert members(tmp_path / "v.set") == ["10.0.0.1", "10.0.0.3"]
+
+
+def test_bagcat_layouts(tmp_path, capsys):
+    b = _bag(tmp_path, "c", "10.1.2.1|5\n10.1.2.2|9\n10.1.3.1|5\n172.16.0.1|1\n")
+    assert vlf(capsys, "bagcat", b)[1].splitlines() == [
+        "       10.1.2.1|                   5|", "       10.1.2.2|                   9|",
+        "       10.1.3.1|                   5|", "     172.16.0.1|                   1|"]
+    # ties (5) go to the smaller key
+    assert [l.split("|")[0].strip() for l in vlf(capsys, "bagcat", "--sort-counters", b)[1].splitlines()] == [
+        "10.1.2.2", "10.1.2.1", "10.1.3.1", "172.16.0.1"]
+    assert vlf(capsys, "bagcat", "--network-structure=A/S", b)[1].splitlines() == [
+        "10.0.0.0/8 | 19| 3 hosts in 1 /16, 2 /24s, and 2 /27s", "172.0.0.0/8 | 1| 1 host in 1 /16, 1 /24, and 1 /27"]
+    assert vlf(capsys, "bagcat", "--bin-ips", b)[1].splitlines() == [
+        "                   1|                   1|", "                   5|                   2|", "                   9|                   1|"]
+    stats = vlf(capsys, "bagcat", "--print-statistics", b)[1]
+    assert "keys: 4" in stats and "sum: 20" in stats and "mean: 5.0" in stats
+
+
+def test_bad_files_give_one_line_and_pipeline_through_stdout(tmp_path, flow_file):
+    env = {"PYTHONPATH": str(ROOT)}
+    bad = tmp_path / "bad.set"
+    bad.write_bytes(b"garbage")
+    done = subprocess.run([sys.executable, "-m", "vlf_dagster.cli", "setcat", str(bad)], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "not an IP set file" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "vlf_dagster.cli", "bagcat", str(flow_file)], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and "not a bag file" in done.stderr and "Traceback" not in done.stderr
+    pipeline = (f"{sys.executable} -m vlf_dagster.cli bag --bag-file sIPv4,flows,- {flow_file} "
+                f"| {sys.executable} -m vlf_dagster.cli bagtool --maxcounter 1 --coverset "
+                f"| {sys.executable} -m vlf_dagster.cli setcat")
+    done = subprocess.run(pipeline, shell=True, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["2.2.2.2"]
