@@ -1,0 +1,245 @@
+"""`vlf uniq`: SiLK's rwuniq -- bin flows by key fields and print each bin's aggregate values.
+
+Also home of the text-output switches that `vlf uniq`, `vlf stats` and `vlf count` share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..flows import stats
+from ..flows.stats import TextOptions
+from .common import HelpFormatter, VerbError, read_flows
+
+FIELDS_HELP = (
+    "Key fields, comma-separated names or rwcut numbers with N-M ranges (case-insensitive): "
+    "sIP 1, dIP 2, sPort 3, dPort 4, protocol 5, packets 6, bytes 7, flags 8, sTime 9, duration 10, "
+    "eTime 11, sensor 12, in 13, out 14, nhIP 15, class 20, type 21, iType, iCode, initialFlags 26, "
+    "sessionFlags 27, attributes 28, application 29 (aliases such as sip, dport, proto, stime work). "
+    "Each field at most once."
+)
+VALUES_HELP = (
+    "Aggregate values per bin, comma-separated, case-insensitive, any unique prefix: records (alias "
+    "flows), packets, bytes, sTime-Earliest, eTime-Latest, sIP-Distinct, dIP-Distinct, distinct:FIELD "
+    "(FIELD may not also be a key). Default: records."
+)
+
+
+def add_input_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="flow files (Parquet, Arrow IPC file or stream); '-' or 'stdin' reads an Arrow IPC stream "
+        "from standard input, which is also the default",
+    )
+
+
+class OptionalValue(argparse.Action):
+    """A switch with an optional ``=VALUE`` (SiLK requires the ``=`` form for those).
+
+    argparse would take the next word as the value even without ``=``, swallowing a file name
+    (``--delimited flows.parquet``); a word that ``accept`` rejects is handed back as an input file.
+    """
+
+    def __init__(self, *args, accept=lambda text: True, **kwargs):
+        self.accept = accept
+        super().__init__(*args, nargs="?", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values is not None and not self.accept(values):
+            namespace.spilled_files = list(getattr(namespace, "spilled_files", None) or []) + [values]
+            values = self.const
+        setattr(namespace, self.dest, values)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def add_text_options(parser: argparse.ArgumentParser, *, keys: bool = True) -> None:
+    """The SiLK text-output switches (keys=False for rwcount, which prints no key fields)."""
+    g = parser.add_argument_group("output")
+    g.add_argument("--no-titles", action="store_true", help="do not print the title line(s)")
+    g.add_argument("--no-columns", action="store_true", help="no fixed-width columns: do not pad values")
+    g.add_argument("--column-separator", metavar="C", default=None, help="character between columns and at the end of each line (default '|')")
+    g.add_argument("--no-final-delimiter", action="store_true", help="do not print the separator after the last column")
+    g.add_argument(
+        "--delimited",
+        action=OptionalValue,
+        accept=lambda text: len(text) == 1 and text != "-",
+        const="|",
+        metavar="C",
+        help="shortcut for --no-columns --no-final-delimiter --column-separator=C; write --delimited=C "
+        "(C defaults to '|')",
+    )
+    g.add_argument(
+        "--timestamp-format",
+        default="default",
+        metavar="FORMAT",
+        help="how times are printed, always in UTC: default YYYY/MM/DDThh:mm:ss, iso 'YYYY-MM-DD hh:mm:ss', "
+        "m/d/y 'MM/DD/YYYY hh:mm:ss', epoch seconds",
+    )
+    if keys:
+        g.add_argument("--integer-tcp-flags", action="store_true", help="print TCP flag fields as numbers, not letters")
+        g.add_argument("--integer-ips", action="store_true", help="print IP addresses as integers, not dotted quads")
+    g.add_argument("--output-path", metavar="PATH", help="write the text to PATH instead of standard output")
+
+
+def text_options(args: argparse.Namespace) -> TextOptions:
+    separator = args.column_separator if args.column_separator is not None else "|"
+    columns, final = not args.no_columns, not args.no_final_delimiter
+    if args.delimited is not None:
+        separator, columns, final = args.delimited, False, False
+    if len(separator) != 1:
+        raise VerbError(f"invalid column separator {separator!r}: give exactly one character")
+    if args.timestamp_format not in stats.TIMESTAMP_FORMATS:
+        raise VerbError(
+            f"invalid timestamp format {args.timestamp_format!r} (choose from {', '.join(stats.TIMESTAMP_FORMATS)})"
+        )
+    return TextOptions(
+        columns=columns,
+        titles=not args.no_titles,
+        separator=separator,
+        final_delimiter=final,
+        integer_flags=getattr(args, "integer_tcp_flags", False),
+        integer_ips=getattr(args, "integer_ips", False),
+        timestamp_format=args.timestamp_format,
+    )
+
+
+def read_input(args: argparse.Namespace):
+    files = list(args.files) + list(getattr(args, "spilled_files", None) or [])
+    return read_flows(["-" if f == "stdin" else f for f in files])
+
+
+def write_lines(lines: list[str], args: argparse.Namespace) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if args.output_path and args.output_path not in ("-", "stdout"):
+        try:
+            Path(args.output_path).write_text(text)
+        except OSError as exc:
+            raise VerbError(f"{args.output_path}: cannot write: {exc.strerror}") from None
+        return
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+class _Legacy(argparse.Action):
+    """rwuniq's deprecated value switches: bare = add the value, with MIN[-MAX] = a threshold."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if isinstance(values, str) and values != self.const and not values.replace("-", "").strip().isdigit():
+            # not MIN[-MAX]: argparse took the next word (an input file) as the optional value
+            namespace.spilled_files = list(getattr(namespace, "spilled_files", None) or []) + [values]
+            values = self.const
+        items = list(getattr(namespace, "legacy", None) or [])
+        items.append((self.const, values))
+        namespace.legacy = items
+
+
+_LEGACY = {  # switch -> value name
+    "--bytes": "bytes",
+    "--packets": "packets",
+    "--flows": "records",
+    "--sip-distinct": "sip-distinct",
+    "--dip-distinct": "dip-distinct",
+    "--stime": "stime-earliest",
+    "--etime": "etime-latest",
+}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "uniq",
+        help="bin flows by key fields and print each bin's counts (rwuniq)",
+        formatter_class=HelpFormatter,
+        description=(
+            "Group flow records by the --fields key and print, for each bin, the --values\n"
+            "(default: the number of records), in rwuniq's layout: right-aligned columns\n"
+            "separated by '|' (also after the last one); keys shown as rwcut shows them.\n"
+            "Without --sort-output bins come in no particular order, as in SiLK.\n\n"
+            "example (the VLF study): vlf uniq --fields=sip --values=flows,distinct:dip --threshold=flows=1-10 FILE"
+        ),
+    )
+    add_input_argument(p)
+    p.add_argument("--fields", required=True, metavar="KEYS", help=FIELDS_HELP)
+    p.add_argument("--values", metavar="VALUES", help=VALUES_HELP)
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="VALUE=MIN[-MAX]",
+        help="print only bins whose VALUE (records/flows, packets, bytes, sIP-Distinct, dIP-Distinct or "
+        "distinct:FIELD) is at least MIN and, if given, at most MAX; a MIN of 0 counts as 1; repeat for "
+        "several values (all must hold); a VALUE not in --values is appended to them (SiLK 3.17 semantics)",
+    )
+    p.add_argument("--sort-output", action="store_true", help="print the bins sorted by key (numerically, key fields in order)")
+    p.add_argument(
+        "--bin-time",
+        action=OptionalValue,
+        accept=_is_number,
+        const="60",
+        metavar="SECONDS",
+        help="floor the sTime and eTime keys to SECONDS-long bins (default 1; bare switch: 60); a fractional "
+        "SECONDS (>= 0.001) keeps milliseconds in times, durations and sTime-Earliest/eTime-Latest. With "
+        "both sTime and eTime keys, duration is shown as eTime - sTime of the binned times",
+    )
+    p.add_argument("--presorted-input", action="store_true", help="accepted for SiLK compatibility; has no effect")
+    legacy = p.add_argument_group("deprecated value switches (rwuniq's older spelling)")
+    legacy.add_argument("--all-counts", action=_Legacy, nargs=0, const="all", help="add bytes, packets, records, sTime-Earliest, eTime-Latest")
+    for switch, value in _LEGACY.items():
+        if value.endswith(("-earliest", "-latest")):
+            legacy.add_argument(switch, action=_Legacy, nargs=0, const=value, help=f"add {value} to the values")
+        else:
+            legacy.add_argument(
+                switch,
+                action=_Legacy,
+                nargs="?",
+                const=value,
+                metavar="MIN[-MAX]",
+                help=f"bare: add {value} to the values; with MIN[-MAX]: same as --threshold={value}=MIN[-MAX]",
+            )
+    add_text_options(p)
+    p.set_defaults(func=run, legacy=[])
+
+
+def _values_and_thresholds(args: argparse.Namespace) -> tuple[list, list]:
+    values = stats.parse_values(args.values) if args.values else []
+    thresholds = [stats.parse_threshold(t) for t in args.threshold]
+    present = {stats.value_id(v) for v in values}
+
+    def add(name: str) -> None:
+        value = stats.parse_value(name)
+        if stats.value_id(value) not in present:
+            present.add(stats.value_id(value))
+            values.append(value)
+
+    for name, arg in args.legacy:
+        if name == "all":
+            for item in ("bytes", "packets", "records", "stime-earliest", "etime-latest"):
+                add(item)
+        elif isinstance(arg, str) and arg != name:
+            low, high = stats.parse_range(arg, f"--{name}")
+            thresholds.append(stats.Threshold(stats.parse_value(name), low, high))
+        else:
+            add(name)
+    return values, thresholds
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = text_options(args)
+    values, thresholds = _values_and_thresholds(args)
+    stats.make_plan(args.fields, values, thresholds, bin_time=args.bin_time)  # check before reading input
+    table = read_input(args)
+    plan, result = stats.uniq_plan(table, args.fields, values, thresholds, bin_time=args.bin_time, sort=args.sort_output)
+    write_lines(stats.format_uniq(result, plan, opts), args)
+    return 0
+
+
