@@ -29,7 +29,7 @@ def flows(rows: list[dict]) -> pa.Table:
     for key in keys:
         values = []
         for r in rows:
-            v = r.get(key, defaults.get(key, 0))
+            v = r.get(key, defaults.get(key, None if key.endswith("v6") else 0))
             values.append(ip(v) if key in ("sIP", "dIP", "nhIP") and isinstance(v, str) else v)
         cols[key] = pa.array(values, type=FLOW_SCHEMA.field(key).type)
     return conform(pa.table(cols))

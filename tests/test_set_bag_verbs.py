@@ -1,5 +1,6 @@
 """vlf set/settool/setcat/bag/bagbuild/bagtool/bagcat, with hand-computed expected output."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -187,7 +188,7 @@ def test_bagcat_layouts(tmp_path, capsys):
 
 
 def test_bad_files_give_one_line_and_pipeline_through_stdout(tmp_path, flow_file):
-    env = {"PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     bad = tmp_path / "bad.set"
     bad.write_bytes(b"garbage")
     done = subprocess.run([sys.executable, "-m", "vlf_dagster.cli", "setcat", str(bad)], capture_output=True, text=True, env=env)

@@ -88,10 +88,11 @@ def write_flows(table: pa.Table, dest: str) -> int:
     """Write to ``-`` (stdout: IPC stream, or text via `vlf cut` on a terminal) or a file."""
     if dest == "-":
         if stdout_is_terminal():
-            from ..flows.cut import format_records
+            from ..flows.cut import format_text
 
-            for line in format_records(table):
-                sys.stdout.write(line + "\n")
+            for block in format_text(table):
+                stdout_binary().write(block)
+            stdout_binary().flush()
             return table.num_rows
         count = write_flow_stream(table, stdout_binary())
         stdout_binary().flush()
