@@ -1,4 +1,3 @@
-from datetime import timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq

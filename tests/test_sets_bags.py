@@ -1,4 +1,3 @@
-import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest

@@ -14,7 +14,7 @@ import dagster as dg
 
 from .assets import build_assets
 from .assets.partitions import study_partitions
-from .flows.site import data_dir, load_site, site_config_path
+from .flows.site import data_dir, load_site
 from .resources import VlfStore
 
 HOURLY_ASSETS = ["hourly_flows", "hourly_source_bags", "hourly_contact_pairs", "hourly_active_hosts"]

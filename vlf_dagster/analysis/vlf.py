@@ -17,16 +17,13 @@ from typing import Sequence
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from ..flows import bags
 from ..flows.bags import BagInfo, add_bags, bag_from_flows, coverset, write_bag_query
-from ..flows.sql import literal, literal_list
-from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES, INT2INT
-from ..flows.schema import FLOW_SCHEMA
+from ..flows.sql import literal_list
+from ..flows.flowtypes import OUTBOUND_TYPES, INT2INT
 from ..flows.sets import IPSet
 from ..flows.site import VlfThresholds
-from ..flows.storage import atomic_path
 
 SOURCE_COUNTERS = ("records", "packets", "bytes")
 
@@ -114,30 +111,6 @@ def vlf_sets(flow_bag: Path, destination_bag: Path, thresholds: VlfThresholds) -
     f = coverset(flow_bag, min_counter=1, max_counter=thresholds.max_flows)
     d = coverset(destination_bag, min_counter=1, max_counter=thresholds.max_destinations)
     return VlfSets(f, d, f & d)
-
-
-def extract_flows_by_source(flow_files: Sequence[Path], sources: IPSet, out: Path) -> int:
-    """rwfilter --sipset: write the flows whose source is in ``sources``; returns the count."""
-    con = duckdb.connect()
-    v4 = pa.table({"ip": pa.array(sources.ipv4_array(), pa.uint32())})
-    v6 = pa.table({"ip": pa.array([a.tobytes() for a in sources.v6], pa.binary())})
-    con.register("v4_members", v4)
-    con.register("v6_members", v6)
-    columns = ", ".join(f'f."{c}"' for c in FLOW_SCHEMA.names)
-    if flow_files:
-        source = f"read_parquet({literal_list(flow_files)})"
-    else:
-        con.register("no_flows", FLOW_SCHEMA.empty_table())
-        source = "no_flows"
-    sql = (
-        f"SELECT {columns} FROM {source} f WHERE "
-        "(f.attributes & 128 = 0 AND f.sIP IN (SELECT ip FROM v4_members)) OR "
-        "(f.attributes & 128 <> 0 AND f.sIPv6::BLOB IN (SELECT ip FROM v6_members)) "
-        "ORDER BY f.sTime, f.sIP"
-    )
-    with atomic_path(out) as tmp:
-        con.execute(f"COPY ({sql}) TO {literal(tmp)} (FORMAT parquet, COMPRESSION zstd)")
-    return con.execute("SELECT count(*) FROM read_parquet(?)", [str(out)]).fetchone()[0]
 
 
 # --- the per-host flow distribution table ----------------------------------------------------

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from ..analysis import vlf
+from ..flows.filter import FilterSpec, write_filtered
 from ..flows.flowtypes import INBOUND_TYPES
 from ..flows.sets import IPSet
 from ..flows.storage import hours_between
@@ -56,7 +57,7 @@ def build() -> list:
         files = store.archive_files(hours_between(site.start, site.window_end()), list(INBOUND_TYPES))
         sources = IPSet.read(store.window("vlf_fd_set", "set"))
         out = store.window("vlf_flows")
-        count = vlf.extract_flows_by_source(files, sources, out)
+        count = write_filtered(files, FilterSpec(sipset=sources), out)  # rwfilter --sipset
         return dg.MaterializeResult(metadata={"flows": count, "archive_files_read": len(files), "path": dg.MetadataValue.path(str(out))})
 
     return [vlf_f_set, vlf_d_set, vlf_fd_set, active_inside_set, vlf_flows]

@@ -1048,3 +1048,31 @@ def partition(table: pa.Table, spec: FilterSpec | CompiledFilter) -> tuple[pa.Ta
     """(pass, fail) records of a flow table; every record lands in exactly one of them."""
     result = execute(spec, table=table, failed=True)
     return result.passed, result.failed
+
+
+def write_filtered(
+    files: Sequence[str | Path], spec: FilterSpec | CompiledFilter, out: str | Path, *, order_by: str | None = "sTime, sIP"
+) -> int:
+    """``--pass-destination=FILE.parquet`` streamed by DuckDB: the passing records never pass
+    through Python, so memory stays flat however many there are.  Returns the record count."""
+    from .sql import literal
+    from .storage import atomic_path, write_parquet
+
+    if not files:
+        write_parquet(FLOW_SCHEMA.empty_table(), out)
+        return 0
+    compiled = spec if isinstance(spec, CompiledFilter) else compile_filter(spec)
+    con = duckdb.connect()
+    try:
+        for name, members in compiled.tables.items():
+            con.register(name, members)
+        params = {**compiled.params, "__vlf_files": [str(f) for f in files]}
+        order = f" ORDER BY {order_by}" if order_by else ""
+        sql = f"SELECT {_COLUMNS} FROM read_parquet($__vlf_files) WHERE {compiled.where}{order}"
+        with atomic_path(out) as tmp:
+            con.execute(f"COPY ({sql}) TO {literal(tmp)} (FORMAT parquet, COMPRESSION zstd)", params)
+        return con.sql(f"SELECT count(*) FROM read_parquet({literal(out)})").fetchall()[0][0]
+    except duckdb.Error as exc:
+        raise _duckdb_error(exc) from None
+    finally:
+        con.close()

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..flows import bags as B
-from ..flows.bags import Bag, BagError, BagInfo
+from ..flows.bags import Bag, BagInfo
 from ..flows.netstruct import network_structure
 from ..flows.schema import IPV6_TYPE, ipv4_strings
 from .common import HelpFormatter, VerbError, read_binary_input, read_flows, write_binary_output

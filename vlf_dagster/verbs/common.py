@@ -8,10 +8,9 @@ stream.  Written files are Parquet when the name ends in ``.parquet``, else an A
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
