@@ -139,15 +139,26 @@ def archive_files(
     flowtypes: list[int] | None = None,
     sensors: list[str] | None = None,
 ) -> list[Path]:
-    """Existing archive files for the given hours, flowtypes (default all) and sensors (default all)."""
+    """Existing archive files for the given hours, flowtypes (default all) and sensors (default all).
+
+    In SiLK's order (hour, flowtype, sensor).  Each day folder is listed once, so selecting months costs one directory read per day and type.
+    """
     flowtypes = sorted(FLOWTYPES) if flowtypes is None else flowtypes
-    files = []
+    days: dict[tuple[int, int, int], set[str]] = {}
     for hour in hours:
-        for ft in flowtypes:
-            folder = Path(base) / "archive" / type_name(ft) / f"{hour:%Y}" / f"{hour:%m}" / f"{hour:%d}"
-            pattern = f"{file_prefix(ft)}-*_{hour:%Y%m%d.%H}.parquet"
-            for path in sorted(folder.glob(pattern)):
-                sensor = path.name[len(file_prefix(ft)) + 1 :].rsplit("_", 1)[0]
-                if sensors is None or sensor in sensors:
-                    files.append(path)
-    return files
+        days.setdefault((hour.year, hour.month, hour.day), set()).add(f"{hour:%Y%m%d.%H}")
+    found: list[tuple[str, int, str, Path]] = []  # (hour, flowtype position, sensor, path)
+    for (year, month, day), stamps in sorted(days.items()):
+        for position, ft in enumerate(flowtypes):
+            folder = Path(base) / "archive" / type_name(ft) / f"{year:04d}" / f"{month:02d}" / f"{day:02d}"
+            if not folder.is_dir():
+                continue
+            prefix = file_prefix(ft) + "-"
+            for path in sorted(folder.iterdir()):
+                name = path.name
+                if not (name.startswith(prefix) and name.endswith(".parquet")):
+                    continue
+                sensor, stamp = name[len(prefix) : -len(".parquet")].rsplit("_", 1)
+                if stamp in stamps and (sensors is None or sensor in sensors):
+                    found.append((stamp, position, sensor, path))
+    return [path for *_, path in sorted(found)]  # hour by hour, then flowtype, then sensor, as SiLK
