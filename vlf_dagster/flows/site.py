@@ -25,10 +25,13 @@ class SiteConfigError(ValueError):
 class VlfThresholds:
     max_flows: int = 10
     max_destinations: int = 1
+    match_delta_ms: int = 2000  # rwmatch --time-delta for pairing VLF queries with answers
 
     def __post_init__(self):
         if self.max_flows < 1 or self.max_destinations < 1:
             raise SiteConfigError("vlf.max_flows and vlf.max_destinations must be >= 1")
+        if self.match_delta_ms < 0:
+            raise SiteConfigError("vlf.match_delta_ms must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Site:
             "[vlf]",
             f"max_flows = {self.vlf.max_flows}",
             f"max_destinations = {self.vlf.max_destinations}",
+            f"match_delta_ms = {self.vlf.match_delta_ms}",
         ]
         return "\n".join(lines) + "\n"
 

@@ -1,0 +1,42 @@
+"""Stage 4: VLF flows matched with their answers, and the study's six categories."""
+
+import dagster as dg
+
+from ..analysis import matching, tables
+from ..flows.flowtypes import OUTBOUND_TYPES
+from ..flows.sets import IPSet
+from ..flows.storage import hours_between, write_parquet
+from ..resources import VlfStore
+
+
+def build() -> list:
+    @dg.asset(group_name="matching", kinds={"parquet"}, deps=["vlf_flows", "vlf_fd_set", "hourly_flows"],
+              description="rwmatch of every VLF flow (query) with the outbound flows that answer it (response): "
+              "reversed addresses and ports, same protocol, within the site's match_delta_ms. nhIP carries the "
+              "match id (top byte 0x00 query, 0xFF response; unmatched queries 0.0.0.0), so `vlf cut "
+              "--fields=match,...` prints it in cutmatch layout.")
+    def matched_vlf_flows(store: VlfStore) -> dg.MaterializeResult:
+        site = store.site
+        outbound = store.archive_files(hours_between(site.start, site.window_end()), list(OUTBOUND_TYPES))
+        matched = matching.match_vlf_flows(
+            store.window("vlf_flows"), outbound, IPSet.read(store.window("vlf_fd_set", "set")),
+            store.window("matched_vlf_flows"), time_delta_ms=site.vlf.match_delta_ms,
+        )
+        return dg.MaterializeResult(metadata={"records": matched.num_rows, "outbound_files_read": len(outbound),
+                                              "path": dg.MetadataValue.path(str(store.window("matched_vlf_flows")))})
+
+    @dg.asset(group_name="matching", kinds={"parquet"}, deps=[matched_vlf_flows, "source_flow_bag"],
+              description="One row per VLF flow with its match id, its category (unmatched TCP, unmatched UDP, "
+              "matched TCP, matched UDP, ICMP, other) and its source's flow count over the window.")
+    def vlf_categories(store: VlfStore) -> dg.MaterializeResult:
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        categories = matching.categorize(pq.read_table(store.window("matched_vlf_flows")), store.window("source_flow_bag"))
+        write_parquet(categories, store.window("vlf_categories"))
+        counts = matching.category_summary(categories)
+        total = sum(counts.values()) or 1
+        df = pd.DataFrame([(k, v, 100.0 * v / total) for k, v in counts.items()], columns=["Category", "Flows", "% flows"])
+        return dg.MaterializeResult(metadata={"categories": dg.MetadataValue.md(tables.to_markdown(df)), **counts})
+
+    return [matched_vlf_flows, vlf_categories]
