@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import html
+import math
 
 import pandas as pd
 
 
+PERCENT_COLUMNS = ("%", "percent", "pct.")
+
+
+def _is_percent(column: str) -> bool:
+    return any(mark in str(column).lower() for mark in PERCENT_COLUMNS)
+
+
 def _cell(value, column: str) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""  # side-by-side tables pad their shorter columns
     if isinstance(value, float):
-        return f"{value:.2f}%" if "%" in column else f"{value:,.2f}"
+        return f"{value:.2f}%" if _is_percent(column) else f"{value:,.2f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return "" if value is None else str(value)
