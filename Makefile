@@ -9,7 +9,10 @@ export VLF_DATA_DIR  ?= $(CURDIR)/data
 export DAGSTER_HOME  ?= $(CURDIR)/.dagster_home
 export GX_ANALYTICS_ENABLED = false
 
-.PHONY: install demo test ui clean
+GEOIP_DB := data/geoip/country.mmdb
+export VLF_GEOIP_DB ?= $(CURDIR)/$(GEOIP_DB)
+
+.PHONY: install demo test ui clean geoip
 
 $(BIN)/vlf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +22,22 @@ $(BIN)/vlf: pyproject.toml
 
 install: $(BIN)/vlf
 
-demo: install  ## simulate $(DAYS) days, materialize every asset through Dagster, print the report path
+# A GeoIP2-Country database built from Debian's tor-geoipdb ranges (IPFire location data, CC BY-SA 4.0).
+# Uses the installed package, or fetches the .deb without root (apt-get download) into build/.
+geoip: $(GEOIP_DB)
+
+$(GEOIP_DB): | $(BIN)/vlf
+	@if [ -f /usr/share/tor/geoip ]; then src=/usr/share/tor; \
+	else mkdir -p build/tor-geoipdb && cd build/tor-geoipdb && \
+	  { ls tor-geoipdb_*.deb >/dev/null 2>&1 || apt-get download tor-geoipdb >/dev/null; } && \
+	  dpkg -x tor-geoipdb_*.deb root && cd ../.. && src=build/tor-geoipdb/root/usr/share/tor; fi; \
+	$(BIN)/python -m vlf_dagster.analysis.geo build --ipv4 $$src/geoip --ipv6 $$src/geoip6 --out $@ \
+	|| echo "warning: no GeoIP database ($@); the report's geography says so"
+
+demo: install geoip  ## simulate $(DAYS) days, materialize every asset through Dagster, print the report path
 	$(BIN)/vlf demo --days $(DAYS) --sources $(SOURCES) --seed $(SEED)
 
-test: install  ## run the whole test suite
+test: install geoip  ## run the whole test suite
 	$(BIN)/python -m pytest
 
 ui: install  ## the Dagster UI on http://127.0.0.1:3000

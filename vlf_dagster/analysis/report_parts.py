@@ -1,0 +1,114 @@
+"""Report parts: what one study table or figure produced, and how it is filed on disk.
+
+A part's output is a list of :class:`Piece` (a table, a figure or a block of text).  The part is
+written into ``reports/<window>/<part>/`` (CSV / PNG / TXT per piece) with a ``part.json``
+manifest, so the HTML report is assembled from files without recomputing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..flows.storage import write_text
+from . import tables
+from .report import Section
+
+
+@dataclass
+class Piece:
+    title: str
+    table: pd.DataFrame | None = None
+    figure: Path | None = None  # a PNG already written into the part's folder
+    text: str | None = None  # preformatted text (rwcut / cutmatch layouts)
+    note: str = ""
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "_", self.title.lower()).strip("_") or "piece"
+
+
+@dataclass
+class PartResult:
+    name: str
+    title: str
+    pieces: list[Piece]
+    notes: list[str] = field(default_factory=list)
+
+
+def write_part(result: PartResult, folder: Path) -> dict:
+    """Write the pieces and a manifest; returns the manifest (also Dagster metadata material)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for piece in result.pieces:
+        entry = {"title": piece.title, "note": piece.note}
+        if piece.table is not None:
+            entry["csv"] = write_text(tables.to_csv(piece.table), folder / f"{piece.slug}.csv").name
+        if piece.figure is not None:
+            entry["png"] = Path(piece.figure).name
+        if piece.text is not None:
+            entry["txt"] = write_text(piece.text, folder / f"{piece.slug}.txt").name
+        entries.append(entry)
+    manifest = {"name": result.name, "title": result.title, "notes": result.notes, "pieces": entries}
+    write_text(json.dumps(manifest, indent=1), folder / "part.json")
+    return manifest
+
+
+def markdown_of(result: PartResult) -> str:
+    """The part as Markdown for the Dagster UI (tables as Markdown, text in code blocks)."""
+    out = []
+    for piece in result.pieces:
+        out.append(f"**{piece.title}**")
+        if piece.table is not None:
+            out.append(tables.to_markdown(piece.table))
+        if piece.text is not None:
+            out.append("```\n" + piece.text.rstrip("\n") + "\n```")
+        if piece.figure is not None:
+            out.append(f"(figure: {Path(piece.figure).name})")
+        if piece.note:
+            out.append(f"_{piece.note}_")
+    return "\n\n".join(out)
+
+
+def section_from_folder(folder: Path, report_dir: Path) -> Section | None:
+    """Rebuild a report section from a part's folder (None if the part has not run)."""
+    manifest_path = folder / "part.json"
+    if not manifest_path.exists():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    rel = folder.relative_to(report_dir).as_posix()
+    body, files = [], []
+    for entry in manifest["pieces"]:
+        body.append(f"<h3>{_esc(entry['title'])}</h3>")
+        if "csv" in entry:
+            df = pd.read_csv(folder / entry["csv"], keep_default_na=False, dtype=str)
+            body.append(tables.to_html(_numeric(df)))
+            files.append(f"{rel}/{entry['csv']}")
+        if "png" in entry:
+            body.append(f'<img src="{rel}/{entry["png"]}" alt="{_esc(entry["title"])}" loading="lazy">')
+            files.append(f"{rel}/{entry['png']}")
+        if "txt" in entry:
+            body.append(f"<pre>{_esc((folder / entry['txt']).read_text())}</pre>")
+        if entry.get("note"):
+            body.append(f'<p class="note">{_esc(entry["note"])}</p>')
+    return Section(manifest["title"], "".join(body), notes=manifest.get("notes", []), files=files)
+
+
+def _numeric(df: pd.DataFrame) -> pd.DataFrame:
+    """CSV cells read back as text; right-align the columns that are numbers (percent cells keep two decimals)."""
+    out = df.copy()
+    for column in out.columns:
+        converted = pd.to_numeric(out[column], errors="coerce")
+        if len(out) and converted.notna().all():
+            out[column] = converted.astype("int64") if (converted == converted.round()).all() and "%" not in str(column) else converted.astype(float)
+    return out
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(str(text))

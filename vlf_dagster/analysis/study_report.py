@@ -1,0 +1,211 @@
+"""Every table and figure of the study, as report parts over the window's artifacts.
+
+:data:`PARTS` lists them in the study's order; the Dagster layer turns each into an asset and the
+HTML report shows them in this order.  A part reads only the artifacts its ``deps`` name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
+from ..flows.sets import IPSet
+from ..flows.site import Site
+from ..flows.storage import archive_files, hours_between, window_path
+from . import matching
+from . import port_tables as pt
+from .report_parts import PartResult, Piece
+from .vlf import per_host_flow_distribution
+
+
+@dataclass
+class StudyInputs:
+    """Lazy access to the window's artifacts for the report parts."""
+
+    data_dir: Path
+    site: Site
+    folder: Path  # where the part writes its figures
+    country_of: Callable[[np.ndarray], np.ndarray] | None = None  # uint32 -> country codes; None: no GeoIP
+    geoip_status: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def window(self, name: str, ext: str = "parquet") -> Path:
+        return window_path(self.data_dir, name, ext)
+
+    @cached_property
+    def hours(self):
+        return hours_between(self.site.start, self.site.window_end())
+
+    def archive(self, flowtypes=None) -> list[Path]:
+        return archive_files(self.data_dir, self.hours, flowtypes)
+
+    @property
+    def inbound_files(self) -> list[Path]:
+        return self.archive(list(INBOUND_TYPES))
+
+    @property
+    def outbound_files(self) -> list[Path]:
+        return self.archive(list(OUTBOUND_TYPES))
+
+    @cached_property
+    def categories(self) -> pd.DataFrame:
+        return pq.read_table(self.window("vlf_categories")).to_pandas()
+
+    @cached_property
+    def matched(self):
+        return pq.read_table(self.window("matched_vlf_flows"))
+
+    @cached_property
+    def active_inside(self) -> IPSet:
+        return IPSet.read(self.window("active_inside_set", "set"))
+
+    def figure(self, name: str) -> Path:
+        return self.folder / f"{name}.png"
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    title: str
+    deps: tuple[str, ...]
+    build: Callable[[StudyInputs], list[Piece]]
+    description: str = ""
+    notes: tuple[str, ...] = ()
+    geo: bool = False  # needs the GeoIP database
+
+    def run(self, inputs: StudyInputs) -> PartResult:
+        return PartResult(self.name, self.title, self.build(inputs), list(self.notes))
+
+
+# --- parts -------------------------------------------------------------------------------------
+
+
+def _per_host(inputs: StudyInputs) -> list[Piece]:
+    df = per_host_flow_distribution(inputs.window("source_flow_bag"), inputs.site.vlf.max_flows)
+    return [Piece("Per Host Flow Distribution", table=df)]
+
+
+def _vlf_sets(inputs: StudyInputs) -> list[Piece]:
+    t = inputs.site.vlf
+    rows = [
+        ("VLF-f", f"1..{t.max_flows} flows", len(IPSet.read(inputs.window("vlf_f_set", "set")))),
+        ("VLF-d", f"1..{t.max_destinations} destination(s)", len(IPSet.read(inputs.window("vlf_d_set", "set")))),
+        ("VLF-fd", "both", len(IPSet.read(inputs.window("vlf_fd_set", "set")))),
+        ("active inside", "inside addresses that answered or originated", len(inputs.active_inside)),
+    ]
+    return [Piece("VLF sets", table=pd.DataFrame(rows, columns=["Set", "Definition", "Addresses"]))]
+
+
+def _categories(inputs: StudyInputs) -> list[Piece]:
+    cats = inputs.categories
+    flows = cats.groupby("category").size()
+    sources = cats.groupby("category")["sIP"].nunique()
+    total = max(int(flows.sum()), 1)
+    rows = [(c, int(flows.get(c, 0)), 100.0 * int(flows.get(c, 0)) / total, int(sources.get(c, 0))) for c in matching.CATEGORIES]
+    return [Piece("Flows of VLF sources by type of data", table=pd.DataFrame(rows, columns=["Category", "Flows", "% flows", "Sources"]))]
+
+
+def _port_usage(inputs: StudyInputs) -> list[Piece]:
+    return [Piece("Overall Port Usage (top 20 by flows, inbound and outbound)", table=pt.overall_port_usage(inputs.archive()))]
+
+
+def _contact_surface_table(inputs: StudyInputs) -> list[Piece]:
+    return [Piece("Sources by number of inside destinations contacted", table=pt.contact_surface(_pairs(inputs)))]
+
+
+def _pairs(inputs: StudyInputs) -> pd.DataFrame:
+    import duckdb
+
+    from ..flows.sql import literal_list
+
+    months = sorted((inputs.data_dir / "monthly_contact_pairs").glob("month=*.parquet"))
+    if not months:
+        return pd.DataFrame({"sIP": pd.Series([], dtype="uint32"), "dIP": pd.Series([], dtype="uint32")})
+    return duckdb.connect().sql(
+        f"SELECT DISTINCT sIP, dIP FROM read_parquet({literal_list(months)}) WHERE sIPv6 IS NULL AND dIPv6 IS NULL"
+    ).df()
+
+
+def _unmatched_flags(inputs: StudyInputs) -> list[Piece]:
+    return [Piece("Unmatched TCP flag combinations", table=pt.unmatched_tcp_flags(inputs.categories))]
+
+
+def _tcp_buckets(inputs: StudyInputs) -> list[Piece]:
+    return [Piece("VLF TCP destination ports by flows per source (unmatched TCP)",
+                  table=pt.ports_by_flow_bucket(inputs.categories, "unmatched TCP"))]
+
+
+def _udp_buckets(inputs: StudyInputs) -> list[Piece]:
+    return [Piece("VLF UDP destination ports by flows per source (unmatched UDP)",
+                  table=pt.ports_by_flow_bucket(inputs.categories, "unmatched UDP"))]
+
+
+def _flags_top_ports(inputs: StudyInputs) -> list[Piece]:
+    long = pt.flags_for_top_ports(inputs.categories, top_ports=10, bucket=1)
+    ports = list(dict.fromkeys(long["Port"].tolist()))
+    pieces = []
+    for chunk in (ports[:5], ports[5:10]):
+        if chunk:
+            pieces.append(Piece(f"TCP flags at 1 flow / host: ports {', '.join(map(str, chunk))}",
+                                table=pt.flags_side_by_side(long[long["Port"].isin(chunk)])))
+    return pieces or [Piece("TCP flags at 1 flow / host", table=long)]
+
+
+def _where(inputs: StudyInputs) -> list[Piece]:
+    pieces = []
+    for protocol, label, category in ((6, "TCP", "unmatched TCP"), (17, "UDP", "unmatched UDP")):
+        for buckets, text in (((1, 1), "1 flow per host"), ((1, 10), "1-10 flows per host")):
+            df = pt.where_do_they_go(inputs.categories, inputs.active_inside, protocol=protocol, buckets=buckets, category=category)
+            pieces.append(Piece(f"Where do they go: unmatched {label}, {text}", table=df))
+    return pieces
+
+
+def _matched_ports(inputs: StudyInputs) -> list[Piece]:
+    return [Piece(f"Top 20 matched {label} ports (1 - 10 flows)", table=pt.matched_ports(inputs.matched, protocol=p))
+            for p, label in ((6, "TCP"), (17, "UDP"))]
+
+
+def _numerology(inputs: StudyInputs) -> list[Piece]:
+    return [Piece(f"Port numerology: matched {label} ports that stand out from their neighbours",
+                  table=pt.port_numerology(inputs.matched, protocol=p))
+            for p, label in ((17, "UDP"), (6, "TCP"))]
+
+
+PARTS: list[Part] = [
+    Part("report_overall_port_usage", "Overall Port Usage", ("hourly_flows",), _port_usage,
+         "Top 20 TCP and UDP source and destination ports by flows over the whole window."),
+    Part("report_per_host_flow_distribution", "Per Host Flow Distribution", ("source_flow_bag",), _per_host,
+         "Sources and flows for 1..10 flows per source, 1...100, > 100 and the total.",
+         ("Outside sources by the number of inbound flows they sent over the window.",
+          "As in the study, the 1...100 and > 100 rows repeat their own share in the cumulative columns.")),
+    Part("report_vlf_sets", "VLF sets", ("vlf_f_set", "vlf_d_set", "vlf_fd_set", "active_inside_set"), _vlf_sets,
+         "Sizes of the VLF sets and of the active inside set."),
+    Part("report_contact_surface", "Contact surface", ("monthly_contact_pairs",), _contact_surface_table,
+         "Unique (outside sIP, inside dIP) pairs over the window: sources by number of destinations."),
+    Part("report_vlf_categories", "Details by type of data", ("vlf_categories",), _categories,
+         "VLF flows split into unmatched TCP, unmatched UDP, matched TCP, matched UDP, ICMP and other."),
+    Part("report_unmatched_tcp_flags", "Unmatched TCP flag combinations", ("vlf_categories",), _unmatched_flags,
+         "Rank, flags, count and percent of the unmatched TCP flows of VLF sources."),
+    Part("report_unmatched_tcp_ports", "Unmatched TCP port usage", ("vlf_categories",), _tcp_buckets,
+         "Top 20 destination ports of unmatched TCP by the source's flow bucket (1, 2-4, 5-7, 8-10, 1-10)."),
+    Part("report_tcp_flags_top_ports", "TCP flags for the top 10 ports at 1 flow / host", ("vlf_categories",), _flags_top_ports,
+         "Flag combinations of the ten busiest unmatched TCP ports among 1-flow sources."),
+    Part("report_where_do_they_go", "Where do they go", ("vlf_categories", "active_inside_set"), _where,
+         "Per port: flows, hits (destination exists), misses, distinct destinations and those that exist.",
+         ("A hit is a flow whose destination is in active_inside_set (inside addresses that ever answered or originated).",)),
+    Part("report_udp_ports", "UDP per port volumes", ("vlf_categories",), _udp_buckets,
+         "Top 20 destination ports of unmatched UDP by the source's flow bucket."),
+    Part("report_matched_ports", "Matched TCP and UDP", ("matched_vlf_flows",), _matched_ports,
+         "Matched sessions per port with who originated them (O: outside, E: enterprise).",
+         ("The originator is the side whose record starts first (ties: the outside query); the port is the "
+          "originator's destination port; O count / E count are distinct outside / inside addresses.",)),
+    Part("report_port_numerology", "Port numerology", ("matched_vlf_flows",), _numerology,
+         "Ports whose counts stand out from their neighbours in the matched low-frequency data, scored for interesting numbers."),
+]
