@@ -29,6 +29,10 @@ from .flowtypes import FLOWTYPES, file_prefix, type_name
 
 PARQUET_OPTIONS = dict(compression="zstd")
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone gives 0600
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -36,6 +40,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

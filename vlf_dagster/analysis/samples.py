@@ -1,0 +1,320 @@
+"""The study's record samples in rwcut / cutmatch layout, and the malformed near-matches.
+
+* :func:`one_flow_sample`: "A small sample of 1 flow / host data": flows of sources that sent one
+  flow over the window, a deterministic sample for a seed, sorted by start time, as rwcut text.
+* :func:`matched_sample`: "A sample of matched flows": VLF queries, matched and unmatched, each
+  match's responses right after its query, in cutmatch layout (``->`` / ``<-`` and the match id).
+* :func:`near_matches`: "Malformed traffic": an inside host answered a VLF query (reversed
+  addresses, same protocol, starting within the time delta of the query's end) but only one port
+  mirrors the query's.  Labelled like rwmatch output so :func:`near_matches_text` prints it in
+  cutmatch layout.
+
+Sampling is a DuckDB top-n on a seeded hash of each record's (or conversation's) identifying
+fields: independent of the input's row order, streamed over Parquet, no per-record Python loop.
+Every function takes a pyarrow table, a pandas DataFrame or Parquet file(s).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence, Union
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..flows.cut import format_records
+from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG
+from ..flows.schema import FIELD_NAMES, FLOW_SCHEMA, PROTO_TCP, PROTO_UDP, conform
+from ..flows.sql import ident, literal_list
+
+Source = Union[pa.Table, pd.DataFrame, str, Path, Sequence[Union[str, Path]]]
+
+ONE_FLOW_FIELDS = "sIP,dIP,sPort,dPort,protocol,packets,bytes,flags,sTime,duration"
+MATCHED_FIELDS = "match,sIP,dIP,sPort,dPort,protocol,packets,bytes,flags,sTime"
+NEAR_MATCH_FIELDS = "match,sIP,dIP,sPort,dPort,protocol,packets,bytes,flags"
+# The fields that identify a record for sampling and for ties in sorting.
+_IDENTITY = ("sTime", "sIP", "dIP", "sPort", "dPort", "protocol", "packets", "bytes", "flags", "duration")
+
+
+class SampleError(ValueError):
+    """A bad sample request (missing columns, negative size)."""
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+
+def _register(con: duckdb.DuckDBPyConnection, name: str, source: Source, *, row_numbers: bool = False) -> set[str]:
+    """Make ``source`` queryable as ``name``; return its columns (empty for no files).
+
+    With ``row_numbers`` the view gets ``_row``: the record's position in the input (files in
+    the order given), so rwmatch's output order can be kept.
+    """
+    if isinstance(source, pd.DataFrame):
+        source = pa.Table.from_pandas(source, preserve_index=False)
+    if isinstance(source, pa.Table):
+        if row_numbers:
+            source = source.append_column("_row", pa.array(np.arange(source.num_rows, dtype=np.int64)))
+        con.register(name, source)
+    else:
+        paths = [source] if isinstance(source, (str, Path)) else list(source)
+        if not paths:
+            return set()
+        if row_numbers:  # files in the order given, rows in file order
+            parts = " UNION ALL BY NAME ".join(
+                f"SELECT * EXCLUDE (file_row_number), ({i}::BIGINT << 40) + file_row_number AS _row "
+                f"FROM read_parquet({literal_list([p])}, file_row_number = true)"
+                for i, p in enumerate(paths)
+            )
+            con.execute(f"CREATE VIEW {name} AS {parts}")
+        else:
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({literal_list(paths)}, union_by_name = true)")
+    return {row[0] for row in con.sql(f"DESCRIBE {name}").fetchall()}
+
+
+def _flow_table(table: pa.Table) -> pa.Table:
+    """The flow-schema table of a query result (extra columns dropped, missing ones zero)."""
+    keep = [c for c in table.column_names if c in FIELD_NAMES]
+    return conform(table.select(keep), source="sample")
+
+
+def _lines_text(table: pa.Table, fields: str) -> str:
+    return "\n".join(format_records(table, fields)) + "\n"
+
+
+def _check_n(n: int) -> int:
+    if int(n) != n or n < 0:
+        raise SampleError(f"sample size must be a non-negative integer, not {n!r}")
+    return int(n)
+
+
+def _hash(prefix: str, cols: Sequence[str], present: set[str]) -> str:
+    """A seeded hash over the identifying columns present (the seed is the first argument)."""
+    used = [f"{prefix}{ident(c)}" for c in cols if c in present]
+    return f"hash(?::BIGINT, {', '.join(used)})"
+
+
+# --- 5. 1 flow / host ----------------------------------------------------------------------------
+
+
+def one_flow_sample_table(categories_or_flows: Source, n: int = 13, seed: int = 0) -> pa.Table:
+    """``n`` flows of 1-flow sources (a flow table), sorted by sTime.
+
+    With a ``source_flows`` column (``vlf_categories``) the 1-flow sources are the rows with
+    ``source_flows == 1``; without one (a plain flow table) they are the sIPs seen exactly once in
+    the input.  The same input and seed give the same sample whatever the row order.
+    """
+    n = _check_n(n)
+    con = duckdb.connect()
+    cols = _register(con, "src", categories_or_flows)
+    if not cols or n == 0:
+        return FLOW_SCHEMA.empty_table()
+    missing = [c for c in ("sIP", "dIP", "sTime") if c not in cols]
+    if missing:
+        raise SampleError(f"sample input lacks column(s) {', '.join(missing)}")
+    if "source_flows" in cols:
+        ones = "SELECT * FROM src WHERE source_flows = 1"
+    else:
+        v6 = ", sIPv6" if "sIPv6" in cols else ""
+        ones = f"SELECT * FROM src QUALIFY count(*) OVER (PARTITION BY sIP{v6}) = 1"
+    ties = ", ".join(ident(c) for c in _IDENTITY if c in cols)
+    picked = con.sql(
+        f"SELECT * FROM (SELECT * FROM ({ones}) ORDER BY {_hash('', _IDENTITY, cols)}, {ties} LIMIT ?) "
+        f"ORDER BY {ties}",
+        params=[int(seed), n],
+    ).to_arrow_table()
+    return _flow_table(picked)
+
+
+def one_flow_sample(categories_or_flows: Source, n: int = 13, seed: int = 0) -> str:
+    """"A small sample of 1 flow / host data" as rwcut text (title line first, newline at the
+    end): fields sIP, dIP, sPort, dPort, protocol, packets, bytes, flags, sTime, duration."""
+    return _lines_text(one_flow_sample_table(categories_or_flows, n, seed), ONE_FLOW_FIELDS)
+
+
+# --- 6. matched flows ----------------------------------------------------------------------------
+
+# The rwmatch label as SQL: nhIP, or the low 32 bits of nhIPv6 on IPv6 records (attributes 0x80).
+_LABEL_SQL = (
+    "CASE WHEN (attributes & 128) <> 0 AND nhIPv6 IS NOT NULL "
+    "THEN ('0x' || substring(hex(nhIPv6), 25, 8))::UBIGINT ELSE nhIP::UBIGINT END"
+)
+
+
+def matched_sample_table(matched_vlf_flows: Source, n: int = 7, seed: int = 0,
+                         matched_fraction: float | None = 0.5) -> pa.Table:
+    """``n`` conversations of an rwmatch output, as a labelled flow table.
+
+    A conversation is an unmatched query (label 0.0.0.0) or a match (every record with its id).
+    ``matched_fraction`` of them are matches (rounded up; the other kind fills in when one runs
+    short), or with None they are drawn from all conversations alike.  Conversations are sorted
+    by their first query's sTime; a match's records keep rwmatch's output order, so each response
+    follows its query.  Unmatched responses (255.0.0.0) are left out.
+    """
+    n = _check_n(n)
+    if matched_fraction is not None and not 0.0 <= matched_fraction <= 1.0:
+        raise SampleError(f"matched_fraction must be in [0, 1], not {matched_fraction!r}")
+    con = duckdb.connect()
+    cols = _register(con, "m", matched_vlf_flows, row_numbers=True)
+    if not cols or n == 0:
+        return FLOW_SCHEMA.empty_table()
+    if "nhIP" not in cols:
+        raise SampleError("the matched flows lack nhIP (rwmatch's labels)")
+    label = _LABEL_SQL if {"attributes", "nhIPv6"} <= cols else "nhIP::UBIGINT"
+    con.execute(
+        f"CREATE VIEW lab AS SELECT *, (({label}) & {MAX_MATCH_ID})::BIGINT AS _id, "
+        f"(({label}) & {RESPONSE_TAG}) <> 0 AS _resp FROM m"
+    )
+    fields = [c for c in _IDENTITY if c in cols]
+    rec = "struct_pack(" + ", ".join(f"{ident(c)} := {ident(c)}" for c in fields) + ")"
+    # one row per conversation, identified by its first query record
+    con.execute(
+        f"CREATE VIEW convs AS SELECT _id, min(_row) AS _row, arg_min({rec}, _row) AS rec FROM lab "
+        f"WHERE NOT _resp AND _id <> 0 GROUP BY _id "
+        f"UNION ALL SELECT _id, _row, {rec} AS rec FROM lab WHERE NOT _resp AND _id = 0"
+    )
+    h = _hash("rec.", fields, set(fields))
+    top = ", ".join(f"rec.{ident(c)}" for c in fields)
+    pick = (
+        f"SELECT _id, _row, rec.sTime AS t, {h} AS h, {{m}} AS matched FROM convs WHERE {{cond}} "
+        f"ORDER BY h, {top}, _row LIMIT ?"
+    )
+    top_n = con.sql(
+        f"({pick.format(m='true', cond='_id <> 0')}) UNION ALL ({pick.format(m='false', cond='_id = 0')})",
+        params=[int(seed), n, int(seed), n],
+    ).df()
+    top_n["order"] = np.arange(len(top_n))  # each kind's rows come in hash order
+    matched, unmatched = top_n[top_n["matched"]], top_n[~top_n["matched"]]
+    if matched_fraction is None:
+        chosen = top_n.sort_values(["h", "t", "_row"]).head(n)
+    else:
+        want_m = int(np.ceil(n * matched_fraction))
+        take_m = min(len(matched), max(want_m, n - len(unmatched)))
+        take_u = min(len(unmatched), n - take_m)
+        chosen = pd.concat([matched.head(take_m), unmatched.head(take_u)])
+    chosen = chosen.sort_values(["t", "_row"])
+    keys = pa.table({
+        "_cid": pa.array(chosen["_id"].to_numpy(dtype=np.int64)),
+        "_crow": pa.array(chosen["_row"].to_numpy(dtype=np.int64)),
+        "_corder": pa.array(np.arange(len(chosen), dtype=np.int64)),
+    })
+    con.register("chosen", keys)
+    picked = con.sql(
+        "SELECT lab.* EXCLUDE (_id, _resp, _row) FROM chosen JOIN lab "
+        "ON (_cid <> 0 AND lab._id = _cid) OR (_cid = 0 AND lab._row = _crow) "
+        "ORDER BY _corder, lab._row"
+    ).to_arrow_table()
+    return _flow_table(picked)
+
+
+def matched_sample(matched_vlf_flows: Source, n: int = 7, seed: int = 0,
+                   matched_fraction: float | None = 0.5) -> str:
+    """"A sample of matched flows" in cutmatch layout (fields match, sIP, dIP, sPort, dPort,
+    protocol, packets, bytes, flags, sTime); see :func:`matched_sample_table`."""
+    return _lines_text(matched_sample_table(matched_vlf_flows, n, seed, matched_fraction), MATCHED_FIELDS)
+
+
+# --- 7. malformed near-matches -------------------------------------------------------------------
+
+_SAME_HOSTS = (
+    "r.sIP = q.dIP AND r.dIP = q.sIP AND r.sIPv6 IS NOT DISTINCT FROM q.dIPv6 "
+    "AND r.dIPv6 IS NOT DISTINCT FROM q.sIPv6 AND r.protocol = q.protocol"
+)
+_IN_TIME = "r.sTime >= q.sTime AND r.sTime <= q.sTime + q.duration + ?"
+
+
+def near_matches(
+    vlf_flows: Source,
+    outbound: Source,
+    time_delta_ms: int = 1000,
+    limit: int | None = 20,
+    *,
+    exclude_answered: bool = True,
+) -> pa.Table:
+    """Queries answered with ports that mirror on one side only, labelled like rwmatch output.
+
+    A near-match of a TCP/UDP query ``q`` (from ``vlf_flows``) is an outbound flow ``r`` with
+    r.sIP = q.dIP, r.dIP = q.sIP, the same protocol, q.sTime <= r.sTime <= q.eTime +
+    ``time_delta_ms``, and either r.sPort = q.dPort with r.dPort != q.sPort, or r.dPort = q.sPort
+    with r.sPort != q.dPort.  A proper (mirrored) answer is never reported; with
+    ``exclude_answered`` (the default) a pair is left out too when the query also got a proper
+    answer in its window, or when the response is the proper answer of another query.
+
+    The first ``limit`` queries (by sTime, then their fields; None: all) are numbered k = 1, 2,
+    ...: the query is labelled 0.0.0.k and each of its near-matches, right after it in
+    start-time order, 255.0.0.k.  One DuckDB join; returns a flow-schema table.
+    """
+    delta = int(time_delta_ms)
+    if delta < 0 or delta != time_delta_ms:
+        raise SampleError(f"invalid time delta {time_delta_ms!r}: a non-negative number of milliseconds")
+    if limit is not None:
+        limit = _check_n(limit)
+    con = duckdb.connect()
+    # conform() gives both sides every flow column (the IPv6 ones included) for the join
+    sides = []
+    for name, source in (("qsrc", vlf_flows), ("rsrc", outbound)):
+        if isinstance(source, (pa.Table, pd.DataFrame)):
+            table = source if isinstance(source, pa.Table) else pa.Table.from_pandas(source, preserve_index=False)
+            con.register(name, _flow_table(table))
+            sides.append(True)
+        else:
+            cols = _register(con, name + "_raw", source)
+            if cols:
+                fill = ", ".join(
+                    f"NULL::BLOB AS {c}" if c.endswith("v6") else f"0 AS {ident(c)}"
+                    for c in FIELD_NAMES if c not in cols
+                )
+                con.execute(f"CREATE VIEW {name} AS SELECT *{', ' + fill if fill else ''} FROM {name}_raw")
+            sides.append(bool(cols))
+    if not all(sides) or limit == 0:
+        return FLOW_SCHEMA.empty_table()
+    columns = ", ".join(ident(c) for c in FIELD_NAMES)
+    # a query with a proper answer, or a response that properly answers another query, is no
+    # sign of malformed traffic (e.g. two SYNs from one host, only the second one answered)
+    answered = (
+        f"AND NOT EXISTS (SELECT 1 FROM rsrc r WHERE {_SAME_HOSTS} AND {_IN_TIME} "
+        "AND r.sPort = q.dPort AND r.dPort = q.sPort) "
+        f"AND NOT EXISTS (SELECT 1 FROM q q2 WHERE {_SAME_HOSTS.replace('q.', 'q2.')} "
+        f"AND {_IN_TIME.replace('q.', 'q2.')} AND r.sPort = q2.dPort AND r.dPort = q2.sPort)"
+        if exclude_answered else ""
+    )
+    order_q = ", ".join(f"q.{ident(c)}" for c in _IDENTITY)
+    sql = f"""
+    WITH q AS (SELECT {columns} FROM qsrc WHERE protocol IN ({PROTO_TCP}, {PROTO_UDP})),
+    pairs AS (
+        SELECT q AS qrec, r AS rrec FROM q JOIN (SELECT {columns} FROM rsrc) r ON {_SAME_HOSTS}
+        WHERE {_IN_TIME}
+          AND ((r.sPort = q.dPort AND r.dPort <> q.sPort) OR (r.dPort = q.sPort AND r.sPort <> q.dPort))
+          {answered}
+    ),
+    queries AS (
+        SELECT qrec, row_number() OVER (ORDER BY {order_q.replace('q.', 'qrec.')}) AS k
+        FROM (SELECT DISTINCT qrec FROM pairs)
+        {'' if limit is None else 'QUALIFY k <= ?'}
+    ),
+    out AS (
+        SELECT k, 0 AS side, 0 AS pos, unnest(qrec) FROM queries
+        UNION ALL
+        SELECT k, 1 AS side,
+               row_number() OVER (PARTITION BY k ORDER BY {order_q.replace('q.', 'rrec.')}) AS pos, unnest(rrec)
+        FROM queries JOIN pairs USING (qrec)
+    )
+    SELECT * EXCLUDE (nhIP), ((CASE WHEN side = 1 THEN {RESPONSE_TAG} ELSE 0 END) | k)::UINTEGER AS nhIP
+    FROM out ORDER BY k, side, pos
+    """
+    # parameters in SQL text order: the pairs' time window, the two NOT EXISTS windows, the limit
+    params = [delta] + ([delta, delta] if exclude_answered else []) + ([] if limit is None else [limit])
+    result = con.sql(sql, params=params).to_arrow_table()
+    if result.num_rows and pc.max(result.column("k")).as_py() > MAX_MATCH_ID:
+        raise SampleError(f"more than {MAX_MATCH_ID:,} near-matched queries: pass a limit")
+    return _flow_table(result)
+
+
+def near_matches_text(table_or_vlf_flows: pa.Table | Source, outbound: Source | None = None, **kwargs) -> str:
+    """The near-matches in cutmatch layout (fields match, sIP, dIP, sPort, dPort, protocol,
+    packets, bytes, flags): pass the table :func:`near_matches` returned, or its inputs
+    (``vlf_flows``, ``outbound`` and its keyword arguments)."""
+    table = table_or_vlf_flows if outbound is None else near_matches(table_or_vlf_flows, outbound, **kwargs)
+    return _lines_text(table, NEAR_MATCH_FIELDS)
