@@ -20,7 +20,9 @@ from ..flows.sets import IPSet
 from ..flows.site import Site
 from ..flows.storage import archive_files, hours_between, window_path
 from . import matching
+from . import figures as fig
 from . import port_tables as pt
+from . import samples
 from .report_parts import PartResult, Piece
 from .vlf import per_host_flow_distribution
 
@@ -116,10 +118,6 @@ def _port_usage(inputs: StudyInputs) -> list[Piece]:
     return [Piece("Overall Port Usage (top 20 by flows, inbound and outbound)", table=pt.overall_port_usage(inputs.archive()))]
 
 
-def _contact_surface_table(inputs: StudyInputs) -> list[Piece]:
-    return [Piece("Sources by number of inside destinations contacted", table=pt.contact_surface(_pairs(inputs)))]
-
-
 def _pairs(inputs: StudyInputs) -> pd.DataFrame:
     import duckdb
 
@@ -178,7 +176,58 @@ def _numerology(inputs: StudyInputs) -> list[Piece]:
             for p, label in ((17, "UDP"), (6, "TCP"))]
 
 
+
+def _traffic(inputs: StudyInputs) -> list[Piece]:
+    path = fig.traffic_volumes(inputs.archive(), inputs.figure("traffic_volumes"))
+    return [Piece("Flows, packets and bytes per hour (all flowtypes)", figure=path)]
+
+
+def _contact_surface(inputs: StudyInputs) -> list[Piece]:
+    pairs = _pairs(inputs)
+    path = fig.contact_surface(pairs, inputs.figure("contact_surface"), inputs.site)
+    return [Piece(f"Contact surface: {len(pairs):,} unique (outside sIP, inside dIP) pairs", figure=path),
+            Piece("Sources by number of inside destinations contacted", table=pt.contact_surface(pairs))]
+
+
+def _samples(inputs: StudyInputs) -> list[Piece]:
+    return [Piece("A small sample of 1 flow / host data", text=samples.one_flow_sample(inputs.categories)),
+            Piece("A sample of matched flows", text=samples.matched_sample(inputs.matched),
+                  note="-> query (outside to inside), <- response; the number is the match id.")]
+
+
+def _top_ports(inputs: StudyInputs, category: str, n: int) -> list[int]:
+    table = pt.ports_by_flow_bucket(inputs.categories, category, top=n)
+    return [int(p) for p in table["Port (1 - 10 flows)"].tolist() if pd.notna(p) and p != ""]
+
+
+def _timelines(inputs: StudyInputs) -> list[Piece]:
+    pieces = []
+    for protocol, label, category in ((6, "TCP", "unmatched TCP"), (17, "UDP", "unmatched UDP")):
+        ports = _top_ports(inputs, category, 10)
+        path = fig.port_timeline(inputs.window("vlf_categories"), ports, inputs.figure(f"timeline_{label.lower()}"),
+                                 protocol=protocol, category=category, title=f"Unmatched {label}: top 10 ports over time")
+        pieces.append(Piece(f"When did they happen? Unmatched {label}, top 10 ports", figure=path))
+    return pieces
+
+
+def _direction_plots(inputs: StudyInputs) -> list[Piece]:
+    pieces = []
+    for protocol, label in ((6, "TCP"), (17, "UDP")):
+        counts = pt.matched_port_direction_counts(inputs.matched, protocol=protocol)
+        counts = counts.rename(columns={"O->E": "OtoE", "E->O": "EtoO"})
+        path = fig.port_direction_plot(counts, inputs.figure(f"ports_{label.lower()}_direction"), label)
+        pieces.append(Piece(f"Overall {label} ports (1 - 10 flows): o O to E, + E to O", figure=path))
+    return pieces
+
+
+def _near_matches(inputs: StudyInputs) -> list[Piece]:
+    text = samples.near_matches_text(inputs.window("vlf_flows"), inputs.outbound_files, time_delta_ms=inputs.site.vlf.match_delta_ms)
+    return [Piece("Near matches: answers whose ports do not mirror the query", text=text or "(none found)")]
+
+
 PARTS: list[Part] = [
+    Part("report_traffic_volumes", "Overall Traffic Volumes", ("hourly_flows",), _traffic,
+         "Flows, packets and bytes over time."),
     Part("report_overall_port_usage", "Overall Port Usage", ("hourly_flows",), _port_usage,
          "Top 20 TCP and UDP source and destination ports by flows over the whole window."),
     Part("report_per_host_flow_distribution", "Per Host Flow Distribution", ("source_flow_bag",), _per_host,
@@ -187,8 +236,10 @@ PARTS: list[Part] = [
           "As in the study, the 1...100 and > 100 rows repeat their own share in the cumulative columns.")),
     Part("report_vlf_sets", "VLF sets", ("vlf_f_set", "vlf_d_set", "vlf_fd_set", "active_inside_set"), _vlf_sets,
          "Sizes of the VLF sets and of the active inside set."),
-    Part("report_contact_surface", "Contact surface", ("monthly_contact_pairs",), _contact_surface_table,
-         "Unique (outside sIP, inside dIP) pairs over the window: sources by number of destinations."),
+    Part("report_contact_surface", "Contact surface", ("monthly_contact_pairs",), _contact_surface,
+         "Unique (outside sIP, inside dIP) pairs over the window (figure) and sources by number of destinations."),
+    Part("report_samples", "Samples", ("vlf_categories", "matched_vlf_flows"), _samples,
+         "A sample of 1-flow sources in rwcut layout and of matched flows in cutmatch layout."),
     Part("report_vlf_categories", "Details by type of data", ("vlf_categories",), _categories,
          "VLF flows split into unmatched TCP, unmatched UDP, matched TCP, matched UDP, ICMP and other."),
     Part("report_unmatched_tcp_flags", "Unmatched TCP flag combinations", ("vlf_categories",), _unmatched_flags,
@@ -200,12 +251,18 @@ PARTS: list[Part] = [
     Part("report_where_do_they_go", "Where do they go", ("vlf_categories", "active_inside_set"), _where,
          "Per port: flows, hits (destination exists), misses, distinct destinations and those that exist.",
          ("A hit is a flow whose destination is in active_inside_set (inside addresses that ever answered or originated).",)),
+    Part("report_port_timelines", "Temporal distribution", ("vlf_categories",), _timelines,
+         "Flows per day (or hour) of the top unmatched TCP and UDP ports over the window."),
     Part("report_udp_ports", "UDP per port volumes", ("vlf_categories",), _udp_buckets,
          "Top 20 destination ports of unmatched UDP by the source's flow bucket."),
     Part("report_matched_ports", "Matched TCP and UDP", ("matched_vlf_flows",), _matched_ports,
          "Matched sessions per port with who originated them (O: outside, E: enterprise).",
          ("The originator is the side whose record starts first (ties: the outside query); the port is the "
           "originator's destination port; O count / E count are distinct outside / inside addresses.",)),
+    Part("report_port_directions", "Overall TCP and UDP ports, O to E and E to O", ("matched_vlf_flows",), _direction_plots,
+         "Matched low-frequency sessions per port by who originated them."),
     Part("report_port_numerology", "Port numerology", ("matched_vlf_flows",), _numerology,
          "Ports whose counts stand out from their neighbours in the matched low-frequency data, scored for interesting numbers."),
+    Part("report_malformed", "Malformed traffic", ("vlf_flows", "hourly_flows"), _near_matches,
+         "Near matches in cutmatch layout: a response whose ports do not mirror the query's."),
 ]
