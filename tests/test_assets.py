@@ -16,7 +16,7 @@ from vlf_dagster.assets.partitions import study_partitions
 from vlf_dagster.definitions import build_definitions
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import archive_files, hour_ms
-from vlf_dagster.resources import VlfStore
+from vlf_dagster.resources import GeoIPResource, VlfStore
 from vlf_dagster.runs import materialize_all
 
 H0, H1, H2 = START, START + timedelta(hours=1), START + timedelta(hours=2)
@@ -54,7 +54,7 @@ def _assets(site):
 def test_one_partition_through_materialize(planted, site):
     result = dg.materialize(
         _assets(site), selection=["hourly_flows", "hourly_source_bags"],
-        resources={"store": VlfStore(data_dir=str(planted))}, partition_key="2006-04-01-01:00",
+        resources={"store": VlfStore(data_dir=str(planted)), "geoip": GeoIPResource()}, partition_key="2006-04-01-01:00",
     )
     assert result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
@@ -67,7 +67,7 @@ def test_one_partition_through_materialize(planted, site):
 
 def test_partition_range_in_one_run(planted, site):
     result = dg.materialize(
-        _assets(site), selection=["hourly_flows"], resources={"store": VlfStore(data_dir=str(planted))},
+        _assets(site), selection=["hourly_flows"], resources={"store": VlfStore(data_dir=str(planted)), "geoip": GeoIPResource()},
         tags={"dagster/asset_partition_range_start": "2006-04-01-00:00", "dagster/asset_partition_range_end": "2006-04-01-02:00"},
     )
     assert result.success
@@ -81,7 +81,7 @@ def test_failing_blocking_check_stops_downstream(site_file, site):
     write_landing(site_file, H0, flows([{"sIP": "4.0.0.1", "dIP": "10.1.24.5", "packets": 50, "bytes": 10}]))
     result = dg.materialize(
         _assets(site), selection=["hourly_flows", "hourly_source_bags"],
-        resources={"store": VlfStore(data_dir=str(site_file), quarantine_implausible=False)},
+        resources={"store": VlfStore(data_dir=str(site_file), quarantine_implausible=False), "geoip": GeoIPResource()},
         partition_key="2006-04-01-00:00", raise_on_error=False,
     )
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -108,8 +108,8 @@ def test_whole_graph_gives_the_planted_vlf_sets(planted, tmp_path):
     hours = {r["sIP"]: r["hours"] for r in pq.read_table(planted / "source_hour_count_bag.parquet").to_pylist()}
     assert hours == {A: 1, B: 3, C: 2, D: 1}
     report = next((planted / "reports").glob("*/index.html")).read_text()
-    assert "Per Host Flow Distribution" in report and "VLF-fd (both)" in report
-    table = (next((planted / "reports").glob("*/per_host_flow_distribution.csv"))).read_text().splitlines()
+    assert "Per Host Flow Distribution" in report and "VLF-fd" in report
+    table = (next((planted / "reports").glob("*/report_per_host_flow_distribution/*.csv"))).read_text().splitlines()
     assert table[1].startswith("1,1,25.00,25.00,1,5.56,5.56")  # A: 1 of 4 sources, 1 of 18 flows
     assert table[-1] == "Total,4,100.00,100.00,18,100.00,100.00"
 

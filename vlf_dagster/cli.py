@@ -68,7 +68,7 @@ def cmd_demo(args) -> None:
     print(f"\ndemo finished in {elapsed:.0f} s")
     for report in reports:
         print(f"report:  {report.resolve()}")
-    table = sorted((data / "reports").glob("*/per_host_flow_distribution.csv"))
+    table = sorted((data / "reports").glob("*/report_per_host_flow_distribution/*.csv"))
     if table:
         print("\nPer Host Flow Distribution:\n" + table[-1].read_text())
     print(

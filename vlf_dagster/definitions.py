@@ -15,7 +15,7 @@ import dagster as dg
 from .assets import build_assets
 from .assets.partitions import study_partitions
 from .flows.site import data_dir, load_site
-from .resources import VlfStore
+from .resources import GeoIPResource, VlfStore
 
 HOURLY_ASSETS = ["hourly_flows", "hourly_source_bags", "hourly_contact_pairs", "hourly_active_hosts"]
 MONTHLY_ASSETS = ["monthly_source_bags", "monthly_contact_pairs", "monthly_active_hosts"]
@@ -52,7 +52,10 @@ def build_definitions(data: str | Path | None = None, site_config: str | Path | 
         assets=assets,
         jobs=[hourly_job, monthly_job, window_job],
         schedules=[hourly_schedule],
-        resources={"store": VlfStore(data_dir=str(data), site_config=str(site_config or ""))},
+        resources={
+            "store": VlfStore(data_dir=str(data), site_config=str(site_config or "")),
+            "geoip": GeoIPResource(),  # $VLF_GEOIP_DB or data/geoip/country.mmdb; missing: the report says so
+        },
         executor=dg.in_process_executor,
     )
 

@@ -22,7 +22,7 @@ from ..flows.storage import archive_files, hours_between, window_path
 from . import matching
 from . import figures as fig
 from . import port_tables as pt
-from . import samples
+from . import registries, samples
 from .report_parts import PartResult, Piece
 from .vlf import per_host_flow_distribution
 
@@ -225,6 +225,55 @@ def _near_matches(inputs: StudyInputs) -> list[Piece]:
     return [Piece("Near matches: answers whose ports do not mirror the query", text=text or "(none found)")]
 
 
+
+NO_INFORMATION = "No information available."
+
+
+def _port_descriptions(inputs: StudyInputs) -> list[Piece]:
+    pieces = []
+    for protocol, label, category in ((6, "TCP", "unmatched TCP"), (17, "UDP", "unmatched UDP")):
+        ports = _top_ports(inputs, category, 10)
+        names = registries.service_names(ports, protocol)
+        rows = [(port, name or "", registries.service_description(port, protocol) or name or NO_INFORMATION)
+                for port, name in zip(ports, names)]
+        pieces.append(Piece(f"Top 10 unmatched {label} ports", table=pd.DataFrame(rows, columns=["Port", "Service", "Description"]),
+                            note="Service names from the IANA registry as shipped in Debian's /etc/services (netbase)."))
+    return pieces
+
+
+def _countries(inputs: StudyInputs) -> Callable[[np.ndarray], np.ndarray]:
+    if inputs.country_of is not None:
+        return inputs.country_of
+    return lambda ips: np.full(len(ips), "-", dtype=object)
+
+
+def _geography(inputs: StudyInputs) -> list[Piece]:
+    if inputs.country_of is None:
+        return [Piece("Geographical distribution", text=f"Not available: {inputs.geoip_status}")]
+    ports = _top_ports(inputs, "unmatched TCP", 10)
+    long = pt.geographic_distribution(inputs.categories, inputs.country_of, ports, top=10)
+    pieces = []
+    for chunk in (ports[:5], ports[5:10]):
+        if chunk:
+            pieces.append(Piece(f"Top 10 countries for ports {', '.join(map(str, chunk))} (unmatched TCP, 1-10 flows)",
+                                table=pt.geographic_side_by_side(long[long["Port"].isin(chunk)])))
+    pieces[-1].note = inputs.geoip_status
+    return pieces
+
+
+def _icmp(inputs: StudyInputs) -> list[Piece]:
+    return [Piece("ICMP type and code of VLF flows", table=pt.icmp_table(inputs.categories, registries.icmp_meaning),
+                  note="Meanings from the IANA ICMP parameters registry; codes the registry does not define are invalid.")]
+
+
+def _other_protocols(inputs: StudyInputs) -> list[Piece]:
+    describe = lambda n: registries.protocol_description(n) or registries.protocol_name(n)  # noqa: E731
+    others = inputs.categories[inputs.categories["category"] == "other"]
+    return [Piece("Other protocols", table=pt.other_protocols(others, describe, _countries(inputs)),
+                  note="Implausible: fewer than 20 or more than 65535 bytes per packet, or more than a million packets in a flow. "
+                  "Names from IANA's protocol numbers registry and Debian's /etc/protocols.")]
+
+
 PARTS: list[Part] = [
     Part("report_traffic_volumes", "Overall Traffic Volumes", ("hourly_flows",), _traffic,
          "Flows, packets and bytes over time."),
@@ -248,11 +297,15 @@ PARTS: list[Part] = [
          "Top 20 destination ports of unmatched TCP by the source's flow bucket (1, 2-4, 5-7, 8-10, 1-10)."),
     Part("report_tcp_flags_top_ports", "TCP flags for the top 10 ports at 1 flow / host", ("vlf_categories",), _flags_top_ports,
          "Flag combinations of the ten busiest unmatched TCP ports among 1-flow sources."),
+    Part("report_port_descriptions", "Port usage for the top ports", ("vlf_categories",), _port_descriptions,
+         "Service names of the top unmatched TCP and UDP ports from a real registry."),
     Part("report_where_do_they_go", "Where do they go", ("vlf_categories", "active_inside_set"), _where,
          "Per port: flows, hits (destination exists), misses, distinct destinations and those that exist.",
          ("A hit is a flow whose destination is in active_inside_set (inside addresses that ever answered or originated).",)),
     Part("report_port_timelines", "Temporal distribution", ("vlf_categories",), _timelines,
          "Flows per day (or hour) of the top unmatched TCP and UDP ports over the window."),
+    Part("report_geography", "Geographical distribution", ("vlf_categories",), _geography,
+         "Top 10 source countries per top unmatched TCP port (GeoIP2 country database).", geo=True),
     Part("report_udp_ports", "UDP per port volumes", ("vlf_categories",), _udp_buckets,
          "Top 20 destination ports of unmatched UDP by the source's flow bucket."),
     Part("report_matched_ports", "Matched TCP and UDP", ("matched_vlf_flows",), _matched_ports,
@@ -263,6 +316,10 @@ PARTS: list[Part] = [
          "Matched low-frequency sessions per port by who originated them."),
     Part("report_port_numerology", "Port numerology", ("matched_vlf_flows",), _numerology,
          "Ports whose counts stand out from their neighbours in the matched low-frequency data, scored for interesting numbers."),
+    Part("report_icmp", "ICMP", ("vlf_categories",), _icmp,
+         "ICMP type, code, count, rank and meaning; invalid codes marked."),
+    Part("report_other_protocols", "Other protocols", ("vlf_categories",), _other_protocols,
+         "Protocols other than TCP, UDP and ICMP: countries, flows, packets, bytes; implausible volumes flagged.", geo=True),
     Part("report_malformed", "Malformed traffic", ("vlf_flows", "hourly_flows"), _near_matches,
          "Near matches in cutmatch layout: a response whose ports do not mirror the query's."),
 ]

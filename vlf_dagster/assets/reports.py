@@ -1,63 +1,61 @@
-"""Stage 5: the study's tables as report assets, and the HTML report that gathers them."""
+"""Stage 5: one asset per table or figure of the study, and the HTML report that gathers them."""
 
+import time
 
 import dagster as dg
 
-from ..analysis import tables
-from ..analysis.report import Section, render_report
-from ..analysis.vlf import per_host_flow_distribution
-from ..flows.sets import IPSet
+from ..analysis.report import render_report
+from ..analysis.report_parts import markdown_of, section_from_folder, write_part
+from ..analysis.study_report import PARTS, Part, StudyInputs
 from ..flows.storage import write_text
-from ..resources import VlfStore
+from ..resources import GeoIPResource, VlfStore
 
-SET_NAMES = {
-    "vlf_f_set": "VLF-f (1..max_flows flows)",
-    "vlf_d_set": "VLF-d (1..max_destinations destinations)",
-    "vlf_fd_set": "VLF-fd (both)",
-    "active_inside_set": "Active inside hosts",
-}
+
+def _inputs(store: VlfStore, geoip: GeoIPResource, part: Part) -> StudyInputs:
+    lookup = geoip.lookup() if part.geo else None
+    return StudyInputs(
+        data_dir=store.base, site=store.site, folder=store.report_dir() / part.name,
+        country_of=lookup.countries if lookup is not None else None, geoip_status=geoip.status(),
+    )
+
+
+def _part_asset(part: Part) -> dg.AssetsDefinition:
+    @dg.asset(name=part.name, group_name="reports", kinds={"csv", "png"} , deps=list(part.deps),
+              description=part.description or part.title)
+    def _asset(context: dg.AssetExecutionContext, store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
+        inputs = _inputs(store, geoip, part)
+        result = part.run(inputs)
+        manifest = write_part(result, inputs.folder)
+        seconds = time.perf_counter() - started
+        context.log.info(f"{part.title}: {len(result.pieces)} piece(s) in {seconds:.2f} s")
+        metadata = {
+            "report": dg.MetadataValue.md(markdown_of(result)),
+            "folder": dg.MetadataValue.path(str(inputs.folder)),
+            "pieces": [p["title"] for p in manifest["pieces"]],
+            "seconds": round(seconds, 3),
+        }
+        for piece in result.pieces:  # figures show in the UI as images
+            if piece.figure is not None:
+                metadata[f"figure: {piece.title}"] = dg.MetadataValue.path(str(piece.figure))
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _asset
 
 
 def build() -> list:
-    @dg.asset(group_name="reports", kinds={"csv"}, deps=["source_flow_bag"],
-              description="The study's 'Per Host Flow Distribution' table: sources and flows for 1..10 "
-              "flows per source, 1...100, > 100 and the total, with % and cumulative %.")
-    def per_host_flow_distribution_report(store: VlfStore) -> dg.MaterializeResult:
-        df = per_host_flow_distribution(store.window("source_flow_bag"), store.site.vlf.max_flows)
-        path = write_text(tables.to_csv(df), store.report_dir() / "per_host_flow_distribution.csv")
-        return dg.MaterializeResult(
-            metadata={"table": dg.MetadataValue.md(tables.to_markdown(df)), "csv": dg.MetadataValue.path(str(path))}
-        )
+    part_assets = [_part_asset(part) for part in PARTS]
 
-    @dg.asset(group_name="reports", kinds={"html"},
-              deps=[per_host_flow_distribution_report, "vlf_f_set", "vlf_d_set", "vlf_fd_set", "active_inside_set", "vlf_flows"],
-              description="One HTML page with every table of the study, with a table of contents.")
-    def vlf_report(store: VlfStore) -> dg.MaterializeResult:
-        import pandas as pd
-
+    @dg.asset(group_name="reports", kinds={"html"}, deps=part_assets,
+              description="One HTML page with every table and figure of the study, with a table of contents: "
+              "data/reports/<window>/index.html.")
+    def vlf_report(store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
         site = store.site
         out_dir = store.report_dir()
-        distribution = pd.read_csv(out_dir / "per_host_flow_distribution.csv", keep_default_na=False)
-        distribution["Flows/host"] = distribution["Flows/host"].astype(str)
-        sizes = pd.DataFrame(
-            [(label, len(IPSet.read(store.window(name, "set")))) for name, label in SET_NAMES.items()],
-            columns=["Set", "Addresses"],
-        )
-        sections = [
-            Section("Per Host Flow Distribution", tables.to_html(distribution),
-                    notes=["Outside sources by the number of inbound flows they sent over the window."],
-                    files=["per_host_flow_distribution.csv"]),
-            Section("VLF sets", tables.to_html(sizes),
-                    notes=[f"Thresholds: max_flows = {site.vlf.max_flows}, max_destinations = {site.vlf.max_destinations}."]),
-        ]
+        sections = [s for part in PARTS if (s := section_from_folder(out_dir / part.name, out_dir)) is not None]
         window = f"{site.start:%Y-%m-%d %H:00} to {site.window_end():%Y-%m-%d %H:00} UTC"
-        page = render_report("Very Low Frequency traffic", f"{site.name}: {', '.join(map(str, site.internal_networks))}, {window}", sections)
-        path = write_text(page, out_dir / "index.html")
-        return dg.MaterializeResult(
-            metadata={
-                "report": dg.MetadataValue.path(str(path.resolve())),
-                "vlf_sets": dg.MetadataValue.md(tables.to_markdown(sizes)),
-            }
-        )
+        subtitle = f"{site.name}: {', '.join(map(str, site.internal_networks))}, {window}. {geoip.status()}"
+        path = write_text(render_report("Very Low Frequency traffic", subtitle, sections), out_dir / "index.html")
+        return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(path.resolve())), "sections": len(sections)})
 
-    return [per_host_flow_distribution_report, vlf_report]
+    return [*part_assets, vlf_report]

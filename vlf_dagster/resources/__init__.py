@@ -1,3 +1,4 @@
+from .geoip import GeoIPResource
 from .store import VlfStore
 
-__all__ = ["VlfStore"]
+__all__ = ["GeoIPResource", "VlfStore"]
