@@ -28,9 +28,9 @@ table { border-collapse: collapse; margin: 0.8rem 0; font-size: 0.92rem; }
 th, td { border: 1px solid #ccd; padding: 0.25rem 0.6rem; }
 th { background: #e9eef4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tbody tr:nth-child(even) { background: #fafbfc; }
-section { margin-top: 2.5rem; border-top: 1px solid #dde; padding-top: 0.5rem; }
+section { margin-top: 2.5rem; border-top: 1px solid #dde; padding-top: 0.5rem; overflow-x: auto; }
 h3 { margin-bottom: 0.3rem; font-size: 1.05rem; }
-.files { font-size: 0.85rem; color: #555; } .files a { margin-right: 1rem; }
+.files { font-size: 0.85rem; color: #555; } .files a { margin-right: 1rem; display: inline-block; word-break: break-all; }
 pre { background: #f7f7f9; border: 1px solid #e3e3ea; padding: 0.6rem; overflow-x: auto; font-size: 0.8rem; }
 img { max-width: 100%; border: 1px solid #e3e3ea; }
 .note { color: #555; font-size: 0.9rem; }

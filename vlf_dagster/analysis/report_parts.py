@@ -83,7 +83,8 @@ def section_from_folder(folder: Path, report_dir: Path) -> Section | None:
     rel = folder.relative_to(report_dir).as_posix()
     body, files = [], []
     for entry in manifest["pieces"]:
-        body.append(f"<h3>{_esc(entry['title'])}</h3>")
+        if entry["title"] != manifest["title"]:  # a one-piece part named like its section needs no sub-heading
+            body.append(f"<h3>{_esc(entry['title'])}</h3>")
         if "csv" in entry:
             df = pd.read_csv(folder / entry["csv"], keep_default_na=False, dtype=str)
             body.append(tables.to_html(_numeric(df)))

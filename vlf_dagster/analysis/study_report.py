@@ -98,7 +98,7 @@ def _vlf_sets(inputs: StudyInputs) -> list[Piece]:
     t = inputs.site.vlf
     rows = [
         ("VLF-f", f"1..{t.max_flows} flows", len(IPSet.read(inputs.window("vlf_f_set", "set")))),
-        ("VLF-d", f"1..{t.max_destinations} destination(s)", len(IPSet.read(inputs.window("vlf_d_set", "set")))),
+        ("VLF-d", "exactly 1 destination" if t.max_destinations == 1 else f"1..{t.max_destinations} destinations", len(IPSet.read(inputs.window("vlf_d_set", "set")))),
         ("VLF-fd", "both", len(IPSet.read(inputs.window("vlf_fd_set", "set")))),
         ("active inside", "inside addresses that answered or originated", len(inputs.active_inside)),
     ]
