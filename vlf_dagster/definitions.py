@@ -16,6 +16,7 @@ from .assets import build_assets
 from .assets.partitions import study_partitions
 from .flows.site import data_dir, load_site
 from .resources import GeoIPResource, VlfStore
+from .sensors import build_landing_sensor
 
 HOURLY_ASSETS = ["hourly_flows", "hourly_source_bags", "hourly_contact_pairs", "hourly_active_hosts"]
 MONTHLY_ASSETS = ["monthly_source_bags", "monthly_contact_pairs", "monthly_active_hosts"]
@@ -48,10 +49,12 @@ def build_definitions(data: str | Path | None = None, site_config: str | Path | 
         hourly_job, minute_of_hour=5, default_status=dg.DefaultScheduleStatus.STOPPED,
         description="At :05 past each hour, materialize the hour that just closed.",
     )
+    landing_sensor = build_landing_sensor(hourly_job, data, parts.hourly)
     return dg.Definitions(
         assets=assets,
         jobs=[hourly_job, monthly_job, window_job],
         schedules=[hourly_schedule],
+        sensors=[landing_sensor],
         resources={
             "store": VlfStore(data_dir=str(data), site_config=str(site_config or "")),
             "geoip": GeoIPResource(),  # $VLF_GEOIP_DB or data/geoip/country.mmdb; missing: the report says so
