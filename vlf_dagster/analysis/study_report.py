@@ -257,6 +257,8 @@ def _geography(inputs: StudyInputs) -> list[Piece]:
         if chunk:
             pieces.append(Piece(f"Top 10 countries for ports {', '.join(map(str, chunk))} (unmatched TCP, 1-10 flows)",
                                 table=pt.geographic_side_by_side(long[long["Port"].isin(chunk)])))
+    if not pieces:
+        return [Piece("Geographical distribution", text="No unmatched TCP flows of VLF sources in the window.")]
     pieces[-1].note = inputs.geoip_status
     return pieces
 
