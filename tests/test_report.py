@@ -59,6 +59,10 @@ def test_planted_populations_show_up_where_the_study_found_them(study):
     assert categories.loc["unmatched TCP", "Flows"] > categories.loc["matched TCP", "Flows"] > 0
     matched = table(study, "report_matched_ports")
     assert 25 in matched["Port"].tolist()  # answered SMTP sessions
+    assert {"O", "E"} <= set(matched["O/E"])  # sessions opened from outside and from the enterprise
+    assert (matched[matched["O/E"] == "E"]["E count"] > 1).any()  # several inside hosts originate
+    numerology = table(study, "report_port_numerology")  # matched UDP first
+    assert {15001, 52525, 65535, 55555} & set(numerology["Port"])  # planted "interesting" source ports
 
 
 def test_report_has_every_section(study):

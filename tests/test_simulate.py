@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -103,9 +104,10 @@ def test_field_values_are_plausible(sim):
     assert (flows["flags"][udp_icmp] == 0).all()
     tcp = flows[flows.protocol == 6]
     assert ((tcp.initialFlags | tcp.sessionFlags) == tcp["flags"]).all()
-    # queries come from ephemeral ports (TCP backscatter replies come from the victim's service port)
+    # queries come from ephemeral ports (TCP backscatter replies come from the victim's service port,
+    # answerers answer from theirs)
     inbound = sim["inbound"]
-    queries = inbound[inbound.protocol.isin([6, 17]) & (inbound.population != "backscatter")]
+    queries = inbound[inbound.protocol.isin([6, 17]) & ~inbound.population.isin(["backscatter", "vlf_answerer"])]
     assert (queries.sPort >= 1024).all()
     site = make_site()
     assert flows.sTime.min() >= hour_ms(site.start)
@@ -247,10 +249,12 @@ def test_answered_flows_have_a_reversed_outbound_flow_within_500_ms(sim):
     matched = _answers(sessions, outbound)
     assert matched.query_id.nunique() == len(sessions)
     assert (sessions["flags"] == SESSION).all() and (matched.flags_answer == SESSION).all()
-    # every answer to an outside source mirrors a query of that source (near matches excepted)
+    # every answer to an outside source mirrors a query of that source (near matches and the
+    # sessions inside hosts open to answerers excepted)
     answers = outbound[outbound.dIP.isin(truth.sIP)]
     near = set(truth.sIP[truth.population == "near_match"])
-    proper = answers[~answers.dIP.isin(near)]
+    answerers = set(truth.sIP[truth.population == "vlf_answerer"])
+    proper = answers[~answers.dIP.isin(near | answerers)]
     matched_all = _answers(inbound, proper)
     assert matched_all.answer_id.nunique() == len(proper)
     # near matches: answered from the queried address and port, but to the wrong port
@@ -261,6 +265,111 @@ def test_answered_flows_have_a_reversed_outbound_flow_within_500_ms(sim):
     loose = near_q.merge(near_a, left_on=["sIP", "dIP", "dPort"], right_on=["dIP", "sIP", "sPort"], suffixes=("", "_a"))
     assert len(loose) >= len(near_q)
     assert (loose.dPort_a != loose.sPort).all()
+
+
+def _opened(inbound: pd.DataFrame, outbound: pd.DataFrame) -> pd.DataFrame:
+    """Inbound flows that mirror an outbound flow started 1..500 ms before them (E-originated)."""
+    reversed_ = outbound.rename(columns={"sIP": "dIP", "dIP": "sIP", "sPort": "dPort", "dPort": "sPort"})
+    pairs = inbound.assign(query_id=inbound.index).merge(
+        reversed_.assign(opener_id=outbound.index), on=["sIP", "dIP", "sPort", "dPort", "protocol"], suffixes=("", "_opener")
+    )
+    lead = pairs.sTime - pairs.sTime_opener
+    return pairs[(lead >= 1) & (lead <= 500) & (pairs.sTime // MS_PER_HOUR == pairs.sTime_opener // MS_PER_HOUR)]
+
+
+def test_inside_hosts_originate_sessions_that_vlf_answerers_answer(sim):
+    inbound, outbound, truth, facts = sim["inbound"], sim["outbound"], sim["truth"], sim["facts"]
+    answerers = truth[truth.population == "vlf_answerer"]
+    assert len(answerers) > 0
+    assert answerers.flows.between(1, 10).all() and (answerers.destinations == 1).all() and answerers.target_live.all()
+    answers = inbound[inbound.population == "vlf_answerer"]
+    openers = outbound[outbound.dIP.isin(answerers.sIP)]
+    assert len(answers) == len(openers) == facts["enterprise_sessions"]
+    # every answer follows, within 1..500 ms in the same hour, an outbound flow with mirrored addresses and ports
+    pairs = _opened(answers, openers)
+    assert pairs.query_id.nunique() == len(answers) and pairs.opener_id.nunique() == len(openers)
+    assert _answers(answers, openers).empty, "the outside answers; it never starts first"
+    # the outbound flow opens the session from an ephemeral port: TCP SYN first (the answer SYN/ACK)
+    tcp = pairs[pairs.protocol == 6]
+    assert len(tcp) > 0 and (tcp.initialFlags_opener == SYN).all() and (tcp.initialFlags == SYN | ACK).all()
+    assert (openers.sPort >= 1024).all()
+    # an answerer answers on one service port; TCP ones have one or two flows
+    assert (answers.groupby("sIP").sPort.nunique() == 1).all()
+    assert (answers[answers.protocol == 6].groupby("sIP").size() <= 2).all()
+    # the study's E services, each opened by hosts of its pool, several hosts per service
+    services = {f"{'tcp' if pr == 6 else 'udp'}/{port}" for pr, port in zip(openers.protocol, openers.dPort)}
+    assert {"tcp/139", "tcp/22", "tcp/6881", "udp/4672", "udp/53"} <= services <= set(facts["enterprise_originated"])
+    hosts = openers.groupby(["protocol", "dPort"]).sIP.nunique()
+    assert openers.sIP.nunique() >= 10 and (hosts > 1).sum() >= 5
+    pools = facts["enterprise_originated"]
+    for (pr, port), group in openers.groupby(["protocol", "dPort"]):
+        pool = {int(ipaddress.IPv4Address(a)) for a in pools[f"{'tcp' if pr == 6 else 'udp'}/{port}"]}
+        assert set(group.sIP) <= pool
+    p2p = int(ipaddress.IPv4Address(facts["servers"]["p2p"]))
+    assert p2p in set(openers.sIP[openers.dPort.isin([4662, 4672, 6881])])
+    # rwmatch with --symmetric-delta pairs them; the originator is the outbound record (E)
+    from vlf_dagster.analysis.port_tables import matched_ports
+    from vlf_dagster.flows.match import match_sessions
+    from vlf_dagster.flows.schema import conform
+
+    vlf = set(truth.sIP[(truth.flows <= 10) & (truth.destinations == 1)])
+    cols = [f.name for f in FLOW_SCHEMA]
+    q = conform(pa.Table.from_pandas(inbound[inbound.sIP.isin(vlf)][cols], preserve_index=False))
+    r = conform(pa.Table.from_pandas(outbound[outbound.dIP.isin(vlf)][cols], preserve_index=False))
+    matched = match_sessions(q, r, 2000, symmetric=True, unmatched="q")
+    for protocol, ports in ((6, {139, 22}), (17, {4672, 53})):
+        table = matched_ports(matched, protocol=protocol, top=40)
+        e_rows = table[table["O/E"] == "E"]
+        assert ports <= set(e_rows.Port) and (e_rows["E count"] > 1).any()
+        assert (table["O/E"] == "O").any()
+
+
+def test_outside_services_are_answered_by_several_inside_servers(sim):
+    inbound, outbound, truth, facts = sim["inbound"], sim["outbound"], sim["truth"], sim["facts"]
+    service = inbound[inbound.population == "vlf_service"]
+    assert len(service) > 0
+    assert truth[truth.population == "vlf_service"].destinations.eq(1).all()
+    assert _answers(service, outbound).query_id.nunique() == len(service), "every session is answered"
+    pools = facts["outside_services"]
+    for (pr, port), group in service.groupby(["protocol", "dPort"]):
+        pool = {int(ipaddress.IPv4Address(a)) for a in pools[f"{'tcp' if pr == 6 else 'udp'}/{port}"]}
+        assert set(group.dIP) <= pool
+    assert {3531, 17306, 7717, 34718, 113} <= set(service.dPort[service.protocol == 6])
+    assert {7986, 7717, 53} <= set(service.dPort[service.protocol == 17])
+    assert (service.groupby(["protocol", "dPort"]).dIP.nunique() > 1).sum() >= 3
+    # a targeted-hit port's host also serves that port
+    hit = facts["targeted_hit"]["udp/7986"]
+    assert hit in pools["udp/7986"]
+    # SMTP goes to 2-3 mail hosts, the SMTP server among them
+    smtp = inbound[inbound.population == "vlf_smtp"]
+    mail = {int(ipaddress.IPv4Address(a)) for a in facts["mail_hosts"]}
+    assert 2 <= len(mail) <= 3 and int(ipaddress.IPv4Address(facts["servers"]["smtp"])) in mail
+    assert set(smtp.dIP) == mail
+
+
+def test_outside_peers_favour_interesting_udp_source_ports(sim):
+    inbound, facts = sim["inbound"], sim["facts"]
+    planted = [15001, 52525, 65535, 10006, 55555, 4000, 6000, 1024]
+    assert facts["interesting_udp_ports"] == planted
+    peers = inbound[inbound.population.isin(["p2p_peer", "vlf_p2p", "vlf_service"]) & (inbound.protocol == 17)]
+    counts = np.bincount(peers.sPort.to_numpy().astype(np.int64), minlength=65536)
+    near = np.zeros(65536, dtype=bool)
+    for port in planted:
+        near[max(0, port - 3) : port + 4] = True
+    others = counts[(np.arange(65536) >= 1024) & ~near]
+    median = np.median(others[others > 0])
+    for port in planted:
+        assert counts[port] >= 5 * median, (port, counts[port], median)
+    # only peers: other populations' ephemeral ports stay uniform
+    rest = inbound[~inbound.population.isin(["p2p_peer", "vlf_p2p", "vlf_service", "vlf_answerer", "backscatter"])]
+    rest = rest[rest.protocol.isin([6, 17])]
+    assert rest.sPort.isin(planted).sum() <= len(rest) * 8 / 64512 * 5 + 5
+
+
+def test_population_descriptions_are_in_the_summary(sim):
+    descriptions = sim["facts"]["population_descriptions"]
+    assert set(descriptions) == set(POPULATIONS) and all(descriptions.values())
+    assert sim["facts"]["populations"]["vlf_answerer"] > 0 and sim["facts"]["populations"]["vlf_service"] > 0
 
 
 def test_game_server_answers_only_in_its_first_third(sim):

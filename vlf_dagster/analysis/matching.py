@@ -26,14 +26,17 @@ CATEGORY_COLUMNS = ("sIP", "dIP", "sPort", "dPort", "protocol", "packets", "byte
 def match_vlf_flows(
     vlf_flows: Path, outbound_files: Sequence[Path], vlf_sources: IPSet, out: Path, *, time_delta_ms: int
 ) -> pa.Table:
-    """rwmatch the VLF queries with the outbound flows to VLF sources (rwfilter --dipset first).
+    """rwmatch --symmetric-delta of the VLF queries with the outbound flows to VLF sources
+    (rwfilter --dipset first).
 
     Every query is kept (matched ones carry their id in nhIP, unmatched ones 0.0.0.0); responses
     appear only when they answer a query.
     """
     queries = conform(pq.read_table(vlf_flows), source=str(vlf_flows))
     answers = filter_files(outbound_files, FilterSpec(dipset=vlf_sources)) if outbound_files else queries.schema.empty_table()
-    matched = match_sessions(queries, conform(answers), time_delta_ms, unmatched="q")
+    # --symmetric-delta: an answer may start before the query when the enterprise side opened the
+    # session; the study looks at both origins (its O/E columns).
+    matched = match_sessions(queries, conform(answers), time_delta_ms, symmetric=True, unmatched="q")
     write_parquet(matched, out)
     return matched
 

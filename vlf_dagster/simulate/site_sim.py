@@ -15,8 +15,29 @@ The model, scaled by ``days`` and ``sources`` with the study's proportions:
 - Outside: exactly ``sources`` distinct public addresses.  Flow counts per source follow the
   study's per-host distribution (48.74% one flow, 90.88% one to ten, 0.76% over a hundred); 93%
   of the one-to-ten-flow sources hit a single inside address; each source's flows cluster in time.
-  Every source belongs to one population (:data:`POPULATIONS`); answers to inbound queries are
-  outbound flows with reversed addresses and ports, 0..500 ms after the query, in the same hour.
+  Every source belongs to one population (:data:`POPULATIONS`, described in
+  :data:`POPULATION_DESCRIPTIONS` and in summary.json); answers to inbound queries are outbound
+  flows with reversed addresses and ports, 0..500 ms after the query, in the same hour.
+- Matched sessions both ways (the study's "Matched TCP and UDP" tables):
+
+  - outside originated (O): vlf_smtp sessions go to one of 2-3 mail hosts; ``vlf_service`` sources
+    (1..10 flows, one destination) open sessions to inside services that always answer, each port
+    served by one to four live hosts (:data:`OUTSIDE_SERVICES`: 3531, 17306, 7717, 34718, 113, ...
+    TCP; 7986, 7717, 56604, 53, 41639, ... UDP; a port of the targeted-hit table has its targeted
+    host among its servers);
+  - enterprise originated (E): ``vlf_answerer`` sources (1..10 flows, one destination) only ever
+    answer: each of their inbound flows mirrors an outbound flow that a live inside host started
+    1..500 ms earlier in the same hour, from an ephemeral port to the answerer's service port
+    (:data:`ENTERPRISE_SERVICES`: NetBIOS 139, SSH 22, SMTP 25, BitTorrent 6881, web 80, eDonkey
+    4662/4672 from the P2P server and a few more hosts, ident 113, DNS 53, high ports 32459 and
+    6672 ...; several originating hosts per port; TCP only for answerers with one or two flows, the
+    chattier ones answer UDP).  rwmatch pairs them only with ``--symmetric-delta`` (the response
+    starts first); without it they stay unmatched.
+- Port numerology: the UDP source ports of outside peers (p2p_peer, vlf_p2p, vlf_service) are 10%
+  "interesting" numbers (:data:`INTERESTING_UDP_PORTS`: 15001, 52525, 65535, 10006, 55555, 4000,
+  6000, 1024; 15% of those one to three ports further, as applications that find their port busy
+  bind the next one), the rest ephemeral (40% from Windows XP's 1025..5000): in the matched data
+  those ports count an order of magnitude more than their neighbours.
 
 Everything is vectorised: per-source attributes are numpy arrays, expanded to flows with
 ``np.repeat``; the only Python loops run per population, per port table entry and per hour.
@@ -70,11 +91,38 @@ POPULATIONS = (
     "vlf_echo",
     "other_proto",
     "near_match",
+    "vlf_answerer",
+    "vlf_service",
 )
 (
     SCANNER, P2P_PEER, CLIENT, GAME_CLIENT, VLF_SCAN, TARGETED_HIT, TARGETED_MISS, VLF_P2P,
-    VLF_GAME, VLF_SMTP, BACKSCATTER, VLF_ECHO, OTHER_PROTO, NEAR_MATCH,
+    VLF_GAME, VLF_SMTP, BACKSCATTER, VLF_ECHO, OTHER_PROTO, NEAR_MATCH, VLF_ANSWERER, VLF_SERVICE,
 ) = range(len(POPULATIONS))
+
+# What each population is (also written to summary.json).
+POPULATION_DESCRIPTIONS = {
+    "scanner": "over 100 flows: TCP SYN sweeps of 1-4 whole inside /24s (445, 139, 1433, 80); live hosts answer a quarter",
+    "p2p_peer": "11 to ~1500 flows: eDonkey peers of the inside P2P server (4662/TCP, 4672/UDP), mostly answered",
+    "client": "11-100 flows: regular clients of the inside SMTP, SSH and web servers, always answered",
+    "game_client": "over 10 flows: HalfLife players of the inside game server (27015/UDP), answered while it lives",
+    "vlf_scan": "1-10 flows: unanswered SYN probes of random inside addresses (445, 139, 1433, 80, 25)",
+    "vlf_targeted_hit": "1-10 flows, 1 destination: unanswered probes of one port that always goes to one live host",
+    "vlf_targeted_miss": "1-10 flows, 1 destination: unanswered probes of one port that always goes to one dead address",
+    "vlf_p2p": "1-10 flows, 1 destination: eDonkey peers of the P2P server, about a third answered",
+    "vlf_game": "1-10 flows, 1 destination: game clients, answered while the game server lives",
+    "vlf_smtp": "1-3 flows, 1 destination: one SMTP session with one of the 2-3 inside mail hosts, answered",
+    "backscatter": "1-10 flows: ICMP errors and TCP SYN/ACK, RST of DDoS victims (spoofed inside addresses)",
+    "vlf_echo": "1-10 flows: ICMP echo requests",
+    "other_proto": "a handful: protocols other than TCP/UDP/ICMP, some with implausible volumes",
+    "near_match": "1-10 flows, 1 destination: SYNs answered from the queried address and port but to the wrong port",
+    "vlf_answerer": "1-10 flows, 1 destination (enterprise originated): every inbound flow answers a session that a live "
+    "inside host opened 1..500 ms earlier (outbound flow, mirrored addresses and ports, same hour) to this "
+    "source's service port (139, 22, 25, 6881, 80, 4662, 113, 1433, 445/TCP with 1-2 flows; 4672, 53, 6881, "
+    "32459, 6672/UDP)",
+    "vlf_service": "1-10 flows, 1 destination (outside originated): sessions to inside services answered by one to "
+    "four inside servers per port (3531, 17306, 7717, 34718, 113, 18837, 25383, 20507, 6738/TCP; 7986, 7717, "
+    "56604, 53, 41639, 43635, 24263, 3531, 22198, 18911, 34718, 20507, 17306/UDP)",
+}
 
 # Who the heavier sources are.
 POPULATIONS_11_100 = ((CLIENT, 0.40), (P2P_PEER, 0.40), (GAME_CLIENT, 0.20))
@@ -83,8 +131,9 @@ POPULATIONS_OVER_100 = ((SCANNER, 0.75), (P2P_PEER, 0.15), (GAME_CLIENT, 0.10))
 POPULATIONS_MULTI_DESTINATION = ((VLF_SCAN, 0.50), (BACKSCATTER, 0.40), (VLF_ECHO, 0.10))
 # 1..10-flow single-destination sources; vlf_smtp (a single SMTP session) only with 1..3 flows.
 POPULATIONS_SINGLE_DESTINATION = (
-    (TARGETED_HIT, 0.30), (VLF_P2P, 0.17), (VLF_SCAN, 0.12), (BACKSCATTER, 0.11), (VLF_GAME, 0.08),
-    (VLF_SMTP, 0.08), (TARGETED_MISS, 0.06), (VLF_ECHO, 0.05), (NEAR_MATCH, 0.02),
+    (TARGETED_HIT, 0.24), (VLF_P2P, 0.16), (VLF_SCAN, 0.11), (BACKSCATTER, 0.10), (VLF_ANSWERER, 0.09),
+    (VLF_GAME, 0.07), (VLF_SMTP, 0.07), (VLF_SERVICE, 0.05), (TARGETED_MISS, 0.05), (VLF_ECHO, 0.04),
+    (NEAR_MATCH, 0.02),
 )
 SMTP_MAX_FLOWS = 3
 OTHER_PROTOCOLS = (0, 12, 41, 47, 50, 89, 132, 255)
@@ -114,6 +163,40 @@ BACKSCATTER_KINDS = (
     (PROTO_TCP, 0, RST | ACK, 0.12), (PROTO_TCP, 0, RST, 0.08),
 )
 VICTIM_PORTS = np.array([80, 443, 6667, 25, 53, 22, 3306], dtype=np.int64)
+# (protocol, port, weight, inside hosts, first hosts): sessions that live inside hosts open to a
+# vlf_answerer's service port; "p2p" / "mail" put the P2P server / the mail hosts first in the pool.
+ENTERPRISE_SERVICES = (
+    (PROTO_TCP, 139, 0.14, 5, None), (PROTO_TCP, 22, 0.10, 27, None), (PROTO_TCP, 25, 0.06, 10, "mail"),
+    (PROTO_TCP, 6881, 0.06, 14, "p2p"), (PROTO_TCP, 80, 0.05, 60, None), (PROTO_TCP, 4662, 0.05, 7, "p2p"),
+    (PROTO_TCP, 113, 0.03, 3, "mail"), (PROTO_TCP, 1433, 0.02, 4, None), (PROTO_TCP, 445, 0.02, 2, None),
+    (PROTO_UDP, 4672, 0.20, 7, "p2p"), (PROTO_UDP, 53, 0.09, 12, None), (PROTO_UDP, 6881, 0.08, 13, "p2p"),
+    (PROTO_UDP, 32459, 0.05, 13, None), (PROTO_UDP, 6672, 0.05, 4, None),
+)
+ANSWERER_TCP_MAX_FLOWS = 2  # answerers with more flows answer UDP (P2P, DNS) exchanges
+# (protocol, port, weight, inside hosts, first hosts): inside services that answer vlf_service
+# sources; a port of TARGETED_HIT_PORTS has its targeted host first ("hit"), 113 the mail hosts.
+OUTSIDE_SERVICES = (
+    (PROTO_TCP, 3531, 0.14, 4, None), (PROTO_TCP, 17306, 0.05, 1, "hit"), (PROTO_TCP, 7717, 0.05, 2, "hit"),
+    (PROTO_TCP, 34718, 0.04, 3, None), (PROTO_TCP, 113, 0.05, 4, "mail"), (PROTO_TCP, 18837, 0.03, 1, None),
+    (PROTO_TCP, 25383, 0.03, 1, "hit"), (PROTO_TCP, 20507, 0.02, 1, None), (PROTO_TCP, 6738, 0.02, 2, None),
+    (PROTO_UDP, 7986, 0.12, 2, "hit"), (PROTO_UDP, 7717, 0.09, 2, "hit"), (PROTO_UDP, 56604, 0.05, 1, "hit"),
+    (PROTO_UDP, 53, 0.05, 3, None), (PROTO_UDP, 41639, 0.04, 1, "hit"), (PROTO_UDP, 43635, 0.03, 2, None),
+    (PROTO_UDP, 24263, 0.03, 1, "hit"), (PROTO_UDP, 3531, 0.02, 1, "hit"), (PROTO_UDP, 22198, 0.02, 1, "hit"),
+    (PROTO_UDP, 18911, 0.02, 2, None), (PROTO_UDP, 34718, 0.02, 2, None), (PROTO_UDP, 20507, 0.02, 1, None),
+    (PROTO_UDP, 17306, 0.01, 1, None),
+)
+MAIL_HOSTS = 3  # the SMTP server and two more MX hosts
+# Source ports of outside UDP peers (p2p_peer, vlf_p2p, vlf_service): a share of their flows use a
+# few "interesting" port numbers (the study's port numerology), the rest are ephemeral, part of
+# them from the Windows XP range 1025..5000.
+INTERESTING_UDP_PORTS = (
+    (15001, 1.00), (52525, 0.97), (65535, 0.95), (10006, 0.95), (55555, 0.93), (4000, 0.80), (6000, 0.75),
+    (1024, 0.70),
+)
+INTERESTING_SHARE = 0.10
+FALLBACK_SHARE = 0.15  # of those: the port was busy, the application bound one of the next three
+WINDOWS_EPHEMERAL = (1025, 5001)  # Windows XP's ephemeral ports (end exclusive)
+WINDOWS_SHARE = 0.4  # of the other outside peer ports
 ECHO_REQUEST = 8 * 256 + 0
 
 SMTP_PORT, SSH_PORT, P2P_TCP_PORT, P2P_UDP_PORT, GAME_PORT, DNS_PORT = 25, 22, 4662, 4672, 27015, 53
@@ -187,6 +270,25 @@ def _ephemeral(rng: np.random.Generator, size: int) -> np.ndarray:
     return rng.integers(1024, 65536, size)
 
 
+def _windows_ephemeral(rng: np.random.Generator, size: int) -> np.ndarray:
+    return rng.integers(*WINDOWS_EPHEMERAL, size)
+
+
+def _peer_ports(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Source ports of outside UDP peers: :data:`INTERESTING_SHARE` of them one of the interesting
+    ports (:data:`FALLBACK_SHARE` of those one to three ports further: the port was taken), the
+    rest ephemeral (:data:`WINDOWS_SHARE` of those from Windows XP's range)."""
+    ports = _ephemeral(rng, size)
+    windows = rng.random(size) < WINDOWS_SHARE
+    ports[windows] = _windows_ephemeral(rng, int(windows.sum()))
+    interesting = np.flatnonzero(rng.random(size) < INTERESTING_SHARE)
+    table = np.array([q for q, _ in INTERESTING_UDP_PORTS])
+    chosen = table[_pick(rng, len(interesting), [w for _, w in INTERESTING_UDP_PORTS])]
+    step = np.where(rng.random(len(interesting)) < FALLBACK_SHARE, rng.integers(1, 4, len(interesting)), 0)
+    ports[interesting] = np.where(chosen + 3 <= 65535, chosen + step, chosen - step)
+    return ports
+
+
 def _segment_starts(counts: np.ndarray) -> np.ndarray:
     return np.cumsum(counts) - counts
 
@@ -220,11 +322,33 @@ class _Inside:
     hit_hosts: np.ndarray  # offset per TARGETED_HIT_PORTS entry (live)
     miss_hosts: np.ndarray  # offset per TARGETED_MISS_PORTS entry (never live)
     ordinary: np.ndarray  # live offsets that are not servers
+    mail_hosts: np.ndarray  # the SMTP server and the other MX hosts (vlf_smtp sessions)
+    open_pools: list  # per ENTERPRISE_SERVICES entry: live hosts that open such sessions
+    service_pools: list  # per OUTSIDE_SERVICES entry: live hosts that answer on that port
 
     def is_live(self, offsets: np.ndarray) -> np.ndarray:
         mask = np.zeros(self.size, dtype=bool)
         mask[self.live] = True
         return mask[offsets]
+
+
+def _pool_pick(rng: np.random.Generator, pools: list, entry: np.ndarray) -> np.ndarray:
+    """One host per row: uniformly from the pool of the row's table entry."""
+    sizes = np.array([len(p) for p in pools], dtype=np.int64)
+    padded = np.zeros((len(pools), int(sizes.max())), dtype=np.int64)
+    for i, pool in enumerate(pools):
+        padded[i, : len(pool)] = pool
+    return padded[entry, np.floor(rng.random(len(entry)) * sizes[entry]).astype(np.int64)]
+
+
+def _pools(rng: np.random.Generator, table, ordinary: np.ndarray, first: dict) -> list:
+    """Per table entry, ``hosts`` live hosts: the entry's ``first`` hosts, then random ordinary ones."""
+    pools = []
+    for protocol, port, _, hosts, key in table:
+        head = np.asarray(first[key] if key != "hit" else first["hit"][(protocol, port)], dtype=np.int64).ravel()
+        rest = rng.permutation(np.setdiff1d(ordinary, head))
+        pools.append(np.concatenate([head, rest])[: max(1, min(hosts, len(head) + len(rest)))])
+    return pools
 
 
 def _inside(rng: np.random.Generator, site: Site) -> _Inside:
@@ -245,7 +369,15 @@ def _inside(rng: np.random.Generator, site: Site) -> _Inside:
     hit_hosts = rng.choice(ordinary, size=len(TARGETED_HIT_PORTS), replace=len(ordinary) < len(TARGETED_HIT_PORTS))
     dead = np.setdiff1d(candidates, live_order)
     miss_hosts = rng.choice(dead, size=len(TARGETED_MISS_PORTS), replace=False)
-    return _Inside(int(net.network_address), size, np.sort(live_order), servers, hit_hosts, miss_hosts, ordinary)
+    mail_hosts = np.concatenate([[servers["smtp"]], rng.choice(ordinary, size=MAIL_HOSTS - 1, replace=False)])
+    first = {
+        None: [], "p2p": [servers["p2p"]], "mail": mail_hosts,
+        "hit": {(pr, port): h for (pr, port, _), h in zip(TARGETED_HIT_PORTS, hit_hosts)},
+    }
+    open_pools = _pools(rng, ENTERPRISE_SERVICES, ordinary, first)
+    service_pools = _pools(rng, OUTSIDE_SERVICES, ordinary, first)
+    return _Inside(int(net.network_address), size, np.sort(live_order), servers, hit_hosts, miss_hosts, ordinary,
+                   mail_hosts, open_pools, service_pools)
 
 
 # --- flow columns -------------------------------------------------------------------------------
@@ -306,13 +438,15 @@ class _Volumes:
 
 @dataclass
 class _Answers:
-    """Outbound answers: which inbound flows (by index) are answered, with their own volumes."""
+    """Outbound flows paired with inbound flows (by index), with their own volumes: answers (after
+    the inbound query) or, with ``leads``, the sessions inside hosts opened (before the inbound flow)."""
 
     query: list = field(default_factory=list)
     wrong_port: list = field(default_factory=list)
+    lead: list = field(default_factory=list)
     volumes: list = field(default_factory=list)
 
-    def add(self, rng, idx, kind, queries: _Volumes, wrong_port=False):
+    def add(self, rng, idx, kind, queries: _Volumes, wrong_port=False, leads=False):
         idx = np.asarray(idx, dtype=np.int64)
         m = len(idx)
         if m == 0:
@@ -323,6 +457,10 @@ class _Answers:
             packets = np.maximum(1, (queries.packets[idx] * rng.uniform(0.5, 0.9, m)).astype(np.int64))
             dur = np.maximum(0, queries.duration[idx] - rng.integers(0, 20, m))
             v.put(all_, packets, packets * rng.integers(52, 900, m), SESSION, SYN | ACK, SESSION_REST, dur)
+        elif kind == "opener":  # the inside host's side of a session it opened: SYN first, a bit longer
+            packets = queries.packets[idx] + rng.integers(1, 4, m)
+            dur = np.minimum(60000, queries.duration[idx] + rng.integers(1, 500, m))
+            v.put(all_, packets, packets * rng.integers(52, 900, m), SESSION, SYN, SESSION_REST, dur)
         elif kind == "synack":
             v.put(all_, 1, 44, SYN | ACK, SYN | ACK, 0, 0)
         elif kind == "udp":
@@ -331,6 +469,7 @@ class _Answers:
             raise ValueError(kind)
         self.query.append(idx)
         self.wrong_port.append(np.full(m, wrong_port))
+        self.lead.append(np.full(m, leads))
         self.volumes.append(v)
 
 
@@ -393,6 +532,7 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
             src_proto[sel], src_port[sel] = PROTO_UDP, GAME_PORT
         elif p == VLF_SMTP:
             src_proto[sel], src_port[sel] = PROTO_TCP, SMTP_PORT
+            base[sel] = inside.mail_hosts[rng.integers(0, len(inside.mail_hosts), m)]
         elif p == BACKSCATTER:
             kind = _pick(rng, m, [w for *_, w in BACKSCATTER_KINDS])
             src_proto[sel] = np.array([k[0] for k in BACKSCATTER_KINDS])[kind]
@@ -404,6 +544,16 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
             src_proto[sel] = np.array(OTHER_PROTOCOLS)[np.arange(m) % len(OTHER_PROTOCOLS)]
         elif p == NEAR_MATCH:
             src_proto[sel], src_port[sel] = PROTO_TCP, rng.integers(10000, 60000, m)
+        elif p in (VLF_ANSWERER, VLF_SERVICE):  # src_port: the service port (answerer: its own sPort)
+            table, pools = (ENTERPRISE_SERVICES, inside.open_pools) if p == VLF_ANSWERER else (OUTSIDE_SERVICES, inside.service_pools)
+            weights = np.array([e[2] for e in table])
+            entry = _pick(rng, m, weights)
+            if p == VLF_ANSWERER:  # TCP: one or two sessions per outside host; chatty ones are UDP
+                chatty = np.flatnonzero(nflows[sel] > ANSWERER_TCP_MAX_FLOWS)
+                entry[chatty] = _pick(rng, len(chatty), np.where([e[0] == PROTO_UDP for e in table], weights, 0.0))
+            src_proto[sel] = np.array([e[0] for e in table])[entry]
+            src_port[sel] = np.array([e[1] for e in table])[entry]
+            base[sel] = _pool_pick(rng, pools, entry)
     # targeted probes: the port table entry was chosen with the destination
     for table, p in ((TARGETED_HIT_PORTS, TARGETED_HIT), (TARGETED_MISS_PORTS, TARGETED_MISS)):
         sel = np.flatnonzero(pop == p)
@@ -431,6 +581,9 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
     t[gc] = np.where(first, rng.integers(0, max(1, game_end), len(gc)), rng.integers(min(game_end, window - 1), window, len(gc)))
     np.clip(t, 0, window - 1, out=t)
     t += start_ms
+    # an answerer's flow follows its opener within the hour: never on the hour's first millisecond
+    ans = np.flatnonzero(fpop == VLF_ANSWERER)
+    t[ans] += t[ans] == np.maximum(t[ans] // MS_PER_HOUR * MS_PER_HOUR, start_ms)
 
     rng = rng_traffic
     proto = src_proto[src].copy()
@@ -461,6 +614,7 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
             vol.tcp_session(rng, idx[tcp & ans])
             vol.syn_probe(rng, idx[tcp & ~ans])
             vol.udp(rng, idx[~tcp], 30, 200)
+            sport[idx[~tcp]] = _peer_ports(rng, int((~tcp).sum()))
             answers.add(rng_a, idx[tcp & ans], "session", vol)
             answers.add(rng_a, idx[~tcp & ans], "udp", vol)
         elif p in (CLIENT, VLF_SMTP):
@@ -468,6 +622,23 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
             dport[idx[web]] = np.where(rng.random(int(web.sum())) < 0.6, 80, 443)
             vol.tcp_session(rng, idx, 4, 40 if p == CLIENT else 20)
             answers.add(rng_a, idx, "session", vol)
+        elif p == VLF_SERVICE:
+            tcp = proto[idx] == PROTO_TCP
+            vol.tcp_session(rng, idx[tcp], 4, 30)
+            vol.udp(rng, idx[~tcp], 30, 600, max_packets=3)
+            sport[idx[~tcp]] = _peer_ports(rng, int((~tcp).sum()))
+            answers.add(rng_a, idx[tcp], "session", vol)
+            answers.add(rng_a, idx[~tcp], "udp", vol)
+        elif p == VLF_ANSWERER:  # answers from the service port to the inside host's ephemeral port
+            sport[idx] = dport[idx]
+            dport[idx] = _ephemeral(rng, m)
+            tcp = proto[idx] == PROTO_TCP
+            ti = idx[tcp]
+            packets = rng.integers(3, 30, len(ti))
+            vol.put(ti, packets, packets * rng.integers(52, 1200, len(ti)), SESSION, SYN | ACK, SESSION_REST, rng.integers(20, 60001, len(ti)))
+            vol.udp(rng, idx[~tcp], 40, 1400, max_packets=2)
+            answers.add(rng_a, ti, "opener", vol, leads=True)
+            answers.add(rng_a, idx[~tcp], "udp", vol, leads=True)
         elif p in (GAME_CLIENT, VLF_GAME):
             vol.udp(rng, idx, 53, 53)
             answers.add(rng_a, idx[t[idx] - start_ms < game_end], "udp", vol)
@@ -502,13 +673,17 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
         flags=vol.flags, initialFlags=vol.initial, sessionFlags=vol.session, sTime=t, duration=vol.duration,
     )
 
-    # --- answers: reversed addresses and ports, 0..500 ms later, inside the same hour ---
+    # --- answers: reversed addresses and ports, 0..500 ms later, inside the same hour; the sessions
+    # inside hosts opened to answerers: 1..500 ms before the answer, inside the same hour ---
     q = np.concatenate(answers.query) if answers.query else np.empty(0, dtype=np.int64)
     wrong = np.concatenate(answers.wrong_port) if answers.query else np.empty(0, dtype=bool)
+    lead = np.concatenate(answers.lead) if answers.query else np.empty(0, dtype=bool)
     av = _concat_volumes(answers.volumes)
     qt = t[q]
-    hour_end = (qt // MS_PER_HOUR + 1) * MS_PER_HOUR
-    delay = np.minimum(rng_ans.integers(0, ANSWER_DELAY_MS + 1, len(q)), np.minimum(hour_end, end_ms) - 1 - qt)
+    hour_start = np.maximum(qt // MS_PER_HOUR * MS_PER_HOUR, start_ms)
+    hour_end = np.minimum((qt // MS_PER_HOUR + 1) * MS_PER_HOUR, end_ms)
+    drawn = rng_ans.integers(0, ANSWER_DELAY_MS + 1, len(q))
+    delay = np.where(lead, -np.minimum(np.maximum(drawn, 1), qt - hour_start), np.minimum(drawn, hour_end - 1 - qt))
     answer_dport = sport[q].copy()
     answer_dport[wrong] = 1024 + (answer_dport[wrong] - 1024 + rng_ans.integers(1, 64512, int(wrong.sum()))) % 64512
     outbound_answers = dict(
@@ -533,7 +708,7 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
     populations = {name: int((pop == i).sum()) for i, name in enumerate(POPULATIONS)}
     n_in, n_out = F, len(q) + len(background["sTime"])
     details = _details(site, config, start, end, game_end, inside, nflows, ndest, src, t, pop,
-                       n_answers=len(q), n_background=len(background["sTime"]))
+                       n_answers=int((~lead).sum()), n_opened=int(lead.sum()), n_background=len(background["sTime"]))
     summary = SimulationSummary(
         flows=n_in + n_out, inbound_flows=n_in, outbound_flows=n_out, sources=S, hours=len(landing_files),
         landing_files=landing_files, ground_truth_path=truth_path, populations=populations, details=details,
@@ -600,8 +775,7 @@ def _destinations(rng: np.random.Generator, pop, nflows, ndest, inside: _Inside)
     base[pop == VLF_P2P] = servers["p2p"]
     base[pop == P2P_PEER] = servers["p2p"]
     base[(pop == GAME_CLIENT) | (pop == VLF_GAME)] = servers["game"]
-    base[pop == VLF_SMTP] = servers["smtp"]
-    # clients get their server with their service, in simulate()
+    # clients, vlf_smtp, vlf_answerer and vlf_service get their host with their service, in simulate()
     near = np.flatnonzero(pop == NEAR_MATCH)
     base[near] = inside.ordinary[rng.integers(0, len(inside.ordinary), len(near))]
     for table, p, hosts in ((TARGETED_HIT_PORTS, TARGETED_HIT, inside.hit_hosts), (TARGETED_MISS_PORTS, TARGETED_MISS, inside.miss_hosts)):
@@ -724,7 +898,11 @@ def _ground_truth(source_ip, pop, src, proto, dport, dst_off, inside: _Inside) -
     return table
 
 
-def _details(site, config, start, end, game_end, inside: _Inside, nflows, ndest, src, t, pop, *, n_answers, n_background):
+def _service_key(protocol: int, port: int) -> str:
+    return f"{'tcp' if protocol == PROTO_TCP else 'udp'}/{port}"
+
+
+def _details(site, config, start, end, game_end, inside: _Inside, nflows, ndest, src, t, pop, *, n_answers, n_opened, n_background):
     """Facts about the run for summary.json (the window, the inside hosts and the headline shares)."""
     S = len(nflows)
     vlf = nflows <= 10
@@ -741,9 +919,19 @@ def _details(site, config, start, end, game_end, inside: _Inside, nflows, ndest,
         "live_hosts": [ip(o) for o in inside.live],
         "servers": {role: ip(o) for role, o in inside.servers.items()},
         "game_server_until": (start + timedelta(milliseconds=int(game_end))).strftime("%Y-%m-%dT%H:%M:%S"),
-        "targeted_hit": {f"{'tcp' if pr == PROTO_TCP else 'udp'}/{port}": ip(h) for (pr, port, _), h in zip(TARGETED_HIT_PORTS, inside.hit_hosts)},
+        "targeted_hit": {_service_key(pr, port): ip(h) for (pr, port, _), h in zip(TARGETED_HIT_PORTS, inside.hit_hosts)},
         "targeted_miss": {f"tcp/{port}": ip(h) for (_, port, _), h in zip(TARGETED_MISS_PORTS, inside.miss_hosts)},
+        "mail_hosts": [ip(o) for o in inside.mail_hosts],
+        "enterprise_originated": {
+            _service_key(pr, port): [ip(o) for o in pool] for (pr, port, *_), pool in zip(ENTERPRISE_SERVICES, inside.open_pools)
+        },
+        "outside_services": {
+            _service_key(pr, port): [ip(o) for o in pool] for (pr, port, *_), pool in zip(OUTSIDE_SERVICES, inside.service_pools)
+        },
+        "interesting_udp_ports": [port for port, _ in INTERESTING_UDP_PORTS],
+        "population_descriptions": dict(POPULATION_DESCRIPTIONS),
         "answers": int(n_answers),
+        "enterprise_sessions": int(n_opened),
         "background_flows": int(n_background),
         "share_one_flow": round(float((nflows == 1).mean()), 4),
         "share_vlf_flows": round(float(vlf.mean()), 4),
