@@ -1,0 +1,131 @@
+"""`vlf import`: other tools' flow exports into the landing area, every line accounted for."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .common import HelpFormatter, VerbError
+
+DESCRIPTION = """\
+Import flow records exported by other tools into the landing area, where the pipeline's hourly
+archive picks them up: landing/dt=YYYY-MM-DD/hour=HH/<source>.parquet, one file per hour in
+which flows start.  Lines that cannot be read are kept with FILE:LINE and a reason in
+quarantine/import/<source>.parquet; header, comment and summary lines are counted.  <source> is
+the file's base name (or --source): importing under the same name again replaces what that name
+landed before, and files with the same name in one run land together.
+
+Formats (--format, default auto: sniffed from the first lines):
+  nfdump-csv  `nfdump -r FILE -o csv` output (run nfdump with TZ=UTC: its times are local)
+  nfcapd      nfcapd files, read through the installed nfdump (-o pipe, millisecond times)
+  binetflow   Argus / CTU-13 bidirectional CSV: split into src->dst and dst->src flows
+  zeek        Zeek conn.log, TSV or JSON lines: orig->resp and resp->orig flows
+  rwcut       SiLK rwcut text, '|' or tab separated; without a title line give --fields
+
+Examples:
+  vlf import capture.binetflow
+  vlf import --format zeek --source sensor1 conn.*.log
+  vlf import --format rwcut --fields 1-10 untitled-rwcut.txt
+  TZ=UTC nfdump -r nfcapd.201801121530 -o csv > flows.csv && vlf import flows.csv
+"""
+
+
+def register(subparsers) -> None:
+    from ..flows.importers import FORMATS, OLD_TIME_POLICIES
+
+    p = subparsers.add_parser(
+        "import", help="import nfdump, Argus, Zeek or rwcut flow exports into the landing area",
+        description=DESCRIPTION, formatter_class=HelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="FILES", help="input files")
+    p.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="input format (default: auto)")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (default: $VLF_DATA_DIR or ./data)")
+    p.add_argument("--source", metavar="NAME",
+                   help="landing name for all FILES together (default: each file's base name)")
+    p.add_argument("--fields", metavar="FIELDS", help="rwcut text without a title line: its columns (rwcut --fields)")
+    p.add_argument("--column-separator", metavar="C", help="rwcut text: the separator (default: '|' or tab, sniffed)")
+    p.add_argument("--old-times", choices=OLD_TIME_POLICIES,
+                   help="records starting before 1990: keep (default for zeek: relative capture times) or "
+                        "quarantine (default otherwise: an exporter clock that was not set)")
+    p.add_argument("--dry-run", action="store_true", help="read and report, land nothing")
+    p.set_defaults(func=run)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _hour_span(hours) -> str:
+    if not hours:
+        return "no hours"
+    first, last = min(hours), max(hours)
+    if first == last:
+        return f"1 hour ({first:%Y-%m-%d %H}:00 UTC)"
+    return f"{_plural(len(hours), 'hour')} ({first:%Y-%m-%d %H}:00 .. {last:%Y-%m-%d %H}:00 UTC)"
+
+
+_MAIN_KEYS = ("lines", "data_lines", "skipped_lines", "quarantined_lines", "records")
+
+
+def describe(name: str, result) -> list[str]:
+    """The per-file report lines."""
+    c = result.counts
+    out = [
+        f"{name} [{result.format}]: {_plural(c.get('lines', 0), 'line')} -> {_plural(result.records, 'record')} "
+        f"from {c.get('data_lines', 0):,} data lines; {c.get('skipped_lines', 0):,} skipped, "
+        f"{result.quarantined:,} quarantined; {_hour_span(result.hours())}"
+    ]
+    skipped = [f"{k.removesuffix('_lines').replace('_', ' ')} {v:,}" for k, v in c.items()
+               if k.endswith(("_lines", "without_packets")) and k not in _MAIN_KEYS]
+    if skipped:
+        out.append("  skipped: " + ", ".join(skipped))
+    notes = [f"{k.replace('_', ' ')} {v:,}" for k, v in c.items()
+             if k not in _MAIN_KEYS and not k.endswith(("_lines", "without_packets"))]
+    if notes:
+        out.append("  notes: " + ", ".join(notes))
+    reasons = result.reasons()
+    if reasons:
+        top = "; ".join(f"{reason} ({count:,})" for reason, count in reasons[:3])
+        more = f"; {len(reasons) - 3} more reasons" if len(reasons) > 3 else ""
+        out.append(f"  quarantined: {top}{more}")
+    return out
+
+
+def run(args) -> int:
+    from ..flows.importers import ImportFormatError, check_source_name, import_file, land, source_name
+
+    data_dir = Path(args.data_dir or os.environ.get("VLF_DATA_DIR", "data"))
+    if args.source is not None:
+        try:
+            check_source_name(args.source)
+        except ValueError as exc:
+            raise VerbError(str(exc)) from None
+    results = []
+    for name in args.files:
+        if not Path(name).is_file():
+            raise VerbError(f"{name}: cannot read: no such file")
+        try:
+            results.append((name, import_file(name, args.format, fields=args.fields, delimiter=args.column_separator,
+                                              old_times=args.old_times)))
+        except ImportFormatError as exc:
+            raise VerbError(str(exc)) from None
+    for name, result in results:
+        print("\n".join(describe(name, result)))
+    total = sum(r.records for _, r in results)
+    if args.dry_run:
+        print(f"dry run: {_plural(total, 'record')} would land; nothing written")
+        return 0 if total else 1
+    # files landing under one name land together (a re-import of that name replaces them all)
+    groups: dict[str, list] = {}
+    for name, result in results:
+        groups.setdefault(args.source or source_name(name), []).append(result)
+    landed = 0
+    for source, group in groups.items():
+        outcome = land(group, data_dir, source)
+        landed += outcome.records
+        removed = f", removed {len(outcome.removed)} stale" if outcome.removed else ""
+        print(f"landed {_plural(outcome.records, 'record')} as {source}.parquet in {_hour_span(list(outcome.hours))} "
+              f"under {data_dir / 'landing'}{removed}; quarantine: {outcome.quarantine}")
+    if not landed:
+        raise VerbError("nothing landed: no input line gave a record")
+    return 0
