@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED = false
 GEOIP_DB := data/geoip/country.mmdb
 export VLF_GEOIP_DB ?= $(CURDIR)/$(GEOIP_DB)
 
-.PHONY: install demo test ui clean geoip
+.PHONY: install demo demo-real test ui clean geoip
 
 $(BIN)/vlf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ $(GEOIP_DB): | $(BIN)/vlf
 
 demo: install geoip  ## simulate $(DAYS) days, materialize every asset through Dagster, print the report path
 	$(BIN)/vlf demo --days $(DAYS) --sources $(SOURCES) --seed $(SEED)
+
+REAL ?= ../shared/data/real/zeek/ctu-008-conn.log.labeled
+INTERNAL ?= 147.32.0.0/16
+demo-real: install geoip  ## the whole study on a real file: make demo-real REAL=FILE INTERNAL=CIDR
+	$(BIN)/vlf demo-real $(REAL) --internal $(INTERNAL) --data-dir data/real
 
 test: install geoip  ## run the whole test suite
 	$(BIN)/python -m pytest

@@ -77,6 +77,37 @@ def cmd_demo(args) -> None:
     )
 
 
+def cmd_demo_real(args) -> None:
+    """Import real flow files, set the site's window to their hours, run the whole study."""
+    from .flows.importers import import_file, land, source_name
+    from .flows.site import site_from_mapping
+
+    data = _data_dir(args)
+    data.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    hours = set()
+    for path in args.files:
+        result = import_file(path, args.format)
+        if not result.records:
+            raise CliError(f"{path}: no records imported ({result.quarantined} quarantined)")
+        landed = land(result, data, source_name(path))
+        hours |= set(result.hours())
+        print(f"imported {path}: {result.records:,} records, {result.quarantined:,} quarantined, {len(landed.hours)} hours")
+    first, last = min(hours), max(hours)
+    if last - first > timedelta(days=400):
+        raise CliError(f"the imported records span {first:%Y-%m-%d} .. {last:%Y-%m-%d}; split them by time first")
+    site = site_from_mapping({
+        "name": "real-" + Path(args.files[0]).name, "internal_networks": args.internal, "sensors": ["S0"],
+        "start": f"{first:%Y-%m-%dT%H:00}", "end": f"{last + timedelta(hours=1):%Y-%m-%dT%H:00}",
+    }, source="--internal")
+    (data / "site.toml").write_text(site.to_toml())
+    cmd_materialize(args)
+    reports = sorted((data / "reports").glob("*/index.html"))
+    print(f"\nreal-data study finished in {time.perf_counter() - started:.0f} s")
+    for report in reports:
+        print(f"report:  {report.resolve()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlf", description="Very-low-frequency flow analysis (SiLK-compatible toolbox + Dagster).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -107,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_sim(p)
     add_mat(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("demo-real", help="import real flow files and run the whole study on them")
+    p.add_argument("files", nargs="+", help="nfcapd, nfdump csv, Argus binetflow, Zeek conn.log or rwcut text files")
+    p.add_argument("--internal", action="append", required=True, metavar="CIDR",
+                   help="the monitored network (repeatable), e.g. 147.32.0.0/16")
+    p.add_argument("--format", default="auto", help="input format (default: sniffed), as `vlf import --format`")
+    add_data(p)
+    add_mat(p)
+    p.set_defaults(func=cmd_demo_real)
 
     from .verbs import register_all
 
