@@ -17,7 +17,7 @@ def test_demo_real_runs_the_study_on_a_zeek_log(tmp_path, monkeypatch):
                  "--dagster-home", str(tmp_path / "home")])
     assert code == 0
     report = next((tmp_path / "data" / "reports").glob("*/index.html"))
-XX
+    assert report.parent.name == "20220612-20220613"  # the log's hours: window 2022-06-12 17:00 .. 06-13 22:00
     table = pd.read_csv(next((report.parent / "report_per_host_flow_distribution").glob("*.csv")))
     total = table[table["Flows/host"] == "Total"].iloc[0]
     # 5,663 connections -> 7,109 unidirectional flows; 5,604 of them enter 147.32.0.0/16 from outside
