@@ -798,3 +798,17 @@ def test_fuzz_every_parser_accounts_for_every_line(kind):
         accounted(result, lines=lines_in)
 
     check()
+
+
+@pytest.mark.skipif(not (SHARED_NETFLOW := Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "netflow-exports" / "nfv5.pcap").exists(),
+                    reason="shared NetFlow export captures not found")
+def test_netflow_pcap_import_goes_through_the_collector_decoder(tmp_path):
+    from vlf_dagster.flows.importers import import_file, land
+    from vlf_dagster.flows.netflow import import_pcap
+
+    result = import_file(SHARED_NETFLOW, "netflow-pcap")
+    direct, accounting = import_pcap(SHARED_NETFLOW)
+    assert result.records == direct.num_rows == accounting.records > 0
+    assert result.counts["datagrams"] == accounting.datagrams
+    landed = land(result, tmp_path, "nfv5")
+    assert sum(pq.read_metadata(f).num_rows for f in landed.files) == result.records

@@ -6,7 +6,6 @@ import ipaddress
 import struct
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -1,13 +1,17 @@
 """A NetFlow v5/v9/IPFIX collector: UDP datagrams -> hourly landing spools the pipeline ingests.
 
-:class:`Collector` listens on a UDP socket (loopback by default) with a big receive buffer,
-drains it in batches, decodes each batch per exporter with one :class:`~.netflow.Decoder`, and
-appends the records to a spool per (hour in which the flow *started*, exporter address)::
+:class:`Collector` listens on a UDP socket (loopback by default) with a big receive buffer
+(``SO_RCVBUFFORCE`` when allowed, else ``SO_RCVBUF``, capped by ``net.core.rmem_max``).  A
+receiving thread drains it with ``recvmmsg`` (hundreds of datagrams per system call) into an
+in-memory inbox bounded in bytes; the main thread decodes what arrived in batches of up to 4096
+datagrams per exporter with one :class:`~.netflow.Decoder` (numpy batch paths), and appends the
+records to a spool per (hour in which the flow *started*, exporter address)::
 
     landing/dt=YYYY-MM-DD/hour=HH/collector-<exporter>.parquet      (flow schema)
 
-A spool collects rows in memory and writes them as row groups of a hidden temporary Parquet file
-beside its final path (``.collector-...tmp``: the pipeline ignores dot files), and is renamed into
+A spool collects rows in memory and writes them (on a writer thread: Arrow lets go of the GIL while
+it encodes) as row groups of a hidden temporary Parquet file beside its final path
+(``.collector-...tmp``: the pipeline ignores dot files), and is renamed into
 place when it closes: ``grace`` seconds after both the end of its hour and the last record
 appended to it, or on shutdown.  A spool of an hour that was closed before (late records, a
 restarted collector) is merged with the file already there, so an hour never loses records and
@@ -173,6 +177,8 @@ def _sockaddr(raw: bytes) -> tuple[str, int]:
     family = int.from_bytes(raw[:2], sys.byteorder)
     port = struct.unpack_from(">H", raw, 2)[0]
     if family == socket.AF_INET6:
+        if raw[8:20] == b"\0" * 10 + b"\xff\xff":  # IPv4-mapped: an IPv4 exporter on a dual-stack socket
+            return socket.inet_ntop(socket.AF_INET, raw[20:24]), port
         return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
     return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
 
@@ -211,8 +217,29 @@ def quarantine_spool_path(data_dir: str | Path, hour: datetime, exporter: str) -
     )
 
 
-def _hour_of_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp((ms // MS_PER_HOUR) * 3600, tz=timezone.utc)
+def hour_of_index(hour_index: int) -> datetime:
+    """The UTC hour numbered ``hour_index`` hours after the epoch (``sTime // MS_PER_HOUR``)."""
+    return datetime.fromtimestamp(hour_index * 3600, tz=timezone.utc)
+
+
+def split_by_hour(table: pa.Table) -> list[tuple[int, pa.Table]]:
+    """(hour index, rows) for each hour in which the table's flows start, in hour order.
+
+    An archive hour holds the flows that *started* in it; ``hour_of_index`` turns the index into
+    the hour for :func:`~.storage.landing_dir`.
+    """
+    if table.num_rows == 0:
+        return []
+    hours = table.column("sTime").to_numpy() // MS_PER_HOUR
+    first = int(hours[0])
+    if (hours == first).all():
+        return [(first, table)]
+    order = np.argsort(hours, kind="stable")
+    sorted_hours = hours[order]
+    bounds = np.flatnonzero(np.diff(sorted_hours)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [len(order)]])
+    return [(int(sorted_hours[s]), table.take(pa.array(order[s:e]))) for s, e in zip(starts, ends)]
 
 
 class Spool:
@@ -495,27 +522,14 @@ class Collector:
             self._quarantine(out.quarantine, now)
 
     def _spool(self, table: pa.Table, exporter: str, now: float) -> None:
-        if table.num_rows == 0:
-            return
-        hours = table.column("sTime").to_numpy() // MS_PER_HOUR
-        first = hours[0]
-        if (hours == first).all():
-            self._spool_for(int(first), exporter, now).append(table, now)
-            return
-        order = np.argsort(hours, kind="stable")
-        sorted_hours = hours[order]
-        bounds = np.flatnonzero(np.diff(sorted_hours)) + 1
-        starts = np.concatenate([[0], bounds])
-        ends = np.concatenate([bounds, [len(order)]])
-        for s, e in zip(starts, ends):
-            part = table.take(pa.array(order[s:e]))
-            self._spool_for(int(sorted_hours[s]), exporter, now).append(part, now)
+        for hour_index, part in split_by_hour(table):
+            self._spool_for(hour_index, exporter, now).append(part, now)
 
     def _spool_for(self, hour_index: int, exporter: str, now: float) -> Spool:
         key = (hour_index, exporter)
         spool = self.spools.get(key)
         if spool is None:
-            hour = datetime.fromtimestamp(hour_index * 3600, tz=timezone.utc)
+            hour = hour_of_index(hour_index)
             spool = self.spools[key] = Spool(spool_path(self.data_dir, hour, exporter), FLOW_SCHEMA, hour=hour, exporter=exporter, executor=self._writer)
             spool.last_append = now
         return spool
@@ -531,7 +545,7 @@ class Collector:
             key = (hour_index, exporter)
             spool = self.quarantine_spools.get(key)
             if spool is None:
-                hour = datetime.fromtimestamp(hour_index * 3600, tz=timezone.utc)
+                hour = hour_of_index(hour_index)
                 spool = self.quarantine_spools[key] = Spool(quarantine_spool_path(self.data_dir, hour, exporter), QUARANTINE_SCHEMA, hour=hour, exporter=exporter, max_rows=4096)
             spool.append(quarantine_table(items, origin="collector"), now)
             self.stats.quarantine_rows += len(items)

@@ -67,7 +67,7 @@ from .ingest import QUARANTINE_SCHEMA
 from .schema import ATTR_IPV6, FLOW_SCHEMA, IPV6_FIELDS, IPV6_TYPE, MS_PER_HOUR, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, conform
 from .storage import landing_dir, write_parquet
 
-FORMATS = ("nfdump-csv", "nfcapd", "binetflow", "zeek", "rwcut")
+FORMATS = ("nfdump-csv", "nfcapd", "binetflow", "zeek", "rwcut", "netflow-pcap")
 OLD_TIME_POLICIES = ("keep", "quarantine")
 # Zeek logs read from a capture with relative time start in 1970 on purpose; elsewhere a time
 # before 1990 means an exporter whose clock was not set.
@@ -1488,6 +1488,8 @@ def import_file(path: str | Path, format: str = "auto", *, fields: str | Sequenc
         format = sniffed
     if format == "nfcapd":
         return import_nfcapd(path, old_times=old_times)
+    if format == "netflow-pcap":
+        return import_netflow_pcap(path)
     if format not in _PARSERS:
         raise ImportFormatError(f"unknown format {format!r}: expected auto or one of {', '.join(FORMATS)}")
     if head[:2] == NFCAPD_MAGIC or b"\0" in head[:4096]:
@@ -1496,6 +1498,22 @@ def import_file(path: str | Path, format: str = "auto", *, fields: str | Sequenc
     if format == "rwcut":
         return parse_rwcut(data, str(path), fields=fields, delimiter=delimiter, old_times=old_times)
     return _PARSERS[format](data, str(path), old_times=old_times)
+
+
+def import_netflow_pcap(path: str | Path) -> ImportResult:
+    """NetFlow v5/v9/IPFIX export datagrams captured in a pcap, through the collector's decoder.
+
+    Rejected datagrams and records are quarantined with their exporter and sequence number."""
+    from .netflow import import_pcap, quarantine_table
+
+    try:
+        flows, accounting = import_pcap(path)
+    except ValueError as exc:
+        raise ImportFormatError(f"{path}: {exc}") from None
+    quarantine = quarantine_table(accounting.quarantine, origin=f"pcap:{path}")
+    counts = {"datagrams": accounting.datagrams, "records": accounting.records, "undecodable": accounting.undecodable,
+              "lost_records": accounting.lost, "held_sets": accounting.held_sets}
+    return ImportResult(flows, quarantine, counts, origin=str(path), format="netflow-pcap")
 
 
 _SOURCE_OK = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")

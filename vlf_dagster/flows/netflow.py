@@ -7,21 +7,35 @@ collector needs between datagrams: templates and options templates per (exporter
 observation domain / source id), sequence numbers per exporter and stream, data sets held while
 their template has not arrived yet, and sampling and system-init times announced in options data.
 
-No per-record Python loop on the hot path:
+No per-record Python loop on the hot path, and for the bulk of a stream no per-datagram one:
 
-- NetFlow v5 records of a whole batch of datagrams are joined into one buffer and viewed through a
-  big-endian numpy structured dtype (48 bytes per record); header values are repeated per record.
+- NetFlow v5: the headers of a whole batch of datagrams are checked with numpy (version, count
+  against length, engine, sequence numbers), and the records are viewed through a big-endian
+  structured dtype (48 bytes per record); header values are repeated per record.
 - A v9/IPFIX template is compiled once into a numpy dtype that picks the fields SiLK needs at their
   offsets; the data records of every set using that template in a batch are joined and viewed at
-  once.  Templates with variable-length fields (IPFIX) fall back to a per-record path, which also
-  reads 5-tuples out of sampled packet sections (``ipHeaderPacketSection``,
-  ``dataLinkFrameSection``) when a record carries no addresses of its own.
+  once.  Datagrams holding a single data set of a known template (nearly all of them) are checked
+  and cut into records with numpy as well; the others (templates, options, several sets, unknown
+  templates, anything malformed) go through the per-datagram path in order, and identical
+  template re-announcements are recognised from their bytes and skipped.  Sequence numbers are
+  checked in datagram order after the batch.  Batches decode exactly as datagram-by-datagram
+  feeding does (a property test holds them to it).
+- Templates with variable-length fields (IPFIX) fall back to a per-record path, which also reads
+  5-tuples out of sampled packet sections (``ipHeaderPacketSection``, ``dataLinkFrameSection``)
+  when a record carries no addresses of its own.
+- RFC 5103 biflows (reverse elements, enterprise 29305) give a second record for the reverse
+  direction when it carried packets; other enterprise elements are skipped.
 
 Accounting (:class:`Accounting`): datagrams, flow records, option records, sequence gaps per
 exporter (lost records for v5 ``flow_sequence`` and IPFIX sequence numbers, lost datagrams for the
 v9 package sequence), undecodable datagrams by reason, and every input byte in exactly one of the
 ``bytes`` categories (headers, templates, records, options, other records, padding, held,
-quarantined): ``accounting.bytes_balanced()`` checks it.
+quarantined): ``accounting.bytes_balanced()`` checks it.  Exporters disagree on what a sequence
+number counts (softflowd's IPFIX counts the message's own records, and no options records): the
+reading that explains a stream is learned per stream, so quirks are not reported as loss.
+Decoded records that start before 1995 (an exporter clock never set: "times in 1970"), over a
+day after their export time, or relative to a system-init time never announced are quarantined
+with their decoded fields.
 
 Also here: a tiny classic-pcap reader (Ethernet, Linux cooked, raw IP and loopback link types;
 VLAN tags; IPv4 with fragment reassembly; IPv6 with extension headers; UDP) and
@@ -42,7 +56,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from .schema import ATTR_IPV6, FLOW_SCHEMA, IPV6_TYPE, PROTO_ICMP, PROTO_ICMPV6, conform, empty_table
+from .schema import ATTR_IPV6, IPV6_TYPE, PROTO_ICMP, PROTO_ICMPV6, conform, empty_table
 
 # --- information elements (IPFIX numbers; NetFlow v9 field types share them below 128) ----------
 
@@ -799,7 +813,7 @@ class Decoder:
             "in": rec["input"].astype(np.uint16),
             "out": rec["output"].astype(np.uint16),
         }
-        self._emit(cols, start, duration, export_ms, None, np.full(len(counts), 48, dtype=np.int64), counts, labels, sequences, 5)
+        self._emit(cols, start, duration, export_ms, np.full(len(counts), 48, dtype=np.int64), counts, labels, sequences, 5)
 
     # NetFlow v9 ------------------------------------------------------------------------------
 
@@ -1291,14 +1305,14 @@ class Decoder:
         labels, sequences = info.labels, info.sequences
         per_record = sections is not None
         reverse = self._reverse_columns(template, arr, cols, counts_arr, info, export_ms) if template.reverse else None
-        self._emit(cols, start, duration, export_ms, None, sizes, counts_arr, labels, sequences, info.version, per_record_sizes=per_record)
+        self._emit(cols, start, duration, export_ms, sizes, counts_arr, labels, sequences, info.version, per_record_sizes=per_record)
         if reverse is not None:
             rcols, rstart, rduration, rexport, keep = reverse
             if keep.any():
                 record_of = np.repeat(np.arange(len(counts_arr)), counts_arr)[keep]
                 rcounts = np.bincount(record_of, minlength=len(counts_arr))
                 rcols = {k: (None if v is None else v[keep]) for k, v in rcols.items()}
-                self._emit(rcols, rstart[keep], rduration[keep], rexport[keep], None, np.zeros(len(counts_arr), dtype=np.int64), rcounts, labels, sequences, info.version)
+                self._emit(rcols, rstart[keep], rduration[keep], rexport[keep], np.zeros(len(counts_arr), dtype=np.int64), rcounts, labels, sequences, info.version)
                 self.accounting.warnings["reverse records (RFC 5103 biflows)"] += int(keep.sum())
 
     def _reverse_columns(self, template: Template, arr: np.ndarray, cols: dict, counts, info: _SetInfo, export_ms):
@@ -1485,7 +1499,7 @@ class Decoder:
         # sysUpTime-relative times without a systemInitTimeMilliseconds cannot be placed
         return start, end, bad if bad is not None and bad.any() else None
 
-    def _emit(self, cols, start, duration, export_ms, _unused, sizes, counts, labels, sequences, version, *, ctx=None, per_record_sizes=False):
+    def _emit(self, cols, start, duration, export_ms, sizes, counts, labels, sequences, version, *, per_record_sizes=False):
         """Check times, quarantine implausible records, append the good ones as a table."""
         acc = self.accounting
         n = len(start)
