@@ -63,8 +63,3 @@ def categorize(matched: pa.Table, flow_bag: Path) -> pa.Table:
         "LEFT JOIN read_parquet(?) b ON b.sIP = q.sIP AND b.sIPv6 IS NULL ORDER BY q.sTime, q.sIP",
         params=[str(flow_bag)],
     ).to_arrow_table()
-
-
-def category_summary(categories: pa.Table) -> dict[str, int]:
-    counts = dict(zip(*np.unique(categories.column("category").to_numpy(zero_copy_only=False).astype(str), return_counts=True)))
-    return {name: int(counts.get(name, 0)) for name in CATEGORIES}

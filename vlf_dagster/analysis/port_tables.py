@@ -43,10 +43,10 @@ from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.schema import FLOW_SCHEMA, PROTO_ICMP, PROTO_TCP, PROTO_UDP
 from ..flows.sets import IPSet
 from ..flows.sql import literal_list
+from .matching import CATEGORIES
 
 Source = Union[str, Path, Sequence[Union[str, Path]], pa.Table, pd.DataFrame]
 
-CATEGORIES = ("unmatched TCP", "unmatched UDP", "matched TCP", "matched UDP", "ICMP", "other")
 
 # The columns of ``vlf_categories`` (used for an empty input given as an empty list of paths).
 CATEGORY_SCHEMA = pa.schema(

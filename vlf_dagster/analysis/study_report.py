@@ -19,7 +19,6 @@ from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.sets import IPSet
 from ..flows.site import Site
 from ..flows.storage import archive_files, hours_between, window_path
-from . import matching
 from . import figures as fig
 from . import port_tables as pt
 from . import registries, samples
@@ -106,12 +105,7 @@ def _vlf_sets(inputs: StudyInputs) -> list[Piece]:
 
 
 def _categories(inputs: StudyInputs) -> list[Piece]:
-    cats = inputs.categories
-    flows = cats.groupby("category").size()
-    sources = cats.groupby("category")["sIP"].nunique()
-    total = max(int(flows.sum()), 1)
-    rows = [(c, int(flows.get(c, 0)), 100.0 * int(flows.get(c, 0)) / total, int(sources.get(c, 0))) for c in matching.CATEGORIES]
-    return [Piece("Flows of VLF sources by type of data", table=pd.DataFrame(rows, columns=["Category", "Flows", "% flows", "Sources"]))]
+    return [Piece("Flows of VLF sources by type of data", table=pt.category_counts(inputs.categories))]
 
 
 def _port_usage(inputs: StudyInputs) -> list[Piece]:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -19,11 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ..flows import bags
-from ..flows.bags import BagInfo, add_bags, bag_from_flows, coverset, write_bag_query
+from ..flows.bags import BagInfo, add_bags, bag_from_flows, write_bag_query
 from ..flows.sql import literal_list
 from ..flows.flowtypes import OUTBOUND_TYPES, INT2INT
 from ..flows.sets import IPSet
-from ..flows.site import VlfThresholds
 
 SOURCE_COUNTERS = ("records", "packets", "bytes")
 
@@ -97,20 +95,6 @@ def destination_count_bag(pair_bags: Sequence[Path], out: Path) -> Path:
         f"(SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal_list(pair_bags)})) GROUP BY ALL"
     )
     return write_bag_query(duckdb.connect(), sql, [], out, info)
-
-
-@dataclass
-class VlfSets:
-    f: IPSet
-    d: IPSet
-    fd: IPSet
-
-
-def vlf_sets(flow_bag: Path, destination_bag: Path, thresholds: VlfThresholds) -> VlfSets:
-    """VLF-f: 1..max_flows flows; VLF-d: 1..max_destinations destinations; VLF-fd: both."""
-    f = coverset(flow_bag, min_counter=1, max_counter=thresholds.max_flows)
-    d = coverset(destination_bag, min_counter=1, max_counter=thresholds.max_destinations)
-    return VlfSets(f, d, f & d)
 
 
 # --- the per-host flow distribution table ----------------------------------------------------

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from ..analysis import matching, tables
+from ..analysis.port_tables import category_counts
 from ..flows.flowtypes import OUTBOUND_TYPES
 from ..flows.sets import IPSet
 from ..flows.storage import hours_between, write_parquet
@@ -29,14 +30,12 @@ def build() -> list:
               description="One row per VLF flow with its match id, its category (unmatched TCP, unmatched UDP, "
               "matched TCP, matched UDP, ICMP, other) and its source's flow count over the window.")
     def vlf_categories(store: VlfStore) -> dg.MaterializeResult:
-        import pandas as pd
         import pyarrow.parquet as pq
 
         categories = matching.categorize(pq.read_table(store.window("matched_vlf_flows")), store.window("source_flow_bag"))
         write_parquet(categories, store.window("vlf_categories"))
-        counts = matching.category_summary(categories)
-        total = sum(counts.values()) or 1
-        df = pd.DataFrame([(k, v, 100.0 * v / total) for k, v in counts.items()], columns=["Category", "Flows", "% flows"])
+        df = category_counts(categories)
+        counts = dict(zip(df["Category"], (int(v) for v in df["Flows"])))
         return dg.MaterializeResult(metadata={"categories": dg.MetadataValue.md(tables.to_markdown(df)), **counts})
 
     return [matched_vlf_flows, vlf_categories]

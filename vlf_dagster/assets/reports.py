@@ -20,7 +20,7 @@ def _inputs(store: VlfStore, geoip: GeoIPResource, part: Part) -> StudyInputs:
 
 
 def _part_asset(part: Part) -> dg.AssetsDefinition:
-    @dg.asset(name=part.name, group_name="reports", kinds={"csv", "png"} , deps=list(part.deps),
+    @dg.asset(name=part.name, group_name="reports", kinds={"csv", "png"}, deps=list(part.deps),
               description=part.description or part.title)
     def _asset(context: dg.AssetExecutionContext, store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
         started = time.perf_counter()

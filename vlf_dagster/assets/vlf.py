@@ -4,6 +4,7 @@
 import dagster as dg
 
 from ..analysis import vlf
+from ..flows.bags import coverset
 from ..flows.filter import FilterSpec, write_filtered
 from ..flows.flowtypes import INBOUND_TYPES
 from ..flows.sets import IPSet
@@ -25,7 +26,7 @@ def build() -> list:
               "(rwbagtool --maxcounter=10 --coverset).")
     def vlf_f_set(store: VlfStore) -> dg.MaterializeResult:
         t = store.site.vlf
-        ipset = vlf.coverset(store.window("source_flow_bag"), min_counter=1, max_counter=t.max_flows)
+        ipset = coverset(store.window("source_flow_bag"), min_counter=1, max_counter=t.max_flows)
         path = ipset.write(store.window("vlf_f_set", "set"))
         return _set_result(ipset, path, max_flows=t.max_flows)
 
@@ -33,7 +34,7 @@ def build() -> list:
               description="VLF-d: outside sources that contacted 1..max_destinations inside addresses.")
     def vlf_d_set(store: VlfStore) -> dg.MaterializeResult:
         t = store.site.vlf
-        ipset = vlf.coverset(store.window("source_destination_count_bag"), min_counter=1, max_counter=t.max_destinations)
+        ipset = coverset(store.window("source_destination_count_bag"), min_counter=1, max_counter=t.max_destinations)
         path = ipset.write(store.window("vlf_d_set", "set"))
         return _set_result(ipset, path, max_destinations=t.max_destinations)
 

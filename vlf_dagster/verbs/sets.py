@@ -50,8 +50,6 @@ def run_settool(args) -> int:
         raise VerbError("give exactly one of --union, --intersect, --difference, --symmetric-difference, --mask, --fill-blocks, --sample")
     op = ops[0]
     sets = [read_set(n) for n in (args.files or ["-"])]
-    if op in ("difference",) and len(sets) < 1:
-        raise VerbError("--difference needs at least one set")
     if op == "union":
         result = IPSet()
         for s in sets:
