@@ -175,7 +175,15 @@ def _bind_optional_values(argv: list[str]) -> list[str]:
     return out
 
 
+# Commands that run Dagster: they exit normally so the instance's atexit cleanup runs.
+DAGSTER_COMMANDS = frozenset({"materialize", "demo", "demo-real"})
+
+
 def main(argv: list[str] | None = None) -> int:
+    return _run_command(argv)[1]
+
+
+def _run_command(argv: list[str] | None) -> tuple[str, int]:
     from .verbs.common import VerbError
 
     argv = _bind_optional_values(list(sys.argv[1:] if argv is None else argv))
@@ -184,19 +192,38 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except VerbError as exc:
         print(f"vlf {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return args.command, 1
     except BrokenPipeError:
         # the reader went away (e.g. `| head`): stop quietly, as SiLK tools do
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return args.command, 0
     except Exception as exc:
         if _is_user_error(exc):
             print(f"vlf {args.command}: {exc}", file=sys.stderr)
-            return 1
+            return args.command, 1
         raise
-    return result if isinstance(result, int) else 0
+    return args.command, result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """The ``vlf`` console entry point.
+
+    Toolbox verbs leave through ``os._exit`` once their output is flushed: pyarrow's and DuckDB's
+    native thread pools can abort the process while Python tears down (SIGABRT, "terminate called
+    without an active exception", apache/arrow#34314), which would turn a finished command into a
+    failure in a shell pipeline.  Every output file is already closed and renamed by then.
+    """
+    command, code = _run_command(None)
+    if command in DAGSTER_COMMANDS:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

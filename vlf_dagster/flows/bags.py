@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from .schema import FLOW_SCHEMA, IPV6_TYPE
 from .sets import IPSet
 from .sql import ident, literal, literal_list
-from .storage import atomic_path
+from .storage import atomic_path, read_parquet_bytes
 
 COUNTER_MAX = 2**64 - 2
 UINT64_WRAP = 2**64
@@ -165,7 +165,7 @@ class Bag:
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "<bytes>") -> "Bag":
         try:
-            table = pq.read_table(pa.BufferReader(data))
+            table = read_parquet_bytes(data)
         except (pa.ArrowInvalid, OSError) as exc:
             raise BagError(f"{source}: not a bag file ({str(exc).splitlines()[0]})") from None
         return cls(table, _info_from_meta(table.schema.metadata, source))

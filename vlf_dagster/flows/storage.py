@@ -57,6 +57,16 @@ def write_parquet(table: pa.Table, path: str | Path) -> Path:
     return Path(path)
 
 
+def read_parquet_bytes(data: bytes) -> pa.Table:
+    """Decode a Parquet file held in memory (a stdin stream, a bag read whole).
+
+    Single-threaded on purpose: pyarrow's threaded reader over an in-memory or Python file
+    object leaves cleanup work on its pool that can abort the process at interpreter exit
+    ("terminate called without an active exception", apache/arrow#34314, #50482).
+    """
+    return pq.read_table(pa.BufferReader(data), use_threads=False)
+
+
 def write_bytes(data: bytes, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -17,6 +17,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..flows.schema import FLOW_SCHEMA, SchemaError, conform
+from ..flows.storage import read_parquet_bytes
 
 
 class VerbError(Exception):
@@ -50,7 +51,7 @@ def read_flow_table(data: bytes, label: str) -> pa.Table:
     """Decode one flow file or stream and conform it to the flow schema."""
     try:
         if data[:4] == b"PAR1":
-            table = pq.read_table(pa.BufferReader(data))
+            table = read_parquet_bytes(data)
         elif data[:6] == b"ARROW1":
             table = ipc.open_file(pa.BufferReader(data)).read_all()
         elif not data:
