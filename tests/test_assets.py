@@ -96,7 +96,18 @@ def test_whole_graph_gives_the_planted_vlf_sets(planted, tmp_path):
     defs = build_definitions(planted)
     with dg.instance_for_test() as instance:
         log = materialize_all(defs, instance, hours_per_run=2, echo=lambda *_: None)
+        catalog = {name: instance.get_latest_materialization_event(dg.AssetKey(name)).asset_materialization.metadata
+                   for name in ("source_flow_bag", "vlf_flows", "hourly_flows")}
     assert [r[0] for r in log.runs] == ["hourly_job", "hourly_job", "monthly_job", "window_job"]
+    # the UI's catalog: row counts and column schemas read from the written files
+    assert catalog["source_flow_bag"]["dagster/row_count"].value == 4
+    columns = catalog["source_flow_bag"]["dagster/column_schema"].value.columns
+    assert [(c.name, c.type) for c in columns] == [("sIP", "uint32"), ("sIPv6", "binary"), ("records", "uint64")]
+    assert catalog["vlf_flows"]["dagster/row_count"].value == 4
+    assert catalog["hourly_flows"]["dagster/row_count"].value > 0
+    spec = defs.resolve_assets_def("hourly_flows").specs_by_key[dg.AssetKey("hourly_flows")]
+    flow_columns = spec.metadata["dagster/column_schema"].columns
+    assert flow_columns[0].name == "sIP" and "IPv4" in flow_columns[0].description and flow_columns[-1].name == "nhIPv6"
     read = lambda name: sorted(IPSet.read(planted / f"{name}.set").ipv4_array().tolist())
     A, B, C, D = (ip(f"4.0.0.{i}") for i in (1, 2, 3, 4))
     assert read("vlf_f_set") == [A, B, C]

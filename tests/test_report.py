@@ -95,3 +95,20 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
         capture_output=True, text=True, timeout=120,
     ).stdout
     assert dom.count("<section") == len(PARTS)
+
+
+def test_sql_catalog_asset_answers_with_the_study_s_numbers(study):
+    import pyarrow.parquet as pq
+
+    from vlf_dagster.analysis.catalog import connect
+    from vlf_dagster.flows.sets import IPSet
+
+    data = study.parents[1]
+    con = connect(data)
+    archived = sum(pq.ParquetFile(p).metadata.num_rows for p in (data / "archive").rglob("*.parquet"))
+    assert con.sql("SELECT count(*) FROM flows").fetchall() == [(archived,)]
+    assert con.sql("SELECT count(*) FROM vlf_fd_set").fetchall() == [(len(IPSet.read(data / "vlf_fd_set.set")),)]
+    # the VLF flows are exactly the inbound archive flows of the VLF-fd sources
+    assert con.sql("SELECT count(*) FROM flows f SEMI JOIN vlf_fd_set s ON f.sIP = s.ipv4 "
+                   "WHERE flowtype_name IN ('in', 'inweb', 'inicmp')").fetchall() == \
+        con.sql("SELECT count(*) FROM vlf_flows").fetchall()

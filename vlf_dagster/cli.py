@@ -58,6 +58,12 @@ def cmd_materialize(args) -> dict:
     return {"runs": len(log.runs), "seconds": log.seconds}
 
 
+def _print_catalog(data: Path) -> None:
+    catalog = data / "catalog.duckdb"
+    if catalog.exists():
+        print(f"SQL:     {catalog.resolve()}  (ask it: .venv/bin/vlf sql \"SELECT count(*) FROM vlf_flows\")")
+
+
 def cmd_demo(args) -> None:
     started = time.perf_counter()
     cmd_simulate(args)
@@ -68,6 +74,7 @@ def cmd_demo(args) -> None:
     print(f"\ndemo finished in {elapsed:.0f} s")
     for report in reports:
         print(f"report:  {report.resolve()}")
+    _print_catalog(data)
     table = sorted((data / "reports").glob("*/report_per_host_flow_distribution/*.csv"))
     if table:
         print("\nPer Host Flow Distribution:\n" + table[-1].read_text())
@@ -106,6 +113,7 @@ def cmd_demo_real(args) -> None:
     print(f"\nreal-data study finished in {time.perf_counter() - started:.0f} s")
     for report in reports:
         print(f"report:  {report.resolve()}")
+    _print_catalog(data)
 
 
 def build_parser() -> argparse.ArgumentParser:

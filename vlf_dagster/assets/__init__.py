@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from . import archive, bags, matching, reports, vlf
+from . import archive, bags, catalog, matching, reports, vlf
 from .partitions import StudyPartitions
 
 
 def build_assets(parts: StudyPartitions) -> list:
-    return [*archive.build(parts), *bags.build(parts), *vlf.build(), *matching.build(), *reports.build()]
+    return [*archive.build(parts), *bags.build(parts), *vlf.build(), *matching.build(), *reports.build(), *catalog.build()]

@@ -8,6 +8,7 @@ import dagster as dg
 from ..flows.archive import check_archive_hour, pack_hour
 from ..flows.storage import hours_between
 from ..resources import VlfStore
+from .metadata import FLOW_COLUMNS
 from .partitions import StudyPartitions
 
 HOURLY_BATCH = 24  # hours per run in backfills: a month is ~31 runs, not 744
@@ -27,6 +28,7 @@ def build(parts: StudyPartitions) -> list:
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=HOURLY_BATCH),
         group_name="archive",
         kinds={"parquet"},
+        metadata=FLOW_COLUMNS,
         check_specs=[
             dg.AssetCheckSpec(
                 VALIDITY_CHECK,
@@ -61,6 +63,7 @@ def build(parts: StudyPartitions) -> list:
         yield dg.MaterializeResult(
             metadata={
                 "flows": flows,
+                "dagster/row_count": flows,
                 "quarantined": quarantined,
                 "by_flowtype": dict(sorted(totals.items())),
                 "quarantine_reasons": dict(reasons),

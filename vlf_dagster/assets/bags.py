@@ -8,6 +8,7 @@ from ..analysis import vlf
 from ..flows.storage import hours_between
 from ..resources import VlfStore
 from .archive import HOURLY_BATCH
+from .metadata import parquet_metadata
 from .partitions import StudyPartitions
 
 
@@ -65,14 +66,14 @@ def build(parts: StudyPartitions) -> list:
     def monthly_source_bags(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_source_bags")
         out = vlf.rollup_source_bags(inputs, store.monthly("monthly_source_bags", month))
-        return dg.MaterializeResult(metadata={"hours_read": len(inputs), "sources": _rows(out)})
+        return dg.MaterializeResult(metadata={"hours_read": len(inputs), "sources": _rows(out), **parquet_metadata(out)})
 
     @dg.asset(**monthly, deps=[hourly_contact_pairs], kinds={"parquet"},
               description="The month's distinct (sIP, dIP) pairs with their flow counts.")
     def monthly_contact_pairs(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_contact_pairs")
         out = vlf.rollup_contact_pairs(inputs, store.monthly("monthly_contact_pairs", month))
-        return dg.MaterializeResult(metadata={"hours_read": len(inputs), "pairs": _rows(out)})
+        return dg.MaterializeResult(metadata={"hours_read": len(inputs), "pairs": _rows(out), **parquet_metadata(out)})
 
     @dg.asset(**monthly, deps=[hourly_active_hosts], kinds={"roaring"},
               description="Inside addresses active at some hour of the month.")
@@ -88,7 +89,7 @@ def build(parts: StudyPartitions) -> list:
               description="Flows per outside source over the whole window (bag sIP -> records).")
     def source_flow_bag(store: VlfStore) -> dg.MaterializeResult:
         out = vlf.window_counter_bag(store.existing_monthly("monthly_source_bags"), "records", store.window("source_flow_bag"))
-        return dg.MaterializeResult(metadata={"sources": _rows(out), "path": dg.MetadataValue.path(str(out))})
+        return dg.MaterializeResult(metadata={"sources": _rows(out), **parquet_metadata(out)})
 
     @dg.asset(**window, deps=[monthly_source_bags],
               description="Hours in which each outside source was active over the window (the count-1 bags added up).")
@@ -97,7 +98,8 @@ def build(parts: StudyPartitions) -> list:
         in_1_to_5 = duckdb.connect().execute(
             "SELECT avg((hours BETWEEN 1 AND 5)::INT) FROM read_parquet(?)", [str(out)]
         ).fetchone()[0]
-        return dg.MaterializeResult(metadata={"sources": _rows(out), "share_active_1_to_5_hours": float(in_1_to_5 or 0)})
+        return dg.MaterializeResult(metadata={"sources": _rows(out), "share_active_1_to_5_hours": float(in_1_to_5 or 0),
+                                              **parquet_metadata(out)})
 
     @dg.asset(**window, deps=[monthly_contact_pairs],
               description="Distinct inside destinations per outside source over the window.")
@@ -106,7 +108,8 @@ def build(parts: StudyPartitions) -> list:
         single = duckdb.connect().execute(
             "SELECT count(*) FILTER (WHERE destinations = 1), count(*) FROM read_parquet(?)", [str(out)]
         ).fetchone()
-        return dg.MaterializeResult(metadata={"sources": single[1], "single_destination_sources": single[0]})
+        return dg.MaterializeResult(metadata={"sources": single[1], "single_destination_sources": single[0],
+                                              **parquet_metadata(out)})
 
     return [
         hourly_source_bags, hourly_contact_pairs, hourly_active_hosts,

@@ -8,10 +8,11 @@ from ..flows.flowtypes import OUTBOUND_TYPES
 from ..flows.sets import IPSet
 from ..flows.storage import hours_between, write_parquet
 from ..resources import VlfStore
+from .metadata import FLOW_COLUMNS, parquet_metadata
 
 
 def build() -> list:
-    @dg.asset(group_name="matching", kinds={"parquet"}, deps=["vlf_flows", "vlf_fd_set", "hourly_flows"],
+    @dg.asset(group_name="matching", kinds={"parquet"}, deps=["vlf_flows", "vlf_fd_set", "hourly_flows"], metadata=FLOW_COLUMNS,
               description="rwmatch of every VLF flow (query) with the outbound flows that answer it (response): "
               "reversed addresses and ports, same protocol, within the site's match_delta_ms. nhIP carries the "
               "match id (top byte 0x00 query, 0xFF response; unmatched queries 0.0.0.0), so `vlf cut "
@@ -24,7 +25,7 @@ def build() -> list:
             store.window("matched_vlf_flows"), time_delta_ms=site.vlf.match_delta_ms,
         )
         return dg.MaterializeResult(metadata={"records": matched.num_rows, "outbound_files_read": len(outbound),
-                                              "path": dg.MetadataValue.path(str(store.window("matched_vlf_flows")))})
+                                              **parquet_metadata(store.window("matched_vlf_flows"))})
 
     @dg.asset(group_name="matching", kinds={"parquet"}, deps=[matched_vlf_flows, "source_flow_bag"],
               description="One row per VLF flow with its match id, its category (unmatched TCP, unmatched UDP, "
@@ -36,6 +37,7 @@ def build() -> list:
         write_parquet(categories, store.window("vlf_categories"))
         df = category_counts(categories)
         counts = dict(zip(df["Category"], (int(v) for v in df["Flows"])))
-        return dg.MaterializeResult(metadata={"categories": dg.MetadataValue.md(tables.to_markdown(df)), **counts})
+        return dg.MaterializeResult(metadata={"categories": dg.MetadataValue.md(tables.to_markdown(df)), **counts,
+                                              **parquet_metadata(store.window("vlf_categories"))})
 
     return [matched_vlf_flows, vlf_categories]

@@ -10,6 +10,7 @@ from ..flows.flowtypes import INBOUND_TYPES
 from ..flows.sets import IPSet
 from ..flows.storage import hours_between
 from ..resources import VlfStore
+from .metadata import FLOW_COLUMNS, parquet_metadata
 
 
 def _set_result(ipset: IPSet, path, **extra) -> dg.MaterializeResult:
@@ -50,7 +51,7 @@ def build() -> list:
         ipset = vlf.union_sets(store.existing_monthly("monthly_active_hosts", "set"))
         return _set_result(ipset, ipset.write(store.window("active_inside_set", "set")))
 
-    @dg.asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, "hourly_flows"],
+    @dg.asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, "hourly_flows"], metadata=FLOW_COLUMNS,
               description="Every inbound flow of the VLF-fd sources, extracted from the archive by set "
               "membership (rwfilter --sipset=VLF-fd.set).")
     def vlf_flows(store: VlfStore) -> dg.MaterializeResult:
@@ -59,6 +60,6 @@ def build() -> list:
         sources = IPSet.read(store.window("vlf_fd_set", "set"))
         out = store.window("vlf_flows")
         count = write_filtered(files, FilterSpec(sipset=sources), out)  # rwfilter --sipset
-        return dg.MaterializeResult(metadata={"flows": count, "archive_files_read": len(files), "path": dg.MetadataValue.path(str(out))})
+        return dg.MaterializeResult(metadata={"flows": count, "archive_files_read": len(files), **parquet_metadata(out)})
 
     return [vlf_f_set, vlf_d_set, vlf_fd_set, active_inside_set, vlf_flows]

@@ -52,6 +52,33 @@ FLOW_SCHEMA = pa.schema(
     metadata={b"vlf.record": b"silk-flow-v1"},
 )
 
+# What each column means, for catalogs and help texts.
+FIELD_DESCRIPTIONS: dict[str, str] = {
+    "sIP": "source IPv4 address (0 for IPv6 records)",
+    "dIP": "destination IPv4 address (0 for IPv6 records)",
+    "sPort": "source port (0 for ICMP)",
+    "dPort": "destination port; ICMP type*256 + code",
+    "protocol": "IP protocol number",
+    "packets": "packets in the flow",
+    "bytes": "bytes in the flow",
+    "flags": "OR of all TCP flags (FSRPAUEC bits)",
+    "initialFlags": "TCP flags of the first packet",
+    "sessionFlags": "OR of the TCP flags after the first packet",
+    "sTime": "start time, ms since the Unix epoch, UTC",
+    "duration": "duration in ms",
+    "sensor": "sensor id (the site's sensor list)",
+    "flowtype": "SiLK flowtype id: 0 in, 1 out, 2 inweb, 3 outweb, 4 innull, 5 outnull, 6 int2int, "
+                "7 ext2ext, 8 inicmp, 9 outicmp, 10 other",
+    "in": "input interface (SNMP index)",
+    "out": "output interface (SNMP index)",
+    "nhIP": "next-hop IPv4 address; the rwmatch id in matched files",
+    "application": "application (port) the collector recognised",
+    "attributes": "SiLK attributes; 0x80 marks an IPv6 record",
+    "sIPv6": "source IPv6 address (null for IPv4 records)",
+    "dIPv6": "destination IPv6 address (null for IPv4 records)",
+    "nhIPv6": "next-hop IPv6 address (null for IPv4 records)",
+}
+
 FIELD_NAMES: tuple[str, ...] = tuple(FLOW_SCHEMA.names)
 IPV6_FIELDS = ("sIPv6", "dIPv6", "nhIPv6")
 # Fields a producer must supply; the rest default to 0 (or null for IPv6 columns).

@@ -1,0 +1,82 @@
+"""A snapshot of the asset graph: every asset's upstream assets, group and partitioning.
+
+A change to the study's lineage must be a deliberate edit here, not an accident of a refactor.
+"""
+
+import dagster as dg
+
+from vlf_dagster.definitions import build_definitions
+
+WINDOW_SOURCES = ["hourly_contact_pairs", "hourly_flows", "hourly_source_bags", "monthly_contact_pairs",
+                  "monthly_source_bags", "source_destination_count_bag", "source_flow_bag", "source_hour_count_bag"]
+
+LINEAGE = {
+    # asset: (group, partitioning, upstream assets)
+    "hourly_flows": ("archive", "hourly", []),
+    "hourly_source_bags": ("bags", "hourly", ["hourly_flows"]),
+    "hourly_contact_pairs": ("bags", "hourly", ["hourly_flows"]),
+    "hourly_active_hosts": ("bags", "hourly", ["hourly_flows"]),
+    "monthly_source_bags": ("bags", "monthly", ["hourly_source_bags"]),
+    "monthly_contact_pairs": ("bags", "monthly", ["hourly_contact_pairs"]),
+    "monthly_active_hosts": ("bags", "monthly", ["hourly_active_hosts"]),
+    "source_flow_bag": ("bags", None, ["monthly_source_bags"]),
+    "source_hour_count_bag": ("bags", None, ["monthly_source_bags"]),
+    "source_destination_count_bag": ("bags", None, ["monthly_contact_pairs"]),
+    "vlf_f_set": ("vlf", None, ["source_flow_bag"]),
+    "vlf_d_set": ("vlf", None, ["source_destination_count_bag"]),
+    "vlf_fd_set": ("vlf", None, ["vlf_d_set", "vlf_f_set"]),
+    "active_inside_set": ("vlf", None, ["monthly_active_hosts"]),
+    "vlf_flows": ("vlf", None, ["hourly_flows", "vlf_fd_set"]),
+    "matched_vlf_flows": ("matching", None, ["hourly_flows", "vlf_fd_set", "vlf_flows"]),
+    "vlf_categories": ("matching", None, ["matched_vlf_flows", "source_flow_bag"]),
+    "report_contact_surface": ("reports", None, ["monthly_contact_pairs"]),
+    "report_geography": ("reports", None, ["vlf_categories"]),
+    "report_icmp": ("reports", None, ["vlf_categories"]),
+    "report_malformed": ("reports", None, ["hourly_flows", "vlf_flows"]),
+    "report_matched_ports": ("reports", None, ["matched_vlf_flows"]),
+    "report_other_protocols": ("reports", None, ["vlf_categories"]),
+    "report_overall_port_usage": ("reports", None, ["hourly_flows"]),
+    "report_per_host_flow_distribution": ("reports", None, ["source_flow_bag"]),
+    "report_port_descriptions": ("reports", None, ["vlf_categories"]),
+    "report_port_directions": ("reports", None, ["matched_vlf_flows"]),
+    "report_port_numerology": ("reports", None, ["matched_vlf_flows"]),
+    "report_port_timelines": ("reports", None, ["vlf_categories"]),
+    "report_samples": ("reports", None, ["matched_vlf_flows", "vlf_categories"]),
+    "report_tcp_flags_top_ports": ("reports", None, ["vlf_categories"]),
+    "report_traffic_volumes": ("reports", None, ["hourly_flows"]),
+    "report_udp_ports": ("reports", None, ["vlf_categories"]),
+    "report_unmatched_tcp_flags": ("reports", None, ["vlf_categories"]),
+    "report_unmatched_tcp_ports": ("reports", None, ["vlf_categories"]),
+    "report_vlf_categories": ("reports", None, ["vlf_categories"]),
+    "report_vlf_sets": ("reports", None, ["active_inside_set", "vlf_d_set", "vlf_f_set", "vlf_fd_set"]),
+    "report_where_do_they_go": ("reports", None, ["active_inside_set", "vlf_categories"]),
+    "sql_catalog": ("catalog", None, sorted(WINDOW_SOURCES + ["active_inside_set", "matched_vlf_flows", "vlf_categories",
+                                                              "vlf_d_set", "vlf_f_set", "vlf_fd_set", "vlf_flows"])),
+}
+LINEAGE["vlf_report"] = ("reports", None, sorted(k for k in LINEAGE if k.startswith("report_")))
+
+
+def _partitioning(node) -> str | None:
+    parts = node.partitions_def
+    if parts is None:
+        return None
+    return {"0 * * * *": "hourly", "0 0 1 * *": "monthly"}[parts.get_cron_schedule()]
+
+
+def test_asset_graph_matches_the_snapshot(tmp_path):
+    graph = build_definitions(tmp_path).resolve_asset_graph()
+    actual = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        actual[key.to_user_string()] = (node.group_name, _partitioning(node), sorted(p.to_user_string() for p in node.parent_keys))
+    assert actual == LINEAGE
+
+
+def test_every_asset_is_described_and_typed(tmp_path):
+    defs = build_definitions(tmp_path)
+    for node in defs.resolve_asset_graph().asset_nodes:
+        assert len(node.description or "") > 30, node.key
+        assert node.kinds, node.key
+    checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert checks == {"archive_records_valid", "archive_expectations"}
+    assert dg.AssetKey("hourly_flows") in defs.resolve_asset_graph().get_all_asset_keys()

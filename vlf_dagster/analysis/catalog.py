@@ -1,0 +1,197 @@
+"""The SQL catalog: one DuckDB file of views over the archive, the bags and the study's flows.
+
+Views read the Parquet files when a query runs, so the catalog stays current as hours land and
+partitions are re-materialized (every write is a rename).  IP sets are roaring files DuckDB cannot
+read: they are copied in as a table each time the catalog is refreshed.  Readers open the file
+read-only (:func:`connect`), any number at once; the refresh builds a new file and renames it into
+place, so a reader never sees a half-built catalog.
+
+Paths inside the views are absolute: move the data folder, refresh the catalog.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from ..flows.flowtypes import FLOWTYPES
+from ..flows.sets import IPSet
+from ..flows.sql import ident, literal
+from ..flows.storage import atomic_path
+
+CATALOG_FILE = "catalog.duckdb"
+
+# Hourly files keep their hour in the file name (hour=HH.parquet); hive partitioning only reads folders.
+_HOUR_OF_FILE = (
+    "CAST(regexp_extract(filename, 'dt=([0-9-]{10})', 1) || ' ' || "
+    "regexp_extract(filename, 'hour=([0-9]{2})', 1) || ':00:00' AS TIMESTAMP) AS hour"
+)
+_MONTH_OF_FILE = "CAST(regexp_extract(filename, 'month=([0-9-]{7})', 1) || '-01' AS DATE) AS month"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One view: a name, the files it reads (a glob under the data folder) and what it holds."""
+
+    name: str
+    pattern: str
+    description: str
+    partition_column: str = ""  # SQL that derives the partition from ``filename``
+
+
+SOURCES: tuple[Source, ...] = (
+    Source("flows", "archive/*/*/*/*/*.parquet",
+           "Every archived flow record (SiLK fields; flowtype_name added). One file per flowtype, sensor and hour."),
+    Source("quarantine", "quarantine/dt=*/hour=*.parquet",
+           "Landing records rejected at ingest, with the reason and the file:row they came from.", _HOUR_OF_FILE),
+    Source("hourly_source_bags", "hourly_source_bags/dt=*/hour=*.parquet",
+           "Per outside source and hour: inbound records, packets, bytes.", _HOUR_OF_FILE),
+    Source("hourly_contact_pairs", "hourly_contact_pairs/dt=*/hour=*.parquet",
+           "Per hour: the distinct (outside sIP, inside dIP) pairs with their flow counts.", _HOUR_OF_FILE),
+    Source("monthly_source_bags", "monthly_source_bags/month=*.parquet",
+           "Per outside source and month: records, packets, bytes, active hours.", _MONTH_OF_FILE),
+    Source("monthly_contact_pairs", "monthly_contact_pairs/month=*.parquet",
+           "Per month: the distinct (sIP, dIP) pairs with their flow counts.", _MONTH_OF_FILE),
+    Source("source_flow_bag", "source_flow_bag.parquet", "Flows per outside source over the window."),
+    Source("source_hour_count_bag", "source_hour_count_bag.parquet",
+           "Hours in which each outside source was active over the window."),
+    Source("source_destination_count_bag", "source_destination_count_bag.parquet",
+           "Distinct inside destinations per outside source over the window."),
+    Source("vlf_flows", "vlf_flows.parquet", "Every inbound flow of the VLF-fd sources."),
+    Source("matched_vlf_flows", "matched_vlf_flows.parquet",
+           "VLF flows and the outbound flows answering them, with rwmatch ids in nhIP."),
+    Source("vlf_categories", "vlf_categories.parquet",
+           "Each VLF flow's category: unmatched/matched TCP or UDP, ICMP, other."),
+)
+
+SETS: tuple[tuple[str, str], ...] = (
+    ("vlf_f_set", "VLF-f: sources with 1..max_flows flows."),
+    ("vlf_d_set", "VLF-d: sources with 1..max_destinations destinations."),
+    ("vlf_fd_set", "VLF-fd: VLF-f and VLF-d."),
+    ("active_inside_set", "Inside addresses that ever answered or originated."),
+)
+
+# Readable forms of the stored encodings, usable in any query on the catalog.
+MACROS = (
+    "CREATE MACRO ipv4_text(a) AS CASE WHEN a IS NOT NULL THEN "
+    "concat_ws('.', (a >> 24) & 255, (a >> 16) & 255, (a >> 8) & 255, a & 255) END",
+    # The full (uncompressed) eight-group form: exact, if not the shortest spelling.
+    "CREATE MACRO ipv6_text(b) AS "
+    "array_to_string([lower(substr(hex(b), i, 4)) FOR i IN range(1, 33, 4)], ':')",
+    "CREATE MACRO ip_text(v4, v6) AS CASE WHEN v6 IS NULL THEN ipv4_text(v4) ELSE ipv6_text(v6) END",
+    "CREATE MACRO flag_text(f) AS concat("
+    + ", ".join(f"CASE WHEN f & {bit} <> 0 THEN '{letter}' ELSE '' END" for letter, bit in
+                zip("FSRPAUEC", (1, 2, 4, 8, 16, 32, 64, 128)))
+    + ")",
+    "CREATE MACRO ms_time(ms) AS make_timestamp(ms * 1000)",
+)
+
+
+class CatalogError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CatalogSummary:
+    path: Path
+    objects: dict[str, int]  # view or table name -> rows at refresh time
+    missing: tuple[str, ...]  # sources with no file yet (no view)
+
+
+def _flowtype_case() -> str:
+    whens = " ".join(f"WHEN {i} THEN {literal(name)}" for i, (name, _) in sorted(FLOWTYPES.items()))
+    return f"CASE flowtype {whens} END AS flowtype_name"
+
+
+def _view_sql(source: Source, base: Path) -> str:
+    files = literal(str(base / source.pattern))
+    if source.name == "flows":
+        return f"SELECT *, {_flowtype_case()} FROM read_parquet({files}, union_by_name = true)"
+    if source.partition_column:
+        return (f"SELECT * EXCLUDE (filename), {source.partition_column} "
+                f"FROM read_parquet({files}, union_by_name = true, filename = true, hive_partitioning = false)")
+    return f"SELECT * FROM read_parquet({files})"
+
+
+def _sets_table(base: Path) -> tuple[pa.Table, list[str]]:
+    names, v4, v6 = [], [], []
+    found = []
+    for name, _ in SETS:
+        path = base / f"{name}.set"
+        if not path.exists():
+            continue
+        found.append(name)
+        ipset = IPSet.read(path)
+        four = ipset.ipv4_array()
+        six = [n.to_bytes(16, "big") for n in ipset.ipv6_ints()]
+        names += [name] * (len(four) + len(six))
+        v4 += four.tolist() + [None] * len(six)
+        v6 += [None] * len(four) + six
+    table = pa.table({
+        "set_name": pa.array(names, pa.string()),
+        "ipv4": pa.array(v4, pa.uint32()),
+        "ipv6": pa.array(v6, pa.binary(16)),
+    })
+    return table, found
+
+
+def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSummary:
+    """Write ``catalog.duckdb`` under ``base`` (or at ``path``) atomically and describe what is in it."""
+    base = Path(base).resolve()
+    target = Path(path) if path is not None else base / CATALOG_FILE
+    objects: dict[str, int] = {}
+    missing: list[str] = []
+    entries: list[tuple[str, str, str, str]] = []  # name, kind, description, files
+    with atomic_path(target) as tmp:
+        tmp.unlink()  # DuckDB creates its own file; an empty one is not a database
+        con = duckdb.connect(str(tmp))
+        try:
+            for statement in MACROS:
+                con.execute(statement)
+            for source in SOURCES:
+                if not glob.glob(str(base / source.pattern)):
+                    missing.append(source.name)
+                    continue
+                con.execute(f"CREATE VIEW {ident(source.name)} AS {_view_sql(source, base)}")
+                objects[source.name] = con.sql(f"SELECT count(*) FROM {ident(source.name)}").fetchall()[0][0]
+                entries.append((source.name, "view", source.description, str(base / source.pattern)))
+            sets, found = _sets_table(base)
+            con.register("sets_arrow", sets)
+            con.execute("CREATE TABLE ip_sets AS SELECT * FROM sets_arrow")
+            con.unregister("sets_arrow")
+            objects["ip_sets"] = sets.num_rows
+            entries.append(("ip_sets", "table", "Members of the study's IP sets (set_name, ipv4 or ipv6), "
+                            "copied at refresh.", ", ".join(str(base / f"{n}.set") for n in found)))
+            for name, description in SETS:
+                if name not in found:
+                    missing.append(name)
+                    continue
+                con.execute(f"CREATE VIEW {ident(name)} AS SELECT ipv4, ipv6 FROM ip_sets WHERE set_name = {literal(name)}")
+                objects[name] = con.sql(f"SELECT count(*) FROM {ident(name)}").fetchall()[0][0]
+                entries.append((name, "view", description, str(base / f"{name}.set")))
+            con.execute("CREATE TABLE catalog (name VARCHAR, kind VARCHAR, description VARCHAR, files VARCHAR, "
+                        "rows_at_refresh UBIGINT)")
+            con.executemany("INSERT INTO catalog VALUES (?, ?, ?, ?, ?)",
+                            [(n, k, d, f, objects[n]) for n, k, d, f in entries])
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        wal = Path(f"{tmp}.wal")
+        if wal.exists():
+            wal.unlink()
+    return CatalogSummary(target, objects, tuple(missing))
+
+
+def connect(base: str | Path, path: str | Path | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the catalog read-only (any number of readers may do so while it is refreshed)."""
+    target = Path(path) if path is not None else Path(base) / CATALOG_FILE
+    if not target.exists():
+        raise CatalogError(f"{target}: no catalog yet; materialize the sql_catalog asset (make demo does)")
+    try:
+        return duckdb.connect(str(target), read_only=True)
+    except duckdb.Error as exc:
+        raise CatalogError(f"{target}: not a DuckDB catalog ({str(exc).splitlines()[0]})") from None
