@@ -216,3 +216,26 @@ def test_verbs_exit_with_their_own_status_not_an_abort_at_teardown(tmp_path, flo
     for is_bag, status, err in statuses:
         assert status == (0 if is_bag else 1), err
         assert "terminate called" not in err
+
+
+def test_ipv6_network_structure_of_sets_and_bags(tmp_path, capsys):
+    # 2001:db8::/48 holds two /64s (::0 with 2 hosts, 0:0:1:: with 1); 2001:db9::/48 one host;
+    # the IPv4 member maps into ::ffff:0:0/96, so it sits in ::/48 and ::/64, as SiLK counts it.
+    s = make_set(tmp_path, "v6.set", "2001:db8::1", "2001:db8::2", "2001:db8:0:1::5", "2001:db9::1", "10.1.2.3")
+    assert vlf(capsys, "setcat", "--network-structure=v6:TS", s)[1] == "TOTAL| 5 hosts in 3 /48s and 4 /64s\n"
+    assert vlf(capsys, "setcat", "--network-structure=v6:48,64", s)[1].splitlines() == [
+        "::/64 | 1", "::/48 | 1", "2001:db8::/64 | 2", "2001:db8:0:1::/64 | 1", "2001:db8::/48 | 3",
+        "2001:db9::/64 | 1", "2001:db9::/48 | 1"]
+    assert vlf(capsys, "setcat", "--network-structure=v6:H", s)[1].splitlines()[0] == "::ffff:10.1.2.3 | 1"
+    # an IPv4 structure counts the IPv4 member and says what it left out
+    code, out, err = vlf(capsys, "setcat", "--network-structure=TS", s)
+    assert out == "TOTAL| 1 host in 1 /8, 1 /16, 1 /24, and 1 /27\n" and "4 IPv6 address(es) not counted" in err
+    b = _bag(tmp_path, "b6", "2001:db8::1|5\n2001:db8::2|7\n2001:db9::|2\n10.1.2.3|1\n")
+    assert vlf(capsys, "bagcat", "--network-structure=v6:48", b)[1].splitlines() == [
+        "::/48 | 1|", "2001:db8::/48 | 12|", "2001:db9::/48 | 2|"]
+    assert vlf(capsys, "bagcat", "--network-structure=v6:T/48", b)[1] == "TOTAL| 15| 4 hosts in 3 /48s\n"
+    code, out, err = vlf(capsys, "bagcat", "--network-structure=T", b)
+    assert out == "TOTAL| 1|\n" and "3 IPv6 address(es)" in err  # IPv6 keys are not summed as 0.0.0.0
+    for bad in ("v6:A", "v6:129", "33"):
+        code, _, err = vlf(capsys, "setcat", f"--network-structure={bad}", s)
+        assert code == 1 and "invalid network structure item" in err and err.count("\n") == 1

@@ -1,54 +1,76 @@
 """``--network-structure`` of rwsetcat and rwbagcat: per-netblock host counts or counter sums.
 
-Grammar: ``LIST[/SUMMARY]`` or ``LIST S``.  LIST holds prefix lengths or letters
-T (/0, printed as TOTAL), A (/8), B (/16), C (/24), X (/27), H (hosts, /32).  SUMMARY lists the
-prefix lengths whose occupied blocks are counted inside each row; ``S`` means 8,16,24,27.
-Rows come in address order with the blocks inside a larger block printed before it.
-IPv4 only (a ``v6:`` structure is refused with a clear error).
+Grammar: ``[v6:]LIST[/SUMMARY]`` or ``[v6:]LIST S``.  For IPv4, LIST holds prefix lengths 0-32 or
+letters T (/0, printed as TOTAL), A (/8), B (/16), C (/24), X (/27), H (hosts, /32); ``S`` means the
+summary 8,16,24,27.  For IPv6 (``v6:``), prefix lengths 0-128 or T and H (/128); ``S`` means 48,64.
+SUMMARY lists the prefix lengths whose occupied blocks are counted inside each row.  Rows come in
+address order, the blocks inside a larger block printed before it.
+
+An IPv4 structure counts the IPv4 members only (the caller reports any IPv6 members it leaves
+out); an IPv6 structure counts everything, IPv4 members mapped into ::ffff:0:0/96 as SiLK does.
+Addresses are handled as two uint64 words, so every level is one vectorised pass.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 import numpy as np
 
-LETTERS = {"T": 0, "A": 8, "B": 16, "C": 24, "X": 27, "H": 32}
-DEFAULT_SUMMARY = (8, 16, 24, 27)
+LETTERS_V4 = {"T": 0, "A": 8, "B": 16, "C": 24, "X": 27, "H": 32}
+LETTERS_V6 = {"T": 0, "H": 128}
+SUMMARY_V4 = (8, 16, 24, 27)
+SUMMARY_V6 = (48, 64)
+V4_MAPPED = np.uint64(0xFFFF_0000_0000)  # ::ffff:0:0/96 in the low word
 
 
 class NetworkStructureError(ValueError):
     pass
 
 
-def _lengths(text: str) -> list[int]:
+@dataclass(frozen=True)
+class Structure:
+    bits: int  # 32 or 128
+    levels: tuple[int, ...]  # row prefix lengths
+    summary: tuple[int, ...]  # prefix lengths counted inside each row
+
+
+def _lengths(text: str, bits: int) -> list[int]:
+    letters = LETTERS_V4 if bits == 32 else LETTERS_V6
     out = []
     for item in (t.strip() for t in text.replace(",", " ").split()):
-        if item.upper() in LETTERS:
-            out.append(LETTERS[item.upper()])
-        elif item.isdigit() and 0 <= int(item) <= 32:
+        if item.upper() in letters:
+            out.append(letters[item.upper()])
+        elif item.isdigit() and 0 <= int(item) <= bits:
             out.append(int(item))
         else:
-            raise NetworkStructureError(f"invalid network structure item {item!r} (use 0-32 or T,A,B,C,X,H)")
+            allowed = ",".join(letters)
+            raise NetworkStructureError(f"invalid network structure item {item!r} (use 0-{bits} or {allowed})")
     return out
 
 
-def parse_structure(spec: str) -> tuple[list[int], list[int]]:
-    """(row prefix lengths, summary prefix lengths) of a --network-structure argument."""
-    spec = spec.strip() or "TS"
+def parse_structure(spec: str) -> Structure:
+    """The rows and summary of a --network-structure argument."""
+    spec = spec.strip()
+    bits = 32
     if spec.lower().startswith("v6:"):
-        raise NetworkStructureError("IPv6 network structures are not supported yet")
+        spec, bits = spec[3:].strip(), 128
+    elif spec.lower().startswith("v4:"):
+        spec = spec[3:].strip()
+    spec = spec or "TS"
+    default_summary = SUMMARY_V4 if bits == 32 else SUMMARY_V6
     summary: list[int] = []
     if "/" in spec:
         spec, summary_text = spec.split("/", 1)
         summary_text = summary_text.strip()
-        summary = list(DEFAULT_SUMMARY) if summary_text.upper() in ("", "S") else _lengths(summary_text)
+        summary = list(default_summary) if summary_text.upper() in ("", "S") else _lengths(summary_text, bits)
     elif spec.upper().endswith("S"):
-        spec, summary = spec[:-1], list(DEFAULT_SUMMARY)
-    levels = sorted(set(_lengths(",".join(spec.upper()) if spec.isalpha() else spec)))
+        spec, summary = spec[:-1], list(default_summary)
+    levels = sorted(set(_lengths(",".join(spec.upper()) if spec.isalpha() else spec, bits)))
     if not levels:
         raise NetworkStructureError("empty network structure")
-    return levels, sorted(set(summary))
+    return Structure(bits, tuple(levels), tuple(sorted(set(summary))))
 
 
 def _plural(count: int, length: int) -> str:
@@ -61,40 +83,94 @@ def _join(parts: list[str]) -> str:
     return ", ".join(parts[:-1]) + ", and " + parts[-1]
 
 
-def network_structure(addresses: np.ndarray, spec: str = "TS", counters: np.ndarray | None = None) -> list[str]:
-    """Rows for IPv4 ``addresses`` (uint32, unique); with ``counters`` (a bag) rows show sums."""
-    levels, summary = parse_structure(spec)
-    addr = np.asarray(addresses, dtype=np.uint64)
-    order = np.argsort(addr, kind="stable")
-    addr = addr[order]
-    if counters is not None:
-        counters = np.asarray(counters, dtype=np.uint64)[order]
+def _block_starts(hi: np.ndarray, lo: np.ndarray, length: int) -> np.ndarray:
+    """Indices where a new /length block (of 128 bits) begins in addresses sorted by (hi, lo)."""
+    if not len(hi):
+        return np.empty(0, dtype=np.int64)
+    if length == 0:
+        return np.zeros(1, dtype=np.int64)
+    if length <= 64:
+        key_hi, key_lo = hi >> np.uint64(64 - length), None
+    else:
+        key_hi, key_lo = hi, lo >> np.uint64(128 - length)
+    change = key_hi[1:] != key_hi[:-1]
+    if key_lo is not None:
+        change |= key_lo[1:] != key_lo[:-1]
+    return np.flatnonzero(np.concatenate([[True], change]))
+
+
+def _label(start: int, length: int, bits: int) -> str:
+    if length == 0:
+        return "TOTAL"
+    if bits == 32:
+        text = str(ipaddress.IPv4Address(start))
+    else:
+        address = ipaddress.IPv6Address(start)
+        text = f"::ffff:{address.ipv4_mapped}" if address.ipv4_mapped else str(address)  # SiLK's spelling
+    return text if length == bits else f"{text}/{length}"
+
+
+def network_structure(
+    addresses: np.ndarray,
+    spec: str = "TS",
+    counters: np.ndarray | None = None,
+    *,
+    ipv6: tuple[np.ndarray, np.ndarray] | None = None,
+    ipv6_counters: np.ndarray | None = None,
+) -> list[str]:
+    """Rows for unique IPv4 ``addresses`` (uint32) and IPv6 ``ipv6`` (hi, lo words).
+
+    With ``counters`` (and ``ipv6_counters``), the members are bag keys and rows show sums.
+    """
+    structure = parse_structure(spec)
+    bagged = counters is not None
+    v4 = np.asarray(addresses, dtype=np.uint64)
+    c4 = np.asarray(counters if bagged else np.zeros(len(v4)), dtype=np.uint64)
+    if structure.bits == 32:
+        hi, lo, values, offset = np.zeros(len(v4), np.uint64), v4, c4, 96
+    else:
+        h6, l6 = ipv6 if ipv6 is not None else (np.empty(0, np.uint64), np.empty(0, np.uint64))
+        c6 = np.asarray(ipv6_counters if bagged and ipv6_counters is not None else np.zeros(len(h6)), dtype=np.uint64)
+        hi = np.concatenate([np.zeros(len(v4), np.uint64), np.asarray(h6, np.uint64)])
+        lo = np.concatenate([v4 | V4_MAPPED, np.asarray(l6, np.uint64)])
+        values, offset = np.concatenate([c4, c6]), 0
+    order = np.lexsort((lo, hi))
+    hi, lo, values = hi[order], lo[order], values[order]
+    full = lambda i: (int(hi[i]) << 64) | int(lo[i])  # noqa: E731
+
     rows: list[tuple[int, int, str]] = []  # (block end, -length, text)
-    for length in levels:
-        shift = np.uint64(32 - length)
-        prefixes, inverse, hosts = np.unique(addr >> shift, return_inverse=True, return_counts=True)
-        sums = None
-        if counters is not None and len(addr):  # exact uint64 sums per block (addresses are sorted)
-            sums = np.add.reduceat(np.asarray(counters, dtype=np.uint64), np.searchsorted(inverse, np.arange(len(prefixes))))
-        inner: dict[int, np.ndarray] = {}
-        for m in summary:
+    for length in structure.levels:
+        wide = length + offset  # the prefix length in 128-bit terms
+        starts = _block_starts(hi, lo, wide)
+        hosts = np.diff(np.append(starts, len(hi)))
+        sums = np.add.reduceat(values, starts) if bagged and len(starts) else None
+        inner = {}
+        for m in structure.summary:
             if m > length:
-                pairs = np.unique(np.stack([addr >> shift, addr >> np.uint64(32 - m)], axis=1), axis=0)
-                inner[m] = np.searchsorted(pairs[:, 0], prefixes, side="right") - np.searchsorted(pairs[:, 0], prefixes, side="left")
-        for i, prefix in enumerate(prefixes.tolist()):
-            start = prefix << (32 - length)
-            end = start + (1 << (32 - length)) - 1
-            label = "TOTAL" if length == 0 else (str(ipaddress.IPv4Address(start)) if length == 32 else f"{ipaddress.IPv4Address(start)}/{length}")
+                nested = _block_starts(hi, lo, m + offset)
+                bounds = np.append(starts, len(hi))
+                inner[m] = np.diff(np.searchsorted(nested, bounds))
+        span = 1 << (128 - wide)
+        for i, first in enumerate(starts.tolist()):
+            start = full(first) & ~(span - 1)
+            label = _label(start, length, 128) if offset == 0 else _label(start & 0xFFFF_FFFF, length, 32)
             text = label if length == 0 else label + " "
-            if counters is not None:
+            if bagged:
                 text += f"| {int(sums[i])}|"
             if inner:
                 described = _join([_plural(int(inner[m][i]), m) for m in sorted(inner)])
-                text += f"{'' if counters is not None else '|'} {int(hosts[i])} host{'s' if hosts[i] != 1 else ''} in {described}"
-            elif counters is None:
+                text += f"{'' if bagged else '|'} {int(hosts[i])} host{'s' if hosts[i] != 1 else ''} in {described}"
+            elif not bagged:
                 text += f"| {int(hosts[i])}"
-            rows.append((end, -length, text))
-        if length == 0 and not len(addr):
-            rows.append(((1 << 32) - 1, 0, "TOTAL| 0" if counters is None else "TOTAL| 0|"))
+            rows.append((start + span - 1, -length, text))
+        if length == 0 and not len(hi):
+            rows.append(((1 << 128) - 1, 0, "TOTAL| 0|" if bagged else "TOTAL| 0"))
     rows.sort(key=lambda r: (r[0], r[1]))
     return [r[2] for r in rows]
+
+
+def ipv6_left_out(spec: str, ipv6_members: int) -> str | None:
+    """The note to print when an IPv4 structure leaves IPv6 members uncounted (never silently)."""
+    if ipv6_members and parse_structure(spec).bits == 32:
+        return f"{ipv6_members} IPv6 address(es) not counted by an IPv4 structure; use --network-structure=v6:..."
+    return None

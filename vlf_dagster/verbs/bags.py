@@ -13,8 +13,8 @@ import pyarrow as pa
 
 from ..flows import bags as B
 from ..flows.bags import Bag, BagInfo
-from ..flows.netstruct import network_structure
-from ..flows.schema import IPV6_TYPE, ipv4_strings
+from ..flows.netstruct import ipv6_left_out, network_structure
+from ..flows.schema import IPV6_TYPE, ipv4_strings, ipv6_words
 from .common import HelpFormatter, VerbError, read_binary_input, read_flows, write_binary_output
 from .sets import read_set
 
@@ -237,7 +237,15 @@ def run_bagcat(args) -> int:
         if args.network_structure is not None:
             if bag.info.keys[0] not in B.IP_KEYS or len(bag.info.keys) != 1:
                 raise VerbError(f"{name}: --network-structure needs a bag with one IP key")
-            out.write("\n".join(network_structure(bag.table.column(B.KEYS[bag.info.keys[0]][0][0]).to_numpy(), args.network_structure, counters)) + "\n")
+            v4_column, v6_column = (col for col, _ in B.KEYS[bag.info.keys[0]])
+            v6_rows = bag.table.column(v6_column).is_valid().to_numpy(zero_copy_only=False)
+            hi, lo = ipv6_words(bag.table.column(v6_column).cast(IPV6_TYPE))
+            v4 = bag.table.column(v4_column).to_numpy()
+            out.write("\n".join(network_structure(
+                v4[~v6_rows], args.network_structure, counters[~v6_rows],
+                ipv6=(hi[v6_rows], lo[v6_rows]), ipv6_counters=counters[v6_rows])) + "\n")
+            if note := ipv6_left_out(args.network_structure, int(v6_rows.sum())):
+                print(f"vlf bagcat: {name}: {note}", file=sys.stderr)
             continue
         if args.bin_ips:
             for label, count in _bins(counters, args.bin_ips):
@@ -306,7 +314,7 @@ def register(sub) -> None:
                        description="Print `key|counter|` rows in key order, or a network structure, bins or statistics.")
     p.add_argument("files", nargs="*", help="bag files; `-` reads stdin")
     p.add_argument("--network-structure", nargs="?", const="TS", metavar="LIST[/SUMMARY]",
-                   help="per-netblock counter sums, e.g. `A/S` or `16,24`")
+                   help="per-netblock counter sums, e.g. `A/S` or `16,24`; IPv6: `v6:48,64` or `v6:TS` (summary /48,/64)")
     p.add_argument("--bin-ips", nargs="?", const="linear", choices=["linear", "binary", "decimal"],
                    help="invert while printing: number of keys per counter (bin)")
     p.add_argument("--sort-counters", nargs="?", const="decreasing", choices=["decreasing", "increasing"],

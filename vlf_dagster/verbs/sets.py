@@ -7,8 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from ..flows import sets as S
-from ..flows.netstruct import network_structure
+from ..flows.netstruct import ipv6_left_out, network_structure
 from ..flows.sets import IPSet
 from .common import HelpFormatter, VerbError, read_binary_input, read_flows, write_binary_output
 
@@ -114,9 +116,10 @@ def run_setcat(args) -> int:
             out.write("\n".join(_statistics(ipset)) + "\n")
             continue
         if args.network_structure is not None:
-            if len(ipset.v6):
-                raise VerbError(f"{name}: --network-structure supports IPv4 sets only")
-            out.write("\n".join(network_structure(ipset.ipv4_array(), args.network_structure)) + "\n")
+            words = (ipset.v6["hi"].astype(np.uint64), ipset.v6["lo"].astype(np.uint64))
+            out.write("\n".join(network_structure(ipset.ipv4_array(), args.network_structure, ipv6=words)) + "\n")
+            if note := ipv6_left_out(args.network_structure, len(ipset.v6)):
+                print(f"vlf setcat: {name}: {note}", file=sys.stderr)
             continue
         if args.ip_ranges:
             for start, end in S.ipv4_ranges(ipset):
@@ -179,6 +182,7 @@ def register(sub) -> None:
     p.add_argument("--cidr-blocks", nargs="?", const="1", choices=["0", "1"], help="1: print CIDR blocks; 0: print single addresses")
     p.add_argument("--ip-ranges", action="store_true", help="print `count|start|end|` ranges")
     p.add_argument("--network-structure", nargs="?", const="TS", metavar="LIST[/SUMMARY]",
-                   help="per-netblock host counts: letters T A B C X H or prefix lengths, e.g. `16,24` or `TS` (default)")
+                   help="per-netblock host counts: letters T A B C X H or prefix lengths, e.g. `16,24` or `TS` (default); "
+                   "IPv6: `v6:` then T, H or 0-128, e.g. `v6:48,64` or `v6:TS` (summary /48,/64)")
     p.add_argument("--print-statistics", action="store_true", help="minimum/maximum address, host count, occupied /8,/16,/24,/27")
     p.set_defaults(func=run_setcat)
