@@ -239,3 +239,13 @@ def test_ipv6_network_structure_of_sets_and_bags(tmp_path, capsys):
     for bad in ("v6:A", "v6:129", "33"):
         code, _, err = vlf(capsys, "setcat", f"--network-structure={bad}", s)
         assert code == 1 and "invalid network structure item" in err and err.count("\n") == 1
+
+
+def test_bagcat_of_a_mixed_bag_prints_ipv4_keys_mapped_in_128_bit_order(tmp_path, capsys):
+    b = _bag(tmp_path, "mixed", "2001:db8::1|5\n10.1.2.3|1\n2001:db8::2|7\n1.0.0.1|3\n")
+    assert [l.split("|")[0].strip() for l in vlf(capsys, "bagcat", b)[1].splitlines()] == [
+        "::ffff:1.0.0.1", "::ffff:10.1.2.3", "2001:db8::1", "2001:db8::2"]
+    # ties in --sort-counters still go to the smaller key in that order
+    b = _bag(tmp_path, "ties", "2001:db8::1|5\n10.1.2.3|5\n2001:db8::2|7\n")
+    assert [l.split("|")[0].strip() for l in vlf(capsys, "bagcat", "--sort-counters", b)[1].splitlines()] == [
+        "2001:db8::2", "::ffff:10.1.2.3", "2001:db8::1"]

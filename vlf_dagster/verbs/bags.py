@@ -189,6 +189,8 @@ def key_strings(bag: Bag) -> list[np.ndarray]:
             text = ipv4_strings(v4).astype(object)
             v6 = bag.table.column(columns[1][0])
             if v6.null_count < len(v6):
+                # a bag holding IPv6 keys prints its IPv4 keys mapped into ::ffff:0:0/96, as rwbagcat does
+                text = np.char.add("::ffff:", text.astype(str)).astype(object)
                 for i, packed in enumerate(v6.to_pylist()):  # IPv6 keys only
                     if packed is not None:
                         text[i] = str(ipaddress.IPv6Address(packed))
@@ -196,6 +198,23 @@ def key_strings(bag: Bag) -> list[np.ndarray]:
         else:
             out.append(bag.table.column(columns[0][0]).to_numpy().astype(str).astype(object))
     return out
+
+
+def _key_order(bag: Bag) -> np.ndarray:
+    """Rows in key order.  The bag is stored in (IPv4, IPv6) column order; a one-IP-key bag that
+    holds IPv6 keys is printed in 128-bit order, its IPv4 keys at ::ffff:a.b.c.d."""
+    rows = np.arange(len(bag))
+    if len(bag.info.keys) != 1 or bag.info.keys[0] not in B.IP_KEYS:
+        return rows
+    v4_column, v6_column = (col for col, _ in B.KEYS[bag.info.keys[0]])
+    v6 = bag.table.column(v6_column)
+    if v6.null_count == len(v6):
+        return rows
+    is_v6 = v6.is_valid().to_numpy(zero_copy_only=False)
+    hi, lo = ipv6_words(v6.cast(IPV6_TYPE))
+    v4 = bag.table.column(v4_column).to_numpy().astype(np.uint64)
+    lo = np.where(is_v6, lo, v4 | np.uint64(0xFFFF_0000_0000))
+    return np.lexsort((lo, hi))
 
 
 def _bins(counters: np.ndarray, mode: str) -> list[tuple[str, int]]:
@@ -252,9 +271,10 @@ def run_bagcat(args) -> int:
                 out.write(f"{label:>20}|{count:>20}|\n")
             continue
         keys = key_strings(bag)
-        order = np.arange(len(bag))
-        if args.sort_counters:  # ties go to the smaller key (the bag is in key order already)
-            order = np.argsort(counters if args.sort_counters == "increasing" else -counters.astype(np.float64), kind="stable")
+        order = _key_order(bag)
+        if args.sort_counters:  # ties go to the smaller key (a stable sort of the key order)
+            by_counter = counters[order] if args.sort_counters == "increasing" else -counters[order].astype(np.float64)
+            order = order[np.argsort(by_counter, kind="stable")]
         width = 39 if any(":" in str(k) for col in keys for k in col[:1000]) else 15
         for i in order:
             cells = "".join(f"{col[i]:>{width}}|" for col in keys)
