@@ -288,8 +288,9 @@ def bag_from_flows(
     return write_bag_query(con, _bag_sql(_flows_source(con, flows), info, where), list(params), path, info)
 
 
-def bags_from_table(flows: pa.Table, specs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[Bag]:
-    """rwbag with several ``--bag-file`` specs over one input table (read once)."""
+def bags_from_table(flows: pa.Table | Sequence[str | Path], specs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[Bag]:
+    """rwbag with several ``--bag-file`` specs over one input table (read once), or over Parquet
+    flow files (scanned by DuckDB once per spec: worth it for one spec, not for many)."""
     con = duckdb.connect()
     source = _flows_source(con, flows)
     out = []

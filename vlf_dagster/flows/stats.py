@@ -83,8 +83,19 @@ def _connect(source: Source) -> tuple[duckdb.DuckDBPyConnection, bool]:
     con.execute(f"CREATE VIEW flows AS SELECT * FROM read_parquet({literal_list(paths)}, union_by_name = true)")
     columns = {row[0] for row in con.sql("DESCRIBE flows").fetchall()}
     v6 = [c for c in ("sIPv6", "dIPv6", "nhIPv6") if c in columns]
-    has_v6 = bool(v6) and bool(_scalar(con, f"SELECT count(*) FROM flows WHERE {' OR '.join(f'{c} IS NOT NULL' for c in v6)}"))
-    return con, has_v6
+    return con, bool(v6) and _holds_ipv6(con, paths, v6)
+
+
+def _holds_ipv6(con: duckdb.DuckDBPyConnection, paths: Sequence[str | Path], columns: list[str]) -> bool:
+    """Whether any IPv6 column holds a value: the footers' null counts answer without a scan."""
+    unknown_or_used = _scalar(
+        con,
+        f"SELECT count(*) FROM parquet_metadata({literal_list(paths)}) WHERE list_contains({literal_list(columns)}, path_in_schema) "
+        "AND (stats_null_count IS NULL OR stats_null_count < num_values)",
+    )
+    if not unknown_or_used:
+        return False
+    return bool(_scalar(con, f"SELECT count(*) FROM flows WHERE {' OR '.join(f'{c} IS NOT NULL' for c in columns)}"))
 
 
 # --- parsing keys, values, thresholds -------------------------------------------------------

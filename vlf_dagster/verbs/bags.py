@@ -15,7 +15,7 @@ from ..flows import bags as B
 from ..flows.bags import Bag, BagInfo
 from ..flows.netstruct import ipv6_left_out, network_structure
 from ..flows.schema import IPV6_TYPE, ipv4_strings, ipv6_words
-from .common import HelpFormatter, VerbError, read_binary_input, read_flows, write_binary_output
+from .common import HelpFormatter, VerbError, parquet_flow_files, read_binary_input, read_flows, write_binary_output
 from .sets import read_set
 
 
@@ -49,8 +49,9 @@ def run_bag(args) -> int:
         raise VerbError("give at least one --bag-file=KEY,COUNTER,PATH")
     if sum(path == "-" for *_, path in specs) > 1:
         raise VerbError("only one bag may be written to stdout")
-    table = read_flows(args.files)
-    built = B.bags_from_table(table, [(keys, [counter]) for keys, counter, _ in specs])
+    paths = parquet_flow_files(args.files) if len(specs) == 1 else None  # several bags: read once, count in memory
+    source = paths if paths is not None else read_flows(args.files)
+    built = B.bags_from_table(source, [(keys, [counter]) for keys, counter, _ in specs])
     for bag, (_, counter, path) in zip(built, specs):
         saturated = int(np.count_nonzero(bag.table.column(counter).to_numpy() == B.COUNTER_MAX)) if len(bag) else 0
         if saturated:

@@ -16,10 +16,11 @@ from ..flows.filter import (
     parse_sensors,
     parse_type_list,
     select_archive_files,
+    write_filtered,
 )
 from ..flows.flowtypes import DEFAULT_TYPES, TYPE_IDS
 from ..flows.site import Site, load_site
-from .common import HelpFormatter, read_flows, write_flows
+from .common import HelpFormatter, parquet_flow_files, read_flows, write_flows
 
 DESCRIPTION = """\
 Partition flow records into pass and fail streams (SiLK's rwfilter).
@@ -213,6 +214,15 @@ def _destinations(values: list[str]) -> list[str]:
     return ["-" if v == "stdout" else v for v in values]
 
 
+def _streams(passes, fails, alls, stats_wanted, max_pass, compiled) -> bool:
+    """Whether the only output is one Parquet file DuckDB can write while it scans.
+
+    Set tests are joins, whose output order DuckDB does not keep: those go through execute(),
+    which numbers the rows and sorts them back."""
+    return (len(passes) == 1 and passes[0] != "-" and passes[0].endswith(".parquet") and not fails and not alls
+            and not stats_wanted and max_pass is None and not compiled.tables)
+
+
 def run(args) -> int:
     spec = spec_from_args(args)
     for name in _SELECTION_SINGLE:
@@ -261,10 +271,7 @@ def run(args) -> int:
         if args.print_filenames:
             for name in inputs:
                 print(name, file=sys.stderr)
-        table = read_flows(inputs)
-        result = execute(compiled, table=table, **want)
-        if result.stats is not None:
-            result.stats.files = len(inputs)
+        files = parquet_flow_files(inputs)  # None: stdin or Arrow input, read into one table
     else:
         data_dir = Path(_one(args, "data_dir") or os.environ.get("VLF_DATA_DIR", "data"))
         site = _site(args, data_dir)
@@ -275,7 +282,16 @@ def run(args) -> int:
         if args.print_filenames:
             for path in files:
                 print(path, file=sys.stderr)
+    if files is not None and _streams(passes, fails, alls, stats_wanted, max_pass, compiled):
+        # one Parquet pass-destination: DuckDB copies the passing records file to file, in input order
+        write_filtered(files, compiled, passes[0], order_by=None)
+        return 0
+    if files is None:
+        result = execute(compiled, table=read_flows(inputs), **want)
+    else:
         result = execute(compiled, files=files, **want)
+    if inputs and result.stats is not None:
+        result.stats.files = len(inputs)
 
     passed, failed = result.passed, result.failed
     if passed is not None and max_pass is not None:

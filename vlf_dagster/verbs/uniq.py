@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..flows import stats
 from ..flows.stats import TextOptions
-from .common import HelpFormatter, VerbError, read_flows
+from .common import HelpFormatter, VerbError, parquet_flow_files, read_flows
 
 FIELDS_HELP = (
     "Key fields, comma-separated names or rwcut numbers with N-M ranges (case-insensitive): "
@@ -115,8 +115,9 @@ def text_options(args: argparse.Namespace) -> TextOptions:
 
 
 def read_input(args: argparse.Namespace):
-    files = list(args.files) + list(getattr(args, "spilled_files", None) or [])
-    return read_flows(["-" if f == "stdin" else f for f in files])
+    files = ["-" if f == "stdin" else f for f in list(args.files) + list(getattr(args, "spilled_files", None) or [])]
+    paths = parquet_flow_files(files)  # DuckDB scans Parquet files itself, reading only the columns it needs
+    return paths if paths is not None else read_flows(files)
 
 
 def write_lines(lines: list[str], args: argparse.Namespace) -> None:

@@ -1,0 +1,88 @@
+"""How verbs take their input: named flow Parquet files are scanned by DuckDB directly (all at
+once, only the columns needed); stdin, Arrow IPC and Parquet lacking flow columns are read and
+conformed in Python.  Both paths must give the same records in the same order."""
+
+import io
+import ipaddress
+import sys
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import START, flows, ip
+from vlf_dagster.cli import main
+from vlf_dagster.flows.schema import conform
+from vlf_dagster.flows.storage import hour_ms, write_parquet
+from vlf_dagster.verbs.common import parquet_flow_files, read_flows
+
+T0 = hour_ms(START)
+V6 = ipaddress.IPv6Address("2001:db8::9").packed
+
+
+@pytest.fixture
+def files(tmp_path):
+    # two files whose records are deliberately not in time order: input order must survive
+    a = write_parquet(flows([dict(sIP="1.0.0.1", sTime=T0 + 500, flags=2), dict(sIP="1.0.0.2", sTime=T0 + 100, flags=18),
+                             dict(sIP="1.0.0.3", sTime=T0 + 300, flags=2, protocol=17)]), tmp_path / "a.parquet")
+    b = write_parquet(flows([dict(sIP="1.0.0.4", sTime=T0 + 50, flags=2), dict(sIP="1.0.0.5", sTime=T0 + 900, flags=2)]),
+                      tmp_path / "b.parquet")
+    return [str(a), str(b)]
+
+
+def test_only_complete_parquet_flow_files_are_scanned_directly(files, tmp_path):
+    assert parquet_flow_files(files) == files
+    assert parquet_flow_files([*files, "-"]) is None
+    stream = tmp_path / "c.arrows"
+    with ipc.new_stream(stream, flows([{}]).schema) as writer:
+        writer.write_table(flows([{}]))
+    assert parquet_flow_files([files[0], str(stream)]) is None
+    partial = tmp_path / "partial.parquet"  # another tool's Parquet: the required columns only
+    pq.write_table(pa.table({"sIP": pa.array([ip("9.9.9.9")], pa.uint32()), "dIP": pa.array([1], pa.uint32()),
+                             "sPort": [1], "dPort": [2], "protocol": [6], "packets": [1], "bytes": [40], "sTime": [T0]}), partial)
+    assert parquet_flow_files([files[0], str(partial)]) is None
+    # ... and is still read, conformed (missing columns default to 0), in order
+    table = read_flows([files[0], str(partial)])
+    assert table.column("sIP").to_pylist() == [ip("1.0.0.1"), ip("1.0.0.2"), ip("1.0.0.3"), ip("9.9.9.9")]
+    assert table.column("flowtype").to_pylist() == [0, 0, 0, 0]
+    assert parquet_flow_files([str(tmp_path / "missing.parquet")]) is None
+
+
+def test_read_flows_keeps_input_order_across_files(files):
+    assert read_flows(files).column("sIP").to_pylist() == [ip(f"1.0.0.{i}") for i in (1, 2, 3, 4, 5)]
+
+
+@pytest.mark.parametrize("tests", [["--flags-all", "S/SA"], ["--flags-all", "S/SA", "--sipset", "SET"]])
+def test_filter_to_parquet_streams_in_input_order_like_the_table_path(files, tmp_path, tests, monkeypatch):
+    from vlf_dagster.flows.sets import IPSet
+
+    members = IPSet.from_strings(["1.0.0.1", "1.0.0.4", "1.0.0.5", "1.0.0.3"]).write(tmp_path / "s.set")
+    tests = [str(members) if t == "SET" else t for t in tests]
+    out = tmp_path / "direct.parquet"
+    assert main(["filter", *files, "--proto", "6", *tests, "--pass-destination", str(out)]) == 0
+    direct = conform(pq.read_table(out))
+    # the same inputs through stdin (the read-and-conform path)
+    whole = tmp_path / "whole.arrows"
+    table = read_flows(files)
+    with ipc.new_stream(whole, table.schema) as writer:
+        writer.write_table(table)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(whole.read_bytes())))
+    piped_out = tmp_path / "piped.parquet"
+    assert main(["filter", "-", "--proto", "6", *tests, "--pass-destination", str(piped_out)]) == 0
+    piped = conform(pq.read_table(piped_out))
+    expected = ["1.0.0.1", "1.0.0.4", "1.0.0.5"]  # SYN without ACK, TCP, in input order (not time order)
+    assert direct.column("sIP").to_pylist() == [ip(a) for a in expected]
+    assert direct.equals(piped)
+
+
+def test_stats_sees_ipv6_in_files_without_scanning_for_it(tmp_path, capsys):
+    v6 = write_parquet(flows([dict(sIP="0.0.0.0", dIP="0.0.0.0", sIPv6=V6, dIPv6=V6, attributes=0x80),
+                              dict(sIP="0.0.0.0", dIP="0.0.0.0", sIPv6=V6, dIPv6=V6, attributes=0x80),
+                              dict(sIP="1.2.3.4")]), tmp_path / "v6.parquet")
+    v4 = write_parquet(flows([dict(sIP="1.2.3.4")]), tmp_path / "v4.parquet")
+    assert main(["stats", "--fields", "sip", "--values", "flows", "--count", "2", "--no-titles", "--delimited", str(v6), str(v4)]) == 0
+    rows = [line.split("|")[:2] for line in capsys.readouterr().out.splitlines() if "|" in line and not line.startswith("INPUT")]
+    assert rows == [["1.2.3.4", "2"], ["2001:db8::9", "2"]]  # a tie: the smaller key (IPv4 maps below) first
+    assert main(["stats", "--fields", "sip", "--values", "flows", "--count", "1", "--no-titles", "--delimited", str(v4)]) == 0
+    assert [line.split("|")[:2] for line in capsys.readouterr().out.splitlines() if "|" in line] == [["1.2.3.4", "1"]]
