@@ -86,3 +86,19 @@ def test_stats_sees_ipv6_in_files_without_scanning_for_it(tmp_path, capsys):
     assert rows == [["1.2.3.4", "2"], ["2001:db8::9", "2"]]  # a tie: the smaller key (IPv4 maps below) first
     assert main(["stats", "--fields", "sip", "--values", "flows", "--count", "1", "--no-titles", "--delimited", str(v4)]) == 0
     assert [line.split("|")[:2] for line in capsys.readouterr().out.splitlines() if "|" in line] == [["1.2.3.4", "1"]]
+
+
+def test_library_stats_scan_mixed_files_by_name_and_complete_ones_as_they_are(files, tmp_path):
+    from vlf_dagster.flows import stats
+    from vlf_dagster.flows.storage import holds_flow_columns
+
+    partial = tmp_path / "partial.parquet"
+    pq.write_table(pa.table({"sIP": pa.array([ip("1.0.0.1")] * 2, pa.uint32()), "dIP": pa.array([1, 2], pa.uint32()),
+                             "sPort": [1, 1], "dPort": [2, 2], "protocol": [6, 6], "packets": [1, 1], "bytes": [40, 40],
+                             "sTime": [T0, T0]}), partial)
+    assert holds_flow_columns(files) and not holds_flow_columns([*files, str(partial)])
+    assert not holds_flow_columns([str(tmp_path / "missing.parquet")])
+    top = stats.top_n([*files, str(partial)], "sip", "flows", count=1).table
+    assert top.column(0).to_pylist() == [ip("1.0.0.1")] and top.column(1).to_pylist() == [3]
+    top = stats.top_n(files, "sip", "flows", count=0).table
+    assert top.num_rows == 5

@@ -39,6 +39,7 @@ from .fields import Field, FieldError
 from .flags import flag_strings
 from .flowtypes import FLOWTYPES
 from .schema import FLOW_SCHEMA, SchemaError, conform, ipv4_strings
+from .storage import holds_flow_columns
 from .sql import literal_list
 
 
@@ -80,7 +81,9 @@ def _connect(source: Source) -> tuple[duckdb.DuckDBPyConnection, bool]:
     missing = [str(p) for p in paths if not Path(p).is_file()]
     if missing:
         raise StatsError(f"no such flow file: {missing[0]}")
-    con.execute(f"CREATE VIEW flows AS SELECT * FROM read_parquet({literal_list(paths)}, union_by_name = true)")
+    # matching files are scanned as they are (binding by name costs a footer pass per query)
+    by_name = "false" if holds_flow_columns([str(p) for p in paths], con) else "true"
+    con.execute(f"CREATE VIEW flows AS SELECT * FROM read_parquet({literal_list(paths)}, union_by_name = {by_name})")
     columns = {row[0] for row in con.sql("DESCRIBE flows").fetchall()}
     v6 = [c for c in ("sIPv6", "dIPv6", "nhIPv6") if c in columns]
     return con, bool(v6) and _holds_ipv6(con, paths, v6)

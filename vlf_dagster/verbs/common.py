@@ -18,7 +18,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..flows.schema import FLOW_SCHEMA, SchemaError, conform
-from ..flows.storage import read_parquet_bytes
+from ..flows.storage import holds_flow_columns, read_parquet_bytes
 
 
 class VerbError(Exception):
@@ -83,15 +83,7 @@ def parquet_flow_files(names: Sequence[str]) -> list[str] | None:
                     return None
         except OSError:
             return None  # the one-file-at-a-time path names the problem
-    try:
-        found = dict(duckdb.connect().sql(
-            "SELECT name, count(*) FROM parquet_schema($files) GROUP BY name", params={"files": list(names)}
-        ).fetchall())
-    except duckdb.Error:
-        return None
-    if any(found.get(column, 0) != len(names) for column in FLOW_SCHEMA.names):
-        return None
-    return list(names)
+    return list(names) if holds_flow_columns(list(names)) else None
 
 
 def read_flows(names: Iterable[str]) -> pa.Table:
