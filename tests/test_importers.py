@@ -812,3 +812,38 @@ def test_netflow_pcap_import_goes_through_the_collector_decoder(tmp_path):
     assert result.counts["datagrams"] == accounting.datagrams
     landed = land(result, tmp_path, "nfv5")
     assert sum(pq.read_metadata(f).num_rows for f in landed.files) == result.records
+
+
+# --- --tz: wall-clock text in a named zone ----------------------------------------------------------
+
+
+def test_tz_reads_local_wall_clock_times_across_daylight_saving(tmp_path, capsys):
+    ms = lambda y, mo, d, h, mi: int(datetime(y, mo, d, h, mi, tzinfo=timezone.utc).timestamp() * 1000)  # noqa: E731
+    text = "\n".join([
+        BINETFLOW_HEADER,
+        "2011/08/10 09:46:59.607,0.5,udp,10.8.0.69,48427,   ->,8.8.8.8,53,CON,0,0,1,60,60,1,",  # CEST, UTC+2
+        "2011/01/10 09:46:00,0.5,udp,10.8.0.69,48427,   ->,8.8.8.8,53,CON,0,0,1,60,60,1,",  # CET, UTC+1
+        "2011/10/30 02:30:00,0.5,udp,10.8.0.69,48427,   ->,8.8.8.8,53,CON,0,0,1,60,60,1,",  # repeated hour: first (CEST)
+        "2011/03/27 02:30:00,0.5,udp,10.8.0.69,48427,   ->,8.8.8.8,53,CON,0,0,1,60,60,1,",  # skipped hour: quarantined
+    ])
+    result = accounted(im.parse_binetflow(text, "cz", tz="Europe/Prague"), lines=5)
+    assert result.flows.column("sTime").to_pylist() == [
+        ms(2011, 8, 10, 7, 46) + 59_607, ms(2011, 1, 10, 8, 46), ms(2011, 10, 30, 0, 30)]
+    assert origins(result) == ["cz:5"] and "daylight-saving gap" in reasons(result)[0]
+    # without --tz the same text is UTC
+    utc = im.parse_binetflow(text, "cz")
+    assert utc.flows.column("sTime").to_pylist()[:2] == [ms(2011, 8, 10, 9, 46) + 59_607, ms(2011, 1, 10, 9, 46)]
+    # rwcut text takes it too; epoch formats and unknown zones are clear errors
+    rw = im.parse_rwcut("sIP|dIP|sPort|dPort|protocol|packets|bytes|sTime|\n1.2.3.4|10.1.24.1|1|2|6|1|40|2011/08/10T09:46:59.607|\n",
+                        "rw", tz="America/New_York")
+    assert rw.flows.column("sTime").to_pylist() == [ms(2011, 8, 10, 13, 46) + 59_607]  # EDT, UTC-4
+    src = tmp_path / "flows.binetflow"
+    src.write_text(text)
+    with pytest.raises(im.ImportFormatError, match="unknown time zone 'Mars/Olympus'"):
+        im.import_file(src, "binetflow", tz="Mars/Olympus")
+    conn = tmp_path / "conn.log"
+    conn.write_text("#fields\tts\tuid\n1.0\tC1\n")
+    with pytest.raises(im.ImportFormatError, match="--tz applies to"):
+        im.import_file(conn, "zeek", tz="Europe/Prague")
+    assert main(["import", "--format", "binetflow", "--tz", "Europe/Prague", "--dry-run", "--data-dir", str(tmp_path / "d"), str(src)]) == 0
+    assert "3 records" in capsys.readouterr().out

@@ -313,8 +313,11 @@ class _Rows:
         self.fail(~ok, f"bad {name}: not a number of seconds")
         return np.where(ok, ms, 0).astype(np.int64)
 
-    def times_ms(self, col, name: str, formats: Sequence[str], *, epoch: bool = False) -> np.ndarray:
-        """Date-times in one of ``formats`` (strptime, UTC) with optional fraction -> ms since the epoch."""
+    def times_ms(self, col, name: str, formats: Sequence[str], *, epoch: bool = False, tz: str | None = None) -> np.ndarray:
+        """Date-times in one of ``formats`` with optional fraction -> ms since the epoch.
+
+        Times are UTC, or wall-clock times in the IANA zone ``tz`` (daylight saving included: a
+        repeated hour takes its first occurrence, a time inside a skipped hour is quarantined)."""
         s = pc.utf8_rtrim(_filled(col), characters="Z")
         m = pc.extract_regex(s, r"^(?P<main>[^.]*)(?:\.(?P<f>[0-9]{1,9}))?$")
         main = pc.fill_null(pc.struct_field(m, "main"), "")
@@ -324,6 +327,13 @@ class _Rows:
             parsed = pc.strptime(main, format=fmt, unit="s", error_is_null=True)
             seconds = parsed if seconds is None else pc.coalesce(seconds, parsed)
         ok = _np_bool(seconds.is_valid())
+        if tz is not None:
+            first = pc.assume_timezone(seconds, timezone=tz, ambiguous="earliest", nonexistent="earliest")
+            last = pc.assume_timezone(seconds, timezone=tz, ambiguous="earliest", nonexistent="latest")
+            skipped = ok & ~_np_bool(pc.fill_null(pc.equal(first, last), True))
+            self.fail(skipped, f"bad {name}: not a valid time in {tz} (inside a daylight-saving gap)")
+            ok &= ~skipped
+            seconds = first
         secs = pc.fill_null(seconds.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
         if epoch:
             digits = ~ok & _np_bool(pc.match_substring_regex(main, r"^[0-9]{1,12}$"))
@@ -793,8 +803,10 @@ def _nfdump_summary(lines: _Lines) -> np.ndarray:
     return summary
 
 
-def parse_nfdump_csv(data: bytes | str, origin: str = "<nfdump-csv>", *, old_times: str | None = None) -> ImportResult:
-    """``nfdump -o csv`` text -> flows.  ``ts`` is read as UTC (run nfdump with ``TZ=UTC``).
+def parse_nfdump_csv(data: bytes | str, origin: str = "<nfdump-csv>", *, old_times: str | None = None,
+                     tz: str | None = None) -> ImportResult:
+    """``nfdump -o csv`` text -> flows.  ``ts`` is read as UTC (run nfdump with ``TZ=UTC``), or as
+    wall-clock time in the zone ``tz``.
 
     Columns are located by the header line's names (the 48-column layout when there is none);
     ``pr`` is nfdump's protocol abbreviation (``TCP``, ``ICMP6``, ``Rte6``...) or a number;
@@ -830,7 +842,7 @@ def parse_nfdump_csv(data: bytes | str, origin: str = "<nfdump-csv>", *, old_tim
         dst = rows.addresses(cells["da"], "da")
         v6 = _check_family(rows, src, dst)
         protocol, _ = rows.lookup(cells["pr"], "pr", _nfdump_protocol, reason=_protocol_reason)
-        s_time = rows.times_ms(cells["ts"], "ts", ["%Y-%m-%d %H:%M:%S"])
+        s_time = rows.times_ms(cells["ts"], "ts", ["%Y-%m-%d %H:%M:%S"], tz=tz)
         duration = _check_duration(rows, rows.seconds_ms(cells["td"], "td"))
         sport = rows.uint(cells["sp"], "sp", 0xFFFF)
         dp_text = _filled(cells["dp"])
@@ -971,7 +983,8 @@ _BINETFLOW_USED = {"StartTime", "Dur", "Proto", "SrcAddr", "Sport", "Dir", "DstA
 _DIRECTIONS = {"->": 0, "?>": 0, "<->": 0, "<?>": 0, "who": 0, "<-": 1, "<?": 1}
 
 
-def parse_binetflow(data: bytes | str, origin: str = "<binetflow>", *, old_times: str | None = None) -> ImportResult:
+def parse_binetflow(data: bytes | str, origin: str = "<binetflow>", *, old_times: str | None = None,
+                    tz: str | None = None) -> ImportResult:
     """Argus bidirectional CSV -> unidirectional flows.
 
     Split rule: the src->dst flow gets ``SrcBytes`` and ``SrcPkts``; the dst->src flow gets
@@ -1008,7 +1021,7 @@ def parse_binetflow(data: bytes | str, origin: str = "<binetflow>", *, old_times
         used = [i for i, c in enumerate(columns) if c in _BINETFLOW_USED]
         split = rows.split(",", len(columns), extra_in_last=columns[-1] == "Label", keep=used)
         cells = {c: v for c, v in zip(columns, split) if v is not None}
-        s_time = rows.times_ms(cells["StartTime"], "StartTime", ["%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S"])
+        s_time = rows.times_ms(cells["StartTime"], "StartTime", ["%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S"], tz=tz)
         duration = _check_duration(rows, rows.seconds_ms(cells["Dur"], "Dur"))
         protocol, _ = rows.lookup(cells["Proto"], "Proto", _protocol_number, reason=_protocol_reason)
         src = rows.addresses(cells["SrcAddr"], "SrcAddr")
@@ -1347,7 +1360,7 @@ def _attributes(text: str) -> int | None:
 
 
 def parse_rwcut(data: bytes | str, origin: str = "<rwcut>", *, fields: str | Sequence[str] | None = None,
-                delimiter: str | None = None, old_times: str | None = None) -> ImportResult:
+                delimiter: str | None = None, old_times: str | None = None, tz: str | None = None) -> ImportResult:
     """rwcut text -> flows.
 
     Separator: ``delimiter``, else ``|`` or a tab, whichever the first line holds (the study's
@@ -1402,11 +1415,11 @@ def parse_rwcut(data: bytes | str, origin: str = "<rwcut>", *, fields: str | Seq
             dport = rows.uint(col["iType"], "iType", 255, empty=0) * 256 + rows.uint(col["iCode"], "iCode", 255, empty=0)
         packets = rows.uint(col["packets"], "packets", 2**63 - 1)
         nbytes = rows.uint(col["bytes"], "bytes", 2**63 - 1)
-        s_time = rows.times_ms(col["sTime"], "sTime", _RWCUT_TIME_FORMATS, epoch=True)
+        s_time = rows.times_ms(col["sTime"], "sTime", _RWCUT_TIME_FORMATS, epoch=True, tz=tz)
         if "duration" in col:
             duration = rows.seconds_ms(col["duration"], "duration")
         elif "eTime" in col:
-            duration = rows.times_ms(col["eTime"], "eTime", _RWCUT_TIME_FORMATS, epoch=True) - s_time
+            duration = rows.times_ms(col["eTime"], "eTime", _RWCUT_TIME_FORMATS, epoch=True, tz=tz) - s_time
         else:
             duration = np.zeros(rows.n, dtype=np.int64)
         duration = _check_duration(rows, duration)
@@ -1472,9 +1485,24 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+# Formats whose times are date-time text, which --tz reinterprets (the others carry epoch times).
+LOCAL_TIME_FORMATS = ("nfdump-csv", "binetflow", "rwcut")
+
+
+def check_time_zone(tz: str) -> str:
+    """An IANA zone name pyarrow's zone database knows, e.g. ``Europe/Prague``."""
+    try:
+        pc.assume_timezone(pa.array([0], pa.timestamp("s")), timezone=tz)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ImportFormatError(f"unknown time zone {tz!r} ({str(exc).splitlines()[0]})") from None
+    return tz
+
+
 def import_file(path: str | Path, format: str = "auto", *, fields: str | Sequence[str] | None = None,
-                delimiter: str | None = None, old_times: str | None = None) -> ImportResult:
-    """Import one file; ``format`` is one of :data:`FORMATS` or ``auto`` (sniffed)."""
+                delimiter: str | None = None, old_times: str | None = None, tz: str | None = None) -> ImportResult:
+    """Import one file; ``format`` is one of :data:`FORMATS` or ``auto`` (sniffed).
+
+    ``tz`` reads the date-time text of :data:`LOCAL_TIME_FORMATS` as wall-clock time in that zone."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
@@ -1486,6 +1514,10 @@ def import_file(path: str | Path, format: str = "auto", *, fields: str | Sequenc
         if sniffed is None:
             raise ImportFormatError(f"{path}: cannot tell its format; give --format ({', '.join(FORMATS)})")
         format = sniffed
+    if tz is not None:
+        check_time_zone(tz)
+        if format not in LOCAL_TIME_FORMATS:
+            raise ImportFormatError(f"{path}: --tz applies to {', '.join(LOCAL_TIME_FORMATS)} text; {format} times are epoch times")
     if format == "nfcapd":
         return import_nfcapd(path, old_times=old_times)
     if format == "netflow-pcap":
@@ -1496,7 +1528,9 @@ def import_file(path: str | Path, format: str = "auto", *, fields: str | Sequenc
         raise ImportFormatError(f"{path}: binary data, not {format} text")
     data = path.read_bytes()
     if format == "rwcut":
-        return parse_rwcut(data, str(path), fields=fields, delimiter=delimiter, old_times=old_times)
+        return parse_rwcut(data, str(path), fields=fields, delimiter=delimiter, old_times=old_times, tz=tz)
+    if tz is not None:
+        return _PARSERS[format](data, str(path), old_times=old_times, tz=tz)
     return _PARSERS[format](data, str(path), old_times=old_times)
 
 

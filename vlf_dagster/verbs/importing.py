@@ -47,6 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--old-times", choices=OLD_TIME_POLICIES,
                    help="records starting before 1990: keep (default for zeek: relative capture times) or "
                         "quarantine (default otherwise: an exporter clock that was not set)")
+    p.add_argument("--tz", metavar="ZONE",
+                   help="read the date-time text of nfdump-csv, binetflow and rwcut input as wall-clock time in this "
+                        "IANA zone, e.g. Europe/Prague (default: UTC); a repeated DST hour takes its first occurrence, "
+                        "a time inside a skipped hour is quarantined")
     p.add_argument("--dry-run", action="store_true", help="read and report, land nothing")
     p.set_defaults(func=run)
 
@@ -106,7 +110,7 @@ def run(args) -> int:
             raise VerbError(f"{name}: cannot read: no such file")
         try:
             results.append((name, import_file(name, args.format, fields=args.fields, delimiter=args.column_separator,
-                                              old_times=args.old_times)))
+                                              old_times=args.old_times, tz=args.tz)))
         except ImportFormatError as exc:
             raise VerbError(str(exc)) from None
     for name, result in results:
