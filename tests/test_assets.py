@@ -159,3 +159,28 @@ def test_pipeline_vlf_sets_equal_the_simulator_ground_truth(tmp_path):
     assert 0.8 * len(truth) < len(expected_fd) < 0.9 * len(truth)  # ~91% VLF-f x ~93% single-destination
     flows_per_source = pq.read_table(data / "vlf_flows.parquet").to_pandas().groupby("sIP").size()
     assert flows_per_source.to_dict() == truth.set_index("sIP").loc[sorted(expected_fd), "flows"].to_dict()
+
+
+def test_stale_rollup_is_caught_before_the_vlf_sets_use_it(planted, site):
+    """Late data re-packs an hour; rebuilding the window bag without the monthly rollup must fail
+    its conservation check (blocking), so the VLF sets are not rebuilt on a stale bag."""
+    resources = {"store": VlfStore(data_dir=str(planted)), "geoip": GeoIPResource()}
+    with dg.instance_for_test() as instance:
+        materialize_all(build_definitions(planted), instance, hours_per_run=3, echo=lambda *_: None)
+        write_landing(planted, H1, flows([{"sIP": "4.0.0.5", "dIP": "10.1.24.5", "sTime": hour_ms(H1) + 99}]), name="late.parquet")
+        assert dg.materialize(_assets(site), selection=["hourly_flows", "hourly_source_bags"], resources=resources,
+                              partition_key="2006-04-01-01:00", instance=instance).success
+        before = IPSet.read(planted / "vlf_f_set.set")
+        result = dg.materialize(_assets(site), selection=["source_flow_bag", "vlf_f_set"], resources=resources,
+                                instance=instance, raise_on_error=False)
+        check = {e.check_name: e for e in result.get_asset_check_evaluations()}["window_bag_conserves_flows"]
+        assert check.passed is False
+        assert check.metadata["difference"].value == -1  # the late flow is archived but not in the monthly rollup
+        assert {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()} == {"source_flow_bag"}
+        assert IPSet.read(planted / "vlf_f_set.set") == before  # not rebuilt on the stale bag
+        # rolling the month up again makes the window consistent
+        assert dg.materialize(_assets(site), selection=["monthly_source_bags"], resources=resources,
+                              partition_key="2006-04-01", instance=instance).success
+        result = dg.materialize(_assets(site), selection=["source_flow_bag", "vlf_f_set"], resources=resources, instance=instance)
+        assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"window_bag_conserves_flows": True}
+        assert "4.0.0.5" in IPSet.read(planted / "vlf_f_set.set")

@@ -78,5 +78,6 @@ def test_every_asset_is_described_and_typed(tmp_path):
         assert len(node.description or "") > 30, node.key
         assert node.kinds, node.key
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
-    assert checks == {"archive_records_valid", "archive_expectations"}
+    assert checks == {"archive_records_valid", "archive_expectations", "window_bag_conserves_flows",
+                      "vlf_fd_is_f_and_d", "vlf_flows_match_the_bag"}
     assert dg.AssetKey("hourly_flows") in defs.resolve_asset_graph().get_all_asset_keys()

@@ -4,12 +4,15 @@
 import dagster as dg
 import duckdb
 
-from ..analysis import vlf
+from ..analysis import consistency, vlf
+from ..flows.flowtypes import INBOUND_TYPES
 from ..flows.storage import hours_between
 from ..resources import VlfStore
 from .archive import HOURLY_BATCH
 from .metadata import parquet_metadata
 from .partitions import StudyPartitions
+
+CONSERVATION_CHECK = "window_bag_conserves_flows"
 
 
 def _hours(context):
@@ -111,8 +114,17 @@ def build(parts: StudyPartitions) -> list:
         return dg.MaterializeResult(metadata={"sources": single[1], "single_destination_sources": single[0],
                                               **parquet_metadata(out)})
 
+    @dg.asset_check(asset=source_flow_bag, name=CONSERVATION_CHECK, blocking=True,
+                    description="The window's flows per source add up to the inbound records in the archive: "
+                    "no month left out of the rollup, no hour counted twice.")
+    def flows_conserved(store: VlfStore) -> dg.AssetCheckResult:
+        site = store.site
+        inbound = store.archive_files(hours_between(site.start, site.window_end()), list(INBOUND_TYPES))
+        verdict = consistency.flows_conserved(inbound, store.window("source_flow_bag"))
+        return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
+
     return [
         hourly_source_bags, hourly_contact_pairs, hourly_active_hosts,
         monthly_source_bags, monthly_contact_pairs, monthly_active_hosts,
-        source_flow_bag, source_hour_count_bag, source_destination_count_bag,
+        source_flow_bag, source_hour_count_bag, source_destination_count_bag, flows_conserved,
     ]

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from ..analysis import vlf
+from ..analysis import consistency, vlf
 from ..flows.bags import coverset
 from ..flows.filter import FilterSpec, write_filtered
 from ..flows.flowtypes import INBOUND_TYPES
@@ -62,4 +62,19 @@ def build() -> list:
         count = write_filtered(files, FilterSpec(sipset=sources), out)  # rwfilter --sipset
         return dg.MaterializeResult(metadata={"flows": count, "archive_files_read": len(files), **parquet_metadata(out)})
 
-    return [vlf_f_set, vlf_d_set, vlf_fd_set, active_inside_set, vlf_flows]
+    @dg.asset_check(asset=vlf_fd_set, name="vlf_fd_is_f_and_d", blocking=True,
+                    description="VLF-fd holds exactly the sources in both VLF-f and VLF-d.")
+    def vlf_fd_is_f_and_d(store: VlfStore) -> dg.AssetCheckResult:
+        read = lambda name: IPSet.read(store.window(name, "set"))  # noqa: E731
+        verdict = consistency.intersection_holds(read("vlf_f_set"), read("vlf_d_set"), read("vlf_fd_set"))
+        return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
+
+    @dg.asset_check(asset=vlf_flows, name="vlf_flows_match_the_bag", blocking=True,
+                    description="The extracted VLF flows are the flows source_flow_bag counts for the VLF-fd "
+                    "sources, and no other source's.")
+    def vlf_flows_match_the_bag(store: VlfStore) -> dg.AssetCheckResult:
+        verdict = consistency.vlf_flows_match_bag(store.window("vlf_flows"), store.window("source_flow_bag"),
+                                                  IPSet.read(store.window("vlf_fd_set", "set")))
+        return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
+
+    return [vlf_f_set, vlf_d_set, vlf_fd_set, active_inside_set, vlf_flows, vlf_fd_is_f_and_d, vlf_flows_match_the_bag]
