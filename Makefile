@@ -46,7 +46,7 @@ test: install geoip  ## run the whole test suite
 	$(BIN)/python -m pytest
 
 ui: install  ## the Dagster UI on http://127.0.0.1:3000
-	mkdir -p $(DAGSTER_HOME) && test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -c "from vlf_dagster.runs import write_instance_config; write_instance_config('$(DAGSTER_HOME)')"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:  ## remove generated data and the Dagster instance (keeps the venv)

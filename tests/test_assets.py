@@ -184,3 +184,17 @@ def test_stale_rollup_is_caught_before_the_vlf_sets_use_it(planted, site):
         result = dg.materialize(_assets(site), selection=["source_flow_bag", "vlf_f_set"], resources=resources, instance=instance)
         assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"window_bag_conserves_flows": True}
         assert "4.0.0.5" in IPSet.read(planted / "vlf_f_set.set")
+
+
+def test_instance_config_turns_telemetry_and_the_sign_up_pop_up_off_and_keeps_the_rest(tmp_path):
+    from vlf_dagster.runs import write_instance_config
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nrun_monitoring:\n  enabled: true")  # an older home
+    config = write_instance_config(home)
+    text = config.read_text()
+    assert text.count("telemetry:") == 1 and "run_monitoring:\n  enabled: true\nnux:\n  enabled: false\n" in text
+    assert write_instance_config(home).read_text() == text  # idempotent
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # Dagster reads and accepts the file
+        assert instance.get_settings("nux") == {"enabled": False} and not instance.telemetry_enabled

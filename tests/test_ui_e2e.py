@@ -20,6 +20,7 @@ import pytest
 
 from vlf_dagster.flows.site import load_site
 from vlf_dagster.flows.storage import archive_files, hourly_path
+from vlf_dagster.runs import write_instance_config
 from vlf_dagster.simulate import SimulationConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,8 +76,7 @@ def dagster_dev(tmp_path):
     (data / "site.toml").write_text(site.to_toml())
     simulate(site, SimulationConfig(days=1, sources=300, seed=3), data)
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    write_instance_config(home)
     port = _free_port()
     env = {**os.environ, "VLF_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "GX_ANALYTICS_ENABLED": "false",
            "PYTHONPATH": str(ROOT)}

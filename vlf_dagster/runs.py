@@ -8,6 +8,7 @@ Runs go to the Dagster instance in ``$DAGSTER_HOME`` (``.dagster_home``), so the
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,16 +17,26 @@ import dagster as dg
 
 from .assets.archive import HOURLY_BATCH
 
-TELEMETRY_OFF = "telemetry:\n  enabled: false\n"
+# No telemetry, and no sign-up pop-up over the UI of a fresh instance.
+INSTANCE_SETTINGS = {"telemetry": "telemetry:\n  enabled: false\n", "nux": "nux:\n  enabled: false\n"}
+
+
+def write_instance_config(home: str | Path) -> Path:
+    """Give ``home/dagster.yaml`` our settings, keeping whatever else it already says."""
+    config = Path(home) / "dagster.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    text = config.read_text() if config.exists() else ""
+    missing = [block for key, block in INSTANCE_SETTINGS.items() if not re.search(rf"^{key}:", text, re.MULTILINE)]
+    if missing:
+        separator = "\n" if text and not text.endswith("\n") else ""
+        config.write_text(text + separator + "".join(missing))
+    return config
 
 
 def ensure_instance_home(home: str | Path | None = None) -> Path:
-    """Point ``$DAGSTER_HOME`` at ``home`` (default ``.dagster_home``) with telemetry off."""
+    """Point ``$DAGSTER_HOME`` at ``home`` (default ``.dagster_home``), configured as above."""
     path = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    config = path / "dagster.yaml"
-    if not config.exists():
-        config.write_text(TELEMETRY_OFF)
+    write_instance_config(path)
     os.environ["DAGSTER_HOME"] = str(path)
     return path
 
