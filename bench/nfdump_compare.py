@@ -20,6 +20,11 @@ process on its own format; the best wall time of --repeat runs and the peak resi
            ours:   vlf stats --fields sip --values flows --count 10 <archive files>
            nfdump: nfdump -R dir -s srcip/flows -n 10
            agree:  same counts, and the same sources wherever the 10th count has no tie
+  text     every record printed as comma-separated text, nine fields
+           ours:   vlf cut FILES --fields sTime,sIP,dIP,sPort,dPort,protocol,flags,packets,bytes
+                       --delimited=, --no-titles
+           nfdump: nfdump -R dir -q -N -o 'fmt:%ts,%sa,%da,%sp,%dp,%pr,%flg,%pkt,%byt'
+           agree:  same number of lines and the same packet and byte sums
   totals   one full pass summing records, packets and bytes
            ours:   vlf filter --data-dir D ... --type all --print-volume-statistics
            nfdump: nfdump -R dir -o null   (its Summary line)
@@ -45,6 +50,7 @@ Caveats:
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import shutil
@@ -258,6 +264,16 @@ def summary_totals(text: str) -> tuple[int, int, int]:
     return flows, packets, octets
 
 
+def text_totals(text: str) -> tuple[int, int, int]:
+    """(lines, sum of the packets column, sum of the bytes column) of comma-separated records
+    whose last two fields are packets and bytes."""
+    import pandas as pd
+
+    frame = pd.read_csv(io.StringIO(text), header=None, usecols=[7, 8], names=["packets", "bytes"], dtype="int64",
+                        skipinitialspace=True)
+    return len(frame), int(frame["packets"].sum()), int(frame["bytes"].sum())
+
+
 def parquet_totals(path: Path) -> tuple[int, int, int]:
     table = pq.read_table(path, columns=["packets", "bytes"])
     return table.num_rows, int(pc.sum(table["packets"]).as_py() or 0), int(pc.sum(table["bytes"]).as_py() or 0)
@@ -424,6 +440,15 @@ def main() -> None:
         ours_res, theirs_res = ours_volume_totals(t_ours[3]), summary_totals(t_theirs[2])
         rows.append(("totals (flows, packets, bytes)", t_ours, t_theirs, ours_res == theirs_res == totals,
                      f"ours {ours_res}, nfdump {theirs_res}, exported {totals}"))
+
+        # d. print every record as text (rwcut / nfdump -o fmt), same nine fields.
+        t_ours = best_of([*vlf, "cut", *files, "--fields", "sTime,sIP,dIP,sPort,dPort,protocol,flags,packets,bytes",
+                          "--delimited=,", "--no-titles"], args.repeat, work, env)
+        t_theirs = best_of(["nfdump", *nfdir, "-q", "-N", "-o", "fmt:%ts,%sa,%da,%sp,%dp,%pr,%flg,%pkt,%byt"],
+                           args.repeat, work)
+        ours_res, theirs_res = text_totals(t_ours[2]), text_totals(t_theirs[2])
+        rows.append(("print records as text", t_ours, t_theirs, ours_res == theirs_res == totals,
+                     f"lines, packets, bytes printed: ours {ours_res}, nfdump {theirs_res}"))
 
         flows = totals[0]
         print()
