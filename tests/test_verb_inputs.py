@@ -102,3 +102,21 @@ def test_library_stats_scan_mixed_files_by_name_and_complete_ones_as_they_are(fi
     assert top.column(0).to_pylist() == [ip("1.0.0.1")] and top.column(1).to_pylist() == [3]
     top = stats.top_n(files, "sip", "flows", count=0).table
     assert top.num_rows == 5
+
+
+@pytest.mark.parametrize("options", [{}, {"num_recs": 2, "delimited": ","}, {"no_titles": True, "timestamp_format": "epoch"}])
+def test_cut_streams_files_exactly_as_it_formats_the_table(files, tmp_path, options):
+    from vlf_dagster.flows.cut import format_flow_files, format_text
+
+    v6 = write_parquet(flows([dict(sIP="0.0.0.0", dIP="0.0.0.0", sIPv6=V6, dIPv6=V6, attributes=0x80, sTime=T0 + 7)]),
+                       tmp_path / "v6.parquet")
+    paths = [*files, str(v6)]
+    streamed = b"".join(format_flow_files(paths, None, batch_rows=2, **options))
+    whole = b"".join(format_text(read_flows(paths), None, **options))
+    assert streamed == whole
+    lines = streamed.decode().splitlines()
+    assert len(lines) == (options.get("num_recs") or 6) + (0 if options.get("no_titles") else 1)
+    if not options:  # an IPv6 record anywhere widens every address column, as in the table path
+        assert lines[-1].split("|")[0].strip() == "2001:db8::9" and len(lines[1].split("|")[0]) == 39
+    with pytest.raises(TypeError, match="unexpected options"):
+        list(format_flow_files(paths, None, colums=False))

@@ -388,7 +388,12 @@ def parse_timestamp_format(text: str) -> tuple[str, bool]:
     return fmt, no_msec
 
 
-def _options(table: pa.Table, *, columns, delimiter, delimited, no_titles, no_final_delimiter,
+def _any_ipv6(table: pa.Table) -> bool:
+    attributes = table.column("attributes")
+    return bool(len(attributes)) and bool(pc.any(pc.not_equal(pc.bit_wise_and(attributes, ATTR_IPV6), 0)).as_py())
+
+
+def _options(any_ipv6: bool, *, columns, delimiter, delimited, no_titles, no_final_delimiter,
              timestamp_format, integer_ips, integer_tcp_flags, integer_sensors, site) -> _Options:
     if delimited:
         if isinstance(delimited, str):
@@ -397,8 +402,6 @@ def _options(table: pa.Table, *, columns, delimiter, delimited, no_titles, no_fi
     if len(delimiter) != 1:
         raise CutError(f"invalid column separator {delimiter!r}: must be one character")
     fmt, no_msec = parse_timestamp_format(timestamp_format)
-    attributes = table.column("attributes")
-    any_ipv6 = bool(len(attributes)) and bool(pc.any(pc.not_equal(pc.bit_wise_and(attributes, ATTR_IPV6), 0)).as_py())
     return _Options(
         columns=columns,
         delimiter=delimiter,
@@ -472,14 +475,60 @@ def format_text(
     names = resolve_fields(fields)
     table = _prepare(table, num_recs)
     opt = _options(
-        table, columns=columns, delimiter=delimiter, delimited=delimited, no_titles=no_titles,
+        _any_ipv6(table), columns=columns, delimiter=delimiter, delimited=delimited, no_titles=no_titles,
         no_final_delimiter=no_final_delimiter, timestamp_format=timestamp_format,
         integer_ips=integer_ips, integer_tcp_flags=integer_tcp_flags,
         integer_sensors=integer_sensors, site=site,
     )
+    yield from _blocks(names, opt, table.to_batches(max_chunksize=batch_rows))
+
+
+def format_flow_files(
+    paths: Sequence[str],
+    fields: str | Sequence[str | Field] | None = None,
+    *,
+    num_recs: int | None = None,
+    batch_rows: int = BATCH_ROWS,
+    **options,
+) -> Iterator[bytes]:
+    """:func:`format_text` over Parquet flow files, streamed: DuckDB hands the records over batch
+    by batch in file order, so memory stays flat however many there are.  ``options`` are
+    format_text's."""
+    import duckdb
+
+    from .sql import literal_list
+
+    unknown = set(options) - set(_FORMAT_DEFAULTS)
+    if unknown:
+        raise TypeError(f"format_flow_files() got unexpected options {sorted(unknown)}")
+    names = resolve_fields(fields)
+    if num_recs is not None and num_recs < 0:
+        raise CutError(f"invalid record count {num_recs}: must be >= 0")
+    con = duckdb.connect()
+    try:
+        files = f"read_parquet({literal_list([str(p) for p in paths])})"
+        # one narrow column decides the address width for every batch to come
+        any_ipv6 = con.sql(f"SELECT coalesce(bool_or((attributes & {ATTR_IPV6}) <> 0), false) FROM {files}").fetchall()[0][0]
+        opt = _options(bool(any_ipv6), **{k: options.get(k, v) for k, v in _FORMAT_DEFAULTS.items()})
+        limit = f" LIMIT {int(num_recs)}" if num_recs else ""
+        reader = con.sql(f"SELECT * FROM {files}{limit}").to_arrow_reader(batch_rows)
+        batches = (b for raw in reader for b in conform(pa.Table.from_batches([raw])).to_batches())
+        yield from _blocks(names, opt, batches)
+    finally:
+        con.close()
+
+
+# format_text's formatting options and their defaults, for format_flow_files.
+_FORMAT_DEFAULTS = dict(columns=True, delimiter="|", delimited=False, no_titles=False, no_final_delimiter=False,
+                        timestamp_format="default", integer_ips=False, integer_tcp_flags=False,
+                        integer_sensors=False, site=None)
+
+
+def _blocks(names: list[str], opt: _Options, batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
+    """The title line, then one text block per batch (a string array's data buffer)."""
     if opt.titles:
         yield (_title_line(names, opt) + "\n").encode()
-    for batch in table.to_batches(max_chunksize=batch_rows):
+    for batch in batches:
         if not batch.num_rows:
             continue
         lines = _batch_lines(batch, names, opt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .common import HelpFormatter, VerbError, read_flows, stdout_binary
+from .common import HelpFormatter, VerbError, parquet_flow_files, read_flows, stdout_binary
 
 DESCRIPTION = """\
 Print flow records (Arrow IPC stream on stdin, or Parquet / Arrow files) as text, in rwcut's
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..flows.cut import format_text
+    from ..flows.cut import format_flow_files, format_text
     from ..flows.schema import empty_table
     from ..flows.site import load_site
 
@@ -82,7 +82,11 @@ def run(args) -> int:
     else:
         # validate the options before reading stdin, so a typo fails fast
         list(format_text(empty_table(), args.fields, **{**options, "no_titles": True}))
-        blocks = format_text(read_flows(files or ["-"]), args.fields, **options)
+        paths = parquet_flow_files(files)
+        if paths is not None:  # streamed from the files: flat memory however many records
+            blocks = format_flow_files(paths, args.fields, **options)
+        else:
+            blocks = format_text(read_flows(files or ["-"]), args.fields, **options)
     out = stdout_binary()
     for block in blocks:
         out.write(block)
