@@ -249,3 +249,13 @@ def test_bagcat_of_a_mixed_bag_prints_ipv4_keys_mapped_in_128_bit_order(tmp_path
     b = _bag(tmp_path, "ties", "2001:db8::1|5\n10.1.2.3|5\n2001:db8::2|7\n")
     assert [l.split("|")[0].strip() for l in vlf(capsys, "bagcat", "--sort-counters", b)[1].splitlines()] == [
         "2001:db8::2", "::ffff:10.1.2.3", "2001:db8::1"]
+
+
+def test_an_address_and_its_ipv4_mapped_form_are_one_host(tmp_path, capsys):
+    s = make_set(tmp_path, "m.set", "1.2.3.4", "::ffff:1.2.3.4", "2001:db8::1")
+    assert vlf(capsys, "setcat", "--network-structure=v6:H", s)[1].splitlines() == ["::ffff:1.2.3.4 | 1", "2001:db8::1 | 1"]
+    assert vlf(capsys, "setcat", "--network-structure=v6:TS", s)[1] == "TOTAL| 2 hosts in 2 /48s and 2 /64s\n"
+    code, out, err = vlf(capsys, "setcat", "--network-structure=H", s)  # the mapped member counts as IPv4
+    assert out == "1.2.3.4 | 1\n" and "1 IPv6 address(es) not counted" in err
+    b = _bag(tmp_path, "m", "1.2.3.4|5\n::ffff:1.2.3.4|2\n2001:db8::1|7\n")
+    assert vlf(capsys, "bagcat", "--network-structure=H", b)[1] == "1.2.3.4 | 7|\n"  # counters added

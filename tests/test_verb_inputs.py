@@ -5,6 +5,7 @@ conformed in Python.  Both paths must give the same records in the same order.""
 import io
 import ipaddress
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -120,3 +121,67 @@ def test_cut_streams_files_exactly_as_it_formats_the_table(files, tmp_path, opti
         assert lines[-1].split("|")[0].strip() == "2001:db8::9" and len(lines[1].split("|")[0]) == 39
     with pytest.raises(TypeError, match="unexpected options"):
         list(format_flow_files(paths, None, colums=False))
+
+
+# --- found in review: inputs that must not take the DuckDB path, and orders that must hold ------------
+
+
+def test_pipes_are_read_whole_not_sniffed(files, tmp_path):
+    import os
+    import subprocess
+    import threading
+
+    fifo = tmp_path / "flows.fifo"
+    os.mkfifo(fifo)
+    assert parquet_flow_files([str(fifo)]) is None  # decided from stat(), without opening the pipe
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    data = Path(files[0]).read_bytes()
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
+    writer.start()
+    done = subprocess.run([sys.executable, "-m", "vlf_dagster.cli", "cut", str(fifo), "--fields", "sIP", "--no-titles"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    writer.join()
+    assert done.returncode == 0, done.stderr
+    assert [line.strip(" |") for line in done.stdout.splitlines()] == ["1.0.0.1", "1.0.0.2", "1.0.0.3"]
+
+
+def test_glob_characters_in_names_read_that_file(files, tmp_path):
+    literal = tmp_path / "h[1].parquet"
+    literal.write_bytes(Path(files[0]).read_bytes())
+    (tmp_path / "h1.parquet").write_bytes(Path(files[1]).read_bytes())  # what the glob would match
+    assert parquet_flow_files([str(literal)]) is None
+    assert read_flows([str(literal)]).column("sIP").to_pylist() == [ip("1.0.0.1"), ip("1.0.0.2"), ip("1.0.0.3")]
+
+
+def test_extra_columns_are_a_one_line_error_wherever_the_file_comes(files, tmp_path, capsys):
+    extra = tmp_path / "extra.parquet"
+    pq.write_table(pq.read_table(files[0]).append_column("category", pa.array(["x", "y", "z"])), extra)
+    assert parquet_flow_files([str(extra), files[1]]) is None and parquet_flow_files([files[1], str(extra)]) is None
+    for order in ([str(extra), files[1]], [files[1], str(extra)]):
+        assert main(["cut", *order]) == 1
+        assert "unknown flow field(s): category" in capsys.readouterr().err
+
+
+def test_a_file_named_twice_is_read_twice_in_place_with_a_set_test(files, tmp_path):
+    from vlf_dagster.flows.sets import IPSet
+
+    members = IPSet.from_strings([f"1.0.0.{i}" for i in range(1, 6)]).write(tmp_path / "all.set")
+    out = tmp_path / "out.parquet"
+    assert main(["filter", files[0], files[1], files[0], "--sipset", str(members), "--pass-destination", str(out)]) == 0
+    assert conform(pq.read_table(out)).column("sIP").to_pylist() == [ip(f"1.0.0.{i}") for i in (1, 2, 3, 4, 5, 1, 2, 3)]
+
+
+def test_ipv6_vlf_flows_written_by_duckdb_pass_the_consistency_check(tmp_path):
+    from vlf_dagster.analysis.consistency import vlf_flows_match_bag
+    from vlf_dagster.flows.bags import bag_from_flows
+    from vlf_dagster.flows.filter import FilterSpec, write_filtered
+    from vlf_dagster.flows.sets import IPSet
+
+    archive = write_parquet(flows([dict(sIP="0.0.0.0", dIP="0.0.0.0", sIPv6=V6, dIPv6=V6, attributes=0x80),
+                                   dict(sIP="4.0.0.1"), dict(sIP="4.0.0.2")]), tmp_path / "a.parquet")
+    bag = bag_from_flows([archive], tmp_path / "bag.parquet", ["sIP"])
+    fd = IPSet.from_strings(["2001:db8::9", "4.0.0.1"])
+    out = tmp_path / "vlf.parquet"
+    assert write_filtered([archive], FilterSpec(sipset=fd), out) == 2
+    verdict = vlf_flows_match_bag(out, bag, fd)
+    assert verdict.passed and verdict.metadata["vlf_flows"] == 2

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from datetime import timedelta
 from pathlib import Path
 
@@ -222,9 +223,14 @@ def run() -> None:
     without an active exception", apache/arrow#34314), which would turn a finished command into a
     failure in a shell pipeline.  Every output file is already closed and renamed by then.
     """
-    command, code = _run_command(None)
-    if command in DAGSTER_COMMANDS:
-        sys.exit(code)
+    named = next((a for a in sys.argv[1:] if not a.startswith("-")), "")  # the top-level parser takes no values
+    if named in DAGSTER_COMMANDS:
+        sys.exit(_run_command(None)[1])
+    try:
+        code = _run_command(None)[1]
+    except Exception:  # a bug, not bad input: the traceback, then exit 1 (not a teardown abort)
+        traceback.print_exc()
+        code = 1
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

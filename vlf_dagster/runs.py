@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from .assets.archive import HOURLY_BATCH
+from .flows.storage import write_text
 
 # No telemetry, and no sign-up pop-up over the UI of a fresh instance.
 INSTANCE_SETTINGS = {"telemetry": "telemetry:\n  enabled: false\n", "nux": "nux:\n  enabled: false\n"}
@@ -29,7 +30,7 @@ def write_instance_config(home: str | Path) -> Path:
     missing = [block for key, block in INSTANCE_SETTINGS.items() if not re.search(rf"^{key}:", text, re.MULTILINE)]
     if missing:
         separator = "\n" if text and not text.endswith("\n") else ""
-        config.write_text(text + separator + "".join(missing))
+        write_text(text + separator + "".join(missing), config)  # atomic: a user's file is never left half-written
     return config
 
 

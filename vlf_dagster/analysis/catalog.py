@@ -180,9 +180,7 @@ def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSu
             con.execute("CHECKPOINT")
         finally:
             con.close()
-        wal = Path(f"{tmp}.wal")
-        if wal.exists():
-            wal.unlink()
+            Path(f"{tmp}.wal").unlink(missing_ok=True)  # also when the build failed half-way
     return CatalogSummary(target, objects, tuple(missing))
 
 

@@ -34,7 +34,8 @@ def flows_conserved(inbound_files: Sequence[Path], source_flow_bag: Path, counte
     """The window's source bag counts every inbound archive record exactly once."""
     archived = 0
     if inbound_files:
-        archived = duckdb.connect().sql(f"SELECT count(*) FROM read_parquet({literal_list(inbound_files)})").fetchall()[0][0]
+        with duckdb.connect() as con:
+            archived = con.sql(f"SELECT count(*) FROM read_parquet({literal_list(inbound_files)})").fetchall()[0][0]
     counted = _bag_total(Bag.read(source_flow_bag), counter)
     return Verdict(archived == counted, {
         "inbound_archive_records": archived, "records_in_source_flow_bag": counted, "difference": counted - archived,

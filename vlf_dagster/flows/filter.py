@@ -974,10 +974,11 @@ def execute(
         else:
             params["__vlf_files"] = [str(f) for f in files]
             if ordered:
-                first: dict[str, int] = {}
-                for i, f in enumerate(files):
-                    first.setdefault(str(f), i)
-                con.register("__vlf_files", pa.table({"filename": list(first), "__vlf_file": list(first.values())}))
+                # Scan each distinct file once; the join repeats its rows for every position it has
+                # in the input list, so a file named twice is read twice, in place, like rwfilter.
+                params["__vlf_files"] = list(dict.fromkeys(str(f) for f in files))
+                con.register("__vlf_files", pa.table({"filename": [str(f) for f in files],
+                                                      "__vlf_file": list(range(len(files)))}))
                 source = (
                     "(SELECT * FROM read_parquet($__vlf_files, filename = true, file_row_number = true) "
                     'JOIN "__vlf_files" USING (filename))'

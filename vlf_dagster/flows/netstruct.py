@@ -6,8 +6,9 @@ summary 8,16,24,27.  For IPv6 (``v6:``), prefix lengths 0-128 or T and H (/128);
 SUMMARY lists the prefix lengths whose occupied blocks are counted inside each row.  Rows come in
 address order, the blocks inside a larger block printed before it.
 
-An IPv4 structure counts the IPv4 members only (the caller reports any IPv6 members it leaves
-out); an IPv6 structure counts everything, IPv4 members mapped into ::ffff:0:0/96 as SiLK does.
+An IPv4 structure counts the IPv4 members and the IPv6 members inside ::ffff:0:0/96 (the caller
+reports the IPv6 members it leaves out); an IPv6 structure counts everything, IPv4 members mapped
+into ::ffff:0:0/96 as SiLK does.  ``a.b.c.d`` and ``::ffff:a.b.c.d`` are one host.
 Addresses are handled as two uint64 words, so every level is one vectorised pass.
 """
 
@@ -126,16 +127,23 @@ def network_structure(
     bagged = counters is not None
     v4 = np.asarray(addresses, dtype=np.uint64)
     c4 = np.asarray(counters if bagged else np.zeros(len(v4)), dtype=np.uint64)
-    if structure.bits == 32:
-        hi, lo, values, offset = np.zeros(len(v4), np.uint64), v4, c4, 96
+    h6, l6 = (np.asarray(w, np.uint64) for w in ipv6) if ipv6 is not None else (np.empty(0, np.uint64),) * 2
+    c6 = np.asarray(ipv6_counters if bagged and ipv6_counters is not None else np.zeros(len(h6)), dtype=np.uint64)
+    if structure.bits == 32:  # IPv4 members, and IPv6 members inside ::ffff:0:0/96 as the IPv4 they map
+        mapped = _v4_mapped(h6, l6)
+        hi = np.zeros(len(v4) + int(mapped.sum()), np.uint64)
+        lo = np.concatenate([v4, l6[mapped] & np.uint64(0xFFFF_FFFF)])
+        values, offset = np.concatenate([c4, c6[mapped]]), 96
     else:
-        h6, l6 = ipv6 if ipv6 is not None else (np.empty(0, np.uint64), np.empty(0, np.uint64))
-        c6 = np.asarray(ipv6_counters if bagged and ipv6_counters is not None else np.zeros(len(h6)), dtype=np.uint64)
-        hi = np.concatenate([np.zeros(len(v4), np.uint64), np.asarray(h6, np.uint64)])
-        lo = np.concatenate([v4 | V4_MAPPED, np.asarray(l6, np.uint64)])
+        hi = np.concatenate([np.zeros(len(v4), np.uint64), h6])
+        lo = np.concatenate([v4 | V4_MAPPED, l6])
         values, offset = np.concatenate([c4, c6]), 0
     order = np.lexsort((lo, hi))
     hi, lo, values = hi[order], lo[order], values[order]
+    if len(hi) > 1:  # a.b.c.d and ::ffff:a.b.c.d are one address: one host, counters added
+        first = np.flatnonzero(np.concatenate([[True], (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])]))
+        values = np.add.reduceat(values, first)
+        hi, lo = hi[first], lo[first]
     full = lambda i: (int(hi[i]) << 64) | int(lo[i])  # noqa: E731
 
     rows: list[tuple[int, int, str]] = []  # (block end, -length, text)
@@ -169,8 +177,15 @@ def network_structure(
     return [r[2] for r in rows]
 
 
-def ipv6_left_out(spec: str, ipv6_members: int) -> str | None:
-    """The note to print when an IPv4 structure leaves IPv6 members uncounted (never silently)."""
-    if ipv6_members and parse_structure(spec).bits == 32:
-        return f"{ipv6_members} IPv6 address(es) not counted by an IPv4 structure; use --network-structure=v6:..."
+def _v4_mapped(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    return (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+
+
+def ipv6_left_out(spec: str, ipv6: tuple[np.ndarray, np.ndarray]) -> str | None:
+    """The note to print when an IPv4 structure leaves IPv6 members uncounted (never silently);
+    members inside ::ffff:0:0/96 are counted as IPv4."""
+    hi, lo = (np.asarray(w, np.uint64) for w in ipv6)
+    left_out = int((~_v4_mapped(hi, lo)).sum())
+    if left_out and parse_structure(spec).bits == 32:
+        return f"{left_out} IPv6 address(es) not counted by an IPv4 structure; use --network-structure=v6:..."
     return None

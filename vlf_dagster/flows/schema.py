@@ -175,9 +175,16 @@ def is_icmp(protocol: np.ndarray, attributes: np.ndarray) -> np.ndarray:
 
 
 def ipv6_words(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(high, low) uint64 halves of a 16-byte address column; null entries give (0, 0)."""
+    """(high, low) uint64 halves of a 16-byte address column; null entries give (0, 0).
+
+    A variable-width binary column (what DuckDB writes for BLOB) is taken as 16-byte values."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks else pa.array([], type=IPV6_TYPE)
+    if column.type != IPV6_TYPE:
+        try:
+            column = column.cast(IPV6_TYPE)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise SchemaError(f"not an IPv6 address column ({str(exc).splitlines()[0]})") from None
     column = column.fill_null(b"\0" * 16) if column.null_count else column
     n = len(column)
     raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)

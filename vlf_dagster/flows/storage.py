@@ -68,7 +68,7 @@ def read_parquet_bytes(data: bytes) -> pa.Table:
 
 
 def holds_flow_columns(paths: list[str], con=None) -> bool:
-    """Whether every Parquet file in ``paths`` has every flow column, read from the footers alone.
+    """Whether every Parquet file in ``paths`` has exactly the flow columns, read from the footers alone.
 
     With a DuckDB ``con``, the footers stay in its Parquet metadata cache, so the scans that follow
     on that connection do not read them again (840 hourly files: ~50 ms per scan saved).
@@ -77,14 +77,19 @@ def holds_flow_columns(paths: list[str], con=None) -> bool:
 
     from .schema import FLOW_SCHEMA
 
-    con = con if con is not None else duckdb.connect()
-    con.execute("SET parquet_metadata_cache = true")
+    own = con is None
+    con = duckdb.connect() if own else con
     try:
-        found = dict(con.sql("SELECT name, count(*) FROM parquet_schema($files) GROUP BY name",
-                             params={"files": [str(p) for p in paths]}).fetchall())
+        con.execute("SET parquet_metadata_cache = true")
+        found = dict(con.sql("SELECT name, count(*) FROM parquet_schema($files) WHERE name <> 'duckdb_schema' "
+                             "GROUP BY name", params={"files": [str(p) for p in paths]}).fetchall())
     except duckdb.Error:
         return False
-    return all(found.get(column, 0) == len(paths) for column in FLOW_SCHEMA.names)
+    finally:
+        if own:
+            con.close()
+    found.pop("schema", None)  # the root element pyarrow writes
+    return set(found) == set(FLOW_SCHEMA.names) and all(n == len(paths) for n in found.values())
 
 
 def write_bytes(data: bytes, path: str | Path) -> Path:

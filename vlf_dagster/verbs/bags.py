@@ -264,7 +264,7 @@ def run_bagcat(args) -> int:
             out.write("\n".join(network_structure(
                 v4[~v6_rows], args.network_structure, counters[~v6_rows],
                 ipv6=(hi[v6_rows], lo[v6_rows]), ipv6_counters=counters[v6_rows])) + "\n")
-            if note := ipv6_left_out(args.network_structure, int(v6_rows.sum())):
+            if note := ipv6_left_out(args.network_structure, (hi[v6_rows], lo[v6_rows])):
                 print(f"vlf bagcat: {name}: {note}", file=sys.stderr)
             continue
         if args.bin_ips:

@@ -8,6 +8,8 @@ stream.  Written files are Parquet when the name ends in ``.parquet``, else an A
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
@@ -74,10 +76,12 @@ def parquet_flow_files(names: Sequence[str]) -> list[str] | None:
     Scanning the files in DuckDB reads them in parallel and only the columns a query needs, where
     reading them one by one into Python costs a read and a conform per file.
     """
-    if not names or any(name == "-" for name in names):
-        return None
+    if not names or any(name == "-" or _GLOB_CHARACTERS.intersection(name) for name in names):
+        return None  # DuckDB would expand *, ? and [..] in a name: read such files by name instead
     for name in names:
         try:
+            if not stat.S_ISREG(os.stat(name).st_mode):
+                return None  # a pipe, FIFO or /dev/stdin: sniffing would eat its first bytes
             with open(name, "rb") as handle:
                 if handle.read(4) != b"PAR1":
                     return None
@@ -86,12 +90,16 @@ def parquet_flow_files(names: Sequence[str]) -> list[str] | None:
     return list(names) if holds_flow_columns(list(names)) else None
 
 
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
 def read_flows(names: Iterable[str]) -> pa.Table:
     """All records of the named inputs (``-`` is stdin) as one flow-schema table, in input order."""
     names = list(names) or ["-"]
     paths = parquet_flow_files(names)
     if paths is not None:
-        table = duckdb.connect().sql("SELECT * FROM read_parquet($files)", params={"files": paths}).to_arrow_table()
+        with duckdb.connect() as con:
+            table = con.sql("SELECT * FROM read_parquet($files)", params={"files": paths}).to_arrow_table()
         return conform(table.replace_schema_metadata(None))
     tables = [read_flow_table(*_open_bytes(n)) for n in names]
     return pa.concat_tables(tables) if tables else FLOW_SCHEMA.empty_table()

@@ -118,7 +118,7 @@ def run_setcat(args) -> int:
         if args.network_structure is not None:
             words = (ipset.v6["hi"].astype(np.uint64), ipset.v6["lo"].astype(np.uint64))
             out.write("\n".join(network_structure(ipset.ipv4_array(), args.network_structure, ipv6=words)) + "\n")
-            if note := ipv6_left_out(args.network_structure, len(ipset.v6)):
+            if note := ipv6_left_out(args.network_structure, words):
                 print(f"vlf setcat: {name}: {note}", file=sys.stderr)
             continue
         if args.ip_ranges:
