@@ -198,3 +198,29 @@ def test_instance_config_turns_telemetry_and_the_sign_up_pop_up_off_and_keeps_th
     assert write_instance_config(home).read_text() == text  # idempotent
     with dg.DagsterInstance.from_config(str(home)) as instance:  # Dagster reads and accepts the file
         assert instance.get_settings("nux") == {"enabled": False} and not instance.telemetry_enabled
+
+
+def test_an_ipv6_source_goes_through_the_whole_graph(tmp_path):
+    """IPv6 records are first-class: an outside IPv6 source with one flow to one inside host is VLF,
+    its flow is extracted, matched and checked like any other, and the SQL catalog prints it."""
+    import ipaddress
+
+    from vlf_dagster.analysis.catalog import connect
+    from vlf_dagster.flows.site import site_from_mapping
+
+    data = tmp_path / "data"
+    data.mkdir()
+    site = site_from_mapping({"internal_networks": ["10.1.24.0/22", "2001:db8:1::/48"], "sensors": ["S0", "S1"],
+                              "start": "2006-04-01T00:00", "end": "2006-04-01T03:00"})
+    (data / "site.toml").write_text(site.to_toml())
+    _plant(data)
+    packed = lambda a: ipaddress.ip_address(a).packed  # noqa: E731
+    write_landing(data, H0, flows([{"sIP": 0, "dIP": 0, "sIPv6": packed("2001:db8::1"), "dIPv6": packed("2001:db8:1::5"),
+                                    "attributes": 0x80, "dPort": 22, "sTime": hour_ms(H0) + 50}]), name="v6.parquet")
+    with dg.instance_for_test() as instance:
+        materialize_all(build_definitions(data), instance, hours_per_run=3, echo=lambda *_: None)  # raises if a check fails
+        verdict = instance.get_latest_materialization_event(dg.AssetKey("vlf_flows")).asset_materialization.metadata
+    assert "2001:db8::1" in IPSet.read(data / "vlf_fd_set.set")
+    assert verdict["dagster/row_count"].value == 5  # A, B x3 and the IPv6 source
+    assert connect(data).sql("SELECT ip_text(sIP, sIPv6) FROM vlf_flows WHERE sIPv6 IS NOT NULL").fetchall() == [
+        ("2001:0db8:0000:0000:0000:0000:0000:0001",)]
