@@ -72,6 +72,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from collector import free_port, wait_bound  # noqa: E402  (bench/collector.py's loopback helpers)
 from toolbox import _files, _setup  # noqa: E402  (the same site and archive as bench/toolbox.py)
 
 from vlf_dagster.flows.schema import ATTR_IPV6  # noqa: E402
@@ -165,25 +166,6 @@ def send_paced(datagrams: np.ndarray, counts: np.ndarray, port: int, rate: int) 
                 time.sleep(ahead)
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_bound(port: int, timeout: float = 15.0) -> None:
-    """Wait until someone holds ``port`` (our own bind then fails)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nfcapd did not bind udp port {port}")
-
-
 NFCAPD_COMPRESSION = {"none": [], "lzo": ["-z"], "lz4": ["-y"], "bz2": ["-j"]}
 
 
@@ -191,13 +173,16 @@ def export_to_nfcapd(table: pa.Table, flowdir: Path, rate: int, compress: str) -
     """Run nfcapd on loopback, send it ``table`` as v5 and stop it (SIGTERM flushes its file)."""
     flowdir.mkdir(parents=True)
     datagrams, counts = encode_v5(table)
-    port = free_udp_port()
+    port = free_port()
     with open(flowdir.parent / "nfcapd.log", "w") as log:
         nfcapd = subprocess.Popen(["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(flowdir), "-B", str(8 << 20),
                                    *NFCAPD_COMPRESSION[compress]],
                                   stdout=log, stderr=log)
         try:
-            wait_bound(port)
+            try:
+                wait_bound(port)
+            except RuntimeError as exc:
+                raise SystemExit(f"nfcapd: {exc}") from None
             send_paced(datagrams, counts, port, rate)
             time.sleep(1.0)  # let nfcapd drain its socket buffer
         finally:
