@@ -118,25 +118,23 @@ def _view_sql(source: Source, base: Path) -> str:
 
 
 def _sets_table(base: Path) -> tuple[pa.Table, list[str]]:
-    names, v4, v6 = [], [], []
-    found = []
+    parts, found = [], []
     for name, _ in SETS:
         path = base / f"{name}.set"
         if not path.exists():
             continue
         found.append(name)
         ipset = IPSet.read(path)
-        four = ipset.ipv4_array()
-        six = [n.to_bytes(16, "big") for n in ipset.ipv6_ints()]
-        names += [name] * (len(four) + len(six))
-        v4 += four.tolist() + [None] * len(six)
-        v6 += [None] * len(four) + six
-    table = pa.table({
-        "set_name": pa.array(names, pa.string()),
-        "ipv4": pa.array(v4, pa.uint32()),
-        "ipv6": pa.array(v6, pa.binary(16)),
-    })
-    return table, found
+        v4, v6 = ipset.ipv4_array(), ipset.ipv6_array()
+        parts.append(pa.table({
+            "set_name": pa.repeat(pa.scalar(name), len(v4) + len(v6)),
+            "ipv4": pa.concat_arrays([pa.array(v4, pa.uint32()), pa.nulls(len(v6), pa.uint32())]),
+            "ipv6": pa.concat_arrays([pa.nulls(len(v4), pa.binary(16)), v6]),
+        }, schema=_SETS_SCHEMA))
+    return (pa.concat_tables(parts) if parts else _SETS_SCHEMA.empty_table()), found
+
+
+_SETS_SCHEMA = pa.schema([("set_name", pa.string()), ("ipv4", pa.uint32()), ("ipv6", pa.binary(16))])
 
 
 def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSummary:

@@ -307,11 +307,10 @@ def bag_from_set(ipset: IPSet, *, default_count: int = 1, key: str = "sIP") -> B
     """rwbagbuild --set-input: every address gets ``default_count``."""
     _check_count(default_count)
     info = BagInfo((key,), ("records",))
-    v4 = ipset.ipv4_array()
-    v6 = [a.tobytes() for a in ipset.v6]
+    v4, v6 = ipset.ipv4_array(), ipset.ipv6_array()
     table = pa.table({
         KEYS[key][0][0]: pa.array(np.concatenate([v4, np.zeros(len(v6), np.uint32)]), pa.uint32()),
-        KEYS[key][1][0]: pa.array([None] * len(v4) + v6, IPV6_TYPE),
+        KEYS[key][1][0]: pa.concat_arrays([pa.nulls(len(v4), IPV6_TYPE), v6]),
         "records": pa.array(np.full(len(v4) + len(v6), default_count, np.uint64), pa.uint64()),
     })
     return Bag(table, info)

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 
 from .flags import FLAG_BITS, parse_flags, parse_high_mask
 from .flowtypes import DEFAULT_TYPES, FLOWTYPES, parse_types
-from .schema import ATTR_IPV6, FIELD_NAMES, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, conform
+from .schema import ATTR_IPV6, FIELD_NAMES, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, conform, ipv4_mapped
 from .sets import IPSet
 from .site import Site
 from .sql import ident
@@ -633,13 +633,12 @@ class _Compiler:
         n = len(self.tables) // 2
         v4_name, v6_name = f"__vlf_{self.prefix}set{n}_v4", f"__vlf_{self.prefix}set{n}_v6"
         v4 = np.asarray(ipset.v4.to_array(), dtype=np.uint32)
-        raw6 = np.ascontiguousarray(ipset.v6).tobytes()
         hi = ipset.v6["hi"].astype(np.uint64)
         lo = ipset.v6["lo"].astype(np.uint64)
-        mapped = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+        mapped = ipv4_mapped(hi, lo)
         if mapped.any():  # IPv6 members inside ::ffff:0:0/96 also match IPv4 records
             v4 = np.union1d(v4, (lo[mapped] & np.uint64(0xFFFFFFFF)).astype(np.uint32))
-        v6_array = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(ipset.v6), [None, pa.py_buffer(raw6)])
+        v6_array = ipset.ipv6_array()
         self.tables[v4_name] = pa.table({"ip": pa.array(v4, pa.uint32())})
         self.tables[v6_name] = pa.table({"ip": v6_array})
         v4_test = f"{col} IN (SELECT ip FROM {ident(v4_name)})" if len(v4) else None

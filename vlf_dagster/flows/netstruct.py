@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .schema import ipv4_mapped
+
 LETTERS_V4 = {"T": 0, "A": 8, "B": 16, "C": 24, "X": 27, "H": 32}
 LETTERS_V6 = {"T": 0, "H": 128}
 SUMMARY_V4 = (8, 16, 24, 27)
@@ -130,7 +132,7 @@ def network_structure(
     h6, l6 = (np.asarray(w, np.uint64) for w in ipv6) if ipv6 is not None else (np.empty(0, np.uint64),) * 2
     c6 = np.asarray(ipv6_counters if bagged and ipv6_counters is not None else np.zeros(len(h6)), dtype=np.uint64)
     if structure.bits == 32:  # IPv4 members, and IPv6 members inside ::ffff:0:0/96 as the IPv4 they map
-        mapped = _v4_mapped(h6, l6)
+        mapped = ipv4_mapped(h6, l6)
         hi = np.zeros(len(v4) + int(mapped.sum()), np.uint64)
         lo = np.concatenate([v4, l6[mapped] & np.uint64(0xFFFF_FFFF)])
         values, offset = np.concatenate([c4, c6[mapped]]), 96
@@ -177,15 +179,11 @@ def network_structure(
     return [r[2] for r in rows]
 
 
-def _v4_mapped(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    return (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
-
-
 def ipv6_left_out(spec: str, ipv6: tuple[np.ndarray, np.ndarray]) -> str | None:
     """The note to print when an IPv4 structure leaves IPv6 members uncounted (never silently);
     members inside ::ffff:0:0/96 are counted as IPv4."""
     hi, lo = (np.asarray(w, np.uint64) for w in ipv6)
-    left_out = int((~_v4_mapped(hi, lo)).sum())
+    left_out = int((~ipv4_mapped(hi, lo)).sum())
     if left_out and parse_structure(spec).bits == 32:
         return f"{left_out} IPv6 address(es) not counted by an IPv4 structure; use --network-structure=v6:..."
     return None

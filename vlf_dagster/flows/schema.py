@@ -174,6 +174,11 @@ def is_icmp(protocol: np.ndarray, attributes: np.ndarray) -> np.ndarray:
     return (protocol == PROTO_ICMP) | ((protocol == PROTO_ICMPV6) & v6)
 
 
+def ipv4_mapped(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Which (hi, lo) IPv6 addresses lie in ::ffff:0:0/96, the IPv4-mapped block (their IPv4 is ``lo``'s low 32 bits)."""
+    return (np.asarray(hi) == 0) & ((np.asarray(lo, dtype=np.uint64) >> np.uint64(32)) == np.uint64(0xFFFF))
+
+
 def ipv6_words(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """(high, low) uint64 halves of a 16-byte address column; null entries give (0, 0).
 

@@ -101,6 +101,11 @@ class IPSet:
     def ipv4_array(self) -> np.ndarray:
         return np.asarray(self.v4.to_array(), dtype=np.uint32)
 
+    def ipv6_array(self) -> pa.FixedSizeBinaryArray:
+        """The IPv6 members as 16-byte addresses (the big-endian (hi, lo) records are exactly that)."""
+        raw = np.ascontiguousarray(self.v6).tobytes()
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(self.v6), [None, pa.py_buffer(raw)])
+
     def ipv6_ints(self) -> list[int]:
         return [(int(h) << 64) | int(l) for h, l in zip(self.v6["hi"], self.v6["lo"])]
 
