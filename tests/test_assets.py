@@ -12,7 +12,7 @@ import pytest
 
 from conftest import START, flows, ip, write_landing
 from vlf_dagster.assets import build_assets
-from vlf_dagster.assets.partitions import study_partitions
+from vlf_dagster.assets.partitions import hour_of_key, study_partitions
 from vlf_dagster.definitions import build_definitions
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import archive_files, hour_ms
@@ -65,15 +65,24 @@ def test_one_partition_through_materialize(planted, site):
     assert {(r["sIP"], r["records"]) for r in bag} == {(ip("4.0.0.2"), 1), (ip("4.0.0.4"), 12)}
 
 
-def test_partition_range_in_one_run(planted, site):
+def test_partition_range_in_one_run_each_hour_with_its_own_figures(planted, site):
     result = dg.materialize(
-        _assets(site), selection=["hourly_flows"], resources={"store": VlfStore(data_dir=str(planted)), "geoip": GeoIPResource()},
+        _assets(site), selection=["hourly_flows", "hourly_source_bags", "hourly_contact_pairs"],
+        resources={"store": VlfStore(data_dir=str(planted)), "geoip": GeoIPResource()},
         tags={"dagster/asset_partition_range_start": "2006-04-01-00:00", "dagster/asset_partition_range_end": "2006-04-01-02:00"},
     )
     assert result.success
     mats = result.get_asset_materialization_events()
-    assert sorted(m.partition for m in mats) == ["2006-04-01-00:00", "2006-04-01-01:00", "2006-04-01-02:00"]
-    assert mats[0].materialization.metadata["flows"].value == 19  # 4 + 13 + 2: all 3 hours counted in the run
+    by = lambda asset, key: {m.partition: m.materialization.metadata[key].value  # noqa: E731
+                             for m in mats if m.asset_key.to_user_string() == asset}
+    # one run, three hours: each hour's materialization counts that hour's records only (4 + 13 + 2)
+    assert by("hourly_flows", "flows") == {"2006-04-01-00:00": 4, "2006-04-01-01:00": 13, "2006-04-01-02:00": 2}
+    assert by("hourly_flows", "dagster/row_count") == by("hourly_flows", "flows")
+    for asset, label in (("hourly_source_bags", "sources"), ("hourly_contact_pairs", "pairs")):
+        for hour, count in by(asset, label).items():
+            path = VlfStore(data_dir=str(planted)).hourly(asset, hour_of_key(hour))
+            assert count == pq.ParquetFile(path).metadata.num_rows  # the hour's own bag, not the batch's
+        assert len(set(by(asset, label).values())) > 1
     assert len(archive_files(planted, [H0, H1, H2])) == 5
 
 

@@ -46,6 +46,7 @@ def cmd_simulate(args) -> dict:
 def cmd_materialize(args) -> dict:
     import dagster as dg
 
+    from .assets.archive import HOURLY_BATCH
     from .definitions import build_definitions
     from .runs import ensure_instance_home, materialize_all
 
@@ -54,7 +55,7 @@ def cmd_materialize(args) -> dict:
     defs = build_definitions(data)
     print(f"materializing every asset through Dagster (instance {home})")
     with dg.DagsterInstance.get() as instance:
-        log = materialize_all(defs, instance, hours_per_run=args.hours_per_run)
+        log = materialize_all(defs, instance, hours_per_run=args.hours_per_run or HOURLY_BATCH)
     print(f"{len(log.runs)} runs, {log.seconds:.1f} s")
     return {"runs": len(log.runs), "seconds": log.seconds}
 
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_mat(p):
         p.add_argument("--dagster-home", help="Dagster instance folder (default: $DAGSTER_HOME or .dagster_home)")
-        p.add_argument("--hours-per-run", type=int, default=24, help="hourly partitions per run (default 24)")
+        p.add_argument("--hours-per-run", type=int, default=None, help="hourly partitions per run (default 168: a week)")
 
     p = sub.add_parser("simulate", help="simulate a site: hourly landing files and a ground truth")
     add_sim(p)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Sequence
 
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .flowtypes import classify, type_name
-from .ingest import empty_quarantine, read_landing_file
-from .schema import FLOW_SCHEMA, MS_PER_HOUR, empty_table
+from .ingest import read_landing_batch
+from .schema import FLOW_SCHEMA, MS_PER_HOUR
 from .site import Site
 from .storage import archive_files, archive_path, hour_ms, landing_dir, quarantine_path, write_parquet
 
@@ -30,51 +31,106 @@ class PackResult:
     reasons: dict[str, int] = field(default_factory=dict)
     archive_files: list[Path] = field(default_factory=list)
     quarantine_file: Path | None = None
+    check: "ArchiveCheck | None" = None  # the archive rules over the records written
+
+
+def landing_files(data_dir: str | Path, hour: datetime) -> list[Path]:
+    """The hour's landing files, in name order (hidden files are in-flight spools: skipped)."""
+    folder = landing_dir(data_dir, hour)
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    return [folder / n for n in names if not n.startswith(".") and (folder / n).is_file()]
 
 
 def pack_hour(data_dir: str | Path, hour: datetime, site: Site, *, plausibility: bool = True) -> PackResult:
-    """Read the hour's landing files, classify by flowtype and write one file per flowtype and sensor.
+    """:func:`pack_hours` for one hour."""
+    return pack_hours(data_dir, [hour], site, plausibility=plausibility)[0]
 
-    Rejected records go to the hour's quarantine file.  Archive files of the hour that the new
-    input no longer produces are removed, so re-packing an hour replaces it whole.
+
+def pack_hours(
+    data_dir: str | Path, hours: Sequence[datetime], site: Site, *, plausibility: bool = True, threads: int = 2
+) -> list[PackResult]:
+    """Pack a batch of hours: read their landing files, classify by flowtype and write one archive
+    file per hour, flowtype and sensor, all in a few vectorised passes over the whole batch.
+
+    Rejected records go to each hour's quarantine file.  Archive files of an hour that the new
+    input no longer produces are removed, so re-packing an hour replaces it whole; an hour's files
+    do not depend on which batch it was packed in.  Each result also carries the archive check of
+    its hour (:class:`ArchiveCheck`), computed over exactly the records written.
     """
-    files = sorted(p for p in landing_dir(data_dir, hour).glob("*") if p.is_file() and not p.name.startswith("."))
-    result = PackResult(hour=hour, landing_files=files)
-    good, bad, reasons = [], [], Counter()
-    for path in files:
-        ingested = read_landing_file(path, hour_start_ms=hour_ms(hour), plausibility=plausibility)
-        good.append(ingested.flows)
-        bad.append(ingested.quarantine)
-        reasons.update(ingested.reasons)
-    flows = pa.concat_tables(good) if good else empty_table()
-    quarantine = pa.concat_tables(bad) if bad else empty_quarantine()
-
+    hours = list(hours)
+    starts = [hour_ms(h) for h in hours]
+    inputs = {i: landing_files(data_dir, h) for i, h in enumerate(hours)}
+    batch = read_landing_batch(
+        [(path, i, starts[i]) for i, paths in inputs.items() for path in paths], plausibility=plausibility, threads=threads
+    )
+    flows, flow_hours = batch.flows, batch.flow_hours
     flowtype = classify(flows, site)
     index = FLOW_SCHEMA.get_field_index("flowtype")
     flows = flows.set_column(index, FLOW_SCHEMA.field(index), pa.array(flowtype, pa.uint8()))
-    written: list[Path] = []
-    if flows.num_rows:
-        sensor = flows.column("sensor").to_numpy()
-        groups = np.unique(np.stack([flowtype.astype(np.int64), sensor.astype(np.int64)], axis=1), axis=0)
-        for ft, sensor_id in groups:
-            part = flows.filter(pc.and_(pc.equal(flows.column("flowtype"), int(ft)), pc.equal(flows.column("sensor"), int(sensor_id))))
-            part = part.sort_by([("sTime", "ascending")])
-            path = archive_path(data_dir, int(ft), site.sensor_name(int(sensor_id)), hour)
-            written.append(write_parquet(part, path))
-            result.by_flowtype[type_name(int(ft))] = result.by_flowtype.get(type_name(int(ft)), 0) + part.num_rows
-    for stale in set(archive_files(data_dir, [hour])) - set(written):
-        stale.unlink()
+    sensor = flows.column("sensor").to_numpy()
+    s_time = flows.column("sTime").to_numpy()
+    # hour, flowtype, sensor, then start time; lexsort is stable, so ties keep the input order
+    order = np.lexsort((s_time, sensor, flowtype, flow_hours))
+    flows = flows.take(pa.array(order)) if len(order) else flows
+    keys = np.stack([flow_hours[order], flowtype[order].astype(np.int32), sensor[order].astype(np.int32)], axis=1)
+    cuts = np.flatnonzero(np.any(keys[1:] != keys[:-1], axis=1)) + 1 if len(keys) else np.zeros(0, np.int64)
+    bounds = list(zip(np.r_[0, cuts], np.r_[cuts, len(keys)])) if len(keys) else []
 
-    qpath = quarantine_path(data_dir, hour)
-    if quarantine.num_rows:
-        result.quarantine_file = write_parquet(quarantine, qpath)
-    elif qpath.exists():
-        qpath.unlink()
-    result.flows = flows.num_rows
-    result.quarantined = quarantine.num_rows
-    result.reasons = dict(reasons)
-    result.archive_files = sorted(written)
-    return result
+    results = [PackResult(hour=h, landing_files=inputs[i]) for i, h in enumerate(hours)]
+    jobs = []
+    for a, b in bounds:
+        i, ft, sensor_id = (int(v) for v in keys[a])
+        path = archive_path(data_dir, ft, site.sensor_name(sensor_id), hours[i])
+        jobs.append((flows.slice(a, b - a), path))
+        r = results[i]
+        r.archive_files.append(path)
+        r.by_flowtype[type_name(ft)] = r.by_flowtype.get(type_name(ft), 0) + int(b - a)
+        r.flows += int(b - a)
+
+    sorted_hours = flow_hours[order]
+    checks = _check_records(flows, sorted_hours, np.asarray(starts, np.int64), len(hours))
+    quarantine_hours = batch.quarantine_hours
+    q_order = np.argsort(quarantine_hours, kind="stable")
+    quarantine = batch.quarantine.take(pa.array(q_order)) if len(q_order) else batch.quarantine
+    q_cuts = np.searchsorted(quarantine_hours[q_order], np.arange(len(hours) + 1))
+    for i, r in enumerate(results):
+        a, b = int(q_cuts[i]), int(q_cuts[i + 1])
+        qpath = quarantine_path(data_dir, hours[i])
+        if b > a:
+            jobs.append((quarantine.slice(a, b - a), qpath))
+            r.quarantine_file = qpath
+        elif qpath.exists():
+            qpath.unlink()
+        r.quarantined = b - a
+        r.reasons = dict(batch.reasons[i]) if i < len(batch.reasons) else {}
+        r.archive_files.sort()
+        r.check = checks[i]
+        r.check.files = len(r.archive_files)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # pyarrow writes release the GIL
+        list(pool.map(lambda job: write_parquet(*job), jobs))
+    written = {path for r in results for path in r.archive_files}
+    for stale in set(archive_files(data_dir, hours)) - written:
+        stale.unlink()
+    return results
+
+
+def _check_records(flows: pa.Table, flow_hours: np.ndarray, starts: np.ndarray, n_hours: int) -> list["ArchiveCheck"]:
+    """:func:`check_archive_hour`'s rules over the records about to be written, per hour."""
+    schema_ok = flows.schema.remove_metadata().equals(FLOW_SCHEMA.remove_metadata())
+    packets, size = flows.column("packets").to_numpy(), flows.column("bytes").to_numpy()
+    s_time = flows.column("sTime").to_numpy()
+    outside = (s_time < starts[flow_hours]) | (s_time >= starts[flow_hours] + MS_PER_HOUR) if len(s_time) else np.zeros(0, bool)
+    count = lambda mask: np.bincount(flow_hours[mask], minlength=n_hours)  # noqa: E731
+    records = np.bincount(flow_hours, minlength=n_hours)
+    over, zero, out = count(packets > size), count(packets == 0), count(outside)
+    return [
+        ArchiveCheck(0, int(records[i]), {"schema": 0 if schema_ok else 1, "packets > bytes": int(over[i]),
+                                         "zero packets": int(zero[i]), "sTime outside hour": int(out[i])})
+        for i in range(n_hours)
+    ]
 
 
 @dataclass

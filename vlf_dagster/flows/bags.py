@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .schema import FLOW_SCHEMA, IPV6_TYPE
+from .schema import FLOW_SCHEMA, IPV6_TYPE, MS_PER_HOUR
 from .sets import IPSet
 from .sql import ident, literal, literal_list
 from .storage import atomic_path, read_parquet_bytes
@@ -139,7 +139,7 @@ def _keys_select(info: BagInfo, *, from_flows: bool) -> str:
     )
 
 
-def _key_list(info: BagInfo, prefix: str = "") -> str:
+def key_list(info: BagInfo, prefix: str = "") -> str:
     return ", ".join(prefix + ident(c) for c in info.key_columns)
 
 
@@ -222,7 +222,7 @@ def write_bag_query(con: duckdb.DuckDBPyConnection, sql: str, params: list, path
         literal(json.dumps(list(info.keys))), literal(json.dumps(list(info.counters))))
     with atomic_path(path) as tmp:
         con.execute(
-            f"COPY (SELECT * FROM ({sql}) ORDER BY {_key_list(info)}) TO {literal(tmp)} "
+            f"COPY (SELECT * FROM ({sql}) ORDER BY {key_list(info)}) TO {literal(tmp)} "
             f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {meta})",
             params,
         )
@@ -230,11 +230,11 @@ def write_bag_query(con: duckdb.DuckDBPyConnection, sql: str, params: list, path
 
 
 def _query_bag(con: duckdb.DuckDBPyConnection, sql: str, info: BagInfo, params: Sequence = ()) -> Bag:
-    table = con.sql(f"SELECT * FROM ({sql}) ORDER BY {_key_list(info)}", params=list(params)).to_arrow_table()
-    return Bag(_normalize(table, info), info)
+    table = con.sql(f"SELECT * FROM ({sql}) ORDER BY {key_list(info)}", params=list(params)).to_arrow_table()
+    return Bag(normalize(table, info), info)
 
 
-def _normalize(table: pa.Table, info: BagInfo) -> pa.Table:
+def normalize(table: pa.Table, info: BagInfo) -> pa.Table:
     """Key columns in the flow schema's types, counters uint64."""
     fields = [FLOW_SCHEMA.field(c) if c in FLOW_SCHEMA.names else pa.field(c, pa.uint64()) for c in info.key_columns]
     fields = [pa.field(f.name, f.type) for f in fields] + [pa.field(c, pa.uint64()) for c in info.counters]
@@ -258,9 +258,11 @@ def _flows_source(con: duckdb.DuckDBPyConnection, flows: Sequence[str | Path] | 
     return f"read_parquet({literal_list(flows)})"
 
 
-def _bag_sql(source: str, info: BagInfo, where: str = "TRUE") -> str:
+def bag_sql(source: str, info: BagInfo, where: str = "TRUE", *, hour_key: bool = False) -> str:
+    """rwbag as SQL over flow rows; ``hour_key`` adds the start hour (``_hour``, ms) to the keys."""
     aggs = ", ".join(f"LEAST({_counter_sql(c)}, {COUNTER_MAX})::UBIGINT AS {ident(c)}" for c in info.counters)
-    return f"SELECT {_keys_select(info, from_flows=True)}, {aggs} FROM {source} WHERE {where} GROUP BY ALL"
+    hour = f"(sTime // {MS_PER_HOUR}) * {MS_PER_HOUR} AS _hour, " if hour_key else ""
+    return f"SELECT {hour}{_keys_select(info, from_flows=True)}, {aggs} FROM {source} WHERE {where} GROUP BY ALL"
 
 
 def _check_bag_spec(keys: Sequence[str], counters: Sequence[str]) -> BagInfo:
@@ -285,7 +287,7 @@ def bag_from_flows(
     if not isinstance(flows, pa.Table) and not flows:  # an hour without flows still gets its (empty) bag
         return write_bag(empty_bag_table(info), path, info)
     con = duckdb.connect()
-    return write_bag_query(con, _bag_sql(_flows_source(con, flows), info, where), list(params), path, info)
+    return write_bag_query(con, bag_sql(_flows_source(con, flows), info, where), list(params), path, info)
 
 
 def bags_from_table(flows: pa.Table | Sequence[str | Path], specs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[Bag]:
@@ -296,7 +298,7 @@ def bags_from_table(flows: pa.Table | Sequence[str | Path], specs: Sequence[tupl
     out = []
     for keys, counters in specs:
         info = _check_bag_spec(keys, counters)
-        out.append(_query_bag(con, _bag_sql(source, info), info))
+        out.append(_query_bag(con, bag_sql(source, info), info))
     return out
 
 
@@ -340,13 +342,13 @@ def _register(con, bags: Sequence[Bag]) -> str:
     parts = []
     for i, bag in enumerate(bags):
         con.register(f"b{i}", bag.table)
-        parts.append(f"SELECT {_key_list(bag.info)}, {ident(bag.info.counter)}::HUGEINT AS c, {i} AS i FROM b{i}")
+        parts.append(f"SELECT {key_list(bag.info)}, {ident(bag.info.counter)}::HUGEINT AS c, {i} AS i FROM b{i}")
     return " UNION ALL ".join(parts)
 
 
 def _add_sql(source: str, info: BagInfo, counters: Sequence[str], extra: dict[str, str]) -> str:
     sums = [f"sum({ident(c)}) AS {ident(c)}" for c in counters] + [f"{e} AS {ident(n)}" for n, e in extra.items()]
-    return f"SELECT {_key_list(info)}, {', '.join(sums)} FROM {source} GROUP BY ALL"
+    return f"SELECT {key_list(info)}, {', '.join(sums)} FROM {source} GROUP BY ALL"
 
 
 def _raise_on_overflow(con, sql: str, counters: Sequence[str], op: str) -> None:
@@ -361,7 +363,7 @@ def add(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --add: sum per key (missing keys count 0); overflow is an error."""
     info = _same_keys(bags, "--add")
     con = duckdb.connect()
-    sql = f"SELECT {_key_list(info)}, sum(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) GROUP BY ALL"
+    sql = f"SELECT {key_list(info)}, sum(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) GROUP BY ALL"
     _raise_on_overflow(con, sql, [info.counter], "--add")
     return _query_bag(con, sql, info)
 
@@ -395,7 +397,7 @@ def add_bags(
     sql = _add_sql(f"read_parquet({literal_list(paths)})", info, kept, extra)
     _raise_on_overflow(con, sql, kept, "add_bags")
     casts = ", ".join(f"{ident(c)}::UBIGINT AS {ident(c)}" for c in out_info.counters)
-    return write_bag_query(con, f"SELECT {_key_list(info)}, {casts} FROM ({sql})", [], out, out_info)
+    return write_bag_query(con, f"SELECT {key_list(info)}, {casts} FROM ({sql})", [], out, out_info)
 
 
 def subtract(bags: Sequence[Bag]) -> Bag:
@@ -404,7 +406,7 @@ def subtract(bags: Sequence[Bag]) -> Bag:
     con = duckdb.connect()
     union = _register(con, bags)
     sql = (
-        f"SELECT {_key_list(info)}, sum(CASE WHEN i = 0 THEN c ELSE -c END) AS {ident(info.counter)} "
+        f"SELECT {key_list(info)}, sum(CASE WHEN i = 0 THEN c ELSE -c END) AS {ident(info.counter)} "
         f"FROM ({union}) GROUP BY ALL HAVING bool_or(i = 0) AND sum(CASE WHEN i = 0 THEN c ELSE -c END) > 0"
     )
     return _query_bag(con, sql, info)
@@ -414,7 +416,7 @@ def minimize(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --minimize: keys present in every bag, with their smallest counter."""
     info = _same_keys(bags, "--minimize")
     con = duckdb.connect()
-    sql = (f"SELECT {_key_list(info)}, min(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) "
+    sql = (f"SELECT {key_list(info)}, min(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) "
            f"GROUP BY ALL HAVING count(DISTINCT i) = {len(bags)}")
     return _query_bag(con, sql, info)
 
@@ -423,7 +425,7 @@ def maximize(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --maximize: the union of keys, with their largest counter."""
     info = _same_keys(bags, "--maximize")
     con = duckdb.connect()
-    return _query_bag(con, f"SELECT {_key_list(info)}, max(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) GROUP BY ALL", info)
+    return _query_bag(con, f"SELECT {key_list(info)}, max(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) GROUP BY ALL", info)
 
 
 def _two(bags: Sequence[Bag], op: str) -> BagInfo:
@@ -446,7 +448,7 @@ def divide(bags: Sequence[Bag]) -> Bag:
     if missing:
         raise BagError(f"--divide: {missing} key(s) of the first bag are not in the second bag")
     quotient = f"((b0.{c0}::HUGEINT * 2 + b1.{c1}::HUGEINT) // (b1.{c1}::HUGEINT * 2))"  # round half up
-    sql = (f"SELECT {_key_list(info, 'b0.')}, {quotient} AS {ident(info.counter)} FROM b0 JOIN b1 ON {keys} "
+    sql = (f"SELECT {key_list(info, 'b0.')}, {quotient} AS {ident(info.counter)} FROM b0 JOIN b1 ON {keys} "
            f"WHERE {quotient} > 0")
     return _query_bag(con, sql, info)
 
@@ -462,7 +464,7 @@ def scalar_multiply(bag: Bag, value: int) -> Bag:
     overflow = con.sql(f"SELECT count(*) FROM b0 WHERE {c}::UHUGEINT * {value}::UHUGEINT > {COUNTER_MAX}").fetchall()[0][0]
     if overflow:
         print(f"vlf bagtool: warning: --scalar-multiply overflowed {overflow} counter(s); they wrapped", file=sys.stderr)
-    sql = f"SELECT {_key_list(info)}, ({c}::UHUGEINT * {value}::UHUGEINT) % {UINT64_WRAP}::UHUGEINT AS {c} FROM b0"
+    sql = f"SELECT {key_list(info)}, ({c}::UHUGEINT * {value}::UHUGEINT) % {UINT64_WRAP}::UHUGEINT AS {c} FROM b0"
     return _query_bag(con, sql, info)
 
 
@@ -478,7 +480,7 @@ def compare(bags: Sequence[Bag], op: str) -> Bag:
     _register(con, bags)
     keys = " AND ".join(f"b0.{ident(c)} IS NOT DISTINCT FROM b1.{ident(c)}" for c in info.key_columns)
     c0, c1 = ident(bags[0].info.counter), ident(bags[1].info.counter)
-    sql = (f"SELECT {_key_list(info, 'b0.')}, 1 AS {ident(info.counter)} FROM b0 JOIN b1 ON {keys} "
+    sql = (f"SELECT {key_list(info, 'b0.')}, 1 AS {ident(info.counter)} FROM b0 JOIN b1 ON {keys} "
            f"WHERE b0.{c0} {COMPARISONS[op.lower()]} b1.{c1}")
     return _query_bag(con, sql, info)
 
