@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED = false
 GEOIP_DB := data/geoip/country.mmdb
 export VLF_GEOIP_DB ?= $(CURDIR)/$(GEOIP_DB)
 
-.PHONY: install demo demo-real test ui clean geoip
+.PHONY: install demo demo-real test ui clean geoip bench-scale bench-28d
 
 $(BIN)/vlf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ demo-real: install geoip  ## the whole study on a real file: make demo-real REAL
 
 test: install geoip  ## run the whole test suite
 	$(BIN)/python -m pytest
+
+SCALE ?= 1
+bench-scale: install geoip  ## the whole study at the seed's size (14 months, 12.7 M sources x SCALE) through Dagster
+	$(BIN)/python bench/seed_scale.py --scale $(SCALE)
+
+bench-28d: install geoip  ## issue 8's shape: 28 days x 400,000 sources, side by side with one raw DuckDB query
+	$(BIN)/python bench/seed_scale.py --days 28 --sources 400000 --start 2006-04-01T00:00 --data-dir data/bench-28d
 
 ui: install  ## the Dagster UI on http://127.0.0.1:3000
 	$(BIN)/python -c "from vlf_dagster.runs import write_instance_config; write_instance_config('$(DAGSTER_HOME)')"

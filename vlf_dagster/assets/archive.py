@@ -10,6 +10,7 @@ from ..flows.storage import hours_between
 from ..resources import VlfStore
 from .metadata import FLOW_COLUMNS
 from .partitions import StudyPartitions
+from .clock import asset
 
 HOURLY_BATCH = 168  # hours per run in backfills: a week per run, 14 months in ~61 runs
 
@@ -23,7 +24,7 @@ def _hours(context) -> list:
 
 
 def build(parts: StudyPartitions) -> list:
-    @dg.asset(
+    @asset(
         partitions_def=parts.hourly,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=HOURLY_BATCH),
         group_name="archive",

@@ -12,6 +12,7 @@ from ..resources import VlfStore
 from .archive import HOURLY_BATCH
 from .metadata import parquet_metadata
 from .partitions import StudyPartitions
+from .clock import asset
 
 CONSERVATION_CHECK = "window_bag_conserves_flows"
 
@@ -40,7 +41,7 @@ def build(parts: StudyPartitions) -> list:
         for key, count in zip(context.partition_keys, counts):
             context.add_asset_metadata({label: int(count), "dagster/row_count": int(count)}, partition_key=key)
 
-    @dg.asset(**hourly, kinds={"parquet"}, description="Per outside source: records, packets and bytes "
+    @asset(**hourly, kinds={"parquet"}, description="Per outside source: records, packets and bytes "
               "of the hour's inbound flows (in, inweb, inicmp). Files: hourly_source_bags/dt=YYYY-MM-DD/hour=HH.parquet")
     def hourly_source_bags(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         hours = _hours(context)
@@ -49,7 +50,7 @@ def build(parts: StudyPartitions) -> list:
         _per_hour(context, "sources", rows)
         return dg.MaterializeResult()
 
-    @dg.asset(**hourly, kinds={"parquet"}, description="The hour's distinct (outside sIP, inside dIP) pairs "
+    @asset(**hourly, kinds={"parquet"}, description="The hour's distinct (outside sIP, inside dIP) pairs "
               "with their flow counts: exact, where SiLK needed a Bloom-filter plug-in.")
     def hourly_contact_pairs(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         hours = _hours(context)
@@ -58,7 +59,7 @@ def build(parts: StudyPartitions) -> list:
         _per_hour(context, "pairs", rows)
         return dg.MaterializeResult()
 
-    @dg.asset(**hourly, kinds={"roaring"}, description="Inside addresses active in the hour (sources of "
+    @asset(**hourly, kinds={"roaring"}, description="Inside addresses active in the hour (sources of "
               "outbound and int2int flows), as an IP set file.")
     def hourly_active_hosts(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         hours = _hours(context)
@@ -74,21 +75,21 @@ def build(parts: StudyPartitions) -> list:
         window = context.partition_time_window
         return window.start, store.existing_hourly(asset, window.start, window.end, ext)
 
-    @dg.asset(**monthly, deps=[hourly_source_bags], kinds={"parquet"},
+    @asset(**monthly, deps=[hourly_source_bags], kinds={"parquet"},
               description="The month's hourly source bags added up; `hours` counts the hours each source was active.")
     def monthly_source_bags(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_source_bags")
         out = vlf.rollup_source_bags(inputs, store.monthly("monthly_source_bags", month))
         return dg.MaterializeResult(metadata={"hours_read": len(inputs), **_file_metadata(out, "sources")})
 
-    @dg.asset(**monthly, deps=[hourly_contact_pairs], kinds={"parquet"},
+    @asset(**monthly, deps=[hourly_contact_pairs], kinds={"parquet"},
               description="The month's distinct (sIP, dIP) pairs with their flow counts.")
     def monthly_contact_pairs(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_contact_pairs")
         out = vlf.rollup_contact_pairs(inputs, store.monthly("monthly_contact_pairs", month))
         return dg.MaterializeResult(metadata={"hours_read": len(inputs), **_file_metadata(out, "pairs")})
 
-    @dg.asset(**monthly, deps=[hourly_active_hosts], kinds={"roaring"},
+    @asset(**monthly, deps=[hourly_active_hosts], kinds={"roaring"},
               description="Inside addresses active at some hour of the month.")
     def monthly_active_hosts(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_active_hosts", "set")
@@ -98,13 +99,13 @@ def build(parts: StudyPartitions) -> list:
 
     window = dict(group_name="bags", kinds={"parquet"})
 
-    @dg.asset(**window, deps=[monthly_source_bags],
+    @asset(**window, deps=[monthly_source_bags],
               description="Flows per outside source over the whole window (bag sIP -> records).")
     def source_flow_bag(store: VlfStore) -> dg.MaterializeResult:
         out = vlf.window_counter_bag(store.existing_monthly("monthly_source_bags"), "records", store.window("source_flow_bag"))
         return dg.MaterializeResult(metadata=_file_metadata(out, "sources"))
 
-    @dg.asset(**window, deps=[monthly_source_bags],
+    @asset(**window, deps=[monthly_source_bags],
               description="Hours in which each outside source was active over the window (the count-1 bags added up).")
     def source_hour_count_bag(store: VlfStore) -> dg.MaterializeResult:
         out = vlf.window_counter_bag(store.existing_monthly("monthly_source_bags"), "hours", store.window("source_hour_count_bag"))
@@ -114,7 +115,7 @@ def build(parts: StudyPartitions) -> list:
         return dg.MaterializeResult(metadata={"share_active_1_to_5_hours": float(in_1_to_5 or 0),
                                               **_file_metadata(out, "sources")})
 
-    @dg.asset(**window, deps=[monthly_contact_pairs],
+    @asset(**window, deps=[monthly_contact_pairs],
               description="Distinct inside destinations per outside source over the window.")
     def source_destination_count_bag(store: VlfStore) -> dg.MaterializeResult:
         out = vlf.destination_count_bag(store.existing_monthly("monthly_contact_pairs"), store.window("source_destination_count_bag"))

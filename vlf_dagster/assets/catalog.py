@@ -5,10 +5,11 @@ import pandas as pd
 
 from ..analysis import catalog, tables
 from ..resources import VlfStore
+from .clock import asset
 
 
 def build() -> list:
-    @dg.asset(
+    @asset(
         group_name="catalog", kinds={"duckdb"},
         deps=["hourly_flows", "hourly_source_bags", "hourly_contact_pairs", "monthly_source_bags",
               "monthly_contact_pairs", "source_flow_bag", "source_hour_count_bag", "source_destination_count_bag",

@@ -9,10 +9,11 @@ from ..flows.sets import IPSet
 from ..flows.storage import hours_between, write_parquet
 from ..resources import VlfStore
 from .metadata import FLOW_COLUMNS, parquet_metadata
+from .clock import asset
 
 
 def build() -> list:
-    @dg.asset(group_name="matching", kinds={"parquet"}, deps=["vlf_flows", "vlf_fd_set", "hourly_flows"], metadata=FLOW_COLUMNS,
+    @asset(group_name="matching", kinds={"parquet"}, deps=["vlf_flows", "vlf_fd_set", "hourly_flows"], metadata=FLOW_COLUMNS,
               description="rwmatch of every VLF flow (query) with the outbound flows that answer it (response): "
               "reversed addresses and ports, same protocol, within the site's match_delta_ms. nhIP carries the "
               "match id (top byte 0x00 query, 0xFF response; unmatched queries 0.0.0.0), so `vlf cut "
@@ -27,7 +28,7 @@ def build() -> list:
         return dg.MaterializeResult(metadata={"records": matched.num_rows, "outbound_files_read": len(outbound),
                                               **parquet_metadata(store.window("matched_vlf_flows"))})
 
-    @dg.asset(group_name="matching", kinds={"parquet"}, deps=[matched_vlf_flows, "source_flow_bag"],
+    @asset(group_name="matching", kinds={"parquet"}, deps=[matched_vlf_flows, "source_flow_bag"],
               description="One row per VLF flow with its match id, its category (unmatched TCP, unmatched UDP, "
               "matched TCP, matched UDP, ICMP, other) and its source's flow count over the window.")
     def vlf_categories(store: VlfStore) -> dg.MaterializeResult:

@@ -9,6 +9,7 @@ from ..analysis.report_parts import markdown_of, section_from_folder, write_part
 from ..analysis.study_report import PARTS, Part, StudyInputs
 from ..flows.storage import write_text
 from ..resources import GeoIPResource, VlfStore
+from .clock import asset
 
 
 def _inputs(store: VlfStore, geoip: GeoIPResource, part: Part) -> StudyInputs:
@@ -20,7 +21,7 @@ def _inputs(store: VlfStore, geoip: GeoIPResource, part: Part) -> StudyInputs:
 
 
 def _part_asset(part: Part) -> dg.AssetsDefinition:
-    @dg.asset(name=part.name, group_name="reports", kinds={"csv", "png"}, deps=list(part.deps),
+    @asset(name=part.name, group_name="reports", kinds={"csv", "png"}, deps=list(part.deps),
               description=part.description or part.title)
     def _asset(context: dg.AssetExecutionContext, store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
         started = time.perf_counter()
@@ -46,7 +47,7 @@ def _part_asset(part: Part) -> dg.AssetsDefinition:
 def build() -> list:
     part_assets = [_part_asset(part) for part in PARTS]
 
-    @dg.asset(group_name="reports", kinds={"html"}, deps=part_assets,
+    @asset(group_name="reports", kinds={"html"}, deps=part_assets,
               description="One HTML page with every table and figure of the study, with a table of contents: "
               "data/reports/<window>/index.html.")
     def vlf_report(store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:

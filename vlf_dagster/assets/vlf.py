@@ -11,6 +11,7 @@ from ..flows.sets import IPSet
 from ..flows.storage import hours_between
 from ..resources import VlfStore
 from .metadata import FLOW_COLUMNS, parquet_metadata
+from .clock import asset
 
 
 def _set_result(ipset: IPSet, path, **extra) -> dg.MaterializeResult:
@@ -22,7 +23,7 @@ def _set_result(ipset: IPSet, path, **extra) -> dg.MaterializeResult:
 def build() -> list:
     common = dict(group_name="vlf", kinds={"roaring"})
 
-    @dg.asset(**common, deps=["source_flow_bag"],
+    @asset(**common, deps=["source_flow_bag"],
               description="VLF-f: outside sources with 1..max_flows flows over the window "
               "(rwbagtool --maxcounter=10 --coverset).")
     def vlf_f_set(store: VlfStore) -> dg.MaterializeResult:
@@ -31,7 +32,7 @@ def build() -> list:
         path = ipset.write(store.window("vlf_f_set", "set"))
         return _set_result(ipset, path, max_flows=t.max_flows)
 
-    @dg.asset(**common, deps=["source_destination_count_bag"],
+    @asset(**common, deps=["source_destination_count_bag"],
               description="VLF-d: outside sources that contacted 1..max_destinations inside addresses.")
     def vlf_d_set(store: VlfStore) -> dg.MaterializeResult:
         t = store.site.vlf
@@ -39,19 +40,19 @@ def build() -> list:
         path = ipset.write(store.window("vlf_d_set", "set"))
         return _set_result(ipset, path, max_destinations=t.max_destinations)
 
-    @dg.asset(**common, deps=[vlf_f_set, vlf_d_set],
+    @asset(**common, deps=[vlf_f_set, vlf_d_set],
               description="VLF-fd = VLF-f ∩ VLF-d (rwsettool --intersect).")
     def vlf_fd_set(store: VlfStore) -> dg.MaterializeResult:
         ipset = IPSet.read(store.window("vlf_f_set", "set")) & IPSet.read(store.window("vlf_d_set", "set"))
         return _set_result(ipset, ipset.write(store.window("vlf_fd_set", "set")))
 
-    @dg.asset(**common, deps=["monthly_active_hosts"],
+    @asset(**common, deps=["monthly_active_hosts"],
               description="Inside addresses that ever answered or originated traffic in the window.")
     def active_inside_set(store: VlfStore) -> dg.MaterializeResult:
         ipset = vlf.union_sets(store.existing_monthly("monthly_active_hosts", "set"))
         return _set_result(ipset, ipset.write(store.window("active_inside_set", "set")))
 
-    @dg.asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, "hourly_flows"], metadata=FLOW_COLUMNS,
+    @asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, "hourly_flows"], metadata=FLOW_COLUMNS,
               description="Every inbound flow of the VLF-fd sources, extracted from the archive by set "
               "membership (rwfilter --sipset=VLF-fd.set).")
     def vlf_flows(store: VlfStore) -> dg.MaterializeResult:
