@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from ..flows import duck
 from ..flows.flowtypes import FLOWTYPES
 from ..flows.sets import IPSet
 from ..flows.sql import ident, literal
@@ -146,7 +147,7 @@ def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSu
     entries: list[tuple[str, str, str, str]] = []  # name, kind, description, files
     with atomic_path(target) as tmp:
         tmp.unlink()  # DuckDB creates its own file; an empty one is not a database
-        con = duckdb.connect(str(tmp))
+        con = duck.connect(str(tmp))
         try:
             for statement in MACROS:
                 con.execute(statement)

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import duckdb
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..flows.bags import Bag, filter_bag
 from ..flows.sets import IPSet
 from ..flows.sql import literal_list
+from ..flows import duck
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def flows_conserved(inbound_files: Sequence[Path], source_flow_bag: Path, counte
     """The window's source bag counts every inbound archive record exactly once."""
     archived = 0
     if inbound_files:
-        with duckdb.connect() as con:
+        with duck.connect() as con:
             archived = con.sql(f"SELECT count(*) FROM read_parquet({literal_list(inbound_files)})").fetchall()[0][0]
     counted = _bag_total(Bag.read(source_flow_bag), counter)
     return Verdict(archived == counted, {

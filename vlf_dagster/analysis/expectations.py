@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import duckdb
 
 from ..flows.sql import literal_list
 from ..flows.flowtypes import FLOWTYPES
+from ..flows import duck
 
 NOT_NULL = ("sIP", "dIP", "sPort", "dPort", "protocol", "packets", "bytes", "sTime", "flowtype")
 
@@ -47,7 +47,7 @@ def validate_archive(files: Sequence[Path]) -> SuiteOutcome:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
-    df = duckdb.connect().execute(
+    df = duck.connect().execute(
         f"SELECT {', '.join(NOT_NULL)} FROM read_parquet({literal_list(files)})"
     ).fetchdf()
     from great_expectations.data_context.types.base import ProgressBarsConfig

@@ -40,6 +40,7 @@ from matplotlib.ticker import EngFormatter, FixedLocator, LogLocator, MaxNLocato
 
 from ..flows.sql import literal_list
 from ..flows.storage import atomic_path
+from ..flows import duck
 
 Source = Union[pa.Table, pd.DataFrame, str, Path, Sequence[Union[str, Path]]]
 
@@ -152,7 +153,7 @@ def traffic_volume_data(
         raise FigureError(f"bin_hours must be a positive integer, not {bin_hours!r}")
     size = int(bin_hours) * MS_PER_HOUR
     lo, hi = _ms(start), _ms(end)
-    con = duckdb.connect()
+    con = duck.connect()
     where, params = ["TRUE"], [size]
     if flowtypes is not None:
         types = [int(t) for t in flowtypes]
@@ -261,7 +262,7 @@ def contact_surface_data(pairs: Source, inside_network) -> pd.DataFrame:
     an ``IPv4Network`` or a Site (its first IPv4 network)."""
     net = _network(inside_network)
     base, size = int(net.network_address), net.num_addresses
-    con = duckdb.connect()
+    con = duck.connect()
     if not _register(con, "pairs", pairs):
         out = pd.DataFrame({"sIP": np.zeros(0, np.int64), "Offset": np.zeros(0, np.int64)})
         out.attrs["network"] = str(net)
@@ -364,7 +365,7 @@ def port_timeline_data(
     """
     ports = [int(p) for p in ports]
     lo, hi = _ms(start), _ms(end)
-    con = duckdb.connect()
+    con = duck.connect()
     where, params = ["TRUE"], []
     if ports:
         where.append(f"dPort IN ({', '.join('?' for _ in ports)})")

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,6 +16,7 @@ from ..flows.match import match_ids, match_sessions
 from ..flows.schema import conform, is_icmp
 from ..flows.sets import IPSet
 from ..flows.storage import write_parquet
+from ..flows import duck
 
 CATEGORIES = ("unmatched TCP", "unmatched UDP", "matched TCP", "matched UDP", "ICMP", "other")
 
@@ -56,7 +56,7 @@ def categorize(matched: pa.Table, flow_bag: Path) -> pa.Table:
     )
     table = queries.select(list(CATEGORY_COLUMNS)).append_column("match_id", pa.array(ids.astype(np.uint32)))
     table = table.append_column("category", pa.array(category.astype(str)))
-    con = duckdb.connect()
+    con = duck.connect()
     con.register("q", table)
     return con.sql(
         "SELECT q.*, coalesce(b.records, 0)::UINTEGER AS source_flows FROM q "

@@ -44,6 +44,7 @@ from ..flows.schema import FLOW_SCHEMA, PROTO_ICMP, PROTO_TCP, PROTO_UDP
 from ..flows.sets import IPSet
 from ..flows.sql import literal_list
 from .matching import CATEGORIES
+from ..flows import duck
 
 Source = Union[str, Path, Sequence[Union[str, Path]], pa.Table, pd.DataFrame]
 
@@ -74,7 +75,7 @@ class PortTableError(ValueError):
 
 def _connect(source: Source, *, empty: pa.Schema = CATEGORY_SCHEMA, name: str = "t") -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB connection with ``source`` as relation ``name``."""
-    con = duckdb.connect()
+    con = duck.connect()
     if isinstance(source, (pa.Table, pd.DataFrame)):
         con.register(name, source)
         return con

@@ -29,6 +29,7 @@ from ..flows.cut import format_records
 from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG
 from ..flows.schema import FIELD_NAMES, FLOW_SCHEMA, PROTO_TCP, PROTO_UDP, conform
 from ..flows.sql import ident, literal_list
+from ..flows import duck
 
 Source = Union[pa.Table, pd.DataFrame, str, Path, Sequence[Union[str, Path]]]
 
@@ -107,7 +108,7 @@ def one_flow_sample_table(categories_or_flows: Source, n: int = 13, seed: int = 
     the input.  The same input and seed give the same sample whatever the row order.
     """
     n = _check_n(n)
-    con = duckdb.connect()
+    con = duck.connect()
     cols = _register(con, "src", categories_or_flows)
     if not cols or n == 0:
         return FLOW_SCHEMA.empty_table()
@@ -156,7 +157,7 @@ def matched_sample_table(matched_vlf_flows: Source, n: int = 7, seed: int = 0,
     n = _check_n(n)
     if matched_fraction is not None and not 0.0 <= matched_fraction <= 1.0:
         raise SampleError(f"matched_fraction must be in [0, 1], not {matched_fraction!r}")
-    con = duckdb.connect()
+    con = duck.connect()
     cols = _register(con, "m", matched_vlf_flows, row_numbers=True)
     if not cols or n == 0:
         return FLOW_SCHEMA.empty_table()
@@ -251,7 +252,7 @@ def near_matches(
         raise SampleError(f"invalid time delta {time_delta_ms!r}: a non-negative number of milliseconds")
     if limit is not None:
         limit = _check_n(limit)
-    con = duckdb.connect()
+    con = duck.connect()
     # conform() gives both sides every flow column (the IPv6 ones included) for the join
     sides = []
     for name, source in (("qsrc", vlf_flows), ("rsrc", outbound)):

@@ -113,14 +113,14 @@ def _port_usage(inputs: StudyInputs) -> list[Piece]:
 
 
 def _pairs(inputs: StudyInputs) -> pd.DataFrame:
-    import duckdb
+    from ..flows import duck
 
     from ..flows.sql import literal_list
 
     months = sorted((inputs.data_dir / "monthly_contact_pairs").glob("month=*.parquet"))
     if not months:
         return pd.DataFrame({"sIP": pd.Series([], dtype="uint32"), "dIP": pd.Series([], dtype="uint32")})
-    return duckdb.connect().sql(
+    return duck.connect().sql(
         f"SELECT DISTINCT sIP, dIP FROM read_parquet({literal_list(months)}) WHERE sIPv6 IS NULL AND dIPv6 IS NULL"
     ).df()
 

@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -27,6 +26,7 @@ from ..flows.flowtypes import OUTBOUND_TYPES, INT2INT
 from ..flows.schema import ATTR_IPV6, MS_PER_HOUR
 from ..flows.sets import IPSet
 from ..flows.storage import hour_ms
+from ..flows import duck
 
 SOURCE_COUNTERS = ("records", "packets", "bytes")
 
@@ -48,7 +48,7 @@ def active_hosts(flow_files: Sequence[Path]) -> IPSet:
     """Inside addresses that originated or answered traffic: sources of outbound and int2int flows."""
     if not flow_files:
         return IPSet()
-    table = duckdb.connect().sql(
+    table = duck.connect().sql(
         f"SELECT sIP, sIPv6, attributes FROM read_parquet({literal_list(flow_files)}) "
         f"WHERE flowtype IN ({', '.join(str(t) for t in (*OUTBOUND_TYPES, INT2INT))})"
     ).to_arrow_table()
@@ -76,7 +76,7 @@ def hourly_bags(flow_files: Sequence[Path], hours: Sequence[datetime], outputs: 
     """
     info = BagInfo(tuple(keys), tuple(counters))
     if flow_files:
-        con = duckdb.connect()
+        con = duck.connect()
         try:
             table = con.sql(
                 f"SELECT * FROM ({bags.bag_sql(f'read_parquet({literal_list(flow_files)})', info, hour_key=True)}) "
@@ -99,7 +99,7 @@ def hourly_active_hosts(flow_files: Sequence[Path], hours: Sequence[datetime]) -
     """:func:`active_hosts` of each hour of a batch, in one DuckDB pass."""
     if not flow_files:
         return [IPSet() for _ in hours]
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         table = con.sql(
             f"SELECT DISTINCT (sTime // {MS_PER_HOUR}) * {MS_PER_HOUR} AS _hour, sIP, sIPv6, attributes & {ATTR_IPV6} AS attributes "
@@ -149,7 +149,7 @@ def destination_count_bag(pair_bags: Sequence[Path], out: Path) -> Path:
         "SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations FROM "
         f"(SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal_list(pair_bags)})) GROUP BY ALL"
     )
-    return write_bag_query(duckdb.connect(), sql, [], out, info)
+    return write_bag_query(duck.connect(), sql, [], out, info)
 
 
 # --- the per-host flow distribution table ----------------------------------------------------
@@ -164,7 +164,7 @@ def per_host_flow_distribution(flow_bag: Path, max_flows: int = 10) -> pd.DataFr
     As in the study, the 1...100 and > 100 rows are not cumulative with the rows above: their
     "Cum." columns repeat their own share.
     """
-    con = duckdb.connect()
+    con = duck.connect()
     counts = con.execute(
         "SELECT records, count(*) AS sources FROM read_parquet(?) WHERE records > 0 GROUP BY 1 ORDER BY 1",
         [str(flow_bag)],

@@ -3,7 +3,6 @@
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
-import duckdb
 
 from ..analysis import consistency, vlf
 from ..flows.flowtypes import INBOUND_TYPES, INT2INT, OUTBOUND_TYPES
@@ -13,6 +12,7 @@ from .archive import HOURLY_BATCH
 from .metadata import parquet_metadata
 from .partitions import StudyPartitions
 from .clock import asset
+from ..flows import duck
 
 CONSERVATION_CHECK = "window_bag_conserves_flows"
 
@@ -109,7 +109,7 @@ def build(parts: StudyPartitions) -> list:
               description="Hours in which each outside source was active over the window (the count-1 bags added up).")
     def source_hour_count_bag(store: VlfStore) -> dg.MaterializeResult:
         out = vlf.window_counter_bag(store.existing_monthly("monthly_source_bags"), "hours", store.window("source_hour_count_bag"))
-        in_1_to_5 = duckdb.connect().execute(
+        in_1_to_5 = duck.connect().execute(
             "SELECT avg((hours BETWEEN 1 AND 5)::INT) FROM read_parquet(?)", [str(out)]
         ).fetchone()[0]
         return dg.MaterializeResult(metadata={"share_active_1_to_5_hours": float(in_1_to_5 or 0),
@@ -119,7 +119,7 @@ def build(parts: StudyPartitions) -> list:
               description="Distinct inside destinations per outside source over the window.")
     def source_destination_count_bag(store: VlfStore) -> dg.MaterializeResult:
         out = vlf.destination_count_bag(store.existing_monthly("monthly_contact_pairs"), store.window("source_destination_count_bag"))
-        single = duckdb.connect().execute(
+        single = duck.connect().execute(
             "SELECT count(*) FILTER (WHERE destinations = 1), count(*) FROM read_parquet(?)", [str(out)]
         ).fetchone()
         return dg.MaterializeResult(metadata={"sources": single[1], "single_destination_sources": single[0],

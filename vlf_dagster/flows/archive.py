@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +18,7 @@ from .ingest import read_landing_batch
 from .schema import FLOW_SCHEMA, MS_PER_HOUR
 from .site import Site
 from .storage import archive_files, archive_path, hour_ms, landing_dir, quarantine_path, write_parquet
+from . import duck
 
 
 @dataclass
@@ -160,7 +160,7 @@ def check_archive_hour(files: list[Path], hour: datetime) -> ArchiveCheck:
     if violations["schema"]:
         return ArchiveCheck(len(files), 0, violations)
     start = hour_ms(hour)
-    con = duckdb.connect()
+    con = duck.connect()
     row = con.execute(
         "SELECT count(*), "
         "count(*) FILTER (WHERE packets > bytes), "

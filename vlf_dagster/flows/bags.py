@@ -31,6 +31,7 @@ from .schema import FLOW_SCHEMA, IPV6_TYPE, MS_PER_HOUR
 from .sets import IPSet
 from .sql import ident, literal, literal_list
 from .storage import atomic_path, read_parquet_bytes
+from . import duck
 
 COUNTER_MAX = 2**64 - 2
 UINT64_WRAP = 2**64
@@ -286,14 +287,14 @@ def bag_from_flows(
     info = _check_bag_spec(keys, counters)
     if not isinstance(flows, pa.Table) and not flows:  # an hour without flows still gets its (empty) bag
         return write_bag(empty_bag_table(info), path, info)
-    con = duckdb.connect()
+    con = duck.connect()
     return write_bag_query(con, bag_sql(_flows_source(con, flows), info, where), list(params), path, info)
 
 
 def bags_from_table(flows: pa.Table | Sequence[str | Path], specs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[Bag]:
     """rwbag with several ``--bag-file`` specs over one input table (read once), or over Parquet
     flow files (scanned by DuckDB once per spec: worth it for one spec, not for many)."""
-    con = duckdb.connect()
+    con = duck.connect()
     source = _flows_source(con, flows)
     out = []
     for keys, counters in specs:
@@ -362,7 +363,7 @@ def _raise_on_overflow(con, sql: str, counters: Sequence[str], op: str) -> None:
 def add(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --add: sum per key (missing keys count 0); overflow is an error."""
     info = _same_keys(bags, "--add")
-    con = duckdb.connect()
+    con = duck.connect()
     sql = f"SELECT {key_list(info)}, sum(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) GROUP BY ALL"
     _raise_on_overflow(con, sql, [info.counter], "--add")
     return _query_bag(con, sql, info)
@@ -393,7 +394,7 @@ def add_bags(
         raise BagError(f"add_bags: inputs have no counter(s) {missing} (counters: {list(info.counters)})")
     extra = extra or {}
     out_info = BagInfo(info.keys, tuple(kept) + tuple(extra))
-    con = duckdb.connect()
+    con = duck.connect()
     sql = _add_sql(f"read_parquet({literal_list(paths)})", info, kept, extra)
     _raise_on_overflow(con, sql, kept, "add_bags")
     casts = ", ".join(f"{ident(c)}::UBIGINT AS {ident(c)}" for c in out_info.counters)
@@ -403,7 +404,7 @@ def add_bags(
 def subtract(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --subtract: the first bag minus the others; keys at or below zero vanish."""
     info = _same_keys(bags, "--subtract")
-    con = duckdb.connect()
+    con = duck.connect()
     union = _register(con, bags)
     sql = (
         f"SELECT {key_list(info)}, sum(CASE WHEN i = 0 THEN c ELSE -c END) AS {ident(info.counter)} "
@@ -415,7 +416,7 @@ def subtract(bags: Sequence[Bag]) -> Bag:
 def minimize(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --minimize: keys present in every bag, with their smallest counter."""
     info = _same_keys(bags, "--minimize")
-    con = duckdb.connect()
+    con = duck.connect()
     sql = (f"SELECT {key_list(info)}, min(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) "
            f"GROUP BY ALL HAVING count(DISTINCT i) = {len(bags)}")
     return _query_bag(con, sql, info)
@@ -424,7 +425,7 @@ def minimize(bags: Sequence[Bag]) -> Bag:
 def maximize(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --maximize: the union of keys, with their largest counter."""
     info = _same_keys(bags, "--maximize")
-    con = duckdb.connect()
+    con = duck.connect()
     return _query_bag(con, f"SELECT {key_list(info)}, max(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) GROUP BY ALL", info)
 
 
@@ -440,7 +441,7 @@ def divide(bags: Sequence[Bag]) -> Bag:
     Every key of the first bag must be in the second.
     """
     info = _two(bags, "--divide")
-    con = duckdb.connect()
+    con = duck.connect()
     _register(con, bags)
     keys = " AND ".join(f"b0.{ident(c)} IS NOT DISTINCT FROM b1.{ident(c)}" for c in info.key_columns)
     c0, c1 = ident(bags[0].info.counter), ident(bags[1].info.counter)
@@ -458,7 +459,7 @@ def scalar_multiply(bag: Bag, value: int) -> Bag:
     if not 1 <= value <= UINT64_WRAP - 1:
         raise BagError(f"--scalar-multiply={value} is outside 1..{UINT64_WRAP - 1}")
     info = _same_keys([bag], "--scalar-multiply")
-    con = duckdb.connect()
+    con = duck.connect()
     con.register("b0", bag.table)
     c = ident(info.counter)
     overflow = con.sql(f"SELECT count(*) FROM b0 WHERE {c}::UHUGEINT * {value}::UHUGEINT > {COUNTER_MAX}").fetchall()[0][0]
@@ -476,7 +477,7 @@ def compare(bags: Sequence[Bag], op: str) -> Bag:
     info = _two(bags, "--compare")
     if op.lower() not in COMPARISONS:
         raise BagError(f"--compare={op}: use one of {', '.join(COMPARISONS)}")
-    con = duckdb.connect()
+    con = duck.connect()
     _register(con, bags)
     keys = " AND ".join(f"b0.{ident(c)} IS NOT DISTINCT FROM b1.{ident(c)}" for c in info.key_columns)
     c0, c1 = ident(bags[0].info.counter), ident(bags[1].info.counter)
@@ -552,7 +553,7 @@ def coverset(path: str | Path, *, counter: str | None = None, min_counter: int =
     counter = counter or info.counters[0]
     if counter not in info.counters:
         raise BagError(f"{path}: no counter {counter!r} (counters: {list(info.counters)})")
-    rows = duckdb.connect().sql(
+    rows = duck.connect().sql(
         f"SELECT {ident(v4col)}, {ident(v6col)}, {ident(counter)} FROM read_parquet(?) WHERE {ident(counter)} BETWEEN ? AND ?",
         params=[str(path), min_counter, max_counter],
     ).to_arrow_table()
@@ -562,7 +563,7 @@ def coverset(path: str | Path, *, counter: str | None = None, min_counter: int =
 def invert(bag: Bag) -> Bag:
     """rwbagtool --invert: counter -> number of keys; counters above 2^32-1 go to key 2^32-1."""
     info = _same_keys([bag], "--invert")
-    con = duckdb.connect()
+    con = duck.connect()
     con.register("b0", bag.table)
     sql = f"SELECT LEAST({ident(info.counter)}, {2**32 - 1}) AS value, count(*) AS records FROM b0 GROUP BY 1"
     out_info = BagInfo(("value",), ("records",))

@@ -494,7 +494,7 @@ def format_flow_files(
     """:func:`format_text` over Parquet flow files, streamed: DuckDB hands the records over batch
     by batch in file order, so memory stays flat however many there are.  ``options`` are
     format_text's."""
-    import duckdb
+    from . import duck
 
     from .sql import literal_list
 
@@ -504,7 +504,7 @@ def format_flow_files(
     names = resolve_fields(fields)
     if num_recs is not None and num_recs < 0:
         raise CutError(f"invalid record count {num_recs}: must be >= 0")
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         files = f"read_parquet({literal_list([str(p) for p in paths])})"
         # one narrow column decides the address width for every batch to come

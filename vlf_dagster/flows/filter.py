@@ -42,6 +42,7 @@ from .sets import IPSet
 from .site import Site
 from .sql import ident
 from .storage import archive_files, hours_between
+from . import duck
 
 
 class FilterError(ValueError):
@@ -957,7 +958,7 @@ def execute(
             empty if passed else None, empty if failed else None, empty if everything else None,
             FilterStats(files=0) if stats else None,
         )  # fmt: skip
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         params = dict(compiled.params)
         for name, members in compiled.tables.items():
@@ -1062,7 +1063,7 @@ def write_filtered(
         write_parquet(FLOW_SCHEMA.empty_table(), out)
         return 0
     compiled = spec if isinstance(spec, CompiledFilter) else compile_filter(spec)
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         for name, members in compiled.tables.items():
             con.register(name, members)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from .sql import ident, literal
 from .schema import FLOW_SCHEMA, MS_PER_HOUR, REQUIRED_FIELDS, conform, empty_table
+from . import duck
 
 # Arrow type -> DuckDB type used to TRY_CAST landing values
 _DUCK_TYPES = {
@@ -73,7 +74,7 @@ def read_landing_parquet(
     more packets than bytes are rejected too.
     """
     path = Path(path)
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         con.execute(f"CREATE VIEW landing AS SELECT *, row_number() OVER () AS _row FROM read_parquet({literal(path)}, hive_partitioning = false)")
         present = {r[0] for r in con.execute("DESCRIBE landing").fetchall()}
@@ -90,8 +91,8 @@ def read_landing_parquet(
     for f in FLOW_SCHEMA:
         if f.name not in present:
             continue
-        duck = _DUCK_TYPES[f.type]
-        cast = f"TRY_CAST({ident(f.name)} AS {duck})"
+        duck_type = _DUCK_TYPES[f.type]
+        cast = f"TRY_CAST({ident(f.name)} AS {duck_type})"
         casts.append(f"{cast} AS {ident(f.name)}")
         if not f.nullable:
             problems.append(
@@ -264,7 +265,7 @@ def read_landing_batch(files: Sequence[tuple[Path, int, int]], *, plausibility: 
 
 def _records_as_json(table: pa.Table) -> list[str]:
     """Each row as JSON text, as read_landing_parquet keeps a rejected record (DuckDB's to_json)."""
-    con = duckdb.connect()
+    con = duck.connect()
     try:
         con.register("rejected", table)
         return [r[0] for r in con.execute("SELECT to_json(r)::VARCHAR FROM rejected r").fetchall()]

@@ -41,6 +41,7 @@ from .flowtypes import FLOWTYPES
 from .schema import FLOW_SCHEMA, SchemaError, conform, ipv4_strings
 from .storage import holds_flow_columns
 from .sql import literal_list
+from . import duck
 
 
 class StatsError(ValueError):
@@ -63,7 +64,7 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str):
 
 def _connect(source: Source) -> tuple[duckdb.DuckDBPyConnection, bool]:
     """An in-memory DuckDB connection with a ``flows`` relation, and whether it holds IPv6 data."""
-    con = duckdb.connect()
+    con = duck.connect()
     if isinstance(source, pa.Table):
         table = source
         if not table.schema.equals(FLOW_SCHEMA, check_metadata=False):

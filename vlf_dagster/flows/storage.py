@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .flowtypes import FLOWTYPES, file_prefix, type_name
+from . import duck
 
 PARQUET_OPTIONS = dict(compression="zstd")
 
@@ -78,7 +79,7 @@ def holds_flow_columns(paths: list[str], con=None) -> bool:
     from .schema import FLOW_SCHEMA
 
     own = con is None
-    con = duckdb.connect() if own else con
+    con = duck.connect() if own else con
     try:
         con.execute("SET parquet_metadata_cache = true")
         found = dict(con.sql("SELECT name, count(*) FROM parquet_schema($files) WHERE name <> 'duckdb_schema' "

@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Iterable, Sequence
 
-import duckdb
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..flows.schema import FLOW_SCHEMA, SchemaError, conform
 from ..flows.storage import holds_flow_columns, read_parquet_bytes
+from ..flows import duck
 
 
 class VerbError(Exception):
@@ -98,7 +98,7 @@ def read_flows(names: Iterable[str]) -> pa.Table:
     names = list(names) or ["-"]
     paths = parquet_flow_files(names)
     if paths is not None:
-        with duckdb.connect() as con:
+        with duck.connect() as con:
             table = con.sql("SELECT * FROM read_parquet($files)", params={"files": paths}).to_arrow_table()
         return conform(table.replace_schema_metadata(None))
     tables = [read_flow_table(*_open_bytes(n)) for n in names]

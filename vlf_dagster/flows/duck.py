@@ -1,0 +1,32 @@
+"""The one place that opens DuckDB connections for flow work, with the settings that bound them.
+
+Every query of the project runs on an in-memory connection from :func:`connect`:
+
+- ``memory_limit``: ``$VLF_DUCKDB_MEMORY`` (default ``3GB``): beyond it DuckDB spills sorts,
+  joins and aggregates to disk instead of growing, so window stages over 12.7 M sources and
+  tens of millions of pairs stay within a few GB;
+- ``temp_directory``: where it spills, ``<data dir>/.duckdb_tmp`` (``$VLF_DATA_DIR``, else
+  ``data``), beside the data it works on, never the system's small /tmp.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+DEFAULT_MEMORY = "3GB"
+TEMP_NAME = ".duckdb_tmp"
+
+
+def temp_directory() -> Path:
+    return Path(os.environ.get("VLF_DATA_DIR") or "data") / TEMP_NAME
+
+
+def connect(database: str = ":memory:", **kwargs) -> duckdb.DuckDBPyConnection:
+    config = {"memory_limit": os.environ.get("VLF_DUCKDB_MEMORY") or DEFAULT_MEMORY,
+              "temp_directory": str(temp_directory().resolve())}
+    if kwargs.get("read_only"):
+        return duckdb.connect(database, **kwargs)  # settings are per connection; readers need none
+    return duckdb.connect(database, config=config, **kwargs)
