@@ -8,7 +8,8 @@ import dagster as dg
 from vlf_dagster.definitions import build_definitions
 
 WINDOW_SOURCES = ["hourly_contact_pairs", "hourly_flows", "hourly_source_bags", "monthly_contact_pairs",
-                  "monthly_source_bags", "source_destination_count_bag", "source_flow_bag", "source_hour_count_bag"]
+                  "monthly_port_usage", "monthly_source_bags", "monthly_traffic_volumes", "source_destination_count_bag",
+                  "source_flow_bag", "source_hour_count_bag"]
 
 LINEAGE = {
     # asset: (group, partitioning, upstream assets)
@@ -19,6 +20,8 @@ LINEAGE = {
     "monthly_source_bags": ("bags", "monthly", ["hourly_source_bags"]),
     "monthly_contact_pairs": ("bags", "monthly", ["hourly_contact_pairs"]),
     "monthly_active_hosts": ("bags", "monthly", ["hourly_active_hosts"]),
+    "monthly_traffic_volumes": ("bags", "monthly", ["hourly_flows"]),
+    "monthly_port_usage": ("bags", "monthly", ["hourly_flows"]),
     "source_flow_bag": ("bags", None, ["monthly_source_bags"]),
     "source_hour_count_bag": ("bags", None, ["monthly_source_bags"]),
     "source_destination_count_bag": ("bags", None, ["monthly_contact_pairs"]),
@@ -27,15 +30,16 @@ LINEAGE = {
     "vlf_fd_set": ("vlf", None, ["vlf_d_set", "vlf_f_set"]),
     "active_inside_set": ("vlf", None, ["monthly_active_hosts"]),
     "vlf_flows": ("vlf", None, ["hourly_flows", "vlf_fd_set"]),
-    "matched_vlf_flows": ("matching", None, ["hourly_flows", "vlf_fd_set", "vlf_flows"]),
+    "vlf_outbound_flows": ("vlf", None, ["hourly_flows", "vlf_fd_set"]),
+    "matched_vlf_flows": ("matching", None, ["vlf_fd_set", "vlf_flows", "vlf_outbound_flows"]),
     "vlf_categories": ("matching", None, ["matched_vlf_flows", "source_flow_bag"]),
     "report_contact_surface": ("reports", None, ["monthly_contact_pairs"]),
     "report_geography": ("reports", None, ["vlf_categories"]),
     "report_icmp": ("reports", None, ["vlf_categories"]),
-    "report_malformed": ("reports", None, ["hourly_flows", "vlf_flows"]),
+    "report_malformed": ("reports", None, ["vlf_flows", "vlf_outbound_flows"]),
     "report_matched_ports": ("reports", None, ["matched_vlf_flows"]),
     "report_other_protocols": ("reports", None, ["vlf_categories"]),
-    "report_overall_port_usage": ("reports", None, ["hourly_flows"]),
+    "report_overall_port_usage": ("reports", None, ["monthly_port_usage"]),
     "report_per_host_flow_distribution": ("reports", None, ["source_flow_bag"]),
     "report_port_descriptions": ("reports", None, ["vlf_categories"]),
     "report_port_directions": ("reports", None, ["matched_vlf_flows"]),
@@ -43,7 +47,7 @@ LINEAGE = {
     "report_port_timelines": ("reports", None, ["vlf_categories"]),
     "report_samples": ("reports", None, ["matched_vlf_flows", "vlf_categories"]),
     "report_tcp_flags_top_ports": ("reports", None, ["vlf_categories"]),
-    "report_traffic_volumes": ("reports", None, ["hourly_flows"]),
+    "report_traffic_volumes": ("reports", None, ["monthly_traffic_volumes"]),
     "report_udp_ports": ("reports", None, ["vlf_categories"]),
     "report_unmatched_tcp_flags": ("reports", None, ["vlf_categories"]),
     "report_unmatched_tcp_ports": ("reports", None, ["vlf_categories"]),
@@ -51,7 +55,8 @@ LINEAGE = {
     "report_vlf_sets": ("reports", None, ["active_inside_set", "vlf_d_set", "vlf_f_set", "vlf_fd_set"]),
     "report_where_do_they_go": ("reports", None, ["active_inside_set", "vlf_categories"]),
     "sql_catalog": ("catalog", None, sorted(WINDOW_SOURCES + ["active_inside_set", "matched_vlf_flows", "vlf_categories",
-                                                              "vlf_d_set", "vlf_f_set", "vlf_fd_set", "vlf_flows"])),
+                                                              "vlf_d_set", "vlf_f_set", "vlf_fd_set", "vlf_flows",
+                                                              "vlf_outbound_flows"])),
 }
 LINEAGE["vlf_report"] = ("reports", None, sorted(k for k in LINEAGE if k.startswith("report_")))
 

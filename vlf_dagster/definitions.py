@@ -19,7 +19,8 @@ from .resources import GeoIPResource, VlfStore
 from .sensors import build_landing_sensor
 
 HOURLY_ASSETS = ["hourly_flows", "hourly_source_bags", "hourly_contact_pairs", "hourly_active_hosts"]
-MONTHLY_ASSETS = ["monthly_source_bags", "monthly_contact_pairs", "monthly_active_hosts"]
+MONTHLY_ASSETS = ["monthly_source_bags", "monthly_contact_pairs", "monthly_active_hosts", "monthly_traffic_volumes",
+                  "monthly_port_usage"]
 
 
 def build_definitions(data: str | Path | None = None, site_config: str | Path | None = None) -> dg.Definitions:

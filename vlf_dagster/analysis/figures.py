@@ -145,7 +145,8 @@ def traffic_volume_data(
     """Flows, packets and bytes per ``bin_hours`` bin of flow start time (rwcount's start-spike
     load scheme, bins aligned on UTC midnight when ``bin_hours`` divides 24).
 
-    One DuckDB GROUP BY over the files.  Bins between the first and the last (or ``start`` and
+    One DuckDB GROUP BY over the files: archive files, or the monthly volume summaries of
+    :mod:`analysis.traffic` (hourly bins with a ``flows`` count).  Bins between the first and the last (or ``start`` and
     ``end``, end exclusive) that got no flow are listed with zeros.  ``flowtypes`` restricts the
     records (e.g. the inbound types).  Returns Date (UTC), Flows (int64), Packets, Bytes (float64).
     """
@@ -166,8 +167,10 @@ def traffic_volume_data(
         where.append("sTime < ?")
         params.append(hi)
     if _register(con, "flows", archive_files):
+        # archive records count one each; monthly volume summaries (analysis.traffic) carry their count
+        count = "sum(flows)" if "flows" in _columns(con, "flows") else "count(*)"
         raw = con.sql(
-            "SELECT (sTime // ?)::BIGINT AS b, count(*)::BIGINT AS f, sum(packets)::DOUBLE AS p, sum(bytes)::DOUBLE AS y "
+            f"SELECT (sTime // ?)::BIGINT AS b, {count}::BIGINT AS f, sum(packets)::DOUBLE AS p, sum(bytes)::DOUBLE AS y "
             f"FROM flows WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1",
             params=params,
         ).df()

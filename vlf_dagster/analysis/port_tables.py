@@ -214,19 +214,24 @@ def overall_port_usage(archive: Source, top: int = 20, flowtypes: Sequence[int] 
     (``in, inweb, inicmp, out, outweb, outicmp`` = 0, 2, 8, 1, 3, 9; the study used all traffic
     crossing the border, both directions) -- pass ``flowtypes`` to choose others; a table without a
     ``flowtype`` column is counted whole.  Each flow counts once under its source port (source
-    lists) and once under its destination port (destination lists).  Four independent rankings by
+    lists) and once under its destination port (destination lists).  ``archive`` may also be the
+    monthly port summaries of :mod:`analysis.traffic` (the same counts, pre-aggregated).  Four independent rankings by
     flows desc, port asc, side by side: columns :data:`OVERALL_PORT_COLUMNS`.
     """
     con = _connect(archive, empty=FLOW_SCHEMA)
     types = tuple(flowtypes) if flowtypes is not None else (*INBOUND_TYPES, *OUTBOUND_TYPES)
     where = f"protocol IN ({PROTO_TCP}, {PROTO_UDP})"
-    if "flowtype" in _columns(con) and types:
+    columns = _columns(con)
+    if "flowtype" in columns and types:
         where += f" AND flowtype IN ({', '.join(str(int(t)) for t in types)})"
-    sql = (
-        f"WITH f AS (SELECT protocol, sPort, dPort FROM t WHERE {where}) "
-        "SELECT protocol || ':s' AS g, sPort AS port, count(*) AS n FROM f GROUP BY ALL "
-        "UNION ALL SELECT protocol || ':d' AS g, dPort AS port, count(*) AS n FROM f GROUP BY ALL"
-    )
+    if "side" in columns:  # monthly port summaries (analysis.traffic): flows per flowtype, protocol, side, port
+        sql = f"SELECT protocol || ':' || side AS g, port, sum(flows) AS n FROM t WHERE {where} GROUP BY ALL"
+    else:
+        sql = (
+            f"WITH f AS (SELECT protocol, sPort, dPort FROM t WHERE {where}) "
+            "SELECT protocol || ':s' AS g, sPort AS port, count(*) AS n FROM f GROUP BY ALL "
+            "UNION ALL SELECT protocol || ':d' AS g, dPort AS port, count(*) AS n FROM f GROUP BY ALL"
+        )
     long = _ranked(con, sql, "g", "port", top)
     long = long.rename(columns={"rk": "Rank", "port": "Port", "n": "Flows"})
     long["Port"] = _ints(long["Port"])

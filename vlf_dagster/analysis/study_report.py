@@ -11,6 +11,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
+from datetime import datetime, timezone
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -18,7 +20,7 @@ import pyarrow.parquet as pq
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.sets import IPSet
 from ..flows.site import Site
-from ..flows.storage import archive_files, hours_between, window_path
+from ..flows.storage import archive_files, hours_between, monthly_path, window_path
 from . import figures as fig
 from . import port_tables as pt
 from . import registries, samples
@@ -46,6 +48,12 @@ class StudyInputs:
 
     def archive(self, flowtypes=None) -> list[Path]:
         return archive_files(self.data_dir, self.hours, flowtypes)
+
+    def monthly(self, asset: str) -> list[Path]:
+        """The window's monthly files of ``asset`` (one per month the window touches)."""
+        months = sorted({f"{h:%Y-%m}" for h in self.hours})
+        paths = (monthly_path(self.data_dir, asset, datetime.strptime(m, "%Y-%m").replace(tzinfo=timezone.utc)) for m in months)
+        return [p for p in paths if p.exists()]
 
     @property
     def inbound_files(self) -> list[Path]:
@@ -109,7 +117,8 @@ def _categories(inputs: StudyInputs) -> list[Piece]:
 
 
 def _port_usage(inputs: StudyInputs) -> list[Piece]:
-    return [Piece("Overall Port Usage (top 20 by flows, inbound and outbound)", table=pt.overall_port_usage(inputs.archive()))]
+    usage = pt.overall_port_usage(inputs.monthly("monthly_port_usage"))  # the archive's counts, summarised by month
+    return [Piece("Overall Port Usage (top 20 by flows, inbound and outbound)", table=usage)]
 
 
 def _pairs(inputs: StudyInputs) -> pd.DataFrame:
@@ -172,7 +181,7 @@ def _numerology(inputs: StudyInputs) -> list[Piece]:
 
 
 def _traffic(inputs: StudyInputs) -> list[Piece]:
-    path = fig.traffic_volumes(inputs.archive(), inputs.figure("traffic_volumes"))
+    path = fig.traffic_volumes(inputs.monthly("monthly_traffic_volumes"), inputs.figure("traffic_volumes"))
     return [Piece("Flows, packets and bytes per hour (all flowtypes)", figure=path)]
 
 
@@ -215,7 +224,9 @@ def _direction_plots(inputs: StudyInputs) -> list[Piece]:
 
 
 def _near_matches(inputs: StudyInputs) -> list[Piece]:
-    text = samples.near_matches_text(inputs.window("vlf_flows"), inputs.outbound_files, time_delta_ms=inputs.site.vlf.match_delta_ms)
+    # a near match answers a VLF source: vlf_outbound_flows holds every outbound flow to one
+    text = samples.near_matches_text(inputs.window("vlf_flows"), [inputs.window("vlf_outbound_flows")],
+                                     time_delta_ms=inputs.site.vlf.match_delta_ms)
     return [Piece("Near matches: answers whose ports do not mirror the query", text=text or "(none found)")]
 
 
@@ -271,9 +282,9 @@ def _other_protocols(inputs: StudyInputs) -> list[Piece]:
 
 
 PARTS: list[Part] = [
-    Part("report_traffic_volumes", "Overall Traffic Volumes", ("hourly_flows",), _traffic,
+    Part("report_traffic_volumes", "Overall Traffic Volumes", ("monthly_traffic_volumes",), _traffic,
          "Flows, packets and bytes over time."),
-    Part("report_overall_port_usage", "Overall Port Usage", ("hourly_flows",), _port_usage,
+    Part("report_overall_port_usage", "Overall Port Usage", ("monthly_port_usage",), _port_usage,
          "Top 20 TCP and UDP source and destination ports by flows over the whole window."),
     Part("report_per_host_flow_distribution", "Per Host Flow Distribution", ("source_flow_bag",), _per_host,
          "Sources and flows for 1..10 flows per source, 1...100, > 100 and the total.",
@@ -316,6 +327,6 @@ PARTS: list[Part] = [
          "ICMP type, code, count, rank and meaning; invalid codes marked."),
     Part("report_other_protocols", "Other protocols", ("vlf_categories",), _other_protocols,
          "Protocols other than TCP, UDP and ICMP: countries, flows, packets, bytes; implausible volumes flagged.", geo=True),
-    Part("report_malformed", "Malformed traffic", ("vlf_flows", "hourly_flows"), _near_matches,
+    Part("report_malformed", "Malformed traffic", ("vlf_flows", "vlf_outbound_flows"), _near_matches,
          "Near matches in cutmatch layout: a response whose ports do not mirror the query's."),
 ]

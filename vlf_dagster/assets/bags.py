@@ -4,14 +4,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
-from ..analysis import consistency, vlf
+from ..analysis import consistency, traffic, vlf
 from ..flows.flowtypes import INBOUND_TYPES, INT2INT, OUTBOUND_TYPES
 from ..flows.storage import hours_between
 from ..resources import VlfStore
 from .archive import HOURLY_BATCH
 from .metadata import parquet_metadata
 from .partitions import StudyPartitions
-from .clock import asset
+from .clock import asset, multi_asset
 from ..flows import duck
 
 CONSERVATION_CHECK = "window_bag_conserves_flows"
@@ -42,7 +42,7 @@ def build(parts: StudyPartitions) -> list:
             context.add_asset_metadata({label: int(count), "dagster/row_count": int(count)}, partition_key=key)
 
     @asset(**hourly, kinds={"parquet"}, description="Per outside source: records, packets and bytes "
-              "of the hour's inbound flows (in, inweb, inicmp). Files: hourly_source_bags/dt=YYYY-MM-DD/hour=HH.parquet")
+           "of the hour's inbound flows (in, inweb, inicmp). Files: hourly_source_bags/dt=YYYY-MM-DD/hour=HH.parquet")
     def hourly_source_bags(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         hours = _hours(context)
         rows = vlf.hourly_bags(store.archive_files(hours, list(INBOUND_TYPES)), hours,
@@ -51,7 +51,7 @@ def build(parts: StudyPartitions) -> list:
         return dg.MaterializeResult()
 
     @asset(**hourly, kinds={"parquet"}, description="The hour's distinct (outside sIP, inside dIP) pairs "
-              "with their flow counts: exact, where SiLK needed a Bloom-filter plug-in.")
+           "with their flow counts: exact, where SiLK needed a Bloom-filter plug-in.")
     def hourly_contact_pairs(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         hours = _hours(context)
         rows = vlf.hourly_bags(store.archive_files(hours, list(INBOUND_TYPES)), hours,
@@ -60,7 +60,7 @@ def build(parts: StudyPartitions) -> list:
         return dg.MaterializeResult()
 
     @asset(**hourly, kinds={"roaring"}, description="Inside addresses active in the hour (sources of "
-              "outbound and int2int flows), as an IP set file.")
+           "outbound and int2int flows), as an IP set file.")
     def hourly_active_hosts(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         hours = _hours(context)
         sets = vlf.hourly_active_hosts(store.archive_files(hours, [*OUTBOUND_TYPES, INT2INT]), hours)
@@ -76,37 +76,61 @@ def build(parts: StudyPartitions) -> list:
         return window.start, store.existing_hourly(asset, window.start, window.end, ext)
 
     @asset(**monthly, deps=[hourly_source_bags], kinds={"parquet"},
-              description="The month's hourly source bags added up; `hours` counts the hours each source was active.")
+           description="The month's hourly source bags added up; `hours` counts the hours each source was active.")
     def monthly_source_bags(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_source_bags")
         out = vlf.rollup_source_bags(inputs, store.monthly("monthly_source_bags", month))
         return dg.MaterializeResult(metadata={"hours_read": len(inputs), **_file_metadata(out, "sources")})
 
     @asset(**monthly, deps=[hourly_contact_pairs], kinds={"parquet"},
-              description="The month's distinct (sIP, dIP) pairs with their flow counts.")
+           description="The month's distinct (sIP, dIP) pairs with their flow counts.")
     def monthly_contact_pairs(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_contact_pairs")
         out = vlf.rollup_contact_pairs(inputs, store.monthly("monthly_contact_pairs", month))
         return dg.MaterializeResult(metadata={"hours_read": len(inputs), **_file_metadata(out, "pairs")})
 
     @asset(**monthly, deps=[hourly_active_hosts], kinds={"roaring"},
-              description="Inside addresses active at some hour of the month.")
+           description="Inside addresses active at some hour of the month.")
     def monthly_active_hosts(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_active_hosts", "set")
         active = vlf.union_sets(inputs)
         active.write(store.monthly("monthly_active_hosts", month, "set"))
         return dg.MaterializeResult(metadata={"hours_read": len(inputs), "active_hosts": len(active)})
 
+    @multi_asset(
+        specs=[
+            dg.AssetSpec("monthly_traffic_volumes", deps=["hourly_flows"], group_name="bags", kinds={"parquet"},
+                         partitions_def=parts.monthly,
+                         description="Flows, packets and bytes per hour and flowtype of the month's archive: what "
+                         "the Overall Traffic Volumes figure plots, without rescanning the archive."),
+            dg.AssetSpec("monthly_port_usage", deps=["hourly_flows"], group_name="bags", kinds={"parquet"},
+                         partitions_def=parts.monthly,
+                         description="Flows per flowtype, protocol, side (s: source port, d: destination port) and "
+                         "port of the month's archive: what the Overall Port Usage table ranks."),
+        ],
+        partitions_def=parts.monthly,
+    )
+    def monthly_traffic(context: dg.AssetExecutionContext, store: VlfStore):
+        window = context.partition_time_window
+        files = store.archive_files(hours_between(window.start, window.end))
+        volumes = store.monthly("monthly_traffic_volumes", window.start)
+        ports = store.monthly("monthly_port_usage", window.start)
+        traffic.monthly_traffic(files, volumes, ports)  # one pass over the month for both
+        yield dg.MaterializeResult(asset_key="monthly_traffic_volumes",
+                                   metadata={"archive_files_read": len(files), **_file_metadata(volumes, "hour_rows")})
+        yield dg.MaterializeResult(asset_key="monthly_port_usage",
+                                   metadata={"archive_files_read": len(files), **_file_metadata(ports, "port_rows")})
+
     window = dict(group_name="bags", kinds={"parquet"})
 
     @asset(**window, deps=[monthly_source_bags],
-              description="Flows per outside source over the whole window (bag sIP -> records).")
+           description="Flows per outside source over the whole window (bag sIP -> records).")
     def source_flow_bag(store: VlfStore) -> dg.MaterializeResult:
         out = vlf.window_counter_bag(store.existing_monthly("monthly_source_bags"), "records", store.window("source_flow_bag"))
         return dg.MaterializeResult(metadata=_file_metadata(out, "sources"))
 
     @asset(**window, deps=[monthly_source_bags],
-              description="Hours in which each outside source was active over the window (the count-1 bags added up).")
+           description="Hours in which each outside source was active over the window (the count-1 bags added up).")
     def source_hour_count_bag(store: VlfStore) -> dg.MaterializeResult:
         out = vlf.window_counter_bag(store.existing_monthly("monthly_source_bags"), "hours", store.window("source_hour_count_bag"))
         in_1_to_5 = duck.connect().execute(
@@ -116,7 +140,7 @@ def build(parts: StudyPartitions) -> list:
                                               **_file_metadata(out, "sources")})
 
     @asset(**window, deps=[monthly_contact_pairs],
-              description="Distinct inside destinations per outside source over the window.")
+           description="Distinct inside destinations per outside source over the window.")
     def source_destination_count_bag(store: VlfStore) -> dg.MaterializeResult:
         out = vlf.destination_count_bag(store.existing_monthly("monthly_contact_pairs"), store.window("source_destination_count_bag"))
         single = duck.connect().execute(
@@ -136,6 +160,6 @@ def build(parts: StudyPartitions) -> list:
 
     return [
         hourly_source_bags, hourly_contact_pairs, hourly_active_hosts,
-        monthly_source_bags, monthly_contact_pairs, monthly_active_hosts,
+        monthly_source_bags, monthly_contact_pairs, monthly_active_hosts, monthly_traffic,
         source_flow_bag, source_hour_count_bag, source_destination_count_bag, flows_conserved,
     ]

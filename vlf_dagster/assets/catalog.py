@@ -12,9 +12,10 @@ def build() -> list:
     @asset(
         group_name="catalog", kinds={"duckdb"},
         deps=["hourly_flows", "hourly_source_bags", "hourly_contact_pairs", "monthly_source_bags",
-              "monthly_contact_pairs", "source_flow_bag", "source_hour_count_bag", "source_destination_count_bag",
-              "vlf_f_set", "vlf_d_set", "vlf_fd_set", "active_inside_set", "vlf_flows", "matched_vlf_flows",
-              "vlf_categories"],
+           "monthly_contact_pairs", "monthly_traffic_volumes", "monthly_port_usage", "source_flow_bag",
+           "source_hour_count_bag", "source_destination_count_bag",
+           "vlf_f_set", "vlf_d_set", "vlf_fd_set", "active_inside_set", "vlf_flows", "vlf_outbound_flows", "matched_vlf_flows",
+           "vlf_categories"],
         description="data/catalog.duckdb: views over the archive (`flows`), the quarantine, the hourly, monthly "
         "and window bags and the VLF flows, the IP sets as a table, and macros (ip_text, flag_text, ms_time). "
         "Views read the Parquet files at query time; open it read-only: `vlf sql \"SELECT ...\"` or "

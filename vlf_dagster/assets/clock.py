@@ -56,3 +56,8 @@ def timed(fn):
 def asset(**kwargs):
     """``@dg.asset(**kwargs)`` over the timed function."""
     return lambda fn: dg.asset(**kwargs)(timed(fn))
+
+
+def multi_asset(**kwargs):
+    """``@dg.multi_asset(**kwargs)`` over the timed function."""
+    return lambda fn: dg.multi_asset(**kwargs)(timed(fn))

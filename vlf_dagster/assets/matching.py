@@ -4,33 +4,32 @@ import dagster as dg
 
 from ..analysis import matching, tables
 from ..analysis.port_tables import category_counts
-from ..flows.flowtypes import OUTBOUND_TYPES
 from ..flows.sets import IPSet
-from ..flows.storage import hours_between, write_parquet
+from ..flows.storage import write_parquet
 from ..resources import VlfStore
 from .metadata import FLOW_COLUMNS, parquet_metadata
 from .clock import asset
 
 
 def build() -> list:
-    @asset(group_name="matching", kinds={"parquet"}, deps=["vlf_flows", "vlf_fd_set", "hourly_flows"], metadata=FLOW_COLUMNS,
-              description="rwmatch of every VLF flow (query) with the outbound flows that answer it (response): "
-              "reversed addresses and ports, same protocol, within the site's match_delta_ms. nhIP carries the "
-              "match id (top byte 0x00 query, 0xFF response; unmatched queries 0.0.0.0), so `vlf cut "
-              "--fields=match,...` prints it in cutmatch layout.")
+    @asset(group_name="matching", kinds={"parquet"}, deps=["vlf_flows", "vlf_outbound_flows", "vlf_fd_set"], metadata=FLOW_COLUMNS,
+           description="rwmatch of every VLF flow (query) with the outbound flows that answer it (response): "
+           "reversed addresses and ports, same protocol, within the site's match_delta_ms. nhIP carries the "
+           "match id (top byte 0x00 query, 0xFF response; unmatched queries 0.0.0.0), so `vlf cut "
+           "--fields=match,...` prints it in cutmatch layout.")
     def matched_vlf_flows(store: VlfStore) -> dg.MaterializeResult:
         site = store.site
-        outbound = store.archive_files(hours_between(site.start, site.window_end()), list(OUTBOUND_TYPES))
+        outbound = [store.window("vlf_outbound_flows")]  # the outbound flows to VLF sources, extracted once
         matched = matching.match_vlf_flows(
             store.window("vlf_flows"), outbound, IPSet.read(store.window("vlf_fd_set", "set")),
             store.window("matched_vlf_flows"), time_delta_ms=site.vlf.match_delta_ms,
         )
-        return dg.MaterializeResult(metadata={"records": matched.num_rows, "outbound_files_read": len(outbound),
+        return dg.MaterializeResult(metadata={"records": matched.num_rows,
                                               **parquet_metadata(store.window("matched_vlf_flows"))})
 
     @asset(group_name="matching", kinds={"parquet"}, deps=[matched_vlf_flows, "source_flow_bag"],
-              description="One row per VLF flow with its match id, its category (unmatched TCP, unmatched UDP, "
-              "matched TCP, matched UDP, ICMP, other) and its source's flow count over the window.")
+           description="One row per VLF flow with its match id, its category (unmatched TCP, unmatched UDP, "
+           "matched TCP, matched UDP, ICMP, other) and its source's flow count over the window.")
     def vlf_categories(store: VlfStore) -> dg.MaterializeResult:
         import pyarrow.parquet as pq
 

@@ -22,7 +22,7 @@ def _inputs(store: VlfStore, geoip: GeoIPResource, part: Part) -> StudyInputs:
 
 def _part_asset(part: Part) -> dg.AssetsDefinition:
     @asset(name=part.name, group_name="reports", kinds={"csv", "png"}, deps=list(part.deps),
-              description=part.description or part.title)
+           description=part.description or part.title)
     def _asset(context: dg.AssetExecutionContext, store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         inputs = _inputs(store, geoip, part)
@@ -48,8 +48,8 @@ def build() -> list:
     part_assets = [_part_asset(part) for part in PARTS]
 
     @asset(group_name="reports", kinds={"html"}, deps=part_assets,
-              description="One HTML page with every table and figure of the study, with a table of contents: "
-              "data/reports/<window>/index.html.")
+           description="One HTML page with every table and figure of the study, with a table of contents: "
+           "data/reports/<window>/index.html.")
     def vlf_report(store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
         site = store.site
         out_dir = store.report_dir()
