@@ -7,6 +7,7 @@ Runs go to the Dagster instance in ``$DAGSTER_HOME`` (``.dagster_home``), so the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from .assets.archive import HOURLY_BATCH
 from .flows.storage import write_text
@@ -21,16 +23,74 @@ from .flows.storage import write_text
 # No telemetry, and no sign-up pop-up over the UI of a fresh instance.
 INSTANCE_SETTINGS = {"telemetry": "telemetry:\n  enabled: false\n", "nux": "nux:\n  enabled: false\n"}
 
+# A user's own storage (Postgres, MySQL, another SQLite layout) wins over ours: with any of these at
+# the top of dagster.yaml we add no storage block (and take ours out: Dagster refuses `storage:`
+# next to `event_log_storage:`).
+STORAGE_KEYS = ("storage", "event_log_storage", "run_storage", "schedule_storage")
+_OUR_STORAGE_MARK = "# vlf_dagster: faster SQLite event log (vlf_dagster/instance_storage.py), Dagster's default files\n"
+_OUR_STORAGE_BLOCK = re.compile(
+    re.escape(_OUR_STORAGE_MARK) + r"event_log_storage:[ \t]*\n(?:[ \t]+\S.*(?:\n|$))*")
+
+
+def event_log_storage_block(home: str | Path) -> str:
+    """Our event log storage over the files of Dagster's default SQLite layout under ``home``.
+
+    Only ``event_log_storage`` is given: Dagster then builds run and schedule storage from its
+    defaults, the same ``history/runs.db`` and ``schedules/schedules.db`` as ``storage: sqlite``,
+    and the event log keeps ``history/runs/<run>.db`` and ``index.db``, so an existing home keeps
+    its history.  The path is absolute (Dagster's config has no "relative to DAGSTER_HOME"); it
+    is rewritten here if the home moves.
+    """
+    from .instance_storage import CLASS, MODULE
+
+    base_dir = os.path.join(str(Path(home).resolve()), "history", "runs", "")
+    return (f"{_OUR_STORAGE_MARK}event_log_storage:\n  module: {MODULE}\n  class: {CLASS}\n"
+            f"  config:\n    base_dir: {json.dumps(base_dir)}\n")
+
+
+def _top_level_keys(text: str) -> set[str] | None:
+    try:
+        loaded = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError:
+        return None
+    if loaded is None:  # only comments
+        return set()
+    return set(loaded) if isinstance(loaded, dict) else None
+
+
+def _with_storage(text: str, home: str | Path) -> str:
+    ours = _OUR_STORAGE_BLOCK.search(text)
+    block = event_log_storage_block(home)
+    if ours:
+        rest = text[: ours.start()] + text[ours.end():]
+        keys = _top_level_keys(rest)
+        if keys is not None and keys & set(STORAGE_KEYS):
+            return rest  # the user has configured storage of their own since: theirs wins
+        return text if ours.group(0).rstrip("\n") == block.rstrip("\n") else rest[: ours.start()] + block + rest[ours.start():]
+    keys = _top_level_keys(text)
+    if keys is None or keys & set(STORAGE_KEYS):
+        return text  # unreadable (Dagster will say why) or the user's own storage: leave it alone
+    separator = "\n" if text and not text.endswith("\n") else ""
+    return text + separator + block
+
 
 def write_instance_config(home: str | Path) -> Path:
-    """Give ``home/dagster.yaml`` our settings, keeping whatever else it already says."""
+    """Give ``home/dagster.yaml`` our settings, keeping whatever else it already says.
+
+    Telemetry and the sign-up pop-up off, and, unless the file configures storage of its own, the
+    faster event log storage of :mod:`vlf_dagster.instance_storage` over Dagster's default files.
+    """
     config = Path(home) / "dagster.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     text = config.read_text() if config.exists() else ""
     missing = [block for key, block in INSTANCE_SETTINGS.items() if not re.search(rf"^{key}:", text, re.MULTILINE)]
+    new = text
     if missing:
         separator = "\n" if text and not text.endswith("\n") else ""
-        write_text(text + separator + "".join(missing), config)  # atomic: a user's file is never left half-written
+        new = text + separator + "".join(missing)
+    new = _with_storage(new, home)
+    if new != text:
+        write_text(new, config)  # atomic: a user's file is never left half-written
     return config
 
 
