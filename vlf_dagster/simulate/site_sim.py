@@ -40,24 +40,42 @@ The model, scaled by ``days`` and ``sources`` with the study's proportions:
   those ports count an order of magnitude more than their neighbours.
 
 Everything is vectorised: per-source attributes are numpy arrays, expanded to flows with
-``np.repeat``; the only Python loops run per population, per port table entry and per hour.
-Same site, config and seed give byte-identical files.
+``np.repeat``; the only Python loops run per chunk, population, port table entry, bucket and hour.
+
+Streaming, so the study's 14 months with 12.7 million sources fit in bounded memory: sources are
+simulated in chunks of a fixed size (a function of the config: about two days' worth of sources,
+4,096 to 131,072), two at a time on threads, each chunk with its own random streams.  A chunk
+spills its flows (inbound ones and the outbound flows paired with them, which stay in their hour)
+to an Arrow IPC file under ``sim/.spill-*`` with one record batch per landing bucket (a day, fewer
+hours for very busy sites) and keeps only its sources' ground-truth rows and counters.  Then,
+bucket by bucket, the chunks' batches and the bucket's background traffic are merged, sorted by
+sTime and written as hourly files (two writer threads); the spill files are removed.  Peak memory
+depends on the sources per day, not on the length of the window.  Outside addresses are ranks of
+a keyed permutation of the public IPv4 space (:class:`_OutsideAddresses`): distinct without a
+global set.  Same site, config and seed give byte-identical files, whatever the threads do.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..flows.flags import ACK, FIN, PSH, RST, SYN
-from ..flows.schema import MS_PER_HOUR, PROTO_ICMP, PROTO_TCP, PROTO_UDP, conform, int_to_ipv4, ipv4_to_int
+from ..flows.schema import (
+    FLOW_SCHEMA, MS_PER_HOUR, PROTO_ICMP, PROTO_TCP, PROTO_UDP, int_to_ipv4, ipv4_to_int, numpy_dtype,
+)
 from ..flows.site import Site
-from ..flows.storage import hours_between, landing_dir, write_parquet, write_text
+from ..flows.storage import PARQUET_OPTIONS, atomic_path, hour_ms, hours_between, landing_dir, write_parquet, write_text
 
 LANDING_NAME = "sim.parquet"
 MS_PER_DAY = 24 * MS_PER_HOUR
@@ -293,21 +311,62 @@ def _segment_starts(counts: np.ndarray) -> np.ndarray:
     return np.cumsum(counts) - counts
 
 
-def _outside_addresses(rng: np.random.Generator, count: int, site: Site) -> np.ndarray:
-    """``count`` distinct public IPv4 addresses outside the site, in random order."""
-    blocks = [(ipv4_to_int(a), (0xFFFFFFFF << (32 - p)) & 0xFFFFFFFF) for a, p in EXCLUDED_BLOCKS]
-    blocks += site.ipv4_networks
-    chosen = np.empty(0, dtype=np.uint32)
-    while len(chosen) < count:
-        need = count - len(chosen)
-        cand = rng.integers(1 << 24, 224 << 24, int(need * 1.2) + 64, dtype=np.uint32)
-        bad = np.zeros(len(cand), dtype=bool)
-        for network, mask in blocks:
-            bad |= (cand & np.uint32(mask)) == np.uint32(network)
-        merged = np.concatenate([chosen, cand[~bad]])
-        _, first = np.unique(merged, return_index=True)
-        chosen = merged[np.sort(first)]
-    return chosen[:count]
+def _mix32(x: np.ndarray) -> np.ndarray:
+    """A 32-bit integer hash (lowbias32), elementwise on a uint32 array."""
+    x = x ^ (x >> np.uint32(16))
+    x *= np.uint32(0x7FEB352D)
+    x ^= x >> np.uint32(15)
+    x *= np.uint32(0x846CA68B)
+    x ^= x >> np.uint32(16)
+    return x
+
+
+class _OutsideAddresses:
+    """Distinct public IPv4 addresses outside the site, in a keyed pseudo-random order: rank -> address.
+
+    The allowed addresses (1.0.0.0 to 223.255.255.255 without :data:`EXCLUDED_BLOCKS` and the
+    site's own networks) are numbered 0..total-1 in address order; a keyed Feistel permutation of
+    32-bit numbers, cycle-walked into 0..total-1, shuffles the numbers.  Any range of ranks is
+    computed on its own, in memory proportional to its length, and distinct ranks always give
+    distinct addresses: sources, web and DNS servers are ranges of one sequence.
+    """
+
+    ROUNDS = 6
+
+    def __init__(self, rng: np.random.Generator, site: Site):
+        cut = [(ipv4_to_int(a), 1 << (32 - p)) for a, p in EXCLUDED_BLOCKS]
+        cut += [(network, ((~mask) & 0xFFFFFFFF) + 1) for network, mask in site.ipv4_networks]
+        allowed = [(1 << 24, 224 << 24)]
+        for lo, size in cut:
+            hi = lo + size
+            allowed = [(a, b) for a0, b0 in allowed for a, b in ((a0, min(b0, lo)), (max(a0, hi), b0)) if a < b]
+        allowed.sort()
+        sizes = np.array([b - a for a, b in allowed], dtype=np.int64)
+        self.starts = np.array([a for a, _ in allowed], dtype=np.int64)  # first address of each interval
+        self.rank_ends = np.cumsum(sizes)  # first rank after each interval
+        self.rank_starts = self.rank_ends - sizes
+        self.total = int(self.rank_ends[-1])
+        self.keys = rng.integers(0, 1 << 32, self.ROUNDS, dtype=np.uint64).astype(np.uint32)
+
+    def _permute(self, x: np.ndarray) -> np.ndarray:
+        """A bijection of the uint32 numbers (balanced Feistel network on 16-bit halves)."""
+        left, right = x >> np.uint32(16), x & np.uint32(0xFFFF)
+        for key in self.keys:
+            left, right = right, left ^ (_mix32(right ^ key) & np.uint32(0xFFFF))
+        return (left << np.uint32(16)) | right
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        """The addresses of ranks ``start``..``stop-1`` (uint32)."""
+        if stop > self.total:
+            raise SimulationError(f"cannot draw {stop:,} distinct outside addresses (only {self.total:,} exist)")
+        ranks = self._permute(np.arange(start, stop, dtype=np.uint32))
+        walk = np.flatnonzero(ranks >= self.total)  # cycle walking: permute again until inside 0..total-1
+        while len(walk):
+            ranks[walk] = self._permute(ranks[walk])
+            walk = walk[ranks[walk] >= self.total]
+        ranks = ranks.astype(np.int64)
+        interval = np.searchsorted(self.rank_ends, ranks, side="right")
+        return (self.starts[interval] + ranks - self.rank_starts[interval]).astype(np.uint32)
 
 
 # --- the inside network -------------------------------------------------------------------------
@@ -475,33 +534,169 @@ class _Answers:
 
 # --- the simulation -----------------------------------------------------------------------------
 
+# Random streams, all children of one SeedSequence per seed: (stream, index) -> generator.
+_STREAM_SITE, _STREAM_ADDRESSES, _STREAM_CHUNK, _STREAM_BACKGROUND = range(4)
+CHUNK_MIN_SOURCES, CHUNK_MAX_SOURCES = 1 << 12, 1 << 17
+CHUNK_DAYS = 2  # a chunk holds about this many days' worth of sources (at least CHUNK_MIN_SOURCES)
+BUCKET_MAX_FLOWS = 4_000_000  # estimated flows of a landing bucket (a day, or fewer hours if busier)
+FLOWS_PER_SOURCE = 16  # generous estimate (inbound and answers) for sizing the landing buckets
+WORKERS = 2  # threads: two chunks are simulated, and two hours written, at a time
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The window and how it is cut: source chunks and landing buckets (whole hours)."""
+
+    start: datetime
+    end: datetime
+    start_ms: int
+    end_ms: int
+    game_end: int  # ms from start_ms
+    hours: list  # every hour of the window
+    first_ms: int  # start of the first hour
+    bucket_hours: int  # hours per landing bucket
+    chunk_sources: int  # sources per chunk
+
+    @property
+    def window(self) -> int:
+        return self.end_ms - self.start_ms
+
+    @property
+    def bucket_ms(self) -> int:
+        return self.bucket_hours * MS_PER_HOUR
+
+    @property
+    def buckets(self) -> int:
+        return -(-len(self.hours) // self.bucket_hours)
+
+    def bucket(self, b: int) -> list:
+        return self.hours[b * self.bucket_hours : (b + 1) * self.bucket_hours]
+
+
+def _plan(site: Site, config: SimulationConfig) -> _Plan:
+    start = site.start.astimezone(timezone.utc)
+    end = start + timedelta(days=config.days)
+    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    hours = hours_between(start, end)
+    per_day = -(-config.sources // config.days)
+    # Chunks of a fixed size (a function of the config only, so the output is too): memory grows
+    # with the sources per day, never with the window.
+    chunk = int(min(CHUNK_MAX_SOURCES, max(CHUNK_MIN_SOURCES, 1 << int(CHUNK_DAYS * per_day - 1).bit_length())))
+    per_hour = per_day * FLOWS_PER_SOURCE / 24 + MAX_LIVE_HOSTS
+    bucket_hours = max([d for d in (1, 2, 3, 4, 6, 8, 12, 24) if d * per_hour <= BUCKET_MAX_FLOWS] or [1])
+    return _Plan(
+        start=start, end=end, start_ms=start_ms, end_ms=end_ms,
+        game_end=min(GAME_MAX_DAYS * MS_PER_DAY, (end_ms - start_ms) // 3), hours=hours,
+        first_ms=int(hours[0].timestamp() * 1000), bucket_hours=bucket_hours, chunk_sources=chunk,
+    )
+
+
+def _rng(entropy, stream: int, index: int = 0) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(stream, index)))
+
+
+@dataclass
+class _Context:
+    plan: _Plan
+    inside: "_Inside"
+    addresses: _OutsideAddresses
+    entropy: list
+    spill_dir: Path
+
 
 def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> SimulationSummary:
-    """Simulate ``config.days`` days from ``site.start`` and write landing files and ground truth."""
+    """Simulate ``config.days`` days from ``site.start`` and write landing files and ground truth.
+
+    Streaming: sources are simulated chunk by chunk (each chunk with its own random streams); a
+    chunk's flows go to a spill file with one Arrow record batch per landing bucket (a day); then
+    bucket by bucket the chunks' batches and the bucket's background traffic are merged, sorted and
+    written as hourly landing files.  Memory depends on the sources per day, not on the window.
+    """
     if config.days < 1:
         raise SimulationError(f"days must be >= 1 (got {config.days})")
     if config.sources < 1:
         raise SimulationError(f"sources must be >= 1 (got {config.sources})")
     data_dir = Path(data_dir)
-    start = site.start.astimezone(timezone.utc)
-    end = start + timedelta(days=config.days)
-    start_ms = int(start.timestamp() * 1000)
-    end_ms = int(end.timestamp() * 1000)
-    window = end_ms - start_ms
-    game_end = min(GAME_MAX_DAYS * MS_PER_DAY, window // 3)  # offset from start_ms
-
-    streams = np.random.SeedSequence([int(config.seed), 0x564C46]).spawn(8)
-    rng_site, rng_addr, rng_pop, rng_dst, rng_time, rng_traffic, rng_bg, rng_ans = (np.random.default_rng(s) for s in streams)
-
-    inside = _inside(rng_site, site)
+    plan = _plan(site, config)
+    entropy = [int(config.seed), 0x564C46]
+    inside = _inside(_rng(entropy, _STREAM_SITE), site)
+    addresses = _OutsideAddresses(_rng(entropy, _STREAM_ADDRESSES), site)
     S = int(config.sources)
-    addresses = _outside_addresses(rng_addr, S + WEB_SERVER_POOL + DNS_SERVER_POOL, site)
-    source_ip = addresses[:S]
-    web_pool = addresses[S : S + WEB_SERVER_POOL]
-    dns_pool = addresses[S + WEB_SERVER_POOL :]
+    web_pool = addresses(S, S + WEB_SERVER_POOL)
+    dns_pool = addresses(S + WEB_SERVER_POOL, S + WEB_SERVER_POOL + DNS_SERVER_POOL)
+
+    bounds = list(range(0, S, plan.chunk_sources)) + [S]
+    sizes = np.diff(bounds)
+    n_other = _quota(min(int(np.clip(round(S * 0.0004), 3, 16)), S), sizes)  # "a handful" in all
+
+    (data_dir / "sim").mkdir(parents=True, exist_ok=True)
+    spill_dir = Path(tempfile.mkdtemp(prefix=".spill-", dir=data_dir / "sim"))
+    try:
+        ctx = _Context(plan, inside, addresses, entropy, spill_dir)
+        chunks = _run_in_order(
+            WORKERS, lambda c: _simulate_chunk(ctx, c, bounds[c], bounds[c + 1], int(n_other[c])), range(len(sizes))
+        )
+        landing_files, n_background = _write_landing(data_dir, ctx, [c.spill for c in chunks], web_pool, dns_pool)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
+    _remove_stale_hours(data_dir, landing_files)
+
+    truth_path = _write_ground_truth([c.truth for c in chunks], data_dir / "sim" / "ground_truth.parquet")
+    counts = {k: sum(c.counts[k] for c in chunks) for k in chunks[0].counts}
+
+    populations = {name: int(n) for name, n in zip(POPULATIONS, counts["populations"])}
+    n_in = int(counts["inbound"])
+    n_out = int(counts["answers"] + counts["opened"] + n_background)
+    details = _details(site, config, plan, inside, counts, n_background=n_background)
+    summary = SimulationSummary(
+        flows=n_in + n_out, inbound_flows=n_in, outbound_flows=n_out, sources=S, hours=len(landing_files),
+        landing_files=landing_files, ground_truth_path=truth_path, populations=populations, details=details,
+    )
+    doc = {
+        "flows": summary.flows, "inbound_flows": n_in, "outbound_flows": n_out, "sources": S,
+        "hours": summary.hours, "populations": populations, **details,
+        "landing_files": [str(p.relative_to(data_dir)) for p in landing_files],
+        "ground_truth": str(truth_path.relative_to(data_dir)),
+    }
+    summary.summary_path = write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", data_dir / "sim" / "summary.json")
+    return summary
+
+
+def _run_in_order(workers: int, fn, items) -> list:
+    """``[fn(i) for i in items]`` on ``workers`` threads, at most ``workers`` items in flight (numpy
+    and pyarrow release the GIL in their loops)."""
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        return [fn(i) for i in items]
+    out, pending = [], deque()
+    with ThreadPoolExecutor(workers) as pool:
+        for i in items:
+            if len(pending) >= workers:
+                out.append(pending.popleft().result())
+            pending.append(pool.submit(fn, i))
+        while pending:
+            out.append(pending.popleft().result())
+    return out
+
+
+@dataclass
+class _Chunk:
+    spill: Path  # Arrow IPC file: one record batch per landing bucket
+    truth: dict  # ground-truth columns of the chunk's sources (compact types)
+    counts: dict  # counters for the summary
+
+
+def _simulate_chunk(ctx: _Context, c: int, lo: int, hi: int, n_other: int) -> _Chunk:
+    """Sources ``lo``..``hi-1``: their inbound flows, the outbound flows paired with them, their truth."""
+    plan, inside = ctx.plan, ctx.inside
+    start_ms, end_ms, window, game_end = plan.start_ms, plan.end_ms, plan.window, plan.game_end
+    streams = np.random.SeedSequence(ctx.entropy, spawn_key=(_STREAM_CHUNK, c)).spawn(5)
+    rng_pop, rng_dst, rng_time, rng_traffic, rng_ans = (np.random.default_rng(s) for s in streams)
+    S = hi - lo
+    source_ip = ctx.addresses(lo, hi)
 
     # --- per-source flow counts and populations ---
-    pop, nflows, ndest = _populations(rng_pop, S, inside)
+    pop, nflows, ndest = _populations(rng_pop, S, inside, n_other)
 
     # --- per-source destinations: offset = (base + (k % ndest) * step) % size ---
     base, step = _destinations(rng_dst, pop, nflows, ndest, inside)
@@ -565,7 +760,7 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
     # --- per-source time: flows at t0 + u * span ---
     t0, span = _times(rng_time, pop, nflows, window, game_end)
 
-    # --- expand to flows ---
+    # --- expand to flows (grouped by source) ---
     F = int(nflows.sum())
     src = np.repeat(np.arange(S), nflows)
     k = np.arange(F) - np.repeat(_segment_starts(nflows), nflows)
@@ -576,6 +771,7 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
     seq = fpop == SCANNER
     u[seq] = (k[seq] + u[seq]) / nflows[src[seq]]  # sweeps walk the addresses in order
     t = t0[src] + np.floor(u * span[src]).astype(np.int64)
+    del u, k
     gc = np.flatnonzero(fpop == GAME_CLIENT)  # regulars: every flow on its own, mostly while the server lives
     first = rng.random(len(gc)) < GAME_FIRST_PHASE_SHARE
     t[gc] = np.where(first, rng.integers(0, max(1, game_end), len(gc)), rng.integers(min(game_end, window - 1), window, len(gc)))
@@ -586,8 +782,8 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
     t[ans] += t[ans] == np.maximum(t[ans] // MS_PER_HOUR * MS_PER_HOUR, start_ms)
 
     rng = rng_traffic
-    proto = src_proto[src].copy()
-    dport = src_port[src].copy()
+    proto = src_proto[src]
+    dport = src_port[src]
     sport = _ephemeral(rng, F)
     vol = _Volumes(F)
     answers = _Answers()
@@ -665,9 +861,14 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
         elif p == NEAR_MATCH:
             vol.single(rng, idx, SYN, 60, 61)
             answers.add(rng_a, idx, "synack", vol, wrong_port=True)
+    del live_now, fpop
+
+    # --- the truth, from the inbound flows themselves ---
+    truth, counts = _chunk_truth(source_ip, pop, nflows, ndest, src, proto, dport, dst_off, t, inside, plan)
 
     sip_in = source_ip[src]
     dip_in = (inside.base + dst_off).astype(np.uint32)
+    del src, dst_off
     inbound = dict(
         sIP=sip_in, dIP=dip_in, sPort=sport, dPort=dport, protocol=proto, packets=vol.packets, bytes=vol.bytes,
         flags=vol.flags, initialFlags=vol.initial, sessionFlags=vol.session, sTime=t, duration=vol.duration,
@@ -684,47 +885,97 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
     hour_end = np.minimum((qt // MS_PER_HOUR + 1) * MS_PER_HOUR, end_ms)
     drawn = rng_ans.integers(0, ANSWER_DELAY_MS + 1, len(q))
     delay = np.where(lead, -np.minimum(np.maximum(drawn, 1), qt - hour_start), np.minimum(drawn, hour_end - 1 - qt))
-    answer_dport = sport[q].copy()
+    answer_dport = sport[q]
     answer_dport[wrong] = 1024 + (answer_dport[wrong] - 1024 + rng_ans.integers(1, 64512, int(wrong.sum()))) % 64512
-    outbound_answers = dict(
+    outbound = dict(
         sIP=dip_in[q], dIP=sip_in[q], sPort=dport[q], dPort=answer_dport, protocol=proto[q], packets=av.packets,
         bytes=av.bytes, flags=av.flags, initialFlags=av.initial, sessionFlags=av.session, sTime=qt + delay,
         duration=av.duration,
     )
+    counts.update(inbound=F, answers=int((~lead).sum()), opened=int(lead.sum()))
+    spill = ctx.spill_dir / f"chunk-{c:06d}.arrow"
+    _spill(plan, (inbound, outbound), spill)
+    return _Chunk(spill, truth, counts)
 
-    # --- inside-originated traffic: every live host, every hour (the game server while it lives) ---
-    hours = hours_between(start, end)
-    background = _background(rng_bg, inside, hours, start_ms, end_ms, game_end, web_pool, dns_pool)
 
-    # --- write ---
-    flows = {c: np.concatenate([inbound[c], outbound_answers[c], background[c]]) for c in _COLUMNS}
-    order = np.argsort(flows["sTime"], kind="stable")
-    flows = {c: np.asarray(v[order]).astype(_COLUMNS[c], copy=False) for c, v in flows.items()}
-    landing_files = _write_landing(data_dir, hours, flows)
+# Spilled flows: the landing columns, sTime as ms from the start of the bucket.
+_SPILL_SCHEMA = pa.schema([(name, pa.from_numpy_dtype(np.uint32 if name == "sTime" else dtype)) for name, dtype in _COLUMNS.items()])
 
-    truth = _ground_truth(source_ip, pop, src, proto, dport, dst_off, inside)
-    truth_path = write_parquet(truth, data_dir / "sim" / "ground_truth.parquet")
 
-    populations = {name: int((pop == i).sum()) for i, name in enumerate(POPULATIONS)}
-    n_in, n_out = F, len(q) + len(background["sTime"])
-    details = _details(site, config, start, end, game_end, inside, nflows, ndest, src, t, pop,
-                       n_answers=int((~lead).sum()), n_opened=int(lead.sum()), n_background=len(background["sTime"]))
-    summary = SimulationSummary(
-        flows=n_in + n_out, inbound_flows=n_in, outbound_flows=n_out, sources=S, hours=len(landing_files),
-        landing_files=landing_files, ground_truth_path=truth_path, populations=populations, details=details,
+def _narrow(values: np.ndarray, dtype, name: str) -> np.ndarray:
+    """``values`` as ``dtype``, refusing values that do not fit (a bug in the model, never wrapped)."""
+    info = np.iinfo(dtype)
+    if len(values) and (values.min() < info.min or values.max() > info.max):
+        raise SimulationError(f"simulated {name} out of range for {np.dtype(dtype)}: {values.min()}..{values.max()}")
+    return values.astype(dtype, copy=False)
+
+
+def _spill(plan: _Plan, parts, path: Path) -> None:
+    """Write flows bucket by bucket: record batch ``b`` of ``path`` holds the flows of bucket ``b``."""
+    t = np.concatenate([p["sTime"] for p in parts])
+    bucket = (t - plan.first_ms) // plan.bucket_ms
+    assert len(t) == 0 or (bucket.min() >= 0 and bucket.max() < plan.buckets), "a flow's sTime fell outside the window"
+    bucket = bucket.astype(np.uint16 if plan.buckets <= 1 << 16 else np.uint32)
+    order = np.argsort(bucket, kind="stable")  # radix sort; keeps the flows' order inside a bucket
+    cuts = np.r_[0, np.cumsum(np.bincount(bucket, minlength=plan.buckets))]
+    columns = []
+    for name, dtype in _COLUMNS.items():
+        values = np.concatenate([p[name] for p in parts])[order]
+        if name == "sTime":
+            values = (values - plan.first_ms - bucket[order].astype(np.int64) * plan.bucket_ms).astype(np.uint32)
+        else:
+            values = _narrow(values, dtype, name)
+        columns.append(pa.array(values))
+    batch = pa.RecordBatch.from_arrays(columns, schema=_SPILL_SCHEMA)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, _SPILL_SCHEMA) as writer:
+        for b in range(plan.buckets):
+            writer.write_batch(batch.slice(cuts[b], cuts[b + 1] - cuts[b]))
+
+
+def _chunk_truth(source_ip, pop, nflows, ndest, src, proto, dport, dst_off, t, inside: _Inside, plan: _Plan):
+    """Ground-truth rows of a chunk's sources, computed from their inbound flows (grouped by source),
+    and the chunk's counters for the summary."""
+    S = len(source_ip)
+    flows = np.bincount(src, minlength=S)
+    starts = _segment_starts(flows)
+    src64 = src.astype(np.int64)
+    # distinct destinations: sort (source, destination) pairs (already in source order: timsort's runs)
+    shift = int(inside.size - 1).bit_length()
+    pairs = np.sort((src64 << shift) | dst_off, kind="stable")
+    destinations = np.bincount(pairs[np.r_[True, pairs[1:] != pairs[:-1]]] >> shift, minlength=S)
+    del pairs
+    target_live = np.minimum.reduceat(inside.is_live(dst_off).astype(np.int8), starts).astype(bool)
+    # main (protocol, port): the most frequent, ties to the lowest
+    keys = np.sort((src64 << 24) | (proto.astype(np.int64) << 16) | dport.astype(np.int64), kind="stable")
+    run = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    run_keys, run_counts = keys[run], np.diff(np.r_[run, len(keys)])
+    del keys
+    owner = run_keys >> 24
+    owner_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])  # every source has a run
+    most = np.repeat(np.maximum.reduceat(run_counts, owner_start), np.diff(np.r_[owner_start, len(owner)]))
+    top = np.flatnonzero(run_counts == most)
+    best = run_keys[top[np.r_[True, owner[top][1:] != owner[top][:-1]]]]
+    # active hours per source
+    hours = np.sort((src64 << 20) | ((t - plan.first_ms) // MS_PER_HOUR), kind="stable")
+    hours_per_source = np.bincount(hours[np.r_[True, hours[1:] != hours[:-1]]] >> 20, minlength=S)
+    del hours
+    truth = dict(
+        sIP=source_ip, population=pop.astype(np.uint8), flows=_narrow(flows, np.uint16, "flows per source"),
+        destinations=_narrow(destinations, np.uint16, "destinations per source"), protocol=((best >> 16) & 0xFF).astype(np.uint8),
+        port=(best & 0xFFFF).astype(np.uint16), target_live=target_live,
     )
-    doc = {
-        "flows": summary.flows, "inbound_flows": n_in, "outbound_flows": n_out, "sources": S,
-        "hours": summary.hours, "populations": populations, **details,
-        "landing_files": [str(p.relative_to(data_dir)) for p in landing_files],
-        "ground_truth": str(truth_path.relative_to(data_dir)),
-    }
-    summary.summary_path = write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", data_dir / "sim" / "summary.json")
-    return summary
+    vlf = nflows <= 10
+    counts = dict(
+        populations=np.bincount(pop, minlength=len(POPULATIONS)), one_flow=int((nflows == 1).sum()),
+        vlf=int(vlf.sum()), vlf_single_destination=int((ndest[vlf] == 1).sum()),
+        in_1_to_5_hours=int((hours_per_source <= 5).sum()),
+    )
+    return truth, counts
 
 
-def _populations(rng: np.random.Generator, S: int, inside: _Inside):
-    """(population, flows, destinations) per source, with the study's proportions."""
+def _populations(rng: np.random.Generator, S: int, inside: _Inside, n_other: int):
+    """(population, flows, destinations) per source, with the study's proportions; ``n_other`` of
+    the single-destination VLF sources are other_proto (the chunk's share of "a handful")."""
     bucket = _deal(rng, S, FLOW_BUCKET_SHARES)
     nflows = np.where(bucket < 10, bucket + 1, 0).astype(np.int64)
     ndest = np.ones(S, dtype=np.int64)
@@ -738,7 +989,7 @@ def _populations(rng: np.random.Generator, S: int, inside: _Inside):
     ndest[multi] = rng.integers(2, np.minimum(nflows[multi], 5) + 1)
 
     single = np.setdiff1d(vlf, multi)
-    n_other = min(len(single), int(np.clip(round(S * 0.0004), 3, 16)))  # "a handful"
+    n_other = min(len(single), n_other)
     other = np.sort(rng.permutation(single)[:n_other])
     pop[other] = OTHER_PROTO
     single = np.setdiff1d(single, other)
@@ -849,76 +1100,126 @@ def _background(rng, inside: _Inside, hours, start_ms, end_ms, game_end, web_poo
     )
 
 
-def _write_landing(data_dir: Path, hours: list[datetime], flows: dict) -> list[Path]:
-    t = flows["sTime"]
-    hour_ms_ = np.array([int(h.timestamp() * 1000) for h in hours] + [int(hours[-1].timestamp() * 1000) + MS_PER_HOUR])
-    cuts = np.searchsorted(t, hour_ms_, side="left")
-    assert cuts[0] == 0 and cuts[-1] == len(t), "a flow's sTime fell outside the window"
-    written = []
-    for i, hour in enumerate(hours):
-        a, b = cuts[i], cuts[i + 1]
-        if a == b:
-            continue
-        table = conform({c: pa.array(v[a:b]) for c, v in flows.items()}, source="simulator")
-        written.append(write_parquet(table, landing_dir(data_dir, hour) / LANDING_NAME))
-    # a previous simulation over a longer window must not leave its hours behind
+def _write_landing(data_dir: Path, ctx: _Context, spills: list[Path], web_pool, dns_pool) -> tuple[list[Path], int]:
+    """Bucket by bucket: the chunks' flows and the bucket's background, sorted by sTime, one file per hour."""
+    plan = ctx.plan
+    written, n_background = [], 0
+    files = [pa.OSFile(str(p), "rb") for p in spills]
+    try:
+        readers = [pa.ipc.open_file(f) for f in files]
+        with ThreadPoolExecutor(WORKERS) as pool:
+            pending: deque = deque()
+            for b in range(plan.buckets):
+                hours = plan.bucket(b)
+                bucket_start = plan.first_ms + b * plan.bucket_ms
+                batches = [r.get_batch(b) for r in readers]
+                background = _background(_rng(ctx.entropy, _STREAM_BACKGROUND, b), ctx.inside, hours, plan.start_ms,
+                                         plan.end_ms, plan.game_end, web_pool, dns_pool)
+                n_background += len(background["sTime"])
+                flows = {}
+                for i, (name, dtype) in enumerate(_COLUMNS.items()):
+                    parts = [batch.column(i).to_numpy() for batch in batches]
+                    if name == "sTime":
+                        parts = [part.astype(np.int64) + bucket_start for part in parts]
+                    parts.append(_narrow(np.asarray(background[name]), dtype, name))
+                    flows[name] = np.concatenate(parts)
+                del batches
+                order = np.argsort(flows["sTime"], kind="stable")
+                flows = {name: values[order] for name, values in flows.items()}
+                del order
+                edges = [hour_ms(h) for h in hours] + [hour_ms(hours[-1]) + MS_PER_HOUR]
+                cuts = np.searchsorted(flows["sTime"], edges, side="left")
+                assert cuts[0] == 0 and cuts[-1] == len(flows["sTime"]), "a flow's sTime fell outside its bucket"
+                for i, hour in enumerate(hours):
+                    a, z = cuts[i], cuts[i + 1]
+                    if a == z:
+                        continue
+                    path = landing_dir(data_dir, hour) / LANDING_NAME
+                    written.append(path)
+                    pending.append(pool.submit(_write_hour, {name: v[a:z] for name, v in flows.items()}, path))
+                while len(pending) > 2 * plan.bucket_hours:  # at most about two buckets in memory
+                    pending.popleft().result()
+            while pending:
+                pending.popleft().result()
+    finally:
+        for f in files:
+            f.close()
+    return written, n_background
+
+
+def _write_hour(flows: dict, path: Path) -> Path:
+    return write_parquet(_flow_table(flows), path)
+
+
+def _flow_table(flows: dict) -> pa.Table:
+    """What :func:`~vlf_dagster.flows.schema.conform` makes of ``flows`` (exact types, checked by
+    :func:`_narrow`) at a quarter of its cost: the other fields 0, the IPv6 ones null."""
+    n = len(flows["sTime"])
+    arrays = []
+    for f in FLOW_SCHEMA:
+        if f.name in flows:
+            arrays.append(pa.array(flows[f.name], type=f.type))
+        elif f.nullable:
+            arrays.append(pa.nulls(n, f.type))
+        else:
+            arrays.append(pa.array(np.zeros(n, dtype=numpy_dtype(f.name)), type=f.type))
+    return pa.Table.from_arrays(arrays, schema=FLOW_SCHEMA)
+
+
+def _remove_stale_hours(data_dir: Path, written: list[Path]) -> None:
+    """A previous simulation over a longer window must not leave its hours behind."""
     keep = {p.resolve() for p in written}
     for old in sorted((data_dir / "landing").glob(f"dt=*/hour=*/{LANDING_NAME}")):
         if old.resolve() not in keep:
             old.unlink()
-    return written
 
 
-def _ground_truth(source_ip, pop, src, proto, dport, dst_off, inside: _Inside) -> pa.Table:
-    """One row per source, computed from the inbound flows themselves (flows are grouped by source)."""
-    S = len(source_ip)
-    flows = np.bincount(src, minlength=S)
-    pairs = np.unique(src * inside.size + dst_off)
-    destinations = np.bincount(pairs // inside.size, minlength=S)
-    starts = _segment_starts(flows)
-    target_live = np.minimum.reduceat(inside.is_live(dst_off).astype(np.int8), starts).astype(bool)
-    # main (protocol, port): the most frequent, ties to the lowest
-    key = src * (1 << 24) + proto.astype(np.int64) * 65536 + dport.astype(np.int64)
-    keys, counts = np.unique(key, return_counts=True)
-    owner = keys >> 24
-    order = np.lexsort((keys, -counts, owner))
-    best = keys[order][np.r_[True, owner[order][1:] != owner[order][:-1]]]
-    order = np.argsort(source_ip, kind="stable")
-    table = pa.table(
-        {
-            "sIP": pa.array(source_ip[order], pa.uint32()),
-            "population": pa.array(np.array(POPULATIONS, dtype=object)[pop[order]], pa.string()),
-            "flows": pa.array(flows[order], pa.int64()),
-            "destinations": pa.array(destinations[order], pa.int64()),
-            "protocol": pa.array(((best >> 16) & 0xFF)[order], pa.uint8()),
-            "port": pa.array((best & 0xFFFF)[order], pa.uint16()),
-            "target_live": pa.array(target_live[order], pa.bool_()),
-        }
-    )
-    return table
+TRUTH_SCHEMA = pa.schema(
+    [("sIP", pa.uint32()), ("population", pa.string()), ("flows", pa.int64()), ("destinations", pa.int64()),
+     ("protocol", pa.uint8()), ("port", pa.uint16()), ("target_live", pa.bool_())]
+)
+TRUTH_ROW_GROUP = 1 << 20
+
+
+def _write_ground_truth(parts: list[dict], path: Path) -> Path:
+    """One row per source, sorted by sIP, from the chunks' rows (which are consumed).
+
+    Written a row group at a time, so only the compact sorted columns are held whole."""
+    sip = np.concatenate([p.pop("sIP") for p in parts])
+    order = np.argsort(sip)  # addresses are distinct
+    columns = {"sIP": sip[order]}
+    del sip
+    for name in TRUTH_SCHEMA.names[1:]:
+        columns[name] = np.concatenate([p.pop(name) for p in parts])[order]
+    del order
+    names = pa.array(list(POPULATIONS), pa.string())
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, TRUTH_SCHEMA, **PARQUET_OPTIONS) as writer:
+        for a in range(0, len(columns["sIP"]), TRUTH_ROW_GROUP):
+            rows = {name: values[a : a + TRUTH_ROW_GROUP] for name, values in columns.items()}
+            rows["population"] = names.take(pa.array(rows["population"]))
+            writer.write_table(pa.table(rows, schema=TRUTH_SCHEMA))
+    return Path(path)
 
 
 def _service_key(protocol: int, port: int) -> str:
     return f"{'tcp' if protocol == PROTO_TCP else 'udp'}/{port}"
 
 
-def _details(site, config, start, end, game_end, inside: _Inside, nflows, ndest, src, t, pop, *, n_answers, n_opened, n_background):
+def _details(site, config, plan: _Plan, inside: _Inside, counts: dict, *, n_background: int) -> dict:
     """Facts about the run for summary.json (the window, the inside hosts and the headline shares)."""
-    S = len(nflows)
-    vlf = nflows <= 10
-    pairs = np.unique(src * (1 << 20) + (t // MS_PER_HOUR - t.min() // MS_PER_HOUR))
-    hours_per_source = np.bincount(pairs >> 20, minlength=S)
+    S = config.sources
     ip = lambda off: int_to_ipv4(inside.base + int(off))  # noqa: E731
+    share = lambda n, d: round(float(n / d), 4) if d else 0.0  # noqa: E731
     return {
         "site": site.name,
         "days": config.days,
         "seed": config.seed,
-        "start": start.strftime("%Y-%m-%dT%H:%M"),
-        "end": end.strftime("%Y-%m-%dT%H:%M"),
+        "start": plan.start.strftime("%Y-%m-%dT%H:%M"),
+        "end": plan.end.strftime("%Y-%m-%dT%H:%M"),
         "inside_network": f"{int_to_ipv4(inside.base)}/{32 - int(np.log2(inside.size))}",
         "live_hosts": [ip(o) for o in inside.live],
         "servers": {role: ip(o) for role, o in inside.servers.items()},
-        "game_server_until": (start + timedelta(milliseconds=int(game_end))).strftime("%Y-%m-%dT%H:%M:%S"),
+        "game_server_until": (plan.start + timedelta(milliseconds=int(plan.game_end))).strftime("%Y-%m-%dT%H:%M:%S"),
         "targeted_hit": {_service_key(pr, port): ip(h) for (pr, port, _), h in zip(TARGETED_HIT_PORTS, inside.hit_hosts)},
         "targeted_miss": {f"tcp/{port}": ip(h) for (_, port, _), h in zip(TARGETED_MISS_PORTS, inside.miss_hosts)},
         "mail_hosts": [ip(o) for o in inside.mail_hosts],
@@ -930,11 +1231,11 @@ def _details(site, config, start, end, game_end, inside: _Inside, nflows, ndest,
         },
         "interesting_udp_ports": [port for port, _ in INTERESTING_UDP_PORTS],
         "population_descriptions": dict(POPULATION_DESCRIPTIONS),
-        "answers": int(n_answers),
-        "enterprise_sessions": int(n_opened),
+        "answers": int(counts["answers"]),
+        "enterprise_sessions": int(counts["opened"]),
         "background_flows": int(n_background),
-        "share_one_flow": round(float((nflows == 1).mean()), 4),
-        "share_vlf_flows": round(float(vlf.mean()), 4),
-        "share_single_destination_of_vlf": round(float((ndest[vlf] == 1).mean()), 4) if vlf.any() else 0.0,
-        "share_in_1_to_5_hours": round(float((hours_per_source <= 5).mean()), 4),
+        "share_one_flow": share(counts["one_flow"], S),
+        "share_vlf_flows": share(counts["vlf"], S),
+        "share_single_destination_of_vlf": share(counts["vlf_single_destination"], counts["vlf"]),
+        "share_in_1_to_5_hours": share(counts["in_1_to_5_hours"], S),
     }
