@@ -13,6 +13,7 @@ import pytest
 from conftest import START, flows, ip, write_landing
 from vlf_dagster.assets import build_assets
 from vlf_dagster.assets.partitions import hour_of_key, study_partitions
+from vlf_dagster.assets.archive import HOURLY_ASSETS
 from vlf_dagster.definitions import build_definitions
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import archive_files, hour_ms
@@ -53,7 +54,7 @@ def _assets(site):
 
 def test_one_partition_through_materialize(planted, site):
     result = dg.materialize(
-        _assets(site), selection=["hourly_flows", "hourly_source_bags"],
+        _assets(site), selection=HOURLY_ASSETS,
         resources={"store": VlfStore(data_dir=str(planted)), "geoip": GeoIPResource()}, partition_key="2006-04-01-01:00",
     )
     assert result.success
@@ -67,7 +68,7 @@ def test_one_partition_through_materialize(planted, site):
 
 def test_partition_range_in_one_run_each_hour_with_its_own_figures(planted, site):
     result = dg.materialize(
-        _assets(site), selection=["hourly_flows", "hourly_source_bags", "hourly_contact_pairs"],
+        _assets(site), selection=HOURLY_ASSETS,
         resources={"store": VlfStore(data_dir=str(planted)), "geoip": GeoIPResource()},
         tags={"dagster/asset_partition_range_start": "2006-04-01-00:00", "dagster/asset_partition_range_end": "2006-04-01-02:00"},
     )
@@ -89,7 +90,7 @@ def test_partition_range_in_one_run_each_hour_with_its_own_figures(planted, site
 def test_failing_blocking_check_stops_downstream(site_file, site):
     write_landing(site_file, H0, flows([{"sIP": "4.0.0.1", "dIP": "10.1.24.5", "packets": 50, "bytes": 10}]))
     result = dg.materialize(
-        _assets(site), selection=["hourly_flows", "hourly_source_bags"],
+        _assets(site), selection=HOURLY_ASSETS,
         resources={"store": VlfStore(data_dir=str(site_file), quarantine_implausible=False), "geoip": GeoIPResource()},
         partition_key="2006-04-01-00:00", raise_on_error=False,
     )
@@ -177,7 +178,7 @@ def test_stale_rollup_is_caught_before_the_vlf_sets_use_it(planted, site):
     with dg.instance_for_test() as instance:
         materialize_all(build_definitions(planted), instance, hours_per_run=3, echo=lambda *_: None)
         write_landing(planted, H1, flows([{"sIP": "4.0.0.5", "dIP": "10.1.24.5", "sTime": hour_ms(H1) + 99}]), name="late.parquet")
-        assert dg.materialize(_assets(site), selection=["hourly_flows", "hourly_source_bags"], resources=resources,
+        assert dg.materialize(_assets(site), selection=HOURLY_ASSETS, resources=resources,
                               partition_key="2006-04-01-01:00", instance=instance).success
         before = IPSet.read(planted / "vlf_f_set.set")
         result = dg.materialize(_assets(site), selection=["source_flow_bag", "vlf_f_set"], resources=resources,

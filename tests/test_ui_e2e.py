@@ -21,6 +21,7 @@ import pytest
 from vlf_dagster.flows.site import load_site
 from vlf_dagster.flows.storage import archive_files, hourly_path
 from vlf_dagster.runs import write_instance_config
+from vlf_dagster.assets.archive import HOURLY_ASSETS
 from vlf_dagster.simulate import SimulationConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +108,8 @@ def test_backfill_from_the_ui_runs_through_the_daemon(dagster_dev):
 
     hours = [site.start + timedelta(hours=h) for h in range(4)]
     params = {"partitionNames": [f"{h:%Y-%m-%d-%H:%M}" for h in hours],
-              "assetSelection": [{"path": ["hourly_flows"]}, {"path": ["hourly_source_bags"]}]}
+              # the hourly assets are one step (hourly_archive): the UI selects them together
+              "assetSelection": [{"path": [name]} for name in HOURLY_ASSETS]}
     launched = server.query(LAUNCH, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     status = _wait("the backfill to finish", lambda: (

@@ -13,12 +13,12 @@ from pathlib import Path
 import dagster as dg
 
 from .assets import build_assets
+from .assets.archive import HOURLY_ASSETS
 from .assets.partitions import study_partitions
 from .flows.site import data_dir, load_site
 from .resources import GeoIPResource, VlfStore
 from .sensors import build_landing_sensor
 
-HOURLY_ASSETS = ["hourly_flows", "hourly_source_bags", "hourly_contact_pairs", "hourly_active_hosts"]
 MONTHLY_ASSETS = ["monthly_source_bags", "monthly_contact_pairs", "monthly_active_hosts", "monthly_traffic_volumes",
                   "monthly_port_usage"]
 

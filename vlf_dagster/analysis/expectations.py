@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import pyarrow as pa
 
-from ..flows.sql import literal_list
-from ..flows.flowtypes import FLOWTYPES
 from ..flows import duck
+from ..flows.flowtypes import FLOWTYPES
+from ..flows.sql import literal_list
 
 NOT_NULL = ("sIP", "dIP", "sPort", "dPort", "protocol", "packets", "bytes", "sTime", "flowtype")
 
@@ -44,12 +45,22 @@ def validate_archive(files: Sequence[Path]) -> SuiteOutcome:
     """Run :func:`archive_suite` over the records of ``files`` (an hour or a batch of hours)."""
     if not files:
         return SuiteOutcome(True, {"evaluated_expectations": 0, "note": "no archive files in this range"})
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-
     df = duck.connect().execute(
         f"SELECT {', '.join(NOT_NULL)} FROM read_parquet({literal_list(files)})"
     ).fetchdf()
+    return validate_frame(df)
+
+
+def validate_table(flows: pa.Table) -> SuiteOutcome:
+    """Run :func:`archive_suite` over records a step holds in memory (what it just archived)."""
+    if flows.num_rows == 0:
+        return SuiteOutcome(True, {"evaluated_expectations": 0, "note": "no archive records in this range"})
+    return validate_frame(flows.select(list(NOT_NULL)).to_pandas())
+
+
+def validate_frame(df) -> SuiteOutcome:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

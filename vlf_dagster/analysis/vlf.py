@@ -67,19 +67,33 @@ def _hour_cuts(hour_column: np.ndarray, hours: Sequence[datetime]) -> np.ndarray
     return np.searchsorted(hour_column, np.array([hour_ms(h) for h in hours] + [hour_ms(hours[-1]) + MS_PER_HOUR]))
 
 
-def hourly_bags(flow_files: Sequence[Path], hours: Sequence[datetime], outputs: Sequence[Path],
-                keys: Sequence[str], counters: Sequence[str], *, threads: int = 2) -> list[int]:
-    """One bag per hour over the archive files of a batch of hours, in one DuckDB pass.
+def _batch_source(con, flows: Sequence[Path] | pa.Table) -> str:
+    """A batch's flows as a relation: archive files, or the records a step has in memory."""
+    if isinstance(flows, pa.Table):
+        con.register("batch_flows", flows)
+        return "batch_flows"
+    return f"read_parquet({literal_list(flows)})"
 
-    Each hour's bag holds what :func:`bags.bag_from_flows` would give over that hour's files (an
-    hour without flows gets an empty bag); returns the rows of each.
+
+def _has_flows(flows: Sequence[Path] | pa.Table) -> bool:
+    return flows.num_rows > 0 if isinstance(flows, pa.Table) else bool(flows)
+
+
+def hourly_bags(flows: Sequence[Path] | pa.Table, hours: Sequence[datetime], outputs: Sequence[Path],
+                keys: Sequence[str], counters: Sequence[str], *, flowtypes: Sequence[int] | None = None,
+                threads: int = 2) -> list[int]:
+    """One bag per hour over a batch's flows (archive files or a table), in one DuckDB pass.
+
+    Each hour's bag holds what :func:`bags.bag_from_flows` would give over that hour's flows of
+    ``flowtypes`` (default: all); an hour without flows gets an empty bag.  Returns each bag's rows.
     """
     info = BagInfo(tuple(keys), tuple(counters))
-    if flow_files:
+    where = f"flowtype IN ({', '.join(str(int(t)) for t in flowtypes)})" if flowtypes is not None else "TRUE"
+    if _has_flows(flows):
         con = duck.connect()
         try:
             table = con.sql(
-                f"SELECT * FROM ({bags.bag_sql(f'read_parquet({literal_list(flow_files)})', info, hour_key=True)}) "
+                f"SELECT * FROM ({bags.bag_sql(_batch_source(con, flows), info, where, hour_key=True)}) "
                 f"ORDER BY _hour, {bags.key_list(info)}"
             ).to_arrow_table()
         finally:
@@ -95,16 +109,19 @@ def hourly_bags(flow_files: Sequence[Path], hours: Sequence[datetime], outputs: 
     return [p.num_rows for p in parts]
 
 
-def hourly_active_hosts(flow_files: Sequence[Path], hours: Sequence[datetime]) -> list[IPSet]:
-    """:func:`active_hosts` of each hour of a batch, in one DuckDB pass."""
-    if not flow_files:
+ACTIVE_TYPES = (*OUTBOUND_TYPES, INT2INT)  # inside hosts that originated or answered
+
+
+def hourly_active_hosts(flows: Sequence[Path] | pa.Table, hours: Sequence[datetime]) -> list[IPSet]:
+    """:func:`active_hosts` of each hour of a batch (archive files or a table), in one DuckDB pass."""
+    if not _has_flows(flows):
         return [IPSet() for _ in hours]
     con = duck.connect()
     try:
         table = con.sql(
             f"SELECT DISTINCT (sTime // {MS_PER_HOUR}) * {MS_PER_HOUR} AS _hour, sIP, sIPv6, attributes & {ATTR_IPV6} AS attributes "
-            f"FROM read_parquet({literal_list(flow_files)}) "
-            f"WHERE flowtype IN ({', '.join(str(t) for t in (*OUTBOUND_TYPES, INT2INT))}) ORDER BY _hour"
+            f"FROM {_batch_source(con, flows)} "
+            f"WHERE flowtype IN ({', '.join(str(t) for t in ACTIVE_TYPES)}) ORDER BY _hour"
         ).to_arrow_table()
     finally:
         con.close()

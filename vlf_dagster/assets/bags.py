@@ -1,14 +1,13 @@
-"""Stage 2: hourly bags and sets, their monthly rollups and the window-level bags."""
+"""Stage 2: the hourly bags' monthly rollups (the hourly ones come with the archive, archive.py),
+the monthly traffic summaries and the window-level bags."""
 
-from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
 from ..analysis import consistency, traffic, vlf
-from ..flows.flowtypes import INBOUND_TYPES, INT2INT, OUTBOUND_TYPES
+from ..flows.flowtypes import INBOUND_TYPES
 from ..flows.storage import hours_between
 from ..resources import VlfStore
-from .archive import HOURLY_BATCH
 from .metadata import parquet_metadata
 from .partitions import StudyPartitions
 from .clock import asset, multi_asset
@@ -29,67 +28,27 @@ def _file_metadata(path, rows_label: str) -> dict:
 
 
 def build(parts: StudyPartitions) -> list:
-    hourly = dict(
-        partitions_def=parts.hourly,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=HOURLY_BATCH),
-        group_name="bags",
-        deps=["hourly_flows"],
-    )
-
-    def _per_hour(context, label: str, counts) -> None:
-        """Each hour's materialization carries its own figure, not the batch's."""
-        for key, count in zip(context.partition_keys, counts):
-            context.add_asset_metadata({label: int(count), "dagster/row_count": int(count)}, partition_key=key)
-
-    @asset(**hourly, kinds={"parquet"}, description="Per outside source: records, packets and bytes "
-           "of the hour's inbound flows (in, inweb, inicmp). Files: hourly_source_bags/dt=YYYY-MM-DD/hour=HH.parquet")
-    def hourly_source_bags(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
-        hours = _hours(context)
-        rows = vlf.hourly_bags(store.archive_files(hours, list(INBOUND_TYPES)), hours,
-                               [store.hourly("hourly_source_bags", h) for h in hours], ["sIP"], vlf.SOURCE_COUNTERS)
-        _per_hour(context, "sources", rows)
-        return dg.MaterializeResult()
-
-    @asset(**hourly, kinds={"parquet"}, description="The hour's distinct (outside sIP, inside dIP) pairs "
-           "with their flow counts: exact, where SiLK needed a Bloom-filter plug-in.")
-    def hourly_contact_pairs(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
-        hours = _hours(context)
-        rows = vlf.hourly_bags(store.archive_files(hours, list(INBOUND_TYPES)), hours,
-                               [store.hourly("hourly_contact_pairs", h) for h in hours], ["sIP", "dIP"], ["records"])
-        _per_hour(context, "pairs", rows)
-        return dg.MaterializeResult()
-
-    @asset(**hourly, kinds={"roaring"}, description="Inside addresses active in the hour (sources of "
-           "outbound and int2int flows), as an IP set file.")
-    def hourly_active_hosts(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
-        hours = _hours(context)
-        sets = vlf.hourly_active_hosts(store.archive_files(hours, [*OUTBOUND_TYPES, INT2INT]), hours)
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda job: job[0].write(store.hourly("hourly_active_hosts", job[1], "set")), zip(sets, hours)))
-        _per_hour(context, "active_hosts", [len(s) for s in sets])
-        return dg.MaterializeResult()
-
     monthly = dict(partitions_def=parts.monthly, group_name="bags")
 
     def _month_inputs(context, store, asset, ext="parquet"):
         window = context.partition_time_window
         return window.start, store.existing_hourly(asset, window.start, window.end, ext)
 
-    @asset(**monthly, deps=[hourly_source_bags], kinds={"parquet"},
+    @asset(**monthly, deps=["hourly_source_bags"], kinds={"parquet"},
            description="The month's hourly source bags added up; `hours` counts the hours each source was active.")
     def monthly_source_bags(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_source_bags")
         out = vlf.rollup_source_bags(inputs, store.monthly("monthly_source_bags", month))
         return dg.MaterializeResult(metadata={"hours_read": len(inputs), **_file_metadata(out, "sources")})
 
-    @asset(**monthly, deps=[hourly_contact_pairs], kinds={"parquet"},
+    @asset(**monthly, deps=["hourly_contact_pairs"], kinds={"parquet"},
            description="The month's distinct (sIP, dIP) pairs with their flow counts.")
     def monthly_contact_pairs(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_contact_pairs")
         out = vlf.rollup_contact_pairs(inputs, store.monthly("monthly_contact_pairs", month))
         return dg.MaterializeResult(metadata={"hours_read": len(inputs), **_file_metadata(out, "pairs")})
 
-    @asset(**monthly, deps=[hourly_active_hosts], kinds={"roaring"},
+    @asset(**monthly, deps=["hourly_active_hosts"], kinds={"roaring"},
            description="Inside addresses active at some hour of the month.")
     def monthly_active_hosts(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         month, inputs = _month_inputs(context, store, "hourly_active_hosts", "set")
@@ -159,7 +118,6 @@ def build(parts: StudyPartitions) -> list:
         return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
 
     return [
-        hourly_source_bags, hourly_contact_pairs, hourly_active_hosts,
         monthly_source_bags, monthly_contact_pairs, monthly_active_hosts, monthly_traffic,
         source_flow_bag, source_hour_count_bag, source_destination_count_bag, flows_conserved,
     ]

@@ -49,9 +49,25 @@ def pack_hour(data_dir: str | Path, hour: datetime, site: Site, *, plausibility:
     return pack_hours(data_dir, [hour], site, plausibility=plausibility)[0]
 
 
+@dataclass
+class PackedBatch:
+    """What :func:`pack_batch` wrote: each hour's result, and the records themselves (in archive
+    order: hour, flowtype, sensor, sTime), for what the same step derives from them."""
+
+    results: list[PackResult]
+    flows: pa.Table
+
+
 def pack_hours(
     data_dir: str | Path, hours: Sequence[datetime], site: Site, *, plausibility: bool = True, threads: int = 2
 ) -> list[PackResult]:
+    """:func:`pack_batch`'s per-hour results."""
+    return pack_batch(data_dir, hours, site, plausibility=plausibility, threads=threads).results
+
+
+def pack_batch(
+    data_dir: str | Path, hours: Sequence[datetime], site: Site, *, plausibility: bool = True, threads: int = 2
+) -> PackedBatch:
     """Pack a batch of hours: read their landing files, classify by flowtype and write one archive
     file per hour, flowtype and sensor, all in a few vectorised passes over the whole batch.
 
@@ -114,7 +130,7 @@ def pack_hours(
     written = {path for r in results for path in r.archive_files}
     for stale in set(archive_files(data_dir, hours)) - written:
         stale.unlink()
-    return results
+    return PackedBatch(results, flows)
 
 
 def _check_records(flows: pa.Table, flow_hours: np.ndarray, starts: np.ndarray, n_hours: int) -> list["ArchiveCheck"]:
