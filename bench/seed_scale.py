@@ -78,7 +78,7 @@ def _dagster_stage(args, stage: str) -> dict:
 
     from vlf_dagster.assets.clock import compute_seconds
     from vlf_dagster.definitions import HOURLY_ASSETS, MONTHLY_ASSETS, build_definitions
-    from vlf_dagster.runs import QUIET, ensure_instance_home
+    from vlf_dagster.runs import QUIET, ensure_instance_home, materialize_hourly
 
     ensure_instance_home(args.dagster_home)
     defs = build_definitions(args.data_dir)
@@ -91,12 +91,12 @@ def _dagster_stage(args, stage: str) -> dict:
             run_ids.append(result.run_id)
 
         started = time.perf_counter()
-        if stage == "hourly":
-            job = defs.resolve_job_def("hourly_job")
-            keys = job.partitions_def.get_partition_keys()
-            for i in range(0, len(keys), args.hours_per_run):
-                run(job, {"dagster/asset_partition_range_start": keys[i],
-                          "dagster/asset_partition_range_end": keys[min(i + args.hours_per_run, len(keys)) - 1]})
+        compute = 0.0
+        if stage == "hourly":  # as `vlf materialize` runs it: batches of hours on worker processes
+            log = materialize_hourly(defs, instance, hours_per_run=args.hours_per_run, workers=args.workers,
+                                     echo=lambda *_: None)
+            run_ids.extend(log.run_ids)
+            compute = log.compute_seconds
         elif stage == "monthly":
             job = defs.resolve_job_def("monthly_job")
             for key in job.partitions_def.get_partition_keys():
@@ -107,7 +107,7 @@ def _dagster_stage(args, stage: str) -> dict:
             run(job.resolve_job_def(f"bench_{stage}"), {})
         wall = time.perf_counter() - started
         events = sum(len(instance.all_logs(r)) for r in run_ids)  # after the clock: counting is not the stage's cost
-    return {"stage_wall": wall, "compute": compute_seconds(), "runs": len(run_ids), "events": events}
+    return {"stage_wall": wall, "compute": compute + compute_seconds(), "runs": len(run_ids), "events": events}
 
 
 def stage_raw(args) -> dict:
@@ -143,6 +143,8 @@ def run_stage(args, stage: str) -> dict:
     command = [sys.executable, __file__, "--stage", stage, "--data-dir", str(args.data_dir),
                "--dagster-home", str(args.dagster_home), "--days", str(args.days), "--sources", str(args.sources),
                "--seed", str(args.seed), "--start", args.start, "--hours-per-run", str(args.hours_per_run)]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
     started = time.perf_counter()
     proc = subprocess.run(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "GX_ANALYTICS_ENABLED": "false"})
     wall = time.perf_counter() - started
@@ -179,6 +181,7 @@ def main() -> None:
     parser.add_argument("--start", default=SEED_START, help=f"first hour, UTC (default {SEED_START})")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hours-per-run", type=int, default=None, help="hourly partitions per run (default: the project's batch)")
+    parser.add_argument("--workers", type=int, default=None, help="processes for the hourly batches (default: the project's)")
     parser.add_argument("--data-dir", type=Path, default=Path("data/bench-scale"), help="where to simulate (default data/bench-scale)")
     parser.add_argument("--dagster-home", type=Path, help="Dagster instance (default <data-dir>/.dagster_home)")
     parser.add_argument("--reuse", action="store_true", help="keep an existing simulation of the same shape")

@@ -234,3 +234,29 @@ def test_an_ipv6_source_goes_through_the_whole_graph(tmp_path):
     assert verdict["dagster/row_count"].value == 5  # A, B x3 and the IPv6 source
     assert connect(data).sql("SELECT ip_text(sIP, sIPv6) FROM vlf_flows WHERE sIPv6 IS NOT NULL").fetchall() == [
         ("2001:0db8:0000:0000:0000:0000:0000:0001",)]
+
+
+def test_hourly_batches_on_two_processes_equal_one_process(planted, tmp_path):
+    """`vlf materialize` runs batches of hours on worker processes against one instance: every
+    hour is materialized once with its own figures, and the files equal a one-process run's."""
+    from vlf_dagster.runs import materialize_hourly, write_instance_config
+
+    def run(home, workers):
+        write_instance_config(home)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            log = materialize_hourly(build_definitions(planted), instance, hours_per_run=1, workers=workers,
+                                     echo=lambda *_: None)
+            flows = {}
+            for key in ("2006-04-01-00:00", "2006-04-01-01:00", "2006-04-01-02:00"):
+                records = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey("hourly_flows"), asset_partitions=[key]), limit=1).records
+                flows[key] = records[0].asset_materialization.metadata["flows"].value
+        files = {p.relative_to(planted): p.read_bytes() for p in sorted(planted.rglob("*.parquet"))
+                 if p.parts[len(planted.parts)] in ("archive", "hourly_source_bags", "hourly_contact_pairs")}
+        return log, flows, files
+
+    one_log, one_flows, one_files = run(tmp_path / "home1", 1)
+    two_log, two_flows, two_files = run(tmp_path / "home2", 2)
+    assert len(two_log.run_ids) == len(set(two_log.run_ids)) == 3  # the site's three hours, a run each
+    assert two_flows == one_flows == {"2006-04-01-00:00": 4, "2006-04-01-01:00": 13, "2006-04-01-02:00": 2}
+    assert two_files == one_files and len(one_files) >= 5

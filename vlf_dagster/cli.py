@@ -55,7 +55,7 @@ def cmd_materialize(args) -> dict:
     defs = build_definitions(data)
     print(f"materializing every asset through Dagster (instance {home})")
     with dg.DagsterInstance.get() as instance:
-        log = materialize_all(defs, instance, hours_per_run=args.hours_per_run or HOURLY_BATCH)
+        log = materialize_all(defs, instance, hours_per_run=args.hours_per_run or HOURLY_BATCH, workers=args.workers)
     print(f"{len(log.runs)} runs, {log.seconds:.1f} s")
     return {"runs": len(log.runs), "seconds": log.seconds}
 
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add_mat(p):
         p.add_argument("--dagster-home", help="Dagster instance folder (default: $DAGSTER_HOME or .dagster_home)")
         p.add_argument("--hours-per-run", type=int, default=None, help="hourly partitions per run (default 168: a week)")
+        p.add_argument("--workers", type=int, default=None,
+                       help="processes running batches of hours at once (default: 2 when there are 4 batches or more)")
 
     p = sub.add_parser("simulate", help="simulate a site: hourly landing files and a ground truth")
     add_sim(p)

@@ -105,6 +105,8 @@ def ensure_instance_home(home: str | Path | None = None) -> Path:
 @dataclass
 class RunLog:
     runs: list[tuple[str, str, float]] = field(default_factory=list)  # job, partition(s), seconds
+    run_ids: list[str] = field(default_factory=list)
+    compute_seconds: float = 0.0  # in asset bodies (assets.clock), all processes together
 
     @property
     def seconds(self) -> float:
@@ -116,23 +118,87 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict, label: str, log: RunLog, echo) -> None:
-    started = time.perf_counter()
+    from .assets.clock import compute_seconds
+
+    started, clock = time.perf_counter(), compute_seconds()
     result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
-    elapsed = time.perf_counter() - started
-    log.runs.append((job.name, label, elapsed))
-    if not result.success:
-        raise RuntimeError(f"run {result.run_id} of {job.name} [{label}] failed; see the Dagster UI or `dagster run` logs")
-    echo(f"  {job.name:<12} {label:<36} {elapsed:6.1f} s  run {result.run_id[:8]}")
+    _record(log, job.name, label, result.run_id, result.success, time.perf_counter() - started,
+            compute_seconds() - clock, echo)
 
 
-def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance, *, hours_per_run: int = HOURLY_BATCH, echo=print) -> RunLog:
-    log = RunLog()
+def _record(log: RunLog, job: str, label: str, run_id: str, success: bool, elapsed: float, compute: float, echo) -> None:
+    log.runs.append((job, label, elapsed))
+    log.run_ids.append(run_id)
+    log.compute_seconds += compute
+    if not success:
+        raise RuntimeError(f"run {run_id} of {job} [{label}] failed; see the Dagster UI or `dagster run` logs")
+    echo(f"  {job:<12} {label:<36} {elapsed:6.1f} s  run {run_id[:8]}")
+
+
+# --- hourly batches on several processes ---------------------------------------------------------
+# Each worker builds the definitions once and runs whole batches in process against the same
+# instance (the event log storage takes writers from several processes; see instance_storage).
+
+_WORKER: tuple | None = None
+
+
+def _worker_start(data_dir: str, site_config: str, instance_ref) -> None:
+    global _WORKER
+    from .definitions import build_definitions
+
+    defs = build_definitions(data_dir, site_config or None)
+    _WORKER = (defs.resolve_job_def("hourly_job"), dg.DagsterInstance.from_ref(instance_ref))
+
+
+def _worker_run(tags: dict) -> tuple[str, bool, float, float]:
+    from .assets.clock import compute_seconds
+
+    job, instance = _WORKER
+    started, clock = time.perf_counter(), compute_seconds()
+    result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
+    return result.run_id, result.success, time.perf_counter() - started, compute_seconds() - clock
+
+
+def hourly_batches(defs: dg.Definitions, hours_per_run: int = HOURLY_BATCH) -> list[dict]:
+    """The run tags of each batch of hours, as a backfill with ``BackfillPolicy.multi_run`` cuts them."""
+    keys = defs.resolve_job_def("hourly_job").partitions_def.get_partition_keys()
+    return [{"dagster/asset_partition_range_start": keys[i],
+             "dagster/asset_partition_range_end": keys[min(i + hours_per_run, len(keys)) - 1]}
+            for i in range(0, len(keys), hours_per_run)]
+
+
+def default_workers(batches: int) -> int:
+    """Two processes (both cores of this machine) once there are enough batches to pay their start."""
+    return min(os.cpu_count() or 1, 2) if batches >= 4 else 1
+
+
+def materialize_hourly(defs: dg.Definitions, instance: dg.DagsterInstance, *, hours_per_run: int = HOURLY_BATCH,
+                       workers: int | None = None, echo=print, log: RunLog | None = None) -> RunLog:
+    """Every batch of hours of ``hourly_job``, on ``workers`` processes at once (default: see
+    :func:`default_workers`; 1 runs them here, one after another)."""
+    log = log or RunLog()
+    batches = hourly_batches(defs, hours_per_run)
+    workers = default_workers(len(batches)) if workers is None else max(1, workers)
+    label = lambda tags: f"{tags['dagster/asset_partition_range_start']} .. {tags['dagster/asset_partition_range_end']}"  # noqa: E731
     hourly = defs.resolve_job_def("hourly_job")
-    keys = hourly.partitions_def.get_partition_keys()
-    for i in range(0, len(keys), hours_per_run):
-        first, last = keys[i], keys[min(i + hours_per_run, len(keys)) - 1]
-        tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-        _execute(hourly, instance, tags, f"{first} .. {last}", log, echo)
+    if workers == 1 or not instance.is_persistent:
+        for tags in batches:
+            _execute(hourly, instance, tags, label(tags), log, echo)
+        return log
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    store = defs.resources["store"]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
+                             initargs=(str(store.data_dir), str(store.site_config), instance.get_ref())) as pool:
+        for tags, (run_id, success, elapsed, compute) in zip(batches, pool.map(_worker_run, batches)):
+            _record(log, hourly.name, label(tags), run_id, success, elapsed, compute, echo)
+    return log
+
+
+def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance, *, hours_per_run: int = HOURLY_BATCH,
+                    workers: int | None = None, echo=print) -> RunLog:
+    log = materialize_hourly(defs, instance, hours_per_run=hours_per_run, workers=workers, echo=echo)
     monthly = defs.resolve_job_def("monthly_job")
     for key in monthly.partitions_def.get_partition_keys():
         _execute(monthly, instance, {"dagster/partition": key}, key, log, echo)
