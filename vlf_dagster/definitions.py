@@ -20,7 +20,7 @@ from .resources import GeoIPResource, VlfStore
 from .sensors import build_landing_sensor
 
 MONTHLY_ASSETS = ["monthly_source_bags", "monthly_contact_pairs", "monthly_active_hosts", "monthly_traffic_volumes",
-                  "monthly_port_usage"]
+                  "monthly_port_usage", "monthly_low_frequency_flows", "monthly_low_frequency_answers"]
 
 
 def build_definitions(data: str | Path | None = None, site_config: str | Path | None = None) -> dg.Definitions:

@@ -7,4 +7,4 @@ from .partitions import StudyPartitions
 
 
 def build_assets(parts: StudyPartitions) -> list:
-    return [*archive.build(parts), *bags.build(parts), *vlf.build(), *matching.build(), *reports.build(), *catalog.build()]
+    return [*archive.build(parts), *bags.build(parts), *vlf.build(parts), *matching.build(), *reports.build(), *catalog.build()]

@@ -11,7 +11,11 @@ from ..flows.sets import IPSet
 from ..flows.storage import hours_between
 from ..resources import VlfStore
 from .metadata import FLOW_COLUMNS, parquet_metadata
-from .clock import asset
+from .clock import asset, multi_asset
+from .partitions import StudyPartitions
+
+LOW_FREQUENCY_FLOWS = "monthly_low_frequency_flows"
+LOW_FREQUENCY_ANSWERS = "monthly_low_frequency_answers"
 
 
 def _set_result(ipset: IPSet, path, **extra) -> dg.MaterializeResult:
@@ -20,7 +24,7 @@ def _set_result(ipset: IPSet, path, **extra) -> dg.MaterializeResult:
     )
 
 
-def build() -> list:
+def build(parts: StudyPartitions) -> list:
     common = dict(group_name="vlf", kinds={"roaring"})
 
     @asset(**common, deps=["source_flow_bag"],
@@ -52,28 +56,57 @@ def build() -> list:
         ipset = vlf.union_sets(store.existing_monthly("monthly_active_hosts", "set"))
         return _set_result(ipset, ipset.write(store.window("active_inside_set", "set")))
 
-    @asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, "hourly_flows"], metadata=FLOW_COLUMNS,
-           description="Every inbound flow of the VLF-fd sources, extracted from the archive by set "
-           "membership (rwfilter --sipset=VLF-fd.set).")
+    @multi_asset(
+        name="monthly_low_frequency",
+        partitions_def=parts.monthly,
+        specs=[
+            dg.AssetSpec(LOW_FREQUENCY_FLOWS, group_name="vlf", kinds={"parquet"}, metadata=FLOW_COLUMNS,
+                         deps=["hourly_flows", "monthly_source_bags"],
+                         description="The month's inbound flows of every source with at most max_flows inbound flows "
+                         "that month: a VLF source has at most max_flows over the window, so at most that many in "
+                         "each month, and all its flows are here. vlf_flows reads these instead of the archive."),
+            dg.AssetSpec(LOW_FREQUENCY_ANSWERS, group_name="vlf", kinds={"parquet"}, metadata=FLOW_COLUMNS,
+                         deps=["hourly_flows", "monthly_source_bags"],
+                         description="The month's outbound flows to any address that is not a heavy source of the "
+                         "month (more than max_flows inbound flows): every possible answer to a VLF source."),
+        ],
+    )
+    def monthly_low_frequency(context: dg.AssetExecutionContext, store: VlfStore):
+        window = context.partition_time_window
+        hours = hours_between(window.start, window.end)
+        # heavy this month: more than max_flows inbound flows, from the month's source bag
+        heavy = coverset(store.monthly("monthly_source_bags", window.start), counter="records",
+                         min_counter=store.site.vlf.max_flows + 1)
+        inbound = store.archive_files(hours, list(INBOUND_TYPES))
+        flows = write_filtered(inbound, FilterSpec(not_sipset=heavy), store.monthly(LOW_FREQUENCY_FLOWS, window.start))
+        outbound = store.archive_files(hours, list(OUTBOUND_TYPES))
+        answers = write_filtered(outbound, FilterSpec(not_dipset=heavy), store.monthly(LOW_FREQUENCY_ANSWERS, window.start))
+        yield dg.MaterializeResult(asset_key=LOW_FREQUENCY_FLOWS, metadata={
+            "flows": flows, "dagster/row_count": flows, "heavy_sources": len(heavy), "archive_files_read": len(inbound)})
+        yield dg.MaterializeResult(asset_key=LOW_FREQUENCY_ANSWERS, metadata={
+            "flows": answers, "dagster/row_count": answers, "archive_files_read": len(outbound)})
+
+    @asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, LOW_FREQUENCY_FLOWS], metadata=FLOW_COLUMNS,
+           description="Every inbound flow of the VLF-fd sources, extracted by set membership (rwfilter "
+           "--sipset=VLF-fd.set) from the months' low-frequency flows, which hold all of them: the window "
+           "never rescans the archive.")
     def vlf_flows(store: VlfStore) -> dg.MaterializeResult:
-        site = store.site
-        files = store.archive_files(hours_between(site.start, site.window_end()), list(INBOUND_TYPES))
+        files = store.existing_monthly(LOW_FREQUENCY_FLOWS)
         sources = IPSet.read(store.window("vlf_fd_set", "set"))
         out = store.window("vlf_flows")
         count = write_filtered(files, FilterSpec(sipset=sources), out)  # rwfilter --sipset
-        return dg.MaterializeResult(metadata={"flows": count, "archive_files_read": len(files), **parquet_metadata(out)})
+        return dg.MaterializeResult(metadata={"flows": count, "monthly_files_read": len(files), **parquet_metadata(out)})
 
-    @asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, "hourly_flows"], metadata=FLOW_COLUMNS,
-           description="Every outbound flow to a VLF-fd source, extracted from the archive by set membership "
-           "(rwfilter --type=out,outweb,outicmp --dipset=VLF-fd.set): the only answers matching and the "
-           "near-match search need, read once instead of rescanning the archive for each.")
+    @asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, LOW_FREQUENCY_ANSWERS], metadata=FLOW_COLUMNS,
+           description="Every outbound flow to a VLF-fd source (rwfilter --type=out,outweb,outicmp "
+           "--dipset=VLF-fd.set), from the months' possible answers: what matching and the near-match "
+           "search read.")
     def vlf_outbound_flows(store: VlfStore) -> dg.MaterializeResult:
-        site = store.site
-        files = store.archive_files(hours_between(site.start, site.window_end()), list(OUTBOUND_TYPES))
+        files = store.existing_monthly(LOW_FREQUENCY_ANSWERS)
         sources = IPSet.read(store.window("vlf_fd_set", "set"))
         out = store.window("vlf_outbound_flows")
         count = write_filtered(files, FilterSpec(dipset=sources), out)  # rwfilter --dipset
-        return dg.MaterializeResult(metadata={"flows": count, "archive_files_read": len(files), **parquet_metadata(out)})
+        return dg.MaterializeResult(metadata={"flows": count, "monthly_files_read": len(files), **parquet_metadata(out)})
 
     @dg.asset_check(asset=vlf_fd_set, name="vlf_fd_is_f_and_d", blocking=True,
                     description="VLF-fd holds exactly the sources in both VLF-f and VLF-d.")
@@ -90,4 +123,4 @@ def build() -> list:
                                                   IPSet.read(store.window("vlf_fd_set", "set")))
         return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
 
-    return [vlf_f_set, vlf_d_set, vlf_fd_set, active_inside_set, vlf_flows, vlf_outbound_flows, vlf_fd_is_f_and_d, vlf_flows_match_the_bag]
+    return [vlf_f_set, vlf_d_set, vlf_fd_set, active_inside_set, monthly_low_frequency, vlf_flows, vlf_outbound_flows, vlf_fd_is_f_and_d, vlf_flows_match_the_bag]
