@@ -35,7 +35,9 @@ def flows_conserved(inbound_files: Sequence[Path], source_flow_bag: Path, counte
     archived = 0
     if inbound_files:
         with duck.connect() as con:
-            archived = con.sql(f"SELECT count(*) FROM read_parquet({literal_list(inbound_files)})").fetchall()[0][0]
+            # the footers' row counts: no data pages, and ~2x faster than count(*) over 60,000 files
+            archived = int(con.sql(f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({literal_list(inbound_files)})")
+                           .fetchall()[0][0])
     counted = _bag_total(Bag.read(source_flow_bag), counter)
     return Verdict(archived == counted, {
         "inbound_archive_records": archived, "records_in_source_flow_bag": counted, "difference": counted - archived,
