@@ -107,6 +107,7 @@ class RunLog:
     runs: list[tuple[str, str, float]] = field(default_factory=list)  # job, partition(s), seconds
     run_ids: list[str] = field(default_factory=list)
     compute_seconds: float = 0.0  # in asset bodies (assets.clock), all processes together
+    workers: int = 1  # processes that ran the hourly batches
 
     @property
     def seconds(self) -> float:
@@ -182,6 +183,7 @@ def materialize_hourly(defs: dg.Definitions, instance: dg.DagsterInstance, *, ho
     label = lambda tags: f"{tags['dagster/asset_partition_range_start']} .. {tags['dagster/asset_partition_range_end']}"  # noqa: E731
     hourly = defs.resolve_job_def("hourly_job")
     if workers == 1 or not instance.is_persistent:
+        log.workers = 1
         for tags in batches:
             _execute(hourly, instance, tags, label(tags), log, echo)
         return log
@@ -189,6 +191,7 @@ def materialize_hourly(defs: dg.Definitions, instance: dg.DagsterInstance, *, ho
     from concurrent.futures import ProcessPoolExecutor
 
     store = defs.resources["store"]
+    log.workers = workers
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
                              initargs=(str(store.data_dir), str(store.site_config), instance.get_ref())) as pool:
         for tags, (run_id, success, elapsed, compute) in zip(batches, pool.map(_worker_run, batches)):
