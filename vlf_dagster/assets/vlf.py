@@ -24,6 +24,15 @@ def _set_result(ipset: IPSet, path, **extra) -> dg.MaterializeResult:
     )
 
 
+def _of_vlf_sources(store: VlfStore, extracts: str, set_test: str, name: str) -> dg.MaterializeResult:
+    """The flows of the monthly ``extracts`` that pass ``set_test`` (sipset or dipset) with VLF-fd."""
+    files = store.existing_monthly(extracts)
+    sources = IPSet.read(store.window("vlf_fd_set", "set"))
+    out = store.window(name)
+    count = write_filtered(files, FilterSpec(**{set_test: sources}), out)
+    return dg.MaterializeResult(metadata={"flows": count, "monthly_files_read": len(files), **parquet_metadata(out)})
+
+
 def build(parts: StudyPartitions) -> list:
     common = dict(group_name="vlf", kinds={"roaring"})
 
@@ -91,22 +100,14 @@ def build(parts: StudyPartitions) -> list:
            "--sipset=VLF-fd.set) from the months' low-frequency flows, which hold all of them: the window "
            "never rescans the archive.")
     def vlf_flows(store: VlfStore) -> dg.MaterializeResult:
-        files = store.existing_monthly(LOW_FREQUENCY_FLOWS)
-        sources = IPSet.read(store.window("vlf_fd_set", "set"))
-        out = store.window("vlf_flows")
-        count = write_filtered(files, FilterSpec(sipset=sources), out)  # rwfilter --sipset
-        return dg.MaterializeResult(metadata={"flows": count, "monthly_files_read": len(files), **parquet_metadata(out)})
+        return _of_vlf_sources(store, LOW_FREQUENCY_FLOWS, "sipset", "vlf_flows")  # rwfilter --sipset
 
     @asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, LOW_FREQUENCY_ANSWERS], metadata=FLOW_COLUMNS,
            description="Every outbound flow to a VLF-fd source (rwfilter --type=out,outweb,outicmp "
            "--dipset=VLF-fd.set), from the months' possible answers: what matching and the near-match "
            "search read.")
     def vlf_outbound_flows(store: VlfStore) -> dg.MaterializeResult:
-        files = store.existing_monthly(LOW_FREQUENCY_ANSWERS)
-        sources = IPSet.read(store.window("vlf_fd_set", "set"))
-        out = store.window("vlf_outbound_flows")
-        count = write_filtered(files, FilterSpec(dipset=sources), out)  # rwfilter --dipset
-        return dg.MaterializeResult(metadata={"flows": count, "monthly_files_read": len(files), **parquet_metadata(out)})
+        return _of_vlf_sources(store, LOW_FREQUENCY_ANSWERS, "dipset", "vlf_outbound_flows")  # rwfilter --dipset
 
     @dg.asset_check(asset=vlf_fd_set, name="vlf_fd_is_f_and_d", blocking=True,
                     description="VLF-fd holds exactly the sources in both VLF-f and VLF-d.")
