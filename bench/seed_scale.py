@@ -212,7 +212,8 @@ def main() -> None:
     shape = {"days": args.days, "sources": args.sources, "seed": args.seed, "start": args.start}
     shape_file = args.data_dir / "bench-shape.json"
     results: dict[str, dict] = {}
-    reuse = args.reuse and shape_file.exists() and json.loads(shape_file.read_text()) == shape
+    reuse = args.reuse and shape_file.exists() and all(
+        json.loads(shape_file.read_text()).get(k) == v for k, v in shape.items())
     if not reuse:
         shutil.rmtree(args.data_dir, ignore_errors=True)
         print(f"simulating {args.days} days x {args.sources:,} sources into {args.data_dir} ...", flush=True)
