@@ -32,8 +32,8 @@ _SHARED: dict = {}
 
 
 def _shared_read(path: Path, load):
-    """Read a window artifact once for every report part of a process (the matched flows: several
-    parts); a rewritten file is read again."""
+    """Read a window artifact once for every report part of a process (~14 parts read the VLF
+    categories: 23 M rows at the seed's size); a rewritten file is read again."""
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _SHARED:
@@ -79,10 +79,8 @@ class StudyInputs:
         return self.archive(list(OUTBOUND_TYPES))
 
     @property
-    def categories(self) -> Path:
-        """vlf_categories as its file: the tables query it with DuckDB, which streams it (23 M rows
-        at the seed's size would take several GB as a DataFrame, once per part)."""
-        return self.window("vlf_categories")
+    def categories(self) -> pd.DataFrame:
+        return _shared_read(self.window("vlf_categories"), lambda path: pq.read_table(path).to_pandas())
 
     @property
     def matched(self):
@@ -292,7 +290,7 @@ def _icmp(inputs: StudyInputs) -> list[Piece]:
 
 def _other_protocols(inputs: StudyInputs) -> list[Piece]:
     describe = lambda n: registries.protocol_description(n) or registries.protocol_name(n)  # noqa: E731
-    others = pq.read_table(inputs.categories, filters=[("category", "=", "other")]).to_pandas()
+    others = inputs.categories[inputs.categories["category"] == "other"]
     return [Piece("Other protocols", table=pt.other_protocols(others, describe, _countries(inputs)),
                   note="Implausible: fewer than 20 or more than 65535 bytes per packet, or more than a million packets in a flow. "
                   "Names from IANA's protocol numbers registry and Debian's /etc/protocols.")]
