@@ -10,14 +10,14 @@ from datetime import timezone
 import dagster as dg
 
 from .assets.partitions import HOUR_KEY_FORMAT
-from .flows.storage import landing_dir, landing_hours
+from .flows.storage import landing_files, landing_hours
 
 
 def landing_state(data_dir) -> dict[str, float]:
     """Partition key -> newest modification time of the hour's landing files."""
     state = {}
     for hour in landing_hours(data_dir):
-        files = [p for p in landing_dir(data_dir, hour).iterdir() if p.is_file() and not p.name.startswith(".")]
+        files = landing_files(data_dir, hour)
         state[hour.astimezone(timezone.utc).strftime(HOUR_KEY_FORMAT)] = max(p.stat().st_mtime for p in files)
     return state
 

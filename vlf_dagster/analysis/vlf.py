@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..flows import bags
-from ..flows.bags import BagInfo, add_bags, bag_from_flows, write_bag_query
+from ..flows.bags import BagInfo, add_bags, write_bag_query
 from ..flows.sql import literal_list
 from ..flows.flowtypes import OUTBOUND_TYPES, INT2INT
 from ..flows.schema import ATTR_IPV6, MS_PER_HOUR
@@ -32,27 +32,6 @@ SOURCE_COUNTERS = ("records", "packets", "bytes")
 
 
 # --- hourly ----------------------------------------------------------------------------------
-
-
-def hourly_source_bag(inbound_files: Sequence[Path], out: Path) -> Path:
-    """Per outside source: records, packets and bytes of the hour's inbound flows."""
-    return bag_from_flows(inbound_files, out, ["sIP"], SOURCE_COUNTERS)
-
-
-def hourly_contact_pairs(inbound_files: Sequence[Path], out: Path) -> Path:
-    """The hour's distinct (sIP, dIP) pairs with their flow counts (exact, no Bloom filter)."""
-    return bag_from_flows(inbound_files, out, ["sIP", "dIP"], ["records"])
-
-
-def active_hosts(flow_files: Sequence[Path]) -> IPSet:
-    """Inside addresses that originated or answered traffic: sources of outbound and int2int flows."""
-    if not flow_files:
-        return IPSet()
-    table = duck.connect().sql(
-        f"SELECT sIP, sIPv6, attributes FROM read_parquet({literal_list(flow_files)}) "
-        f"WHERE flowtype IN ({', '.join(str(t) for t in (*OUTBOUND_TYPES, INT2INT))})"
-    ).to_arrow_table()
-    return IPSet.from_flow_column(table, "sIP")
 
 
 def union_sets(paths: Sequence[Path]) -> IPSet:
@@ -113,7 +92,8 @@ ACTIVE_TYPES = (*OUTBOUND_TYPES, INT2INT)  # inside hosts that originated or ans
 
 
 def hourly_active_hosts(flows: Sequence[Path] | pa.Table, hours: Sequence[datetime]) -> list[IPSet]:
-    """:func:`active_hosts` of each hour of a batch (archive files or a table), in one DuckDB pass."""
+    """Inside addresses active in each hour of a batch (archive files or a table): sources of
+    outbound and int2int flows, in one DuckDB pass."""
     if not _has_flows(flows):
         return [IPSet() for _ in hours]
     con = duck.connect()

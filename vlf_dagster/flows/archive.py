@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,8 +16,7 @@ from .flowtypes import classify, type_name
 from .ingest import read_landing_batch
 from .schema import FLOW_SCHEMA, MS_PER_HOUR
 from .site import Site
-from .storage import archive_files, archive_path, hour_ms, landing_dir, quarantine_path, write_parquet
-from . import duck
+from .storage import archive_files, archive_path, hour_ms, landing_files, quarantine_path, write_parquet
 
 
 @dataclass
@@ -32,16 +30,6 @@ class PackResult:
     archive_files: list[Path] = field(default_factory=list)
     quarantine_file: Path | None = None
     check: "ArchiveCheck | None" = None  # the archive rules over the records written
-
-
-def landing_files(data_dir: str | Path, hour: datetime) -> list[Path]:
-    """The hour's landing files, in name order (hidden files are in-flight spools: skipped)."""
-    folder = landing_dir(data_dir, hour)
-    try:
-        names = sorted(os.listdir(folder))
-    except FileNotFoundError:
-        return []
-    return [folder / n for n in names if not n.startswith(".") and (folder / n).is_file()]
 
 
 def pack_hour(data_dir: str | Path, hour: datetime, site: Site, *, plausibility: bool = True) -> PackResult:
@@ -107,7 +95,8 @@ def pack_batch(
         r.flows += int(b - a)
 
     sorted_hours = flow_hours[order]
-    checks = _check_records(flows, sorted_hours, np.asarray(starts, np.int64), len(hours))
+    checks = _check_records(flows, sorted_hours, np.asarray(starts, np.int64), len(hours),
+                            schema_ok=flows.schema.remove_metadata().equals(FLOW_SCHEMA.remove_metadata()))
     quarantine_hours = batch.quarantine_hours
     q_order = np.argsort(quarantine_hours, kind="stable")
     quarantine = batch.quarantine.take(pa.array(q_order)) if len(q_order) else batch.quarantine
@@ -133,9 +122,10 @@ def pack_batch(
     return PackedBatch(results, flows)
 
 
-def _check_records(flows: pa.Table, flow_hours: np.ndarray, starts: np.ndarray, n_hours: int) -> list["ArchiveCheck"]:
-    """:func:`check_archive_hour`'s rules over the records about to be written, per hour."""
-    schema_ok = flows.schema.remove_metadata().equals(FLOW_SCHEMA.remove_metadata())
+def _check_records(flows: pa.Table, flow_hours: np.ndarray, starts: np.ndarray, n_hours: int, *,
+                   schema_ok: bool) -> list["ArchiveCheck"]:
+    """The archive rules (packets <= bytes, packets > 0, sTime in its hour) over records, per hour:
+    :func:`pack_batch` applies them to what it writes, :func:`check_archive_hour` to files."""
     packets, size = flows.column("packets").to_numpy(), flows.column("bytes").to_numpy()
     s_time = flows.column("sTime").to_numpy()
     outside = (s_time < starts[flow_hours]) | (s_time >= starts[flow_hours] + MS_PER_HOUR) if len(s_time) else np.zeros(0, bool)
@@ -175,15 +165,8 @@ def check_archive_hour(files: list[Path], hour: datetime) -> ArchiveCheck:
             violations["schema"] += 1
     if violations["schema"]:
         return ArchiveCheck(len(files), 0, violations)
-    start = hour_ms(hour)
-    con = duck.connect()
-    row = con.execute(
-        "SELECT count(*), "
-        "count(*) FILTER (WHERE packets > bytes), "
-        "count(*) FILTER (WHERE packets = 0), "
-        "count(*) FILTER (WHERE sTime < ? OR sTime >= ?) "
-        "FROM read_parquet(?)",
-        [start, start + MS_PER_HOUR, [str(p) for p in files]],
-    ).fetchone()
-    violations["packets > bytes"], violations["zero packets"], violations["sTime outside hour"] = row[1], row[2], row[3]
-    return ArchiveCheck(len(files), row[0], violations)
+    table = pa.concat_tables([pq.read_table(p, columns=["packets", "bytes", "sTime"]) for p in files])
+    check = _check_records(table, np.zeros(table.num_rows, np.int64), np.array([hour_ms(hour)], np.int64), 1,
+                           schema_ok=True)[0]  # every file's schema was checked above
+    check.files = len(files)
+    return check

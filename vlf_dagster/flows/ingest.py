@@ -204,7 +204,8 @@ def read_landing_batch(files: Sequence[tuple[Path, int, int]], *, plausibility: 
     flow_parts: list[pa.Table] = []
     hour_parts: list[np.ndarray] = []
     start_parts: list[np.ndarray] = []
-    origin_parts: list[tuple[str, np.ndarray]] = []
+    origin_parts: list[tuple[str, np.ndarray]] = []  # file name, 1-based row of each flow in it
+    unchecked_parts: list[np.ndarray] = []  # True: the record rules still have to look at the flow
     quarantine_parts: list[tuple[pa.Table, int]] = []
 
     def load(item):
@@ -224,7 +225,8 @@ def read_landing_batch(files: Sequence[tuple[Path, int, int]], *, plausibility: 
             flow_parts.append(single.flows)
             hour_parts.append(np.full(single.flows.num_rows, hour, np.int32))
             start_parts.append(np.full(single.flows.num_rows, start_ms, np.int64))
-            origin_parts.append((str(path), np.zeros(0, np.int64)))
+            origin_parts.append((str(path), np.zeros(single.flows.num_rows, np.int64)))
+            unchecked_parts.append(np.zeros(single.flows.num_rows, bool))  # read_landing_file applied them
             quarantine_parts.append((single.quarantine, hour))
             reasons[hour].update(single.reasons)
             continue
@@ -233,21 +235,21 @@ def read_landing_batch(files: Sequence[tuple[Path, int, int]], *, plausibility: 
         hour_parts.append(np.full(table.num_rows, hour, np.int32))
         start_parts.append(np.full(table.num_rows, start_ms, np.int64))
         origin_parts.append((str(path), np.arange(1, table.num_rows + 1, dtype=np.int64)))
+        unchecked_parts.append(np.ones(table.num_rows, bool))
 
     flows = pa.concat_tables(flow_parts) if flow_parts else empty_table()
     flow_hours = np.concatenate(hour_parts) if hour_parts else np.zeros(0, np.int32)
     starts = np.concatenate(start_parts) if start_parts else np.zeros(0, np.int64)
-    # rows from the single-file path were checked already: mark them good (origin row 0)
-    checked = np.concatenate([np.full(len(h), rows.size > 0) for h, (_, rows) in zip(hour_parts, origin_parts)]) if hour_parts else np.zeros(0, bool)
+    unchecked = np.concatenate(unchecked_parts) if unchecked_parts else np.zeros(0, bool)
     reason = _record_rules(flows, starts, plausibility)
-    reason[~checked] = 0
+    reason[~unchecked] = 0
     bad = np.flatnonzero(reason)
 
     q_tables = [q for q, _ in quarantine_parts if q.num_rows]
     q_hours = [np.full(q.num_rows, h, np.int32) for q, h in quarantine_parts if q.num_rows]
     if len(bad):
         file_of_row = np.concatenate([np.full(len(h), i, np.int64) for i, h in enumerate(hour_parts)])
-        row_in_file = np.concatenate([rows if rows.size else np.zeros(len(h), np.int64) for h, (_, rows) in zip(hour_parts, origin_parts)])
+        row_in_file = np.concatenate([rows for _, rows in origin_parts])
         names = np.array([name for name, _ in origin_parts], dtype=object)
         origins = [f"{names[f]}:{r}" for f, r in zip(file_of_row[bad], row_in_file[bad])]  # only rejected rows
         texts = [_REASON_TEXT[c] for c in reason[bad]]

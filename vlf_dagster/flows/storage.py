@@ -149,11 +149,24 @@ def landing_dir(base: str | Path, hour: datetime) -> Path:
     return Path(base) / "landing" / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}"
 
 
+def _visible_files(folder: Path) -> list[Path]:
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    return [folder / n for n in names if not n.startswith(".") and (folder / n).is_file()]
+
+
+def landing_files(base: str | Path, hour: datetime) -> list[Path]:
+    """The hour's landing files, in name order (hidden files are in-flight spools: skipped)."""
+    return _visible_files(landing_dir(base, hour))
+
+
 def landing_hours(base: str | Path) -> list[datetime]:
     """The hours that have a landing folder with at least one file."""
     hours = []
     for folder in sorted((Path(base) / "landing").glob("dt=*/hour=*")):
-        if any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+        if _visible_files(folder):
             day = folder.parent.name.removeprefix("dt=")
             hours.append(datetime.strptime(f"{day} {folder.name.removeprefix('hour=')}", "%Y-%m-%d %H").replace(tzinfo=timezone.utc))
     return hours
