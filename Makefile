@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED = false
 GEOIP_DB := data/geoip/country.mmdb
 export VLF_GEOIP_DB ?= $(CURDIR)/$(GEOIP_DB)
 
-.PHONY: install demo demo-real test ui clean geoip bench-scale bench-28d
+.PHONY: install demo demo-real test ui clean geoip bench-scale bench-incremental bench-28d
 
 $(BIN)/vlf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ test: install geoip  ## run the whole test suite
 SCALE ?= 1
 bench-scale: install geoip  ## the whole study at the seed's size (14 months, 12.7 M sources x SCALE) through Dagster
 	$(BIN)/python bench/seed_scale.py --scale $(SCALE)
+
+bench-incremental: install  ## one new hour through the study bench-scale built (run bench-scale first, same SCALE)
+	$(BIN)/python bench/incremental.py --data-dir data/bench-scale
 
 bench-28d: install geoip  ## issue 8's shape: 28 days x 400,000 sources, side by side with one raw DuckDB query
 	$(BIN)/python bench/seed_scale.py --days 28 --sources 400000 --start 2006-04-01T00:00 --data-dir data/bench-28d

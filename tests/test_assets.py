@@ -208,6 +208,16 @@ def test_instance_config_turns_telemetry_and_the_sign_up_pop_up_off_and_keeps_th
     assert write_instance_config(home).read_text() == text  # idempotent
     with dg.DagsterInstance.from_config(str(home)) as instance:  # Dagster reads and accepts the file
         assert instance.get_settings("nux") == {"enabled": False} and not instance.telemetry_enabled
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue.max_concurrent_runs == 2
+        assert queue.tag_concurrency_limits == [{"key": "vlf/automation", "limit": 1}]
+    # a file that limits runs its own (older) way keeps its limit, and Dagster still accepts it
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 5\n")
+    assert "concurrency:" not in write_instance_config(own).read_text()
+    with dg.DagsterInstance.from_config(str(own)) as instance:
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 5
 
 
 def test_an_ipv6_source_goes_through_the_whole_graph(tmp_path):

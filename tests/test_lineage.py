@@ -11,9 +11,13 @@ WINDOW_SOURCES = ["hourly_contact_pairs", "hourly_flows", "hourly_source_bags", 
                   "monthly_port_usage", "monthly_source_bags", "monthly_traffic_volumes", "source_destination_count_bag",
                   "source_flow_bag", "source_hour_count_bag"]
 
+MONTHLY = ["monthly_source_bags", "monthly_contact_pairs", "monthly_active_hosts", "monthly_traffic_volumes",
+           "monthly_port_usage", "monthly_low_frequency_flows", "monthly_low_frequency_answers"]
+
 LINEAGE = {
     # asset: (group, partitioning, upstream assets)
-    "hourly_flows": ("archive", "hourly", []),
+    "landing_flows": ("archive", "hourly", []),  # external: reported by the landing sensor
+    "hourly_flows": ("archive", "hourly", ["landing_flows"]),
     "hourly_source_bags": ("bags", "hourly", ["hourly_flows"]),
     "hourly_contact_pairs": ("bags", "hourly", ["hourly_flows"]),
     "hourly_active_hosts": ("bags", "hourly", ["hourly_flows"]),
@@ -22,26 +26,27 @@ LINEAGE = {
     "monthly_active_hosts": ("bags", "monthly", ["hourly_active_hosts"]),
     "monthly_traffic_volumes": ("bags", "monthly", ["hourly_flows"]),
     "monthly_port_usage": ("bags", "monthly", ["hourly_flows"]),
-    "source_flow_bag": ("bags", None, ["monthly_source_bags"]),
-    "source_hour_count_bag": ("bags", None, ["monthly_source_bags"]),
-    "source_destination_count_bag": ("bags", None, ["monthly_contact_pairs"]),
+    "study_months": ("bags", None, sorted(MONTHLY)),
+    "source_flow_bag": ("bags", None, ["monthly_source_bags", "study_months"]),
+    "source_hour_count_bag": ("bags", None, ["monthly_source_bags", "study_months"]),
+    "source_destination_count_bag": ("bags", None, ["monthly_contact_pairs", "study_months"]),
     "vlf_f_set": ("vlf", None, ["source_flow_bag"]),
     "vlf_d_set": ("vlf", None, ["source_destination_count_bag"]),
     "vlf_fd_set": ("vlf", None, ["vlf_d_set", "vlf_f_set"]),
-    "active_inside_set": ("vlf", None, ["monthly_active_hosts"]),
+    "active_inside_set": ("vlf", None, ["monthly_active_hosts", "study_months"]),
     "monthly_low_frequency_flows": ("vlf", "monthly", ["hourly_flows", "monthly_source_bags"]),
     "monthly_low_frequency_answers": ("vlf", "monthly", ["hourly_flows", "monthly_source_bags"]),
-    "vlf_flows": ("vlf", None, ["monthly_low_frequency_flows", "vlf_fd_set"]),
-    "vlf_outbound_flows": ("vlf", None, ["monthly_low_frequency_answers", "vlf_fd_set"]),
+    "vlf_flows": ("vlf", None, ["monthly_low_frequency_flows", "study_months", "vlf_fd_set"]),
+    "vlf_outbound_flows": ("vlf", None, ["monthly_low_frequency_answers", "study_months", "vlf_fd_set"]),
     "matched_vlf_flows": ("matching", None, ["vlf_fd_set", "vlf_flows", "vlf_outbound_flows"]),
     "vlf_categories": ("matching", None, ["matched_vlf_flows", "source_flow_bag"]),
-    "report_contact_surface": ("reports", None, ["monthly_contact_pairs"]),
+    "report_contact_surface": ("reports", None, ["monthly_contact_pairs", "study_months"]),
     "report_geography": ("reports", None, ["vlf_categories"]),
     "report_icmp": ("reports", None, ["vlf_categories"]),
     "report_malformed": ("reports", None, ["vlf_flows", "vlf_outbound_flows"]),
     "report_matched_ports": ("reports", None, ["matched_vlf_flows"]),
     "report_other_protocols": ("reports", None, ["vlf_categories"]),
-    "report_overall_port_usage": ("reports", None, ["monthly_port_usage"]),
+    "report_overall_port_usage": ("reports", None, ["monthly_port_usage", "study_months"]),
     "report_per_host_flow_distribution": ("reports", None, ["source_flow_bag"]),
     "report_port_descriptions": ("reports", None, ["vlf_categories"]),
     "report_port_directions": ("reports", None, ["matched_vlf_flows"]),
@@ -49,14 +54,14 @@ LINEAGE = {
     "report_port_timelines": ("reports", None, ["vlf_categories"]),
     "report_samples": ("reports", None, ["matched_vlf_flows", "vlf_categories"]),
     "report_tcp_flags_top_ports": ("reports", None, ["vlf_categories"]),
-    "report_traffic_volumes": ("reports", None, ["monthly_traffic_volumes"]),
+    "report_traffic_volumes": ("reports", None, ["monthly_traffic_volumes", "study_months"]),
     "report_udp_ports": ("reports", None, ["vlf_categories"]),
     "report_unmatched_tcp_flags": ("reports", None, ["vlf_categories"]),
     "report_unmatched_tcp_ports": ("reports", None, ["vlf_categories"]),
     "report_vlf_categories": ("reports", None, ["vlf_categories"]),
     "report_vlf_sets": ("reports", None, ["active_inside_set", "vlf_d_set", "vlf_f_set", "vlf_fd_set"]),
     "report_where_do_they_go": ("reports", None, ["active_inside_set", "vlf_categories"]),
-    "sql_catalog": ("catalog", None, sorted(WINDOW_SOURCES + ["active_inside_set", "matched_vlf_flows", "vlf_categories",
+    "sql_catalog": ("catalog", None, sorted(WINDOW_SOURCES + ["active_inside_set", "study_months", "matched_vlf_flows", "vlf_categories",
                                                               "vlf_d_set", "vlf_f_set", "vlf_fd_set", "vlf_flows",
                                                               "vlf_outbound_flows"])),
 }
@@ -88,3 +93,21 @@ def test_every_asset_is_described_and_typed(tmp_path):
     assert checks == {"archive_records_valid", "archive_expectations", "window_bag_conserves_flows",
                       "vlf_fd_is_f_and_d", "vlf_flows_match_the_bag"}
     assert dg.AssetKey("hourly_flows") in defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_each_stage_has_its_automation_condition(tmp_path):
+    """Hours follow their landing input, months their hours, study_months the months, and every
+    window asset the site's window_cron; every check runs with its asset."""
+    graph = build_definitions(tmp_path).resolve_asset_graph()
+    labels = {}
+    for node in graph.asset_nodes:
+        if node.is_materializable:
+            labels[node.key.to_user_string()] = node.automation_condition.get_label()
+    stage = {name: part for name, (_, part, _) in LINEAGE.items()}
+    for name, label in labels.items():
+        expected = {"hourly": "new or changed landing input", "monthly": "an hour of the month changed"}.get(
+            stage[name], "a month was rolled up" if name == "study_months" else "inputs changed, at most once per */15 * * * *")
+        assert label == expected, name
+    assert "landing_flows" not in labels  # external: nothing to run
+    for key in graph.asset_check_keys:
+        assert graph.get(key).automation_condition.get_label() == "with its asset", key

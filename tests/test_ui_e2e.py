@@ -4,6 +4,8 @@ GraphQL as the web UI launches it, run by the daemon as a multi_run batch, then 
 Marked ``e2e`` (about a minute): deselect with ``-m "not e2e"``.
 """
 
+import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -13,12 +15,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from vlf_dagster.flows.site import load_site
+from vlf_dagster.flows.site import AutomationSettings, load_site
 from vlf_dagster.flows.storage import archive_files, hourly_path
 from vlf_dagster.runs import write_instance_config
 from vlf_dagster.assets.archive import HOURLY_ASSETS
@@ -68,15 +70,9 @@ def _wait(what: str, probe, timeout: float, every: float = 1.0):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-@pytest.fixture
-def dagster_dev(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    site = load_site(ROOT / "vlf_dagster" / "site.default.toml")
-    site = site.with_window(site.start, site.start + timedelta(days=1))
-    (data / "site.toml").write_text(site.to_toml())
-    simulate(site, SimulationConfig(days=1, sources=300, seed=3), data)
-    home = tmp_path / "home"
+@contextlib.contextmanager
+def _dagster_dev(tmp_path, data, home):
+    """`dagster dev` (webserver, daemon, code server) on a free loopback port, over ``data``."""
     write_instance_config(home)
     port = _free_port()
     env = {**os.environ, "VLF_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "GX_ANALYTICS_ENABLED": "false",
@@ -90,7 +86,7 @@ def dagster_dev(tmp_path):
     try:
         server = Server(port)
         _wait("the code location to load", lambda: server.query("{ assetNodes { assetKey { path } } }")["assetNodes"], 180)
-        yield server, site, data
+        yield server
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -99,6 +95,20 @@ def dagster_dev(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+@pytest.fixture
+def dagster_dev(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    site = load_site(ROOT / "vlf_dagster" / "site.default.toml")
+    # automation off: this test launches the backfill itself, as a user does from the UI
+    site = dataclasses.replace(site.with_window(site.start, site.start + timedelta(days=1)),
+                               automation=AutomationSettings(enabled=False))
+    (data / "site.toml").write_text(site.to_toml())
+    simulate(site, SimulationConfig(days=1, sources=300, seed=3), data)
+    with _dagster_dev(tmp_path, data, tmp_path / "home") as server:
+        yield server, site, data
 
 
 def test_backfill_from_the_ui_runs_through_the_daemon(dagster_dev):
@@ -136,3 +146,104 @@ def test_backfill_from_the_ui_runs_through_the_daemon(dagster_dev):
         verdicts = [e for e in executions if e["partition"] is None]
         assert [e["status"] for e in verdicts] == ["SUCCEEDED"], (check, executions)
         assert not [e for e in executions if e["status"] in ("FAILED", "EXECUTION_FAILED")], (check, executions)
+
+
+# the window assets that read the months directly (their staleness comes through study_months)
+MONTH_READERS = ["source_flow_bag", "source_destination_count_bag", "active_inside_set", "vlf_flows",
+                 "report_traffic_volumes", "sql_catalog"]
+STALE = "{ assetNodes(assetKeys: [%s]) { assetKey { path } staleStatus } }" % ", ".join(
+    '{path: ["%s"]}' % name for name in MONTH_READERS)
+LATEST = """query($path: [String!]!) { assetNodes(assetKeys: [{path: $path}]) {
+  assetMaterializations(limit: 1) { runId timestamp } } }"""
+RUN_LAUNCHERS = "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
+
+
+def _stale(server) -> dict[str, str]:
+    return {n["assetKey"]["path"][0]: n["staleStatus"] for n in server.query(STALE)["assetNodes"]}
+
+
+def _per_host_total(data) -> tuple[int, int] | None:
+    """(sources, flows) of the report's Per Host Flow Distribution, Total row."""
+    import pandas as pd
+
+    found = sorted(data.glob("reports/*/report_per_host_flow_distribution/*.csv"))
+    if not found:
+        return None
+    table = pd.read_csv(found[0])
+    total = table[table.iloc[:, 0] == "Total"].iloc[0]
+    return int(total.iloc[1]), int(total.iloc[4])
+
+
+def _catalog_flows(data) -> int | None:
+    import duckdb
+
+    path = data / "catalog.duckdb"
+    if not path.exists():
+        return None
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM flows").fetchone()[0]
+
+
+def _vlf_fd(data):
+    from vlf_dagster.flows.sets import IPSet
+    from vlf_dagster.flows.storage import window_path
+
+    path = window_path(data, "vlf_fd_set", "set")
+    return IPSet.read(path) if path.exists() else None
+
+
+def test_a_live_site_keeps_itself_current_with_no_launch(tmp_path):
+    """An open-ended site, hours landing one after another as a collector spools them: with no
+    launch by the test, the daemon's sensors bring each hour through to the VLF sets, the report's
+    Per Host Flow Distribution and the catalog; between refreshes the UI shows the window stale."""
+    from conftest import flows, write_landing
+    from vlf_dagster.flows.sets import IPSet
+    from vlf_dagster.flows.site import site_from_mapping
+    from vlf_dagster.flows.storage import hour_ms
+
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    first, second = now - timedelta(hours=3), now - timedelta(hours=2)
+    data = tmp_path / "data"
+    data.mkdir()
+    site = site_from_mapping({"name": "live", "internal_networks": ["10.1.24.0/22"], "sensors": ["S0"],
+                              "start": f"{now - timedelta(hours=6):%Y-%m-%dT%H:%M}",  # no end: a live site
+                              "automation": {"window_cron": "* * * * *", "landing_check_seconds": 2,
+                                             "evaluation_seconds": 5}})
+    (data / "site.toml").write_text(site.to_toml())
+    home = tmp_path / "home"
+    home.mkdir()
+    # the queue checked every second instead of 5 s, so the test waits on automation, not on polling
+    (home / "dagster.yaml").write_text("run_coordinator:\n  module: dagster._core.run_coordinator\n"
+                                       "  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n")
+    with _dagster_dev(tmp_path, data, home) as server:
+        t = hour_ms(first)
+        write_landing(data, first, flows(
+            [{"sIP": "4.0.0.1", "dIP": "10.1.24.5", "dPort": 25, "sTime": t + 10}]  # X: 1 flow, 1 destination
+            + [{"sIP": "4.0.0.9", "dIP": "10.1.24.9", "dPort": 80, "sTime": t + i} for i in range(12)]))  # Y: heavy
+        started = time.monotonic()
+        _wait("the first hour to reach the VLF sets, the report and the catalog", lambda: (
+            _vlf_fd(data) == IPSet.from_strings(["4.0.0.1"]) and _per_host_total(data) == (2, 13)
+            and _catalog_flows(data) == 13), 240, every=1)
+        first_refresh = time.monotonic() - started
+        assert set((stale := _stale(server)).values()) == {"FRESH"}, stale
+
+        # the second hour: X's second destination takes it out of VLF-d, Z is new
+        t = hour_ms(second)
+        write_landing(data, second, flows([{"sIP": "4.0.0.1", "dIP": "10.1.24.6", "dPort": 25, "sTime": t + 1},
+                                           {"sIP": "4.0.0.3", "dIP": "10.1.24.7", "dPort": 22, "sTime": t + 2}]))
+        started = time.monotonic()
+        # the month rolls up at once; the window waits for its next cron tick, shown stale meanwhile
+        _wait("the window assets to show stale", lambda: set(_stale(server).values()) == {"STALE"}, 180, every=0.5)
+        _wait("the second hour to reach the VLF sets, the report and the catalog", lambda: (
+            _vlf_fd(data) == IPSet.from_strings(["4.0.0.3"]) and _per_host_total(data) == (3, 15)
+            and _catalog_flows(data) == 15), 240, every=1)
+        second_refresh = time.monotonic() - started
+        _wait("the window to be fresh again", lambda: set(_stale(server).values()) == {"FRESH"}, 60)
+        # every run came from automation (the landing sensor and the automation sensor), none by hand
+        runs = server.query(RUN_LAUNCHERS)["runsOrError"]["results"]
+        summary = [(r["status"], {t["key"]: t["value"] for t in r["tags"]}.get("dagster/partition")) for r in runs]
+        assert runs and all(r["status"] == "SUCCESS" for r in runs), [x for x in summary if x[0] != "SUCCESS"]
+        assert all({t["key"] for t in r["tags"]} & {"dagster/automation_condition", "dagster/sensor_name"}
+                   for r in runs), [r["tags"] for r in runs]
+        print(f"live site: first hour through in {first_refresh:.0f} s, second in {second_refresh:.0f} s, "
+              f"{len(runs)} runs")

@@ -14,13 +14,13 @@ import dagster as dg
 
 from .assets import build_assets
 from .assets.archive import HOURLY_ASSETS
+from .assets.bags import MONTHLY_ASSETS
+from .assets.automation import automation_sensor, with_automation
 from .assets.partitions import study_partitions
 from .flows.site import data_dir, load_site
 from .resources import GeoIPResource, VlfStore
 from .sensors import build_landing_sensor
 
-MONTHLY_ASSETS = ["monthly_source_bags", "monthly_contact_pairs", "monthly_active_hosts", "monthly_traffic_volumes",
-                  "monthly_port_usage", "monthly_low_frequency_flows", "monthly_low_frequency_answers"]
 
 
 def build_definitions(data: str | Path | None = None, site_config: str | Path | None = None) -> dg.Definitions:
@@ -30,7 +30,7 @@ def build_definitions(data: str | Path | None = None, site_config: str | Path | 
         site_config = os.environ.get("VLF_SITE_CONFIG") or (candidate if candidate.exists() else None)
     site = load_site(site_config)
     parts = study_partitions(site)
-    assets = build_assets(parts)
+    assets = with_automation(build_assets(parts), site.automation, site.source)
 
     hourly_job = dg.define_asset_job(
         "hourly_job", selection=dg.AssetSelection.assets(*HOURLY_ASSETS), partitions_def=parts.hourly,
@@ -45,17 +45,19 @@ def build_definitions(data: str | Path | None = None, site_config: str | Path | 
         selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*HOURLY_ASSETS, *MONTHLY_ASSETS),
         description="Window-level bags, VLF sets, VLF flows and the report.",
     )
-    # Off by default: switch it on in the UI (Automation) for a live site.
+    # Off by default: the landing sensor and the automation conditions already bring each hour in;
+    # this is for a site whose landing files cannot be watched (it packs the closed hour regardless).
     hourly_schedule = dg.build_schedule_from_partitioned_job(
         hourly_job, minute_of_hour=5, default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="At :05 past each hour, materialize the hour that just closed.",
+        description="At :05 past each hour, materialize the hour that just closed (off by default: the "
+        "landing sensor and the automation conditions bring each hour in as it lands).",
     )
-    landing_sensor = build_landing_sensor(hourly_job, data, parts.hourly)
+    landing_sensor = build_landing_sensor(data, parts.hourly, site.automation)
     return dg.Definitions(
         assets=assets,
         jobs=[hourly_job, monthly_job, window_job],
         schedules=[hourly_schedule],
-        sensors=[landing_sensor],
+        sensors=[landing_sensor, automation_sensor(site.automation)],
         resources={
             "store": VlfStore(data_dir=str(data), site_config=str(site_config or "")),
             "geoip": GeoIPResource(),  # $VLF_GEOIP_DB or data/geoip/country.mmdb; missing: the report says so

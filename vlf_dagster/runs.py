@@ -18,10 +18,19 @@ import dagster as dg
 import yaml
 
 from .assets.archive import HOURLY_BATCH
+from .assets.automation import AUTOMATION_RUN_TAG
 from .flows.storage import write_text
 
-# No telemetry, and no sign-up pop-up over the UI of a fresh instance.
-INSTANCE_SETTINGS = {"telemetry": "telemetry:\n  enabled: false\n", "nux": "nux:\n  enabled: false\n"}
+# No telemetry, no sign-up pop-up over the UI of a fresh instance, at most two runs at once (two
+# cores; automation may queue a backfill of weeks of hours) and automation's runs one at a time
+# (assets.automation.AUTOMATION_RUN_TAG).  Each block is added unless the file already sets one of
+# its keys (run_queue is where older files limit runs).
+INSTANCE_SETTINGS = {
+    ("telemetry",): "telemetry:\n  enabled: false\n",
+    ("nux",): "nux:\n  enabled: false\n",
+    ("concurrency", "run_queue"): (f"concurrency:\n  runs:\n    max_concurrent_runs: 2\n    tag_concurrency_limits:\n"
+                                   f"      - key: {AUTOMATION_RUN_TAG}\n        limit: 1\n"),
+}
 
 # A user's own storage (Postgres, MySQL, another SQLite layout) wins over ours: with any of these at
 # the top of dagster.yaml we add no storage block (and take ours out: Dagster refuses `storage:`
@@ -83,7 +92,8 @@ def write_instance_config(home: str | Path) -> Path:
     config = Path(home) / "dagster.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     text = config.read_text() if config.exists() else ""
-    missing = [block for key, block in INSTANCE_SETTINGS.items() if not re.search(rf"^{key}:", text, re.MULTILINE)]
+    missing = [block for keys, block in INSTANCE_SETTINGS.items()
+               if not any(re.search(rf"^{key}:", text, re.MULTILINE) for key in keys)]
     new = text
     if missing:
         separator = "\n" if text and not text.endswith("\n") else ""
@@ -207,3 +217,59 @@ def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance, *, hours
         _execute(monthly, instance, {"dagster/partition": key}, key, log, echo)
     _execute(defs.resolve_job_def("window_job"), instance, {}, "window", log, echo)
     return log
+
+
+# --- automation without a daemon ----------------------------------------------------------------
+
+
+class AutomationTicks:
+    """The daemon's two sensors evaluated here, one tick at a time, and the runs automation requests
+    executed in this process: what `make ui`'s daemon does, for tests and benchmarks that must
+    see each step (``clock`` stands in for the daemon's evaluation time, so cron ticks can pass)."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, clock=None):
+        from datetime import datetime, timezone
+
+        self.defs = defs
+        self.instance = instance
+        self.cursor = None
+        self.landing_cursor = None
+        self.clock = clock or datetime.now(timezone.utc)
+        self.log: list[tuple[str, str | None, list[str], float]] = []  # what ran: stage, partition, assets, seconds
+
+    def land(self) -> list[str]:
+        """One tick of the landing sensor: the hours it reported."""
+        sensor = self.defs.resolve_sensor_def("landing_sensor")
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.landing_cursor, definitions=self.defs)
+        result = sensor.evaluate_tick(context)
+        for event in result.asset_events:
+            self.instance.report_runless_asset_event(event)
+        self.landing_cursor = result.cursor
+        return [e.partition for e in result.asset_events]
+
+    def tick(self, minutes: float = 1) -> dict[str | None, set[str]]:
+        """Evaluate the conditions ``minutes`` later, run what they request (one run per partition,
+        as the daemon groups them) and return it by partition."""
+        from collections import defaultdict
+        from datetime import timedelta
+
+        self.clock += timedelta(minutes=minutes)
+        started = time.perf_counter()
+        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance,
+                                                   evaluation_time=self.clock, cursor=self.cursor)
+        self.log.append(("evaluate", None, [], time.perf_counter() - started))
+        self.cursor = result.cursor
+        requested: dict[str | None, set[str]] = defaultdict(set)
+        if result.total_requested:
+            for key in self.defs.resolve_asset_graph().get_all_asset_keys():
+                for partition in result.get_requested_partitions(key):
+                    requested[partition].add(key.to_user_string())
+        for partition, keys in sorted(requested.items(), key=lambda kv: kv[0] or ""):
+            started = time.perf_counter()
+            outcome = dg.materialize(self.defs.assets, selection=sorted(keys), partition_key=partition,
+                                     resources=self.defs.resources, instance=self.instance, raise_on_error=False,
+                                     run_config=QUIET)
+            self.log.append(("run", partition, sorted(keys), time.perf_counter() - started))
+            if not outcome.success:
+                raise RuntimeError(f"automation's run {outcome.run_id} of {sorted(keys)} [{partition}] failed")
+        return dict(requested)

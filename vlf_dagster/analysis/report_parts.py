@@ -55,6 +55,11 @@ def write_part(result: PartResult, folder: Path) -> dict:
         entries.append(entry)
     manifest = {"name": result.name, "title": result.title, "notes": result.notes, "pieces": entries}
     write_text(json.dumps(manifest, indent=1), folder / "part.json")
+    # a refresh whose data no longer gives a piece leaves none of that piece behind
+    kept = {"part.json"} | {entry[kind] for entry in entries for kind in ("csv", "png", "txt") if kind in entry}
+    for stale in folder.iterdir():
+        if stale.is_file() and stale.name not in kept and stale.suffix in (".csv", ".png", ".txt"):
+            stale.unlink()
     return manifest
 
 

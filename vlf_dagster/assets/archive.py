@@ -19,6 +19,7 @@ from ..flows.archive import pack_batch
 from ..flows.flowtypes import INBOUND_TYPES
 from ..flows.storage import hours_between
 from ..resources import VlfStore
+from .automation import CHECK_CONDITION, LANDING_FLOWS
 from .clock import multi_asset
 from .metadata import FLOW_COLUMNS
 from .partitions import StudyPartitions
@@ -49,7 +50,7 @@ def build(parts: StudyPartitions) -> list:
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=HOURLY_BATCH),
         specs=[
             dg.AssetSpec(
-                HOURLY_FLOWS, group_name="archive", kinds={"parquet"}, metadata=FLOW_COLUMNS,
+                HOURLY_FLOWS, group_name="archive", kinds={"parquet"}, metadata=FLOW_COLUMNS, deps=[LANDING_FLOWS],
                 description="The hour's landing input packed into SiLK's archive layout, split by flowtype with "
                 "the site's internal networks: archive/TYPE/YYYY/MM/DD/FLOWTYPE-SENSOR_YYYYMMDD.HH.parquet "
                 "(e.g. archive/in/2006/04/01/in-S0_20060401.00.parquet); rejected records go to quarantine/.",
@@ -66,12 +67,12 @@ def build(parts: StudyPartitions) -> list:
         ],
         check_specs=[
             dg.AssetCheckSpec(
-                VALIDITY_CHECK, asset=HOURLY_FLOWS, blocking=True,
+                VALIDITY_CHECK, asset=HOURLY_FLOWS, blocking=True, automation_condition=CHECK_CONDITION,
                 description="Archive records have the flow schema (so ports and protocol are in range), "
                 "packets <= bytes, packets > 0 and every sTime inside its file's hour.",
             ),
             dg.AssetCheckSpec(
-                EXPECTATIONS_CHECK, asset=HOURLY_FLOWS, blocking=True,
+                EXPECTATIONS_CHECK, asset=HOURLY_FLOWS, blocking=True, automation_condition=CHECK_CONDITION,
                 description="A great-expectations 1.x suite over the run's archive records "
                 "(non-null fields, port/protocol/flowtype ranges, a positive row count).",
             ),
@@ -104,30 +105,39 @@ def build(parts: StudyPartitions) -> list:
             violations.update(result.check.violations)
             checked_records += result.check.records
             files += result.check.files
-        yield dg.MaterializeResult(asset_key=HOURLY_FLOWS,
-                                   metadata={"archive_root": dg.MetadataValue.path(str(store.base / "archive"))})
         valid = not any(violations.values())
-        yield dg.AssetCheckResult(
+        validity = dg.AssetCheckResult(
             asset_key=HOURLY_FLOWS, check_name=VALIDITY_CHECK, passed=valid, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"records_checked": checked_records, "files_checked": files, "hours": len(hours),
                       **{k: v for k, v in violations.items()}},
         )
         outcome = validate_table(batch.flows)  # the records just written, all of them
-        yield dg.AssetCheckResult(
+        expectations = dg.AssetCheckResult(
             asset_key=HOURLY_FLOWS, check_name=EXPECTATIONS_CHECK, passed=outcome.success,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={**outcome.statistics, "failed_expectations": outcome.failed, "files": files},
         )
+        flows_result = dg.MaterializeResult(asset_key=HOURLY_FLOWS,
+                                            metadata={"archive_root": dg.MetadataValue.path(str(store.base / "archive"))})
         if not (valid and outcome.success):
             context.log.error("a blocking check of hourly_flows failed: the hourly bags and sets are not built")
+            yield from (flows_result, validity, expectations)
             return
+        # The checks' verdicts come last: until then automation sees them in progress, and a monthly
+        # rollup waits for the hour's blocking checks (monthly_condition), so it never starts between
+        # the archive and the bags of a run.
+        yield flows_result
+        yield from _derived(context, store, batch.flows, hours, keys)
+        yield from (validity, expectations)
+
+    def _derived(context, store: VlfStore, flows, hours: list, keys: list):
+        """The hourly bags and the active-host sets of the records just archived."""
 
         def per_hour(asset: str, label: str, counts) -> None:
             for key, count in zip(keys, counts):
                 context.add_asset_metadata({label: int(count), "dagster/row_count": int(count)},
                                            asset_key=asset, partition_key=key)
 
-        flows = batch.flows
         rows = vlf.hourly_bags(flows, hours, [store.hourly(HOURLY_SOURCE_BAGS, h) for h in hours], ["sIP"],
                                vlf.SOURCE_COUNTERS, flowtypes=INBOUND_TYPES)
         per_hour(HOURLY_SOURCE_BAGS, "sources", rows)
@@ -142,4 +152,10 @@ def build(parts: StudyPartitions) -> list:
         per_hour(HOURLY_ACTIVE_HOSTS, "active_hosts", [len(s) for s in sets])
         yield dg.MaterializeResult(asset_key=HOURLY_ACTIVE_HOSTS)
 
-    return [hourly_archive]
+    landing = dg.AssetSpec(
+        LANDING_FLOWS, partitions_def=parts.hourly, group_name="archive", kinds={"file"},
+        description="The hour's landing input (landing/dt=YYYY-MM-DD/hour=HH/: collector spools and imports), made "
+        "outside Dagster. The landing sensor records a materialization for every hour whose files are new "
+        "or changed; hourly_flows follows it.",
+    )
+    return [landing, hourly_archive]

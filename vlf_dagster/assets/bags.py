@@ -2,18 +2,28 @@
 the monthly traffic summaries and the window-level bags."""
 
 
+import json
+
 import dagster as dg
 
 from ..analysis import consistency, traffic, vlf
 from ..flows.flowtypes import INBOUND_TYPES
-from ..flows.storage import hours_between
+from ..flows.storage import hours_between, write_text
 from ..resources import VlfStore
 from .metadata import parquet_metadata
 from .partitions import StudyPartitions
+from .automation import CHECK_CONDITION, STUDY_MONTHS
 from .clock import asset, multi_asset
+from .vlf import LOW_FREQUENCY_ANSWERS, LOW_FREQUENCY_FLOWS
 from ..flows import duck
 
 CONSERVATION_CHECK = "window_bag_conserves_flows"
+
+# Every monthly asset, with the extension of its files.
+MONTHLY_FILES = {"monthly_source_bags": "parquet", "monthly_contact_pairs": "parquet", "monthly_active_hosts": "set",
+                 "monthly_traffic_volumes": "parquet", "monthly_port_usage": "parquet",
+                 LOW_FREQUENCY_FLOWS: "parquet", LOW_FREQUENCY_ANSWERS: "parquet"}
+MONTHLY_ASSETS = list(MONTHLY_FILES)
 
 
 def _hours(context):
@@ -80,6 +90,29 @@ def build(parts: StudyPartitions) -> list:
         yield dg.MaterializeResult(asset_key="monthly_port_usage",
                                    metadata={"archive_files_read": len(files), **_file_metadata(ports, "port_rows")})
 
+    @asset(group_name="bags", kinds={"json"}, deps=MONTHLY_ASSETS,
+           description="The months rolled up so far, each monthly file with its size, rows and modification "
+           "time: the one unpartitioned input of the window assets besides the months themselves. It follows "
+           "every monthly materialization at once, so a month rolled up again shows the window assets as "
+           "stale in the UI until their next refresh (Dagster tracks no staleness from a monthly asset to an "
+           "unpartitioned one).")
+    def study_months(store: VlfStore) -> dg.MaterializeResult:
+        months: dict[str, dict] = {}
+        for name, ext in MONTHLY_FILES.items():
+            for path in store.existing_monthly(name, ext):
+                stat = path.stat()
+                entry = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+                if ext == "parquet":
+                    entry["rows"] = parquet_metadata(path)["dagster/row_count"]
+                months.setdefault(path.stem.removeprefix("month="), {})[name] = entry
+        index = {month: months[month] for month in sorted(months)}
+        path = write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", store.window(STUDY_MONTHS, "json"))
+        rows = [f"| {m} | {e.get('monthly_source_bags', {}).get('rows', 0):,} | "
+                f"{e.get(LOW_FREQUENCY_FLOWS, {}).get('rows', 0):,} |" for m, e in index.items()]
+        table = "| month | sources | low-frequency flows |\n|---|---:|---:|\n" + "\n".join(rows)
+        return dg.MaterializeResult(metadata={"months": len(index), "path": dg.MetadataValue.path(str(path.resolve())),
+                                              "index": dg.MetadataValue.md(table)})
+
     window = dict(group_name="bags", kinds={"parquet"})
 
     @asset(**window, deps=[monthly_source_bags],
@@ -108,7 +141,7 @@ def build(parts: StudyPartitions) -> list:
         return dg.MaterializeResult(metadata={"sources": single[1], "single_destination_sources": single[0],
                                               **parquet_metadata(out)})
 
-    @dg.asset_check(asset=source_flow_bag, name=CONSERVATION_CHECK, blocking=True,
+    @dg.asset_check(asset=source_flow_bag, name=CONSERVATION_CHECK, blocking=True, automation_condition=CHECK_CONDITION,
                     description="The window's flows per source add up to the inbound records in the archive: "
                     "no month left out of the rollup, no hour counted twice.")
     def flows_conserved(store: VlfStore) -> dg.AssetCheckResult:
@@ -118,6 +151,6 @@ def build(parts: StudyPartitions) -> list:
         return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
 
     return [
-        monthly_source_bags, monthly_contact_pairs, monthly_active_hosts, monthly_traffic,
+        monthly_source_bags, monthly_contact_pairs, monthly_active_hosts, monthly_traffic, study_months,
         source_flow_bag, source_hour_count_bag, source_destination_count_bag, flows_conserved,
     ]

@@ -11,6 +11,7 @@ from ..flows.sets import IPSet
 from ..flows.storage import hours_between
 from ..resources import VlfStore
 from .metadata import FLOW_COLUMNS, parquet_metadata
+from .automation import CHECK_CONDITION
 from .clock import asset, multi_asset
 from .partitions import StudyPartitions
 
@@ -109,14 +110,14 @@ def build(parts: StudyPartitions) -> list:
     def vlf_outbound_flows(store: VlfStore) -> dg.MaterializeResult:
         return _of_vlf_sources(store, LOW_FREQUENCY_ANSWERS, "dipset", "vlf_outbound_flows")  # rwfilter --dipset
 
-    @dg.asset_check(asset=vlf_fd_set, name="vlf_fd_is_f_and_d", blocking=True,
+    @dg.asset_check(asset=vlf_fd_set, name="vlf_fd_is_f_and_d", blocking=True, automation_condition=CHECK_CONDITION,
                     description="VLF-fd holds exactly the sources in both VLF-f and VLF-d.")
     def vlf_fd_is_f_and_d(store: VlfStore) -> dg.AssetCheckResult:
         read = lambda name: IPSet.read(store.window(name, "set"))  # noqa: E731
         verdict = consistency.intersection_holds(read("vlf_f_set"), read("vlf_d_set"), read("vlf_fd_set"))
         return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
 
-    @dg.asset_check(asset=vlf_flows, name="vlf_flows_match_the_bag", blocking=True,
+    @dg.asset_check(asset=vlf_flows, name="vlf_flows_match_the_bag", blocking=True, automation_condition=CHECK_CONDITION,
                     description="The extracted VLF flows are the flows source_flow_bag counts for the VLF-fd "
                     "sources, and no other source's.")
     def vlf_flows_match_the_bag(store: VlfStore) -> dg.AssetCheckResult:

@@ -35,6 +35,24 @@ class VlfThresholds:
 
 
 @dataclasses.dataclass(frozen=True)
+class AutomationSettings:
+    """How the study keeps itself current where a Dagster daemon runs (``make ui``)."""
+
+    enabled: bool = True  # the landing sensor and the automation sensor start running by themselves
+    # Window assets (bags, sets, VLF flows, matching, report, catalog) refresh at most once per tick
+    # of this cron, as soon as a month they read has changed.
+    window_cron: str = "*/15 * * * *"
+    landing_check_seconds: int = 60  # how often the landing sensor looks for new or changed hours
+    evaluation_seconds: int = 30  # how often the automation conditions are evaluated
+
+    def __post_init__(self):
+        if len(str(self.window_cron).split()) != 5:
+            raise SiteConfigError(f"automation.window_cron {self.window_cron!r}: expected five cron fields")
+        if self.landing_check_seconds < 1 or self.evaluation_seconds < 1:
+            raise SiteConfigError("automation.landing_check_seconds and evaluation_seconds must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class Site:
     name: str
     internal_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
@@ -45,6 +63,7 @@ class Site:
     icmp_split: bool = True
     null_interface: int = -1
     vlf: VlfThresholds = VlfThresholds()
+    automation: AutomationSettings = AutomationSettings()
     source: str = "<defaults>"
 
     @property
@@ -98,6 +117,12 @@ class Site:
             f"max_flows = {self.vlf.max_flows}",
             f"max_destinations = {self.vlf.max_destinations}",
             f"match_delta_ms = {self.vlf.match_delta_ms}",
+            "",
+            "[automation]",
+            f"enabled = {'true' if self.automation.enabled else 'false'}",
+            f'window_cron = "{self.automation.window_cron}"',
+            f"landing_check_seconds = {self.automation.landing_check_seconds}",
+            f"evaluation_seconds = {self.automation.evaluation_seconds}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -116,7 +141,7 @@ def parse_utc(text: str, *, what: str = "time") -> datetime:
 
 
 def site_from_mapping(data: dict, *, source: str = "<mapping>") -> Site:
-    known = {"name", "internal_networks", "sensors", "start", "end", "web_ports", "icmp_split", "null_interface", "vlf"}
+    known = {"name", "internal_networks", "sensors", "start", "end", "web_ports", "icmp_split", "null_interface", "vlf", "automation"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SiteConfigError(f"{source}: unknown setting(s): {', '.join(unknown)}")
@@ -136,6 +161,12 @@ def site_from_mapping(data: dict, *, source: str = "<mapping>") -> Site:
         vlf = VlfThresholds(**vlf_data)
     except TypeError as exc:
         raise SiteConfigError(f"{source}: [vlf]: {exc}") from None
+    try:
+        automation = AutomationSettings(**data.get("automation", {}))
+    except TypeError as exc:
+        raise SiteConfigError(f"{source}: [automation]: {exc}") from None
+    except SiteConfigError as exc:
+        raise SiteConfigError(f"{source}: {exc}") from None
     return Site(
         name=str(data.get("name", "site")),
         internal_networks=networks,
@@ -146,6 +177,7 @@ def site_from_mapping(data: dict, *, source: str = "<mapping>") -> Site:
         icmp_split=bool(data.get("icmp_split", True)),
         null_interface=int(data.get("null_interface", -1)),
         vlf=vlf,
+        automation=automation,
         source=source,
     )
 
