@@ -89,6 +89,9 @@ def test_each_stage_follows_by_itself_and_late_data_equals_a_rebuild(live, tmp_p
     assert daemon.land() == HOURS[:2]
     hourly = daemon.tick()
     assert hourly == {HOURS[0]: set(HOURLY_ASSETS), HOURS[1]: set(HOURLY_ASSETS)}
+    # two consecutive hours: one ranged run, as the daemon's backfill batches them; its checks'
+    # verdicts carry no partition, and the month still follows
+    assert [label for kind, label, *_ in daemon.log if kind == "run"] == [f"{HOURS[0]}..{HOURS[1]}"]
     assert daemon.tick() == {MONTH: set(MONTHLY_ASSETS)}  # the month follows its hours
     assert daemon.tick() == {None: {"study_months"}}  # the window's index follows the month
     assert daemon.tick() == {}  # the window waits for its cron tick (*/15)

@@ -264,12 +264,48 @@ class AutomationTicks:
             for key in self.defs.resolve_asset_graph().get_all_asset_keys():
                 for partition in result.get_requested_partitions(key):
                     requested[partition].add(key.to_user_string())
-        for partition, keys in sorted(requested.items(), key=lambda kv: kv[0] or ""):
+        for partitions, keys in _runs_of(requested):
             started = time.perf_counter()
-            outcome = dg.materialize(self.defs.assets, selection=sorted(keys), partition_key=partition,
-                                     resources=self.defs.resources, instance=self.instance, raise_on_error=False,
-                                     run_config=QUIET)
-            self.log.append(("run", partition, sorted(keys), time.perf_counter() - started))
+            if len(partitions) > 1:  # as a backfill's multi_run batch: one ranged run
+                tags = {"dagster/asset_partition_range_start": partitions[0],
+                        "dagster/asset_partition_range_end": partitions[-1]}
+                outcome = dg.materialize(self.defs.assets, selection=sorted(keys), tags=tags,
+                                         resources=self.defs.resources, instance=self.instance, raise_on_error=False,
+                                         run_config=QUIET)
+            else:
+                outcome = dg.materialize(self.defs.assets, selection=sorted(keys), partition_key=partitions[0],
+                                         resources=self.defs.resources, instance=self.instance,
+                                         raise_on_error=False, run_config=QUIET)
+            label = partitions[0] if len(partitions) == 1 else f"{partitions[0]}..{partitions[-1]}"
+            self.log.append(("run", label, sorted(keys), time.perf_counter() - started))
             if not outcome.success:
-                raise RuntimeError(f"automation's run {outcome.run_id} of {sorted(keys)} [{partition}] failed")
+                raise RuntimeError(f"automation's run {outcome.run_id} of {sorted(keys)} [{label}] failed")
         return dict(requested)
+
+
+def _runs_of(requested: dict) -> list[tuple[list, set]]:
+    """The runs the daemon makes of one tick's requests: the same assets over consecutive hours
+    become one ranged run (a backfill's ``multi_run`` batch, up to HOURLY_BATCH hours); anything
+    else is one run per partition."""
+    from datetime import timedelta
+
+    from .assets.partitions import hour_of_key
+
+    runs, pending = [], None  # pending: (first hour, last hour, keys, partitions)
+    for partition, keys in sorted(requested.items(), key=lambda kv: kv[0] or ""):
+        try:
+            hour = hour_of_key(partition) if partition else None
+        except ValueError:
+            hour = None
+        if (pending and hour and pending[2] == keys and hour == pending[1] + timedelta(hours=1)
+                and len(pending[3]) < HOURLY_BATCH):
+            pending = (pending[0], hour, keys, pending[3] + [partition])
+            continue
+        if pending:
+            runs.append((pending[3], pending[2]))
+        pending = (hour, hour, keys, [partition]) if hour else None
+        if not hour:
+            runs.append(([partition], keys))
+    if pending:
+        runs.append((pending[3], pending[2]))
+    return runs
