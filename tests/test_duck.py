@@ -11,6 +11,7 @@ def test_connections_take_the_memory_limit_and_the_data_dirs_temp_directory(tmp_
     temp = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
     assert limit.replace(" ", "") in ("61.0MiB", "64.0MB", "61MiB")
     assert temp == str((tmp_path / ".duckdb_tmp").resolve())
+    assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
 
 
 def test_a_sort_larger_than_memory_spills_into_the_data_dir(tmp_path, monkeypatch):

@@ -144,6 +144,21 @@ def test_contact_surface_points():
     assert [t.get_text() for t in ax.get_yticklabels()][1] == "10.1.25.0 (256)"
 
 
+def test_contact_surface_beyond_the_scatter_limit_is_a_density_raster(tmp_path):
+    grid, pairs = fg.contact_surface_raster(pairs_table(), "10.1.24.0/22")
+    assert pairs == 4 and grid.shape == (1024, 1024)  # duplicates collapse, 10.1.28.0 is outside
+    cell = lambda sip, offset: grid[offset, ip(sip) >> 22]  # noqa: E731 - one column per /10
+    assert (cell("0.0.0.1", 0), cell("4.3.2.1", 1), cell("4.3.2.1", 256), cell("200.1.1.1", 1023)) == (1, 1, 1, 1)
+    # a /20 inside network: 4096 addresses, four per raster row
+    wide, _ = fg.contact_surface_raster(pairs_table(), "10.1.16.0/20")
+    assert wide.shape == (1024, 1024) and wide[(ip("10.1.25.0") - ip("10.1.16.0")) // 4, ip("4.3.2.1") >> 22] == 1
+    out = fg.contact_surface(pairs_table(), tmp_path / "dense.png", "10.1.24.0/22", scatter_limit=3)
+    assert_png(out, "contact")
+    fig = fg.contact_surface_raster_figure(grid, pairs, "10.1.24.0/22")
+    assert not fig.axes[0].lines and fig.axes[0].images  # an image, not points
+    assert "4 distinct" in fig.axes[0].get_title()
+
+
 def test_contact_surface_bag_file_skips_ipv6(tmp_path):
     v6 = b"\x20\x01" + b"\x00" * 14
     bag = pa.table({

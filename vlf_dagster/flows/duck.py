@@ -6,7 +6,8 @@ Every query of the project runs on an in-memory connection from :func:`connect`:
   joins and aggregates to disk instead of growing, so window stages over 12.7 M sources and
   tens of millions of pairs stay within a few GB;
 - ``temp_directory``: where it spills, ``<data dir>/.duckdb_tmp`` (``$VLF_DATA_DIR``, else
-  ``data``), beside the data it works on, never the system's small /tmp.
+  ``data``), beside the data it works on, never the system's small /tmp;
+- no progress bar: long window queries would otherwise draw one into every run's log.
 """
 
 from __future__ import annotations
@@ -29,4 +30,6 @@ def connect(database: str = ":memory:", **kwargs) -> duckdb.DuckDBPyConnection:
               "temp_directory": str(temp_directory().resolve())}
     if kwargs.get("read_only"):
         return duckdb.connect(database, **kwargs)  # settings are per connection; readers need none
-    return duckdb.connect(database, config=config, **kwargs)
+    con = duckdb.connect(database, config=config, **kwargs)
+    con.execute("SET enable_progress_bar = false")  # a session option: not accepted in config
+    return con
