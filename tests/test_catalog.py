@@ -84,6 +84,30 @@ def test_views_see_new_hours_and_a_refresh_never_disturbs_a_reader(data):
     assert not [p for p in data.iterdir() if p.name.startswith(".catalog")]  # no temp file left
 
 
+def test_a_refresh_reads_only_new_or_changed_footers_and_counts_stay_exact(data, monkeypatch):
+    import vlf_dagster.analysis.catalog as catalog
+
+    assert build_catalog(data).objects["flows"] == 3
+    read = []
+    real = catalog._RowCounts.rows
+
+    def counting(self, con, files):
+        stale = [f for f in files if self.known.get(f, (None, None))[:2] != (os.stat(f).st_size, os.stat(f).st_mtime_ns)]
+        read.extend(stale)
+        return real(self, con, files)
+
+    monkeypatch.setattr(catalog._RowCounts, "rows", counting)
+    assert build_catalog(data).objects["flows"] == 3 and read == []  # nothing changed: no footer read
+    hour0 = archive_path(data, 0, "S0", START)
+    write_parquet(flows([dict(sTime=hour_ms(START) + i) for i in range(5)]), hour0)  # the hour re-packed
+    added = archive_path(data, 0, "S1", H1)
+    write_parquet(flows([dict(sTime=hour_ms(H1))]), added)
+    assert build_catalog(data).objects["flows"] == 5 + 1 + 1
+    assert sorted(read) == sorted([str(hour0.resolve()), str(added.resolve())])
+    (data / catalog.ROW_CACHE).write_bytes(b"garbage")  # an unreadable cache: everything is counted again
+    assert build_catalog(data).objects["flows"] == 7
+
+
 def test_missing_or_foreign_catalog_is_a_clear_error(tmp_path):
     with pytest.raises(CatalogError, match="no catalog yet"):
         connect(tmp_path)
