@@ -53,7 +53,10 @@ def _new_landing(data: Path, site) -> tuple[str, str, Path]:
         "WHERE b.records = ? GROUP BY b.sIP ORDER BY b.sIP LIMIT 1",
         [str(window_path(data, "source_flow_bag")), str(window_path(data, "vlf_flows")), site.vlf.max_flows],
     ).fetchone()
-    newcomer = 0xC6336401  # 198.51.100.1 (TEST-NET-2): never simulated
+    # the first address of 198.51.100.0/24 (TEST-NET-2, never simulated) no earlier run has landed
+    newcomer = duckdb.connect().execute(
+        "SELECT min(a) FROM range(3325256705, 3325256955) t(a) WHERE a NOT IN (SELECT sIP FROM read_parquet(?))",
+        [str(window_path(data, "source_flow_bag"))]).fetchone()[0]
     inside = int(site.internal_networks[0].network_address) + 7
     t = hour_ms(hour) + 1_800_000
     table = conform(pa.table({
