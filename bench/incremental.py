@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+LATE_PREFIX = "bench-late-"  # seed_scale.py --reuse removes these: the simulator's ground truth knows none of them
 
 
 def _steps(instance, run_id: str) -> list[tuple[str, float]]:
@@ -65,7 +66,7 @@ def _new_landing(data: Path, site) -> tuple[str, str, Path]:
         "protocol": pa.array([6, 6], pa.uint8()), "packets": pa.array([1, 1], pa.uint32()),
         "bytes": pa.array([40, 40], pa.uint32()), "sTime": pa.array([t, t + 1], pa.int64()),
     }))
-    path = write_parquet(table, landing_dir(data, hour) / f"late-{int(time.time())}.parquet")
+    path = write_parquet(table, landing_dir(data, hour) / f"{LATE_PREFIX}{int(time.time())}.parquet")
     return int_to_ipv4(leaving), int_to_ipv4(newcomer), path
 
 
