@@ -248,8 +248,8 @@ class AutomationTicks:
         return [e.partition for e in result.asset_events]
 
     def tick(self, minutes: float = 1) -> dict[str | None, set[str]]:
-        """Evaluate the conditions ``minutes`` later, run what they request (one run per partition,
-        as the daemon groups them) and return it by partition."""
+        """Evaluate the conditions ``minutes`` later, run what they request (grouped into runs as the
+        daemon groups them: see :func:`_runs_of`) and return it by partition."""
         from collections import defaultdict
         from datetime import timedelta
 
@@ -267,15 +267,12 @@ class AutomationTicks:
         for partitions, keys in _runs_of(requested):
             started = time.perf_counter()
             if len(partitions) > 1:  # as a backfill's multi_run batch: one ranged run
-                tags = {"dagster/asset_partition_range_start": partitions[0],
-                        "dagster/asset_partition_range_end": partitions[-1]}
-                outcome = dg.materialize(self.defs.assets, selection=sorted(keys), tags=tags,
-                                         resources=self.defs.resources, instance=self.instance, raise_on_error=False,
-                                         run_config=QUIET)
+                where = {"tags": {"dagster/asset_partition_range_start": partitions[0],
+                                  "dagster/asset_partition_range_end": partitions[-1]}}
             else:
-                outcome = dg.materialize(self.defs.assets, selection=sorted(keys), partition_key=partitions[0],
-                                         resources=self.defs.resources, instance=self.instance,
-                                         raise_on_error=False, run_config=QUIET)
+                where = {"partition_key": partitions[0]}
+            outcome = dg.materialize(self.defs.assets, selection=sorted(keys), resources=self.defs.resources,
+                                     instance=self.instance, raise_on_error=False, run_config=QUIET, **where)
             label = partitions[0] if len(partitions) == 1 else f"{partitions[0]}..{partitions[-1]}"
             self.log.append(("run", label, sorted(keys), time.perf_counter() - started))
             if not outcome.success:
@@ -291,21 +288,17 @@ def _runs_of(requested: dict) -> list[tuple[list, set]]:
 
     from .assets.partitions import hour_of_key
 
-    runs, pending = [], None  # pending: (first hour, last hour, keys, partitions)
+    runs: list[tuple[list, set]] = []
+    last_hour = None  # the hour that ended the last run, if that run is a growing hourly range
     for partition, keys in sorted(requested.items(), key=lambda kv: kv[0] or ""):
         try:
             hour = hour_of_key(partition) if partition else None
-        except ValueError:
+        except ValueError:  # a month
             hour = None
-        if (pending and hour and pending[2] == keys and hour == pending[1] + timedelta(hours=1)
-                and len(pending[3]) < HOURLY_BATCH):
-            pending = (pending[0], hour, keys, pending[3] + [partition])
-            continue
-        if pending:
-            runs.append((pending[3], pending[2]))
-        pending = (hour, hour, keys, [partition]) if hour else None
-        if not hour:
+        if (hour and last_hour and runs[-1][1] == keys and hour == last_hour + timedelta(hours=1)
+                and len(runs[-1][0]) < HOURLY_BATCH):
+            runs[-1][0].append(partition)
+        else:
             runs.append(([partition], keys))
-    if pending:
-        runs.append((pending[3], pending[2]))
+        last_hour = hour
     return runs

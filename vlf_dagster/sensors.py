@@ -24,7 +24,7 @@ from .assets.archive import HOURLY_FLOWS
 from .assets.automation import LANDING_FLOWS
 from .assets.partitions import HOUR_KEY_FORMAT
 from .flows.site import AutomationSettings
-from .flows.storage import landing_files, landing_hours
+from .flows.storage import landing_folders
 
 SETTLE_NS = 15 * 60 * 10**9  # how far behind the watermark a late-stamped file is still noticed
 
@@ -43,11 +43,10 @@ class LandingHour:
 def landing_state(data_dir) -> dict[str, LandingHour]:
     """Partition key -> the hour's landing files: how many, their bytes, the newest modification."""
     state = {}
-    for hour in landing_hours(data_dir):
-        stats = [p.stat() for p in landing_files(data_dir, hour)]
-        if stats:
-            key = hour.astimezone(timezone.utc).strftime(HOUR_KEY_FORMAT)
-            state[key] = LandingHour(len(stats), sum(s.st_size for s in stats), max(s.st_mtime_ns for s in stats))
+    for hour, files in landing_folders(data_dir):
+        stats = [p.stat() for p in files]
+        key = hour.astimezone(timezone.utc).strftime(HOUR_KEY_FORMAT)
+        state[key] = LandingHour(len(stats), sum(s.st_size for s in stats), max(s.st_mtime_ns for s in stats))
     return state
 
 
@@ -83,8 +82,7 @@ def build_landing_sensor(data_dir, partitions: dg.PartitionsDefinition, settings
         cursor = json.loads(context.cursor) if context.cursor else {}
         packed = set() if cursor else set(context.instance.get_materialized_partitions(dg.AssetKey(HOURLY_FLOWS)))
         changed, new_cursor = changed_hours(state, cursor, packed)
-        valid = set(partitions.get_partition_keys())
-        outside = [k for k in changed if k not in valid]
+        outside = [k for k in changed if not partitions.has_partition_key(k)]
         if outside:
             context.log.warning(f"landing hours outside the site's window are ignored: {', '.join(outside[:5])}")
         events = [
@@ -93,7 +91,7 @@ def build_landing_sensor(data_dir, partitions: dg.PartitionsDefinition, settings
                 metadata={"landing_files": state[key].files, "bytes": state[key].bytes,
                           "newest_file_utc": dg.MetadataValue.timestamp(state[key].newest_ns / 1e9)},
             )
-            for key in changed if key in valid
+            for key in changed if key not in outside
         ]
         return dg.SensorResult(asset_events=events, cursor=json.dumps(new_cursor, sort_keys=True))
 

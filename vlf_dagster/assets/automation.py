@@ -38,16 +38,20 @@ def _settled(condition: dg.AutomationCondition) -> dg.AutomationCondition:
     return condition & ~AC.any_deps_in_progress() & ~AC.in_progress()
 
 
+def _follows(label: str, condition: dg.AutomationCondition | None = None) -> dg.AutomationCondition:
+    """As soon as a dependency was updated (and ``condition`` holds), once everything is settled."""
+    updated = AC.any_deps_updated().since_last_handled()
+    return _settled(updated if condition is None else updated & condition).with_label(label)
+
+
 def hourly_condition() -> dg.AutomationCondition:
-    return _settled(AC.any_deps_updated().since_last_handled()).with_label("new or changed landing input")
+    return _follows("new or changed landing input")
 
 
 def monthly_condition() -> dg.AutomationCondition:
     """Once an hour of the month changed, and the archive's blocking checks of the last run passed
     (they report last in the hourly step: in progress until the whole step is done)."""
-    return _settled(
-        AC.any_deps_updated().since_last_handled() & AC.all_deps_blocking_checks_passed()
-    ).with_label("an hour of the month changed")
+    return _follows("an hour of the month changed", AC.all_deps_blocking_checks_passed())
 
 
 def window_condition(cron: str, partitioned: dg.AssetSelection | None = None) -> dg.AutomationCondition:
@@ -83,7 +87,7 @@ def _condition_for(spec: dg.AssetSpec, settings: AutomationSettings,
     if isinstance(partitions, dg.MonthlyPartitionsDefinition):
         return monthly_condition()
     if spec.key.to_user_string() == STUDY_MONTHS:
-        return _settled(AC.any_deps_updated().since_last_handled()).with_label("a month was rolled up")
+        return _follows("a month was rolled up")
     return window_condition(settings.window_cron, partitioned)
 
 
@@ -100,10 +104,11 @@ def with_automation(assets: list, settings: AutomationSettings, source: str = "s
         raise SiteConfigError(
             f"{source}: automation.window_cron {settings.window_cron!r} is not a valid cron schedule") from None
     partitioned = {spec.key for item in assets for spec in _specs(item) if spec.partitions_def is not None}
+    partitioned_selection = dg.AssetSelection.assets(*partitioned)
     study_months = dg.AssetKey(STUDY_MONTHS)
 
     def automated(spec: dg.AssetSpec) -> dg.AssetSpec:
-        attributes = {"automation_condition": _condition_for(spec, settings, dg.AssetSelection.assets(*partitioned))}
+        attributes = {"automation_condition": _condition_for(spec, settings, partitioned_selection)}
         if (spec.partitions_def is None and spec.key != study_months
                 and any(dep.asset_key in partitioned for dep in spec.deps)):
             attributes["deps"] = [*spec.deps, dg.AssetDep(study_months)]

@@ -162,14 +162,21 @@ def landing_files(base: str | Path, hour: datetime) -> list[Path]:
     return _visible_files(landing_dir(base, hour))
 
 
+def landing_folders(base: str | Path) -> list[tuple[datetime, list[Path]]]:
+    """Each hour that has a landing folder with at least one file, with its files (one listing each)."""
+    found = []
+    for folder in sorted((Path(base) / "landing").glob("dt=*/hour=*")):
+        files = _visible_files(folder)
+        if files:
+            day = folder.parent.name.removeprefix("dt=")
+            hour = datetime.strptime(f"{day} {folder.name.removeprefix('hour=')}", "%Y-%m-%d %H").replace(tzinfo=timezone.utc)
+            found.append((hour, files))
+    return found
+
+
 def landing_hours(base: str | Path) -> list[datetime]:
     """The hours that have a landing folder with at least one file."""
-    hours = []
-    for folder in sorted((Path(base) / "landing").glob("dt=*/hour=*")):
-        if _visible_files(folder):
-            day = folder.parent.name.removeprefix("dt=")
-            hours.append(datetime.strptime(f"{day} {folder.name.removeprefix('hour=')}", "%Y-%m-%d %H").replace(tzinfo=timezone.utc))
-    return hours
+    return [hour for hour, _ in landing_folders(base)]
 
 
 def quarantine_path(base: str | Path, hour: datetime) -> Path:
