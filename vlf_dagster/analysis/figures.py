@@ -257,6 +257,26 @@ def _network(inside_network) -> ipaddress.IPv4Network:
     return net
 
 
+def _inside_v4_pairs(con: duckdb.DuckDBPyConnection, pairs: Source) -> str | None:
+    """Register ``pairs`` as view "pairs"; the SQL predicate that keeps its IPv4 rows, or None
+    when there are no pairs at all."""
+    if not _register(con, "pairs", pairs):
+        return None
+    cols = _columns(con, "pairs")
+    if not {"sIP", "dIP"} <= cols:
+        raise FigureError(f"contact pairs need sIP and dIP columns (got {', '.join(sorted(cols))})")
+    return " AND ".join(f"{c} IS NULL" for c in ("sIPv6", "dIPv6") if c in cols) or "TRUE"
+
+
+def _contact_axes(ax, net, size: int) -> None:
+    """Ticks of a contact surface: /8s along the outside address, /24s along a small inside network."""
+    ax.xaxis.set_major_locator(FixedLocator([k << 24 for k in range(0, 257, 32)]))
+    ax.xaxis.set_major_formatter(lambda v, _pos: f"{int(round(v)) >> 24}/8")
+    if 512 <= size <= 256 * 16:  # one tick per /24, labelled with its address
+        ax.yaxis.set_major_locator(FixedLocator(list(range(0, size, 256))))
+        ax.yaxis.set_major_formatter(lambda v, _pos: f"{net.network_address + int(v)} ({int(v)})")
+
+
 def contact_surface_data(pairs: Source, inside_network) -> pd.DataFrame:
     """The distinct (outside sIP, inside dIP) pairs with dIP inside ``inside_network``, as
     columns sIP (the outside address as a number) and Offset (dIP minus the network address),
@@ -266,14 +286,11 @@ def contact_surface_data(pairs: Source, inside_network) -> pd.DataFrame:
     net = _network(inside_network)
     base, size = int(net.network_address), net.num_addresses
     con = duck.connect()
-    if not _register(con, "pairs", pairs):
+    v4 = _inside_v4_pairs(con, pairs)
+    if v4 is None:
         out = pd.DataFrame({"sIP": np.zeros(0, np.int64), "Offset": np.zeros(0, np.int64)})
         out.attrs["network"] = str(net)
         return out
-    cols = _columns(con, "pairs")
-    if not {"sIP", "dIP"} <= cols:
-        raise FigureError(f"contact pairs need sIP and dIP columns (got {', '.join(sorted(cols))})")
-    v4 = " AND ".join(f"{c} IS NULL" for c in ("sIPv6", "dIPv6") if c in cols) or "TRUE"
     out = con.sql(
         "SELECT DISTINCT sIP::BIGINT AS sIP, (dIP::BIGINT - ?) AS Offset FROM pairs "
         f"WHERE dIP::BIGINT >= ? AND dIP::BIGINT < ? AND {v4} ORDER BY 1, 2",
@@ -312,14 +329,10 @@ def contact_surface_figure(data: pd.DataFrame, inside_network=None) -> Figure:
     ax.plot(data["sIP"].to_numpy(dtype=np.float64), data["Offset"].to_numpy(dtype=np.float64),
             linestyle="none", marker=".", markersize=ms, markeredgewidth=0, alpha=alpha, color="tab:blue")
     ax.set_xlim(0, 2**32)
-    ax.xaxis.set_major_locator(FixedLocator([k << 24 for k in range(0, 257, 32)]))
-    ax.xaxis.set_major_formatter(lambda v, _pos: f"{int(round(v)) >> 24}/8")
+    _contact_axes(ax, net, size)
     ax.xaxis.set_minor_locator(MultipleLocator(8 << 24))
     ax.set_ylim(-0.5, size - 0.5)
-    if 512 <= size <= 256 * 16:  # one tick per /24, labelled with its address
-        ticks = list(range(0, size, 256))
-        ax.yaxis.set_major_locator(FixedLocator(ticks))
-        ax.yaxis.set_major_formatter(lambda v, _pos: f"{net.network_address + int(v)} ({int(v)})")
+    if 512 <= size <= 256 * 16:
         ax.yaxis.set_minor_locator(MultipleLocator(64))
     ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
     return fig
@@ -344,12 +357,9 @@ def contact_surface_raster(pairs: Source, inside_network) -> tuple[np.ndarray, i
     rows = min(size, RASTER_ROWS)
     grid = np.zeros((rows, RASTER_COLUMNS), dtype=np.int64)
     con = duck.connect()
-    if not _register(con, "pairs", pairs):
+    v4 = _inside_v4_pairs(con, pairs)
+    if v4 is None:
         return grid, 0
-    cols = _columns(con, "pairs")
-    if not {"sIP", "dIP"} <= cols:
-        raise FigureError(f"contact pairs need sIP and dIP columns (got {', '.join(sorted(cols))})")
-    v4 = " AND ".join(f"{c} IS NULL" for c in ("sIPv6", "dIPv6") if c in cols) or "TRUE"
     cells = con.sql(
         f"SELECT (sIP // {2**32 // RASTER_COLUMNS})::INT AS x, ((dIP::BIGINT - ?) * {rows} // {size})::INT AS y, "
         "count(*) AS n FROM (SELECT DISTINCT sIP::BIGINT AS sIP, dIP FROM pairs "
@@ -381,11 +391,7 @@ def contact_surface_raster_figure(grid: np.ndarray, pairs: int, inside_network) 
     image = ax.imshow(shown, origin="lower", aspect="auto", interpolation="nearest", cmap="viridis",
                       norm=LogNorm(vmin=1, vmax=max(2, int(grid.max()))), extent=(0, 2**32, -0.5, size - 0.5))
     fig.colorbar(image, ax=ax, label="distinct pairs per cell")
-    ax.xaxis.set_major_locator(FixedLocator([k << 24 for k in range(0, 257, 32)]))
-    ax.xaxis.set_major_formatter(lambda v, _pos: f"{int(round(v)) >> 24}/8")
-    if 512 <= size <= 256 * 16:
-        ax.yaxis.set_major_locator(FixedLocator(list(range(0, size, 256))))
-        ax.yaxis.set_major_formatter(lambda v, _pos: f"{net.network_address + int(v)} ({int(v)})")
+    _contact_axes(ax, net, size)
     return fig
 
 
