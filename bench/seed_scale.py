@@ -220,7 +220,9 @@ def main() -> None:
         results["simulate"] = run_stage(args, "simulate")
         shape_file.write_text(json.dumps({**shape, **{k: results['simulate'][k] for k in ('flows', 'inbound_flows', 'hours')}}))
     else:
-        for late in args.data_dir.glob("landing/*/*/bench-late-*.parquet"):  # bench/incremental.py's additions
+        from incremental import LATE_PREFIX  # bench/incremental.py, beside this script
+
+        for late in args.data_dir.glob(f"landing/*/*/{LATE_PREFIX}*.parquet"):  # its additions
             late.unlink()
         for name in os.listdir(args.data_dir):  # keep landing, sim and the shape; rebuild everything else
             if name not in ("landing", "sim", "site.toml", "bench-shape.json"):
