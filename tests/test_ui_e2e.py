@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from vlf_dagster.flows.site import AutomationSettings, load_site
-from vlf_dagster.flows.storage import archive_files, hourly_path
+from conftest import flows, write_landing
+from vlf_dagster.flows.sets import IPSet
+from vlf_dagster.flows.site import AutomationSettings, load_site, site_from_mapping
+from vlf_dagster.flows.storage import archive_files, hour_ms, hourly_path, window_path
 from vlf_dagster.runs import write_instance_config
 from vlf_dagster.assets.archive import HOURLY_ASSETS
 from vlf_dagster.simulate import SimulationConfig, simulate
@@ -153,9 +155,6 @@ MONTH_READERS = ["source_flow_bag", "source_destination_count_bag", "active_insi
                  "report_traffic_volumes", "sql_catalog"]
 STALE = "{ assetNodes(assetKeys: [%s]) { assetKey { path } staleStatus } }" % ", ".join(
     '{path: ["%s"]}' % name for name in MONTH_READERS)
-LATEST = """query($path: [String!]!) { assetNodes(assetKeys: [{path: $path}]) {
-  assetMaterializations(limit: 1) { runId timestamp } } }"""
-RUN_LAUNCHERS = "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
 
 
 def _stale(server) -> dict[str, str]:
@@ -185,9 +184,6 @@ def _catalog_flows(data) -> int | None:
 
 
 def _vlf_fd(data):
-    from vlf_dagster.flows.sets import IPSet
-    from vlf_dagster.flows.storage import window_path
-
     path = window_path(data, "vlf_fd_set", "set")
     return IPSet.read(path) if path.exists() else None
 
@@ -196,11 +192,6 @@ def test_a_live_site_keeps_itself_current_with_no_launch(tmp_path):
     """An open-ended site, hours landing one after another as a collector spools them: with no
     launch by the test, the daemon's sensors bring each hour through to the VLF sets, the report's
     Per Host Flow Distribution and the catalog; between refreshes the UI shows the window stale."""
-    from conftest import flows, write_landing
-    from vlf_dagster.flows.sets import IPSet
-    from vlf_dagster.flows.site import site_from_mapping
-    from vlf_dagster.flows.storage import hour_ms
-
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     first, second = now - timedelta(hours=3), now - timedelta(hours=2)
     data = tmp_path / "data"
@@ -240,7 +231,7 @@ def test_a_live_site_keeps_itself_current_with_no_launch(tmp_path):
         second_refresh = time.monotonic() - started
         _wait("the window to be fresh again", lambda: set(_stale(server).values()) == {"FRESH"}, 60)
         # every run came from automation (the landing sensor and the automation sensor), none by hand
-        runs = server.query(RUN_LAUNCHERS)["runsOrError"]["results"]
+        runs = server.query(RUNS)["runsOrError"]["results"]
         summary = [(r["status"], {t["key"]: t["value"] for t in r["tags"]}.get("dagster/partition")) for r in runs]
         assert runs and all(r["status"] == "SUCCESS" for r in runs), [x for x in summary if x[0] != "SUCCESS"]
         assert all({t["key"] for t in r["tags"]} & {"dagster/automation_condition", "dagster/sensor_name"}
