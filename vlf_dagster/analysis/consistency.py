@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Sequence
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..flows.bags import Bag, filter_bag
 from ..flows.sets import IPSet
 from ..flows.sql import literal_list
+from ..flows.storage import read_parquet
 from ..flows import duck
 
 
@@ -47,7 +47,7 @@ def flows_conserved(inbound_files: Sequence[Path], source_flow_bag: Path, counte
 
 def vlf_flows_match_bag(vlf_flows: Path, source_flow_bag: Path, vlf_fd_set: IPSet) -> Verdict:
     """The extracted VLF flows are exactly the flows the bag counts for the VLF-fd sources."""
-    flows = pq.read_table(vlf_flows, columns=["sIP", "sIPv6", "attributes"])
+    flows = read_parquet(vlf_flows, columns=["sIP", "sIPv6", "attributes"])
     expected = _bag_total(filter_bag(Bag.read(source_flow_bag), intersect=vlf_fd_set), "records")
     strangers = IPSet.from_flow_column(flows, "sIP").difference(vlf_fd_set) if flows.num_rows else IPSet()
     return Verdict(flows.num_rows == expected and len(strangers) == 0, {

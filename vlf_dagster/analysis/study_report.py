@@ -15,12 +15,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.sets import IPSet
 from ..flows.site import Site
-from ..flows.storage import archive_files, hours_between, monthly_path, window_path
+from ..flows.storage import archive_files, hours_between, monthly_path, read_parquet, window_path
 from . import figures as fig
 from . import port_tables as pt
 from . import registries, samples
@@ -80,11 +79,11 @@ class StudyInputs:
 
     @property
     def categories(self) -> pd.DataFrame:
-        return _shared_read(self.window("vlf_categories"), lambda path: pq.read_table(path).to_pandas())
+        return _shared_read(self.window("vlf_categories"), lambda path: read_parquet(path).to_pandas())
 
     @property
     def matched(self):
-        return _shared_read(self.window("matched_vlf_flows"), pq.read_table)
+        return _shared_read(self.window("matched_vlf_flows"), read_parquet)
 
     @cached_property
     def active_inside(self) -> IPSet:

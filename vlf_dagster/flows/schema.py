@@ -124,7 +124,9 @@ def conform(table: pa.Table | dict, *, source: str = "<table>") -> pa.Table:
     for field in FLOW_SCHEMA:
         if field.name in table.column_names:
             column = table.column(field.name)
-            if column.type != field.type:
+            if column.type != field.type and column.null_count == n:
+                column = pa.nulls(n, field.type)  # e.g. DuckDB's BLOB for IPv6 columns without an address: no cast needed
+            elif column.type != field.type:
                 try:
                     column = column.cast(field.type)  # safe cast: raises on overflow
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -190,9 +192,15 @@ def ipv6_words(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarr
             column = column.cast(IPV6_TYPE)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise SchemaError(f"not an IPv6 address column ({str(exc).splitlines()[0]})") from None
-    column = column.fill_null(b"\0" * 16) if column.null_count else column
     n = len(column)
+    if column.null_count == n:  # no IPv6 address at all: no buffer to read
+        return np.zeros(n, np.uint64), np.zeros(n, np.uint64)
     raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)
     raw = raw[column.offset * 16 : (column.offset + n) * 16].reshape(n, 16)
-    words = raw.view(">u8").reshape(n, 2).astype(np.uint64)
+    if column.null_count:  # a null slot's bytes are unspecified: read the valid ones only (no fill_null copy)
+        valid = np.flatnonzero(column.is_valid().to_numpy(zero_copy_only=False))
+        words = np.zeros((n, 2), dtype=np.uint64)
+        words[valid] = raw[valid].view(">u8").reshape(-1, 2)
+    else:
+        words = raw.view(">u8").reshape(n, 2).astype(np.uint64)
     return words[:, 0], words[:, 1]

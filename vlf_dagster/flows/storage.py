@@ -60,6 +60,12 @@ def write_parquet(table: pa.Table, path: str | Path) -> Path:
     return Path(path)
 
 
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file as a table, without pyarrow's pre-buffering: on a window file of 30 M rows
+    pre-buffering made the read 4x slower here (17 s against 4.5 s)."""
+    return pq.read_table(path, columns=columns, pre_buffer=False)
+
+
 def read_parquet_bytes(data: bytes) -> pa.Table:
     """Decode a Parquet file held in memory (a stdin stream, a bag read whole).
 
@@ -143,6 +149,11 @@ def monthly_path(base: str | Path, asset: str, month: datetime, ext: str = "parq
 
 def window_path(base: str | Path, asset: str, ext: str = "parquet") -> Path:
     return Path(base) / f"{asset}.{ext}"
+
+
+def state_path(base: str | Path, asset: str) -> Path:
+    """What a window asset keeps between refreshes to redo only what changed (not an asset)."""
+    return Path(base) / ".state" / f"{asset}.parquet"
 
 
 def landing_dir(base: str | Path, hour: datetime) -> Path:
