@@ -115,6 +115,10 @@ def test_each_stage_follows_by_itself_and_late_data_equals_a_rebuild(live, tmp_p
     assert "vlf_flows" in steps[3][None]
     # E's 11th flow takes it out of VLF-f; F's late first flow brings it in
     assert _vlf_fd(data) == _ips("4.0.0.2", "4.0.0.6", "4.0.0.7")
+    # the matching refresh matched again only the sources with new flows (E's left the set: F's)
+    event = daemon.instance.get_latest_materialization_event(dg.AssetKey("matched_vlf_flows"))
+    refresh = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert refresh["incremental"] is True and (refresh["sources_rematched"], refresh["sources"]) == (1, 3)
 
     # nothing counted twice: the window equals a rebuild from scratch over the same landing files
     scratch = _site_file(tmp_path / "scratch")

@@ -4,62 +4,251 @@ ICMP, other)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..flows.filter import FilterSpec, filter_files
-from ..flows.match import match_ids, match_sessions
-from ..flows.schema import conform, is_icmp
+from ..flows.match import MAX_MATCH_ID, MatchError, address_words, match_ids, match_sessions, with_labels
+from ..flows.schema import FLOW_SCHEMA, conform, is_icmp
+from ..flows.sql import ident
 from ..flows.sets import IPSet
-from ..flows.storage import write_parquet
+from ..flows.storage import read_parquet, write_parquet
 from ..flows import duck
 
 CATEGORIES = ("unmatched TCP", "unmatched UDP", "matched TCP", "matched UDP", "ICMP", "other")
 
 CATEGORY_COLUMNS = ("sIP", "dIP", "sPort", "dPort", "protocol", "packets", "bytes", "flags", "sTime", "duration")
+CATEGORY_INPUTS = (*CATEGORY_COLUMNS, "attributes", "nhIP", "nhIPv6")  # what categorize reads of the matched flows
+
+
+# The state beside matched_vlf_flows that lets the next refresh rematch only the sources whose
+# flows changed: per source (its address as rwmatch's two sort words), a digest of its queries and
+# responses, its rows in the output and its number of matches.
+STATE_VERSION = "1"
+_KEY = np.dtype([("hi", ">u8"), ("lo", ">u8")])  # big-endian: bytewise order is (hi, lo) order
+
+
+@dataclass(frozen=True)
+class MatchRefresh:
+    table: pa.Table  # the labelled output, as written
+    sources: int  # VLF sources with flows
+    rematched: int  # of them matched again (all of them on a full run)
+    incremental: bool
+
+
+def _keys(hi: np.ndarray, lo: np.ndarray, wide: bool) -> np.ndarray:
+    """Two-word addresses as one sortable, searchable value each: the low word alone when no
+    address has a high word (IPv4 and IPv4-mapped only), else 16 big-endian bytes."""
+    if not wide:
+        return np.asarray(lo, dtype=np.uint64)
+    keys = np.empty(len(hi), dtype=_KEY)
+    keys["hi"], keys["lo"] = hi, lo
+    return keys.view("V16")
+
+
+def _row_keys(table: pa.Table, is_response: np.ndarray, wide: bool) -> np.ndarray:
+    """The VLF source of each record: sIP of a query, dIP of a response (rwmatch's first key)."""
+    qh, ql = address_words(table, "sIP")
+    if not is_response.any():
+        return _keys(qh, ql, wide)
+    rh, rl = address_words(table, "dIP")
+    return _keys(np.where(is_response, rh, qh), np.where(is_response, rl, ql), wide)
+
+
+def _digests(queries: pa.Table, query_words, responses: pa.Table, response_words) -> pa.Table:
+    """(key words, records, digest) per VLF source, in key order: the digest sums a hash of every
+    column of each of its records (and the side), so any added, removed or changed record of a
+    source changes it; sums do not depend on the records' order."""
+    con = duck.connect()
+    columns = ", ".join(ident(c) for c in FLOW_SCHEMA.names)
+    selects = []
+    for name, side, table, (hi, lo) in (("q", 0, queries, query_words), ("r", 1, responses, response_words)):
+        con.register(name, table.append_column("_hi", pa.array(hi)).append_column("_lo", pa.array(lo)))
+        selects.append(f"SELECT _hi, _lo, hash({side}, {columns}) AS h FROM {name}")
+    return con.sql(
+        "SELECT _hi, _lo, count(*)::UBIGINT AS records, (sum(h) % 18446744073709551616)::UBIGINT AS digest "
+        f"FROM ({' UNION ALL '.join(selects)}) GROUP BY _hi, _lo ORDER BY _hi, _lo"
+    ).to_arrow_table()
+
+
+def _state_keys(table: pa.Table, wide: bool) -> np.ndarray:
+    return _keys(table.column("_hi").to_numpy(), table.column("_lo").to_numpy(), wide)
+
+
+def _output_runs(table: pa.Table, wide: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(keys, first row, rows, matches) of each source's block in a matched output (rwmatch
+    writes groups in key order, so each source's records are contiguous and its ids dense)."""
+    n = table.num_rows
+    if n == 0:
+        return _keys(np.zeros(0, np.uint64), np.zeros(0, np.uint64), wide), *(np.zeros(0, np.int64) for _ in range(3))
+    ids, is_response = match_ids(table)
+    keys = _row_keys(table, is_response, wide)
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    rows = np.diff(np.append(starts, n))
+    top = np.maximum.reduceat(ids, starts)
+    bottom = np.minimum.reduceat(np.where(ids > 0, ids, np.iinfo(np.int64).max), starts)
+    return keys[starts], starts, rows, np.where(top > 0, top - bottom + 1, 0)
+
+
+def _fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _settings(time_delta_ms: int) -> dict[str, str]:
+    return {"version": STATE_VERSION, "time_delta_ms": str(int(time_delta_ms)), "symmetric": "1", "unmatched": "q"}
+
+
+def _write_state(path: Path, digests: pa.Table, out_keys, out_rows, out_matches, output: Path, time_delta_ms: int,
+                 wide: bool) -> None:
+    keys = _state_keys(digests, wide)
+    at = np.searchsorted(out_keys, keys)
+    at = np.minimum(at, max(len(out_keys) - 1, 0))
+    found = (out_keys[at] == keys) if len(out_keys) else np.zeros(len(keys), bool)
+    rows = np.where(found, out_rows[at] if len(out_keys) else 0, 0)
+    matches = np.where(found, out_matches[at] if len(out_keys) else 0, 0)
+    state = digests.append_column("rows", pa.array(rows.astype(np.int64))).append_column("matches", pa.array(matches.astype(np.int64)))
+    meta = {**_settings(time_delta_ms), "output": _fingerprint(output)}
+    write_parquet(state.replace_schema_metadata({k: v for k, v in meta.items()}), path)
+
+
+def _read_state(path: Path | None, output: Path, time_delta_ms: int) -> pa.Table | None:
+    """The previous refresh's state, if it describes ``output`` as it is, under the same settings."""
+    if path is None or not path.exists() or not output.exists():
+        return None
+    state = pq.read_table(path)
+    meta = {k.decode(): v.decode() for k, v in (state.schema.metadata or {}).items()}
+    if meta != {**_settings(time_delta_ms), "output": _fingerprint(output)}:
+        return None
+    return state
+
+
+def _match(queries: pa.Table, answers: pa.Table, time_delta_ms: int) -> pa.Table:
+    # --symmetric-delta: an answer may start before the query when the enterprise side opened the
+    # session; the study looks at both origins (its O/E columns).
+    return match_sessions(queries, answers, time_delta_ms, symmetric=True, unmatched="q")
 
 
 def match_vlf_flows(
-    vlf_flows: Path, outbound_files: Sequence[Path], vlf_sources: IPSet, out: Path, *, time_delta_ms: int
-) -> pa.Table:
+    vlf_flows: Path, outbound_files: Sequence[Path], vlf_sources: IPSet, out: Path, *, time_delta_ms: int,
+    state: Path | None = None,
+) -> MatchRefresh:
     """rwmatch --symmetric-delta of the VLF queries with the outbound flows to VLF sources
     (rwfilter --dipset first).
 
     Every query is kept (matched ones carry their id in nhIP, unmatched ones 0.0.0.0); responses
     appear only when they answer a query.
+
+    With ``state`` (a file this function keeps), a refresh matches again only the sources whose
+    queries or responses changed since the output was written: rwmatch's groups never mix two
+    sources (its first key is the outside address), so every other source's records and matches
+    are the same and only their ids move, by the matches gained or lost before them.  The result
+    equals a full run's, byte for byte.
     """
-    queries = conform(pq.read_table(vlf_flows), source=str(vlf_flows))
-    answers = filter_files(outbound_files, FilterSpec(dipset=vlf_sources)) if outbound_files else queries.schema.empty_table()
-    # --symmetric-delta: an answer may start before the query when the enterprise side opened the
-    # session; the study looks at both origins (its O/E columns).
-    matched = match_sessions(queries, conform(answers), time_delta_ms, symmetric=True, unmatched="q")
+    queries = conform(read_parquet(vlf_flows), source=str(vlf_flows))
+    answers = conform(filter_files(outbound_files, FilterSpec(dipset=vlf_sources))) if outbound_files else queries.schema.empty_table()
+    previous = _read_state(state, out, time_delta_ms) if state is not None else None
+    query_words, answer_words = address_words(queries, "sIP"), address_words(answers, "dIP")
+    wide = bool(query_words[0].any() or answer_words[0].any()
+                or (previous is not None and previous.column("_hi").to_numpy().any()))
+    digests = _digests(queries, query_words, answers, answer_words) if state is not None else None
+    if previous is None:
+        matched = _match(queries, answers, time_delta_ms)
+        rematched = None
+    else:
+        matched, rematched = _rematch(queries, query_words, answers, answer_words, digests, previous, out,
+                                      time_delta_ms, wide)
     write_parquet(matched, out)
-    return matched
+    keys, _, rows, matches = _output_runs(matched, wide)
+    if state is not None:
+        _write_state(state, digests, keys, rows, matches, out, time_delta_ms, wide)
+    sources = digests.num_rows if digests is not None else len(keys)
+    return MatchRefresh(matched, sources, sources if rematched is None else rematched, rematched is not None)
+
+
+def _rematch(queries: pa.Table, query_words, answers: pa.Table, answer_words, digests: pa.Table, previous: pa.Table,
+             out: Path, time_delta_ms: int, wide: bool) -> tuple[pa.Table, int]:
+    """The full run's output, from the previous output and a match of the changed sources only."""
+    new_keys, old_keys = _state_keys(digests, wide), _state_keys(previous, wide)
+    old_rows, old_matches = previous.column("rows").to_numpy(), previous.column("matches").to_numpy()
+    at = np.minimum(np.searchsorted(old_keys, new_keys), max(len(old_keys) - 1, 0))
+    same = np.zeros(len(new_keys), bool)
+    if len(old_keys):
+        same = (old_keys[at] == new_keys)
+        for column in ("records", "digest"):
+            same &= previous.column(column).to_numpy()[at] == digests.column(column).to_numpy()
+    changed = new_keys[~same]
+
+    def of_changed(table: pa.Table, words) -> pa.Table:
+        keys = _keys(*words, wide)
+        hit = np.minimum(np.searchsorted(changed, keys), max(len(changed) - 1, 0))
+        return table.filter(pa.array(changed[hit] == keys)) if len(changed) else table.slice(0, 0)
+
+    fresh = _match(of_changed(queries, query_words), of_changed(answers, answer_words), time_delta_ms)
+    f_keys, f_start, f_rows, f_matches = _output_runs(fresh, wide)
+
+    # the blocks of the new output: kept sources from the old file, changed ones from the fresh match
+    kept = at[same]  # index into the previous state, in key order
+    old_first = np.cumsum(old_rows) - old_rows
+    old_base = np.cumsum(old_matches) - old_matches
+    block_keys = np.concatenate([old_keys[kept], f_keys])
+    order = np.argsort(block_keys, kind="stable")
+    f_base = np.cumsum(f_matches) - f_matches
+    first = np.concatenate([old_first[kept], f_start + (int(old_rows.sum()))])[order]
+    rows = np.concatenate([old_rows[kept], f_rows])[order]
+    matches = np.concatenate([old_matches[kept], f_matches])[order]
+    base = np.concatenate([old_base[kept], f_base])[order]
+    new_base = np.cumsum(matches) - matches
+    total = int(matches.sum())
+    if total > MAX_MATCH_ID:
+        raise MatchError(f"{total:,} matches: more than the {MAX_MATCH_ID:,} that rwmatch's 24-bit match id can label")
+
+    old = conform(read_parquet(out), source=str(out)) if int(old_rows.sum()) else fresh.slice(0, 0)
+    if old.num_rows != int(old_rows.sum()):
+        raise MatchError(f"{out}: {old.num_rows:,} records where its state expects {int(old_rows.sum()):,}")
+    index = np.repeat(first - (np.cumsum(rows) - rows), rows) + np.arange(int(rows.sum()))
+    # zero-copy slices of the runs of consecutive rows: a take would copy every column of every row
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    runs = zip(np.concatenate([[0], breaks]).tolist(), np.concatenate([breaks, [len(index)]]).tolist())
+    both = pa.concat_tables([old, fresh])
+    result = pa.concat_tables([both.slice(int(index[a]), b - a) for a, b in runs]) if len(index) else both.slice(0, 0)
+    ids, is_response = match_ids(result)
+    shift = np.repeat(new_base - base, rows)
+    return with_labels(result, np.where(ids > 0, ids + shift, 0), is_response), int(len(changed))
+
+
+def _source_flows(sources: np.ndarray, flow_bag: Path) -> pa.Array:
+    """Each IPv4 source's records in the window's flow bag (0 when it has none)."""
+    bag = read_parquet(flow_bag, columns=["sIP", "sIPv6", "records"])
+    v4 = bag.filter(pc.is_null(bag.column("sIPv6")))
+    keys, records = v4.column("sIP").to_numpy(), v4.column("records").to_numpy()
+    if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+        order = np.argsort(keys, kind="stable")
+        keys, records = keys[order], records[order]
+    if not len(keys):
+        return pa.array(np.zeros(len(sources), np.uint32))
+    at = np.minimum(np.searchsorted(keys, sources), len(keys) - 1)
+    return pa.array(np.where(keys[at] == sources, records[at], 0)).cast(pa.uint32())  # raises past 2^32 - 1
 
 
 def categorize(matched: pa.Table, flow_bag: Path) -> pa.Table:
-    """One row per VLF query with its match id, category and its source's flow count."""
+    """One row per VLF query with its match id, category and its source's flow count, in the
+    matched output's order (by source, as rwmatch writes its groups)."""
     ids, is_response = match_ids(matched)
-    queries = matched.filter(pa.array(~is_response))
+    queries = matched.select(list(CATEGORY_INPUTS)).filter(pa.array(~is_response))  # select first: less to copy
     ids = ids[~is_response]
     protocol = queries.column("protocol").to_numpy()
     icmp = is_icmp(protocol, queries.column("attributes").to_numpy())
     tcp, udp, hit = protocol == 6, protocol == 17, ids > 0
-    category = np.select(
-        [icmp, tcp & ~hit, udp & ~hit, tcp & hit, udp & hit],
-        ["ICMP", "unmatched TCP", "unmatched UDP", "matched TCP", "matched UDP"],
-        default="other",
-    )
+    code = np.select([icmp, tcp & ~hit, udp & ~hit, tcp & hit, udp & hit],
+                     [CATEGORIES.index(c) for c in ("ICMP", "unmatched TCP", "unmatched UDP", "matched TCP", "matched UDP")],
+                     default=CATEGORIES.index("other")).astype(np.int8)
     table = queries.select(list(CATEGORY_COLUMNS)).append_column("match_id", pa.array(ids.astype(np.uint32)))
-    table = table.append_column("category", pa.array(category.astype(str)))
-    con = duck.connect()
-    con.register("q", table)
-    return con.sql(
-        "SELECT q.*, coalesce(b.records, 0)::UINTEGER AS source_flows FROM q "
-        "LEFT JOIN read_parquet(?) b ON b.sIP = q.sIP AND b.sIPv6 IS NULL ORDER BY q.sTime, q.sIP",
-        params=[str(flow_bag)],
-    ).to_arrow_table()
+    table = table.append_column("category", pa.array(CATEGORIES, pa.string()).take(pa.array(code)))
+    return table.append_column("source_flows", _source_flows(queries.column("sIP").to_numpy(), flow_bag))

@@ -5,7 +5,7 @@ import dagster as dg
 from ..analysis import matching, tables
 from ..analysis.port_tables import category_counts
 from ..flows.sets import IPSet
-from ..flows.storage import write_parquet
+from ..flows.storage import read_parquet, write_parquet
 from ..resources import VlfStore
 from .metadata import FLOW_COLUMNS, parquet_metadata
 from .clock import asset
@@ -16,24 +16,27 @@ def build() -> list:
            description="rwmatch of every VLF flow (query) with the outbound flows that answer it (response): "
            "reversed addresses and ports, same protocol, within the site's match_delta_ms. nhIP carries the "
            "match id (top byte 0x00 query, 0xFF response; unmatched queries 0.0.0.0), so `vlf cut "
-           "--fields=match,...` prints it in cutmatch layout.")
+           "--fields=match,...` prints it in cutmatch layout. A refresh matches again only the sources whose "
+           "queries or answers changed (rwmatch's groups never mix sources) and moves the others' ids: the "
+           "result equals a full run's.")
     def matched_vlf_flows(store: VlfStore) -> dg.MaterializeResult:
         site = store.site
         outbound = [store.window("vlf_outbound_flows")]  # the outbound flows to VLF sources, extracted once
-        matched = matching.match_vlf_flows(
+        refresh = matching.match_vlf_flows(
             store.window("vlf_flows"), outbound, IPSet.read(store.window("vlf_fd_set", "set")),
-            store.window("matched_vlf_flows"), time_delta_ms=site.vlf.match_delta_ms,
+            store.window("matched_vlf_flows"), time_delta_ms=site.vlf.match_delta_ms, state=store.state("matched_vlf_flows"),
         )
-        return dg.MaterializeResult(metadata={"records": matched.num_rows,
-                                              **parquet_metadata(store.window("matched_vlf_flows"))})
+        return dg.MaterializeResult(metadata={
+            "records": refresh.table.num_rows, "sources": refresh.sources, "sources_rematched": refresh.rematched,
+            "incremental": refresh.incremental, **parquet_metadata(store.window("matched_vlf_flows"))})
 
     @asset(group_name="matching", kinds={"parquet"}, deps=[matched_vlf_flows, "source_flow_bag"],
            description="One row per VLF flow with its match id, its category (unmatched TCP, unmatched UDP, "
-           "matched TCP, matched UDP, ICMP, other) and its source's flow count over the window.")
+           "matched TCP, matched UDP, ICMP, other) and its source's flow count over the window, in "
+           "matched_vlf_flows' order (by source).")
     def vlf_categories(store: VlfStore) -> dg.MaterializeResult:
-        import pyarrow.parquet as pq
 
-        categories = matching.categorize(pq.read_table(store.window("matched_vlf_flows")), store.window("source_flow_bag"))
+        categories = matching.categorize(read_parquet(store.window("matched_vlf_flows"), list(matching.CATEGORY_INPUTS)), store.window("source_flow_bag"))
         write_parquet(categories, store.window("vlf_categories"))
         df = category_counts(categories)
         counts = dict(zip(df["Category"], (int(v) for v in df["Flows"])))

@@ -486,7 +486,14 @@ def _plan_matches(q: pa.Table, r: pa.Table, pairs, delta: int, symmetric: bool, 
 def _labelled(q: pa.Table, r: pa.Table, side: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> pa.Table:
     combined = pa.concat_tables([q, r])
     out = combined.take(pa.array(np.where(side == _QUERY, rows, q.num_rows + rows)))
-    label = ids.astype(np.uint32) | np.where(side == _RESPONSE, np.uint32(RESPONSE_TAG), np.uint32(0))
+    return with_labels(out, ids, side == _RESPONSE)
+
+
+def with_labels(table: pa.Table, ids: np.ndarray, is_response: np.ndarray) -> pa.Table:
+    """``table`` with rwmatch's label of each record in nhIP (nhIPv6's ::ffff:0:0/96 on IPv6
+    records): the match id (0: unmatched), top byte 0xFF on responses."""
+    label = ids.astype(np.uint32) | np.where(is_response, np.uint32(RESPONSE_TAG), np.uint32(0))
+    out = table
     v6 = _ipv6_rows(out) if out.num_rows else np.zeros(0, dtype=bool)
     columns = {"nhIP": pa.array(np.where(v6, np.uint32(0), label), pa.uint32())}
     if v6.any():
@@ -500,6 +507,12 @@ def _labelled(q: pa.Table, r: pa.Table, side: np.ndarray, rows: np.ndarray, ids:
         i = out.schema.get_field_index(name)
         out = out.set_column(i, FLOW_SCHEMA.field(name), array)
     return out
+
+
+def address_words(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """An address column as the two uint64 words rwmatch sorts mixed records by (IPv4 mapped
+    into ::ffff:0:0/96): the same order and equality as its keys, with or without IPv6."""
+    return tuple(_field_words(table, column, wide=True))
 
 
 def match(

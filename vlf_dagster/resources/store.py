@@ -39,6 +39,9 @@ class VlfStore(dg.ConfigurableResource):
     def window(self, asset: str, ext: str = "parquet") -> Path:
         return storage.window_path(self.base, asset, ext)
 
+    def state(self, asset: str) -> Path:
+        return storage.state_path(self.base, asset)
+
     def existing_hourly(self, asset: str, start: datetime, end: datetime, ext: str = "parquet") -> list[Path]:
         paths = (self.hourly(asset, h, ext) for h in storage.hours_between(start, end))
         return [p for p in paths if p.exists()]
