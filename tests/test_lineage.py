@@ -40,7 +40,7 @@ LINEAGE = {
     "vlf_outbound_flows": ("vlf", None, ["monthly_low_frequency_answers", "study_months", "vlf_fd_set"]),
     "matched_vlf_flows": ("matching", None, ["vlf_fd_set", "vlf_flows", "vlf_outbound_flows"]),
     "vlf_categories": ("matching", None, ["matched_vlf_flows", "source_flow_bag"]),
-    "report_contact_surface": ("reports", None, ["monthly_contact_pairs", "study_months"]),
+    "report_contact_surface": ("reports", None, ["monthly_contact_pairs", "source_destination_count_bag", "study_months"]),
     "report_geography": ("reports", None, ["vlf_categories"]),
     "report_icmp": ("reports", None, ["vlf_categories"]),
     "report_malformed": ("reports", None, ["vlf_flows", "vlf_outbound_flows"]),

@@ -135,19 +135,6 @@ def _port_usage(inputs: StudyInputs) -> list[Piece]:
     return [Piece("Overall Port Usage (top 20 by flows, inbound and outbound)", table=usage)]
 
 
-def _pairs(inputs: StudyInputs) -> pd.DataFrame:
-    from ..flows import duck
-
-    from ..flows.sql import literal_list
-
-    months = sorted((inputs.data_dir / "monthly_contact_pairs").glob("month=*.parquet"))
-    if not months:
-        return pd.DataFrame({"sIP": pd.Series([], dtype="uint32"), "dIP": pd.Series([], dtype="uint32")})
-    return duck.connect().sql(
-        f"SELECT DISTINCT sIP, dIP FROM read_parquet({literal_list(months)}) WHERE sIPv6 IS NULL AND dIPv6 IS NULL"
-    ).df()
-
-
 def _unmatched_flags(inputs: StudyInputs) -> list[Piece]:
     return [Piece("Unmatched TCP flag combinations", table=pt.unmatched_tcp_flags(inputs.categories))]
 
@@ -200,10 +187,14 @@ def _traffic(inputs: StudyInputs) -> list[Piece]:
 
 
 def _contact_surface(inputs: StudyInputs) -> list[Piece]:
-    pairs = _pairs(inputs)
-    path = fig.contact_surface(pairs, inputs.figure("contact_surface"), inputs.site)
-    return [Piece(f"Contact surface: {len(pairs):,} unique (outside sIP, inside dIP) pairs", figure=path),
-            Piece("Sources by number of inside destinations contacted", table=pt.contact_surface(pairs))]
+    # the figure reads the months' pair bags in DuckDB; the count and the table come from the
+    # distinct destinations per source (no second pass over the pairs, no pairs in pandas)
+    counts = inputs.window("source_destination_count_bag")
+    path = fig.contact_surface(inputs.monthly("monthly_contact_pairs"), inputs.figure("contact_surface"), inputs.site)
+    table = pt.contact_surface_of_counts(counts)
+    pairs = int((table["Destinations"] * table["Sources"]).sum())
+    return [Piece(f"Contact surface: {pairs:,} unique (outside sIP, inside dIP) pairs", figure=path),
+            Piece("Sources by number of inside destinations contacted", table=table)]
 
 
 def _samples(inputs: StudyInputs) -> list[Piece]:
@@ -306,7 +297,7 @@ PARTS: list[Part] = [
           "As in the study, the 1...100 and > 100 rows repeat their own share in the cumulative columns.")),
     Part("report_vlf_sets", "VLF sets", ("vlf_f_set", "vlf_d_set", "vlf_fd_set", "active_inside_set"), _vlf_sets,
          "Sizes of the VLF sets and of the active inside set."),
-    Part("report_contact_surface", "Contact surface", ("monthly_contact_pairs",), _contact_surface,
+    Part("report_contact_surface", "Contact surface", ("monthly_contact_pairs", "source_destination_count_bag"), _contact_surface,
          "Unique (outside sIP, inside dIP) pairs over the window (figure) and sources by number of destinations."),
     Part("report_samples", "Samples", ("vlf_categories", "matched_vlf_flows"), _samples,
          "A sample of 1-flow sources in rwcut layout and of matched flows in cutmatch layout."),
