@@ -4,6 +4,7 @@ import pytest
 
 from conftest import flows, ip
 from vlf_dagster.flows import flowtypes as ft
+from vlf_dagster.flows.storage import ROW_GROUP_ROWS, write_parquet, write_parquet_batches
 from vlf_dagster.flows.flags import FlagsError, flag_strings, flags_to_string, match_high_mask, parse_flags, parse_high_mask
 from vlf_dagster.flows.schema import FLOW_SCHEMA, SchemaError, conform, ipv4_strings
 from vlf_dagster.flows.site import SiteConfigError, load_site, site_from_mapping
@@ -114,3 +115,13 @@ def test_packaged_default_site_and_round_trip(tmp_path, monkeypatch):
     assert again.source == str(tmp_path / "site.toml")
     assert (again.internal_networks, again.start, again.end) == (default.internal_networks, default.start, default.end)
     assert again.vlf.max_flows == 5
+
+
+@pytest.mark.parametrize("rows, pieces", [(0, 1), (5, 3), (2 * ROW_GROUP_ROWS + 17, 7)])
+def test_batches_written_one_by_one_give_write_parquets_bytes(tmp_path, rows, pieces):
+    table = pa.table({"a": np.arange(rows, dtype=np.int64) % 1009, "b": np.arange(rows, dtype=np.float64)})
+    cuts = np.linspace(0, rows, pieces + 1).astype(int)
+    parts = [table.slice(int(a), int(b - a)) for a, b in zip(cuts[:-1], cuts[1:])]
+    assert write_parquet_batches(iter(parts), tmp_path / "streamed.parquet", table.schema) == rows
+    write_parquet(table, tmp_path / "whole.parquet")
+    assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()

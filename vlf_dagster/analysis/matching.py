@@ -18,7 +18,7 @@ from ..flows.match import MAX_MATCH_ID, MatchError, address_words, match_ids, ma
 from ..flows.schema import FLOW_SCHEMA, conform, is_icmp
 from ..flows.sql import ident
 from ..flows.sets import IPSet
-from ..flows.storage import read_parquet, write_parquet
+from ..flows.storage import ROW_GROUP_ROWS, read_parquet, write_parquet, write_parquet_batches
 from ..flows import duck
 
 CATEGORIES = ("unmatched TCP", "unmatched UDP", "matched TCP", "matched UDP", "ICMP", "other")
@@ -36,7 +36,7 @@ _KEY = np.dtype([("hi", ">u8"), ("lo", ">u8")])  # big-endian: bytewise order is
 
 @dataclass(frozen=True)
 class MatchRefresh:
-    table: pa.Table  # the labelled output, as written
+    records: int  # in the labelled output
     sources: int  # VLF sources with flows
     rematched: int  # of them matched again (all of them on a full run)
     incremental: bool
@@ -160,21 +160,24 @@ def match_vlf_flows(
     digests = _digests(queries, query_words, answers, answer_words) if state is not None else None
     if previous is None:
         matched = _match(queries, answers, time_delta_ms)
-        rematched = None
+        write_parquet(matched, out)
+        records, rematched = matched.num_rows, None
+        keys, _, rows, matches = _output_runs(matched, wide)
     else:
-        matched, rematched = _rematch(queries, query_words, answers, answer_words, digests, previous, out,
-                                      time_delta_ms, wide)
-    write_parquet(matched, out)
-    keys, _, rows, matches = _output_runs(matched, wide)
+        del queries  # the refresh streams the previous output: keep memory for it
+        records, rematched, (keys, rows, matches) = _rematch(
+            query_words, answers, answer_words, digests, previous, out, time_delta_ms, wide,
+            changed_queries=lambda keep: conform(read_parquet(vlf_flows)).filter(pa.array(keep)))
     if state is not None:
         _write_state(state, digests, keys, rows, matches, out, time_delta_ms, wide)
     sources = digests.num_rows if digests is not None else len(keys)
-    return MatchRefresh(matched, sources, sources if rematched is None else rematched, rematched is not None)
+    return MatchRefresh(records, sources, sources if rematched is None else rematched, rematched is not None)
 
 
-def _rematch(queries: pa.Table, query_words, answers: pa.Table, answer_words, digests: pa.Table, previous: pa.Table,
-             out: Path, time_delta_ms: int, wide: bool) -> tuple[pa.Table, int]:
-    """The full run's output, from the previous output and a match of the changed sources only."""
+def _rematch(query_words, answers: pa.Table, answer_words, digests: pa.Table, previous: pa.Table, out: Path,
+             time_delta_ms: int, wide: bool, changed_queries) -> tuple[int, int, tuple]:
+    """Rewrite ``out`` as a full run would, from the previous output and a match of the changed
+    sources only; returns (records, sources matched again, (keys, rows, matches) per source)."""
     new_keys, old_keys = _state_keys(digests, wide), _state_keys(previous, wide)
     old_rows, old_matches = previous.column("rows").to_numpy(), previous.column("matches").to_numpy()
     at = np.minimum(np.searchsorted(old_keys, new_keys), max(len(old_keys) - 1, 0))
@@ -185,61 +188,89 @@ def _rematch(queries: pa.Table, query_words, answers: pa.Table, answer_words, di
             same &= previous.column(column).to_numpy()[at] == digests.column(column).to_numpy()
     changed = new_keys[~same]
 
-    def of_changed(table: pa.Table, words) -> pa.Table:
+    def of_changed(words) -> np.ndarray:
         keys = _keys(*words, wide)
         hit = np.minimum(np.searchsorted(changed, keys), max(len(changed) - 1, 0))
-        return table.filter(pa.array(changed[hit] == keys)) if len(changed) else table.slice(0, 0)
+        return changed[hit] == keys if len(changed) else np.zeros(len(keys), bool)
 
-    fresh = _match(of_changed(queries, query_words), of_changed(answers, answer_words), time_delta_ms)
+    fresh = _match(changed_queries(of_changed(query_words)), answers.filter(pa.array(of_changed(answer_words))), time_delta_ms)
     f_keys, f_start, f_rows, f_matches = _output_runs(fresh, wide)
 
-    # the blocks of the new output: kept sources from the old file, changed ones from the fresh match
+    # the blocks of the new output, one per source: kept ones from the old file, changed ones
+    # from the fresh match, merged in key order; ids move by the matches before them
     kept = at[same]  # index into the previous state, in key order
-    old_first = np.cumsum(old_rows) - old_rows
-    old_base = np.cumsum(old_matches) - old_matches
     block_keys = np.concatenate([old_keys[kept], f_keys])
     order = np.argsort(block_keys, kind="stable")
-    f_base = np.cumsum(f_matches) - f_matches
-    first = np.concatenate([old_first[kept], f_start + (int(old_rows.sum()))])[order]
+    origin = np.concatenate([np.zeros(len(kept), np.int8), np.ones(len(f_keys), np.int8)])[order]
+    first = np.concatenate([(np.cumsum(old_rows) - old_rows)[kept], f_start])[order]
     rows = np.concatenate([old_rows[kept], f_rows])[order]
     matches = np.concatenate([old_matches[kept], f_matches])[order]
-    base = np.concatenate([old_base[kept], f_base])[order]
-    new_base = np.cumsum(matches) - matches
+    base = np.concatenate([(np.cumsum(old_matches) - old_matches)[kept], np.cumsum(f_matches) - f_matches])[order]
     total = int(matches.sum())
     if total > MAX_MATCH_ID:
         raise MatchError(f"{total:,} matches: more than the {MAX_MATCH_ID:,} that rwmatch's 24-bit match id can label")
-
-    old = conform(read_parquet(out), source=str(out)) if int(old_rows.sum()) else fresh.slice(0, 0)
-    if old.num_rows != int(old_rows.sum()):
-        raise MatchError(f"{out}: {old.num_rows:,} records where its state expects {int(old_rows.sum()):,}")
-    index = np.repeat(first - (np.cumsum(rows) - rows), rows) + np.arange(int(rows.sum()))
-    # zero-copy slices of the runs of consecutive rows: a take would copy every column of every row
-    breaks = np.flatnonzero(np.diff(index) != 1) + 1
-    runs = zip(np.concatenate([[0], breaks]).tolist(), np.concatenate([breaks, [len(index)]]).tolist())
-    both = pa.concat_tables([old, fresh])
-    result = pa.concat_tables([both.slice(int(index[a]), b - a) for a, b in runs]) if len(index) else both.slice(0, 0)
-    ids, is_response = match_ids(result)
-    shift = np.repeat(new_base - base, rows)
-    return with_labels(result, np.where(ids > 0, ids + shift, 0), is_response), int(len(changed))
+    shift = (np.cumsum(matches) - matches) - base
+    if pq.ParquetFile(out).metadata.num_rows != int(old_rows.sum()):
+        raise MatchError(f"{out}: not the {int(old_rows.sum()):,} records its state describes")
+    pieces = _spliced(out, _segments(origin, first, rows, shift), fresh)
+    records = write_parquet_batches(pieces, out, fresh.schema)
+    return records, int(len(changed)), (block_keys[order], rows, matches)
 
 
-def _source_flows(sources: np.ndarray, flow_bag: Path) -> pa.Array:
-    """Each IPv4 source's records in the window's flow bag (0 when it has none)."""
-    bag = read_parquet(flow_bag, columns=["sIP", "sIPv6", "records"])
-    v4 = bag.filter(pc.is_null(bag.column("sIPv6")))
-    keys, records = v4.column("sIP").to_numpy(), v4.column("records").to_numpy()
-    if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
-        order = np.argsort(keys, kind="stable")
-        keys, records = keys[order], records[order]
-    if not len(keys):
-        return pa.array(np.zeros(len(sources), np.uint32))
-    at = np.minimum(np.searchsorted(keys, sources), len(keys) - 1)
-    return pa.array(np.where(keys[at] == sources, records[at], 0)).cast(pa.uint32())  # raises past 2^32 - 1
+def _segments(origin, first, rows, shift) -> list[tuple[int, int, int, int]]:
+    """Consecutive blocks from the same place with the same id shift, as one (origin, first row,
+    rows, shift) segment each: few segments however many sources."""
+    if not len(origin):
+        return []
+    follows = np.zeros(len(origin), bool)
+    follows[1:] = (origin[1:] == origin[:-1]) & (first[1:] == first[:-1] + rows[:-1]) & (shift[1:] == shift[:-1])
+    starts = np.flatnonzero(~follows)
+    totals = np.add.reduceat(rows, starts)
+    return list(zip(origin[starts].tolist(), first[starts].tolist(), totals.tolist(), shift[starts].tolist()))
 
 
-def categorize(matched: pa.Table, flow_bag: Path) -> pa.Table:
-    """One row per VLF query with its match id, category and its source's flow count, in the
-    matched output's order (by source, as rwmatch writes its groups)."""
+def _spliced(out: Path, segments, fresh: pa.Table):
+    """The new output's records, segment by segment, relabelled: the previous output is read once,
+    in order, one row group at a time."""
+    batches = pq.ParquetFile(out).iter_batches(batch_size=ROW_GROUP_ROWS)
+    buffer, buffer_start = None, 0
+    for origin, first, count, shift in segments:
+        while count > 0:
+            if origin:
+                piece = fresh.slice(first, count)
+            else:
+                while buffer is None or first >= buffer_start + buffer.num_rows:
+                    if buffer is not None:
+                        buffer_start += buffer.num_rows
+                    buffer = conform(pa.Table.from_batches([next(batches)]), source=str(out))
+                piece = buffer.slice(first - buffer_start, min(count, buffer_start + buffer.num_rows - first))
+            first, count = first + piece.num_rows, count - piece.num_rows
+            if piece.num_rows:
+                ids, is_response = match_ids(piece)
+                yield with_labels(piece, np.where(ids > 0, ids + shift, 0), is_response)
+
+
+class _FlowCounts:
+    """The window flow bag's IPv4 sources and their records, sorted, for lookups."""
+
+    def __init__(self, flow_bag: Path):
+        bag = read_parquet(flow_bag, columns=["sIP", "sIPv6", "records"])
+        v4 = bag.filter(pc.is_null(bag.column("sIPv6")))
+        keys, records = v4.column("sIP").to_numpy(), v4.column("records").to_numpy()
+        if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+            order = np.argsort(keys, kind="stable")
+            keys, records = keys[order], records[order]
+        self.keys, self.records = keys, records
+
+    def of(self, sources: np.ndarray) -> pa.Array:
+        """Each IPv4 source's records (0 when the bag has none)."""
+        if not len(self.keys):
+            return pa.array(np.zeros(len(sources), np.uint32))
+        at = np.minimum(np.searchsorted(self.keys, sources), len(self.keys) - 1)
+        return pa.array(np.where(self.keys[at] == sources, self.records[at], 0)).cast(pa.uint32())  # raises past 2^32 - 1
+
+
+def _categorized(matched: pa.Table, counts: _FlowCounts) -> pa.Table:
     ids, is_response = match_ids(matched)
     queries = matched.select(list(CATEGORY_INPUTS)).filter(pa.array(~is_response))  # select first: less to copy
     ids = ids[~is_response]
@@ -251,4 +282,19 @@ def categorize(matched: pa.Table, flow_bag: Path) -> pa.Table:
                      default=CATEGORIES.index("other")).astype(np.int8)
     table = queries.select(list(CATEGORY_COLUMNS)).append_column("match_id", pa.array(ids.astype(np.uint32)))
     table = table.append_column("category", pa.array(CATEGORIES, pa.string()).take(pa.array(code)))
-    return table.append_column("source_flows", _source_flows(queries.column("sIP").to_numpy(), flow_bag))
+    return table.append_column("source_flows", counts.of(queries.column("sIP").to_numpy()))
+
+
+def categorize(matched: pa.Table, flow_bag: Path) -> pa.Table:
+    """One row per VLF query with its match id, category and its source's flow count, in the
+    matched output's order (by source, as rwmatch writes its groups)."""
+    return _categorized(matched, _FlowCounts(flow_bag))
+
+
+def write_categories(matched: Path, flow_bag: Path, out: Path) -> int:
+    """:func:`categorize` of a matched-flows file into ``out``, one row group at a time (the same
+    bytes as categorizing it whole); returns the rows written."""
+    counts = _FlowCounts(flow_bag)
+    batches = pq.ParquetFile(matched).iter_batches(batch_size=ROW_GROUP_ROWS, columns=list(CATEGORY_INPUTS))
+    schema = _categorized(pq.read_schema(matched).empty_table().select(list(CATEGORY_INPUTS)), counts).schema
+    return write_parquet_batches((_categorized(pa.Table.from_batches([b]), counts) for b in batches), out, schema)

@@ -5,7 +5,6 @@ import dagster as dg
 from ..analysis import matching, tables
 from ..analysis.port_tables import category_counts
 from ..flows.sets import IPSet
-from ..flows.storage import read_parquet, write_parquet
 from ..resources import VlfStore
 from .metadata import FLOW_COLUMNS, parquet_metadata
 from .clock import asset
@@ -27,7 +26,7 @@ def build() -> list:
             store.window("matched_vlf_flows"), time_delta_ms=site.vlf.match_delta_ms, state=store.state("matched_vlf_flows"),
         )
         return dg.MaterializeResult(metadata={
-            "records": refresh.table.num_rows, "sources": refresh.sources, "sources_rematched": refresh.rematched,
+            "records": refresh.records, "sources": refresh.sources, "sources_rematched": refresh.rematched,
             "incremental": refresh.incremental, **parquet_metadata(store.window("matched_vlf_flows"))})
 
     @asset(group_name="matching", kinds={"parquet"}, deps=[matched_vlf_flows, "source_flow_bag"],
@@ -35,10 +34,9 @@ def build() -> list:
            "matched TCP, matched UDP, ICMP, other) and its source's flow count over the window, in "
            "matched_vlf_flows' order (by source).")
     def vlf_categories(store: VlfStore) -> dg.MaterializeResult:
-
-        categories = matching.categorize(read_parquet(store.window("matched_vlf_flows"), list(matching.CATEGORY_INPUTS)), store.window("source_flow_bag"))
-        write_parquet(categories, store.window("vlf_categories"))
-        df = category_counts(categories)
+        out = store.window("vlf_categories")
+        matching.write_categories(store.window("matched_vlf_flows"), store.window("source_flow_bag"), out)
+        df = category_counts(out)
         counts = dict(zip(df["Category"], (int(v) for v in df["Flows"])))
         return dg.MaterializeResult(metadata={"categories": dg.MetadataValue.md(tables.to_markdown(df)), **counts,
                                               **parquet_metadata(store.window("vlf_categories"))})
