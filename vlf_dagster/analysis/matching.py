@@ -164,41 +164,50 @@ def match_vlf_flows(
         records, rematched = matched.num_rows, None
         keys, _, rows, matches = _output_runs(matched, wide)
     else:
-        del queries  # the refresh streams the previous output: keep memory for it
-        records, rematched, (keys, rows, matches) = _rematch(
-            query_words, answers, answer_words, digests, previous, out, time_delta_ms, wide,
-            changed_queries=lambda keep: conform(read_parquet(vlf_flows)).filter(pa.array(keep)))
+        changed, kept = _changes(digests, previous, wide)
+        queries = queries.filter(pa.array(_of(changed, query_words, wide)))  # the rest is not needed: free it
+        answers = answers.filter(pa.array(_of(changed, answer_words, wide)))
+        records, (keys, rows, matches) = _rematch(queries, answers, previous, kept, out, time_delta_ms, wide)
+        rematched = len(changed)
     if state is not None:
         _write_state(state, digests, keys, rows, matches, out, time_delta_ms, wide)
     sources = digests.num_rows if digests is not None else len(keys)
     return MatchRefresh(records, sources, sources if rematched is None else rematched, rematched is not None)
 
 
-def _rematch(query_words, answers: pa.Table, answer_words, digests: pa.Table, previous: pa.Table, out: Path,
-             time_delta_ms: int, wide: bool, changed_queries) -> tuple[int, int, tuple]:
-    """Rewrite ``out`` as a full run would, from the previous output and a match of the changed
-    sources only; returns (records, sources matched again, (keys, rows, matches) per source)."""
+def _changes(digests: pa.Table, previous: pa.Table, wide: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(keys of the sources whose records changed or are new, the previous state's rows of the
+    others), by digest."""
     new_keys, old_keys = _state_keys(digests, wide), _state_keys(previous, wide)
-    old_rows, old_matches = previous.column("rows").to_numpy(), previous.column("matches").to_numpy()
     at = np.minimum(np.searchsorted(old_keys, new_keys), max(len(old_keys) - 1, 0))
     same = np.zeros(len(new_keys), bool)
     if len(old_keys):
         same = (old_keys[at] == new_keys)
         for column in ("records", "digest"):
             same &= previous.column(column).to_numpy()[at] == digests.column(column).to_numpy()
-    changed = new_keys[~same]
+    return new_keys[~same], at[same]
 
-    def of_changed(words) -> np.ndarray:
-        keys = _keys(*words, wide)
-        hit = np.minimum(np.searchsorted(changed, keys), max(len(changed) - 1, 0))
-        return changed[hit] == keys if len(changed) else np.zeros(len(keys), bool)
 
-    fresh = _match(changed_queries(of_changed(query_words)), answers.filter(pa.array(of_changed(answer_words))), time_delta_ms)
+def _of(keys: np.ndarray, words, wide: bool) -> np.ndarray:
+    """Which records' addresses (as two words) are among the sorted ``keys``."""
+    mine = _keys(*words, wide)
+    if not len(keys):
+        return np.zeros(len(mine), bool)
+    return keys[np.minimum(np.searchsorted(keys, mine), len(keys) - 1)] == mine
+
+
+def _rematch(queries: pa.Table, answers: pa.Table, previous: pa.Table, kept: np.ndarray, out: Path,
+             time_delta_ms: int, wide: bool) -> tuple[int, tuple]:
+    """Rewrite ``out`` as a full run would, from the previous output (the ``kept`` sources of its
+    state) and a match of the changed sources' records (``queries``, ``answers``); returns the
+    records written and (keys, rows, matches) per source of the new output."""
+    old_keys = _state_keys(previous, wide)
+    old_rows, old_matches = previous.column("rows").to_numpy(), previous.column("matches").to_numpy()
+    fresh = _match(queries, answers, time_delta_ms)
     f_keys, f_start, f_rows, f_matches = _output_runs(fresh, wide)
 
     # the blocks of the new output, one per source: kept ones from the old file, changed ones
     # from the fresh match, merged in key order; ids move by the matches before them
-    kept = at[same]  # index into the previous state, in key order
     block_keys = np.concatenate([old_keys[kept], f_keys])
     order = np.argsort(block_keys, kind="stable")
     origin = np.concatenate([np.zeros(len(kept), np.int8), np.ones(len(f_keys), np.int8)])[order]
@@ -214,7 +223,7 @@ def _rematch(query_words, answers: pa.Table, answer_words, digests: pa.Table, pr
         raise MatchError(f"{out}: not the {int(old_rows.sum()):,} records its state describes")
     pieces = _spliced(out, _segments(origin, first, rows, shift), fresh)
     records = write_parquet_batches(pieces, out, fresh.schema)
-    return records, int(len(changed)), (block_keys[order], rows, matches)
+    return records, (block_keys[order], rows, matches)
 
 
 def _segments(origin, first, rows, shift) -> list[tuple[int, int, int, int]]:
