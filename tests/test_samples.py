@@ -263,3 +263,10 @@ def test_matched_sample_reads_ipv6_labels():
     table = sm.matched_sample_table(flows(rows), n=2)
     ids, resp = match_ids(table)
     assert ids.tolist() == [0, 1, 1] and resp.tolist() == [False, False, True]
+
+
+def test_near_matches_of_a_repeated_query_record_number_it_once():
+    """Two identical query records (one flow seen by two sensors alike) are one near-matched query;
+    the answer pairs with each copy, as the record-level join always did."""
+    table = sm.near_matches(flows([STUDY_QUERY, STUDY_QUERY]), flows([STUDY_RESPONSE]))
+    assert table.column("nhIP").to_pylist() == [1, 0xFF000001, 0xFF000001]

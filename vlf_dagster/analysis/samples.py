@@ -253,15 +253,18 @@ def near_matches(
     if limit is not None:
         limit = _check_n(limit)
     con = duck.connect()
-    # conform() gives both sides every flow column (the IPv6 ones included) for the join
+    # conform() gives both sides every flow column (the IPv6 ones included) for the join, and
+    # each record its position (_row): the join reads the few columns it compares and fetches
+    # whole records only for the pairs it keeps
     sides = []
     for name, source in (("qsrc", vlf_flows), ("rsrc", outbound)):
         if isinstance(source, (pa.Table, pd.DataFrame)):
             table = source if isinstance(source, pa.Table) else pa.Table.from_pandas(source, preserve_index=False)
-            con.register(name, _flow_table(table))
+            table = _flow_table(table)
+            con.register(name, table.append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64))))
             sides.append(True)
         else:
-            cols = _register(con, name + "_raw", source)
+            cols = _register(con, name + "_raw", source, row_numbers=True)
             if cols:
                 fill = ", ".join(
                     f"NULL::BLOB AS {c}" if c.endswith("v6") else f"0 AS {ident(c)}"
@@ -271,24 +274,30 @@ def near_matches(
             sides.append(bool(cols))
     if not all(sides) or limit == 0:
         return FLOW_SCHEMA.empty_table()
-    columns = ", ".join(ident(c) for c in FIELD_NAMES)
+    compared = "_row, sIP, dIP, sIPv6, dIPv6, sPort, dPort, protocol, sTime, duration"
     # a query with a proper answer, or a response that properly answers another query, is no
     # sign of malformed traffic (e.g. two SYNs from one host, only the second one answered)
     answered = (
-        f"AND NOT EXISTS (SELECT 1 FROM rsrc r WHERE {_SAME_HOSTS} AND {_IN_TIME} "
-        "AND r.sPort = q.dPort AND r.dPort = q.sPort) "
+        f"AND NOT EXISTS (SELECT 1 FROM r r2 WHERE {_SAME_HOSTS.replace('r.', 'r2.')} AND {_IN_TIME.replace('r.', 'r2.')} "
+        "AND r2.sPort = q.dPort AND r2.dPort = q.sPort) "
         f"AND NOT EXISTS (SELECT 1 FROM q q2 WHERE {_SAME_HOSTS.replace('q.', 'q2.')} "
         f"AND {_IN_TIME.replace('q.', 'q2.')} AND r.sPort = q2.dPort AND r.dPort = q2.sPort)"
         if exclude_answered else ""
     )
+    record = lambda alias: "struct_pack(" + ", ".join(f"{ident(c)} := {alias}.{ident(c)}" for c in FIELD_NAMES) + ")"  # noqa: E731
     order_q = ", ".join(f"q.{ident(c)}" for c in _IDENTITY)
     sql = f"""
-    WITH q AS (SELECT {columns} FROM qsrc WHERE protocol IN ({PROTO_TCP}, {PROTO_UDP})),
-    pairs AS (
-        SELECT q AS qrec, r AS rrec FROM q JOIN (SELECT {columns} FROM rsrc) r ON {_SAME_HOSTS}
+    WITH q AS (SELECT {compared} FROM qsrc WHERE protocol IN ({PROTO_TCP}, {PROTO_UDP})),
+    r AS (SELECT {compared} FROM rsrc),
+    hits AS (
+        SELECT q._row AS qi, r._row AS ri FROM q JOIN r ON {_SAME_HOSTS}
         WHERE {_IN_TIME}
           AND ((r.sPort = q.dPort AND r.dPort <> q.sPort) OR (r.dPort = q.sPort AND r.sPort <> q.dPort))
           {answered}
+    ),
+    pairs AS (
+        SELECT {record('qf')} AS qrec, {record('rf')} AS rrec FROM hits
+        JOIN qsrc qf ON qf._row = hits.qi JOIN rsrc rf ON rf._row = hits.ri
     ),
     queries AS (
         SELECT qrec, row_number() OVER (ORDER BY {order_q.replace('q.', 'qrec.')}) AS k
