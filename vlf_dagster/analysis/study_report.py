@@ -19,27 +19,12 @@ import pandas as pd
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.sets import IPSet
 from ..flows.site import Site
-from ..flows.storage import archive_files, hours_between, monthly_path, read_parquet, window_path
+from ..flows.storage import archive_files, hours_between, monthly_path, window_path
 from . import figures as fig
 from . import port_tables as pt
 from . import registries, samples
 from .report_parts import PartResult, Piece
 from .vlf import per_host_flow_distribution
-
-
-_SHARED: dict = {}
-
-
-def _shared_read(path: Path, load):
-    """Read a window artifact once for every report part of a process (~14 parts read the VLF
-    categories: 23 M rows at the seed's size); a rewritten file is read again."""
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key not in _SHARED:
-        for old in [k for k in _SHARED if k[0] == key[0]]:
-            del _SHARED[old]
-        _SHARED[key] = load(path)
-    return _SHARED[key]
 
 
 @dataclass
@@ -77,13 +62,15 @@ class StudyInputs:
     def outbound_files(self) -> list[Path]:
         return self.archive(list(OUTBOUND_TYPES))
 
+    # The parts query these files in DuckDB, which reads only the columns each query names: no
+    # part loads the 23 M categorized flows or the 30 M matched records whole.
     @property
-    def categories(self) -> pd.DataFrame:
-        return _shared_read(self.window("vlf_categories"), lambda path: read_parquet(path).to_pandas())
+    def categories(self) -> Path:
+        return self.window("vlf_categories")
 
     @property
-    def matched(self):
-        return _shared_read(self.window("matched_vlf_flows"), read_parquet)
+    def matched(self) -> Path:
+        return self.window("matched_vlf_flows")
 
     @cached_property
     def active_inside(self) -> IPSet:
@@ -280,8 +267,7 @@ def _icmp(inputs: StudyInputs) -> list[Piece]:
 
 def _other_protocols(inputs: StudyInputs) -> list[Piece]:
     describe = lambda n: registries.protocol_description(n) or registries.protocol_name(n)  # noqa: E731
-    others = inputs.categories[inputs.categories["category"] == "other"]
-    return [Piece("Other protocols", table=pt.other_protocols(others, describe, _countries(inputs)),
+    return [Piece("Other protocols", table=pt.other_protocols(inputs.categories, describe, _countries(inputs)),
                   note="Implausible: fewer than 20 or more than 65535 bytes per packet, or more than a million packets in a flow. "
                   "Names from IANA's protocol numbers registry and Debian's /etc/protocols.")]
 
