@@ -40,6 +40,11 @@ def test_vlf_flows_must_be_the_bag_s_flows_of_the_vlf_sources(tmp_path):
     assert not verdict.passed and verdict.metadata == {"vlf_flows": 2, "bag_records_of_vlf_fd_sources": 3, "sources_outside_vlf_fd": 0}
     stranger = write_parquet(flows([dict(sIP="4.0.0.1"), dict(sIP="4.0.0.9"), dict(sIP="4.0.0.2")]), tmp_path / "x.parquet")
     assert vlf_flows_match_bag(stranger, bag, fd).metadata["sources_outside_vlf_fd"] == 1
+    # strangers are counted as distinct sources, IPv6 ones too
+    v6 = b"\x20\x01" + b"\0" * 13 + b"\x07"
+    mixed = write_parquet(flows([dict(sIP="4.0.0.9"), dict(sIP="4.0.0.9"), dict(sIP="4.0.0.8"),
+                                 dict(sIP="0.0.0.0", attributes=0x80, sIPv6=v6, dIPv6=v6)]), tmp_path / "m.parquet")
+    assert vlf_flows_match_bag(mixed, bag, fd).metadata["sources_outside_vlf_fd"] == 3
 
 
 def test_intersection_holds_names_missing_and_extra_members():

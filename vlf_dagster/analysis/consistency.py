@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..flows.bags import Bag, filter_bag
+from ..flows.schema import ATTR_IPV6
 from ..flows.sets import IPSet
 from ..flows.sql import literal_list
 from ..flows.storage import read_parquet
@@ -49,11 +52,24 @@ def vlf_flows_match_bag(vlf_flows: Path, source_flow_bag: Path, vlf_fd_set: IPSe
     """The extracted VLF flows are exactly the flows the bag counts for the VLF-fd sources."""
     flows = read_parquet(vlf_flows, columns=["sIP", "sIPv6", "attributes"])
     expected = _bag_total(filter_bag(Bag.read(source_flow_bag), intersect=vlf_fd_set), "records")
-    strangers = IPSet.from_flow_column(flows, "sIP").difference(vlf_fd_set) if flows.num_rows else IPSet()
-    return Verdict(flows.num_rows == expected and len(strangers) == 0, {
+    strangers = _sources_outside(flows, vlf_fd_set)
+    return Verdict(flows.num_rows == expected and strangers == 0, {
         "vlf_flows": flows.num_rows, "bag_records_of_vlf_fd_sources": expected,
-        "sources_outside_vlf_fd": len(strangers),
+        "sources_outside_vlf_fd": strangers,
     })
+
+
+def _sources_outside(flows, ipset: IPSet) -> int:
+    """Distinct sIPs of ``flows`` not in ``ipset``: a vectorised membership test of every record
+    (building a set of 23 M records' addresses first took 12 s)."""
+    if not flows.num_rows:
+        return 0
+    v6 = (flows.column("attributes").to_numpy() & ATTR_IPV6) != 0
+    v4 = flows.column("sIP").to_numpy()[~v6]
+    outside = len(np.unique(v4[~ipset.contains_ipv4(v4)]))
+    if v6.any():
+        outside += len(IPSet.from_flow_column(flows.filter(pa.array(v6)), "sIP").difference(ipset))
+    return outside
 
 
 def intersection_holds(vlf_f: IPSet, vlf_d: IPSet, vlf_fd: IPSet) -> Verdict:
