@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -60,16 +59,18 @@ def vlf_flows_match_bag(vlf_flows: Path, source_flow_bag: Path, vlf_fd_set: IPSe
 
 
 def _sources_outside(flows, ipset: IPSet) -> int:
-    """Distinct sIPs of ``flows`` not in ``ipset``: a vectorised membership test of every record
-    (building a set of 23 M records' addresses first took 12 s)."""
+    """Distinct sIPs of ``flows`` not in ``ipset``: an anti join in DuckDB (1 s for 23 M records
+    and 10.7 M members here; a roaring set of the records took 12 s, numpy's binary search 30 s)."""
     if not flows.num_rows:
         return 0
     v6 = (flows.column("attributes").to_numpy() & ATTR_IPV6) != 0
-    v4 = flows.column("sIP").to_numpy()[~v6]
-    outside = len(np.unique(v4[~ipset.contains_ipv4(v4)]))
+    with duck.connect() as con:
+        con.register("records", flows.select(["sIP"]).filter(pa.array(~v6)))
+        con.register("members", pa.table({"address": ipset.ipv4_array()}))
+        outside = con.sql("SELECT count(DISTINCT sIP) FROM records ANTI JOIN members ON records.sIP = members.address").fetchall()[0][0]
     if v6.any():
         outside += len(IPSet.from_flow_column(flows.filter(pa.array(v6)), "sIP").difference(ipset))
-    return outside
+    return int(outside)
 
 
 def intersection_holds(vlf_f: IPSet, vlf_d: IPSet, vlf_fd: IPSet) -> Verdict:
