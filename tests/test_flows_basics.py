@@ -125,3 +125,20 @@ def test_batches_written_one_by_one_give_write_parquets_bytes(tmp_path, rows, pi
     assert write_parquet_batches(iter(parts), tmp_path / "streamed.parquet", table.schema) == rows
     write_parquet(table, tmp_path / "whole.parquet")
     assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+
+
+def test_conform_moves_blob_addresses_into_16_byte_values():
+    """DuckDB writes IPv6 columns as BLOB: conform turns them into the schema's 16-byte type as a
+    cast would, sliced and chunked columns included, and names a value of the wrong size."""
+    from vlf_dagster.flows.schema import IPV6_TYPE, SchemaError, conform
+
+    v6 = b"\x20\x01" + b"\0" * 13 + b"\x07"
+    blob = pa.array([None, v6, None, b"\x01" * 16], pa.binary())
+    for column in (blob, blob.slice(1), pa.chunked_array([blob.slice(0, 2), blob.slice(2)])):
+        base = flows([dict(sIP="4.0.0.1")] * len(column))
+        table = conform(base.drop_columns(["sIPv6"]).append_column("sIPv6", column))
+        assert table.schema.field("sIPv6").type == IPV6_TYPE
+        assert table.column("sIPv6").to_pylist() == column.to_pylist() == column.cast(IPV6_TYPE).to_pylist()
+    bad = flows([dict(sIP="4.0.0.1")]).drop_columns(["sIPv6"]).append_column("sIPv6", pa.array([b"abc"], pa.binary()))
+    with pytest.raises(SchemaError, match="field sIPv6: an address of 3 bytes"):
+        conform(bad, source="x.parquet")

@@ -126,6 +126,8 @@ def conform(table: pa.Table | dict, *, source: str = "<table>") -> pa.Table:
             column = table.column(field.name)
             if column.type != field.type and column.null_count == n:
                 column = pa.nulls(n, field.type)  # e.g. DuckDB's BLOB for IPv6 columns without an address: no cast needed
+            elif field.type == IPV6_TYPE and pa.types.is_binary(column.type):
+                column = pa.chunked_array([_fixed16(chunk, source, field.name) for chunk in _chunks(column)], IPV6_TYPE)
             elif column.type != field.type:
                 try:
                     column = column.cast(field.type)  # safe cast: raises on overflow
@@ -179,6 +181,30 @@ def is_icmp(protocol: np.ndarray, attributes: np.ndarray) -> np.ndarray:
 def ipv4_mapped(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """Which (hi, lo) IPv6 addresses lie in ::ffff:0:0/96, the IPv4-mapped block (their IPv4 is ``lo``'s low 32 bits)."""
     return (np.asarray(hi) == 0) & ((np.asarray(lo, dtype=np.uint64) >> np.uint64(32)) == np.uint64(0xFFFF))
+
+
+def _chunks(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    return list(column.chunks) if isinstance(column, pa.ChunkedArray) else [column]
+
+
+def _fixed16(chunk: pa.Array, source: str, name: str) -> pa.Array:
+    """A BLOB address column (DuckDB's type for them) as 16-byte values, by moving its bytes: the
+    generic cast took 7.7 s for 23 M mostly empty values."""
+    n = len(chunk)
+    if chunk.null_count == n:
+        return pa.nulls(n, IPV6_TYPE)
+    valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset : chunk.offset + n + 1]
+    lengths = np.diff(offsets)
+    if (lengths[valid] != 16).any():
+        raise SchemaError(f"{source}: field {name}: an address of {int(lengths[valid][lengths[valid] != 16][0])} bytes, not 16")
+    data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
+    rows = np.flatnonzero(valid)
+    raw = np.zeros((n, 16), dtype=np.uint8)
+    raw[rows] = data[(offsets[rows][:, None] + np.arange(16)).ravel()].reshape(-1, 16)
+    validity = pa.array(valid).buffers()[1] if chunk.null_count else None  # the mask, bit-packed from offset 0
+    return pa.FixedSizeBinaryArray.from_buffers(IPV6_TYPE, n, [validity, pa.py_buffer(raw.tobytes())],
+                                                null_count=chunk.null_count)
 
 
 def ipv6_words(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
