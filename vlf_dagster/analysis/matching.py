@@ -136,11 +136,11 @@ def _match(queries: pa.Table, answers: pa.Table, time_delta_ms: int) -> pa.Table
 
 
 def match_vlf_flows(
-    vlf_flows: Path, outbound_files: Sequence[Path], vlf_sources: IPSet, out: Path, *, time_delta_ms: int,
+    vlf_flows: Path, outbound_files: Sequence[Path], vlf_sources: IPSet | None, out: Path, *, time_delta_ms: int,
     state: Path | None = None,
 ) -> MatchRefresh:
     """rwmatch --symmetric-delta of the VLF queries with the outbound flows to VLF sources
-    (rwfilter --dipset first).
+    (rwfilter --dipset first; with ``vlf_sources`` None the outbound files hold only such flows).
 
     Every query is kept (matched ones carry their id in nhIP, unmatched ones 0.0.0.0); responses
     appear only when they answer a query.
@@ -152,7 +152,12 @@ def match_vlf_flows(
     equals a full run's, byte for byte.
     """
     queries = conform(read_parquet(vlf_flows), source=str(vlf_flows))
-    answers = conform(filter_files(outbound_files, FilterSpec(dipset=vlf_sources))) if outbound_files else queries.schema.empty_table()
+    if not outbound_files:
+        answers = queries.schema.empty_table()
+    elif vlf_sources is None:  # the files hold only answers to VLF sources already (vlf_outbound_flows)
+        answers = conform(pa.concat_tables([read_parquet(f) for f in outbound_files]))
+    else:
+        answers = conform(filter_files(outbound_files, FilterSpec(dipset=vlf_sources)))
     previous = _read_state(state, out, time_delta_ms) if state is not None else None
     query_words, answer_words = address_words(queries, "sIP"), address_words(answers, "dIP")
     wide = bool(query_words[0].any() or answer_words[0].any()

@@ -4,7 +4,6 @@ import dagster as dg
 
 from ..analysis import matching, tables
 from ..analysis.port_tables import category_counts
-from ..flows.sets import IPSet
 from ..resources import VlfStore
 from .metadata import FLOW_COLUMNS, parquet_metadata
 from .clock import asset
@@ -20,9 +19,9 @@ def build() -> list:
            "result equals a full run's.")
     def matched_vlf_flows(store: VlfStore) -> dg.MaterializeResult:
         site = store.site
-        outbound = [store.window("vlf_outbound_flows")]  # the outbound flows to VLF sources, extracted once
+        outbound = [store.window("vlf_outbound_flows")]  # the outbound flows to VLF-fd sources, extracted once
         refresh = matching.match_vlf_flows(
-            store.window("vlf_flows"), outbound, IPSet.read(store.window("vlf_fd_set", "set")),
+            store.window("vlf_flows"), outbound, None,  # None: no second --dipset filter of those
             store.window("matched_vlf_flows"), time_delta_ms=site.vlf.match_delta_ms, state=store.state("matched_vlf_flows"),
         )
         return dg.MaterializeResult(metadata={
