@@ -51,7 +51,7 @@ def test_extracts_give_the_archives_vlf_flows_and_answers_across_months(tmp_path
     hours = hours_between(site.start, site.window_end())
     from_archive = filter_files(archive_files(data, hours, list(INBOUND_TYPES)), FilterSpec(sipset=vlf_fd))
     assert _sorted(pq.read_table(data / "vlf_flows.parquet")) == _sorted(from_archive)
-    for name in ("vlf_flows", "vlf_outbound_flows"):  # the months in order keep the window in time order
+    for name in ("vlf_flows", "vlf_outbound_flows"):  # in time order across the months
         times = pq.read_table(data / f"{name}.parquet").column("sTime").to_pylist()
         assert times == sorted(times) and len(times) >= 2, name
     answers = filter_files(archive_files(data, hours, list(OUTBOUND_TYPES)), FilterSpec(dipset=vlf_fd))

@@ -30,9 +30,8 @@ def _of_vlf_sources(store: VlfStore, extracts: str, set_test: str, name: str) ->
     files = store.existing_monthly(extracts)
     sources = IPSet.read(store.window("vlf_fd_set", "set"))
     out = store.window(name)
-    # the months are time-sorted and follow each other: kept in file order (DuckDB preserves it),
-    # the result is time-sorted as well, without sorting 23 M rows again
-    count = write_filtered(files, FilterSpec(**{set_test: sources}), out, order_by=None)
+    # sorted again: DuckDB does not keep the files' order through the set join
+    count = write_filtered(files, FilterSpec(**{set_test: sources}), out)
     return dg.MaterializeResult(metadata={"flows": count, "monthly_files_read": len(files), **parquet_metadata(out)})
 
 
