@@ -142,3 +142,15 @@ def test_conform_moves_blob_addresses_into_16_byte_values():
     bad = flows([dict(sIP="4.0.0.1")]).drop_columns(["sIPv6"]).append_column("sIPv6", pa.array([b"abc"], pa.binary()))
     with pytest.raises(SchemaError, match="field sIPv6: an address of 3 bytes"):
         conform(bad, source="x.parquet")
+
+
+def test_ipv6_words_of_a_blob_column_equal_those_of_16_byte_values():
+    from vlf_dagster.flows.schema import IPV6_TYPE, SchemaError, ipv6_words
+
+    v6 = b"\x20\x01" + b"\0" * 13 + b"\x07"
+    blob = pa.array([None, v6, b"\x01" * 16], pa.binary())
+    got, want = ipv6_words(blob), ipv6_words(blob.cast(IPV6_TYPE))
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert (int(got[0][1]), int(got[1][1])) == (0x2001 << 48, 7)
+    with pytest.raises(SchemaError, match=r"not an IPv6 address column \(an address of 3 bytes"):
+        ipv6_words(pa.array([b"abc"], pa.binary()))

@@ -77,6 +77,14 @@ def _digests(queries: pa.Table, query_words, responses: pa.Table, response_words
     ).to_arrow_table()
 
 
+def _find(keys: np.ndarray, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, found) of each probe in the sorted ``keys`` (index 0 where not found)."""
+    if not len(keys):
+        return np.zeros(len(probes), np.int64), np.zeros(len(probes), bool)
+    at = np.minimum(np.searchsorted(keys, probes), len(keys) - 1)
+    return at, keys[at] == probes
+
+
 def _state_keys(table: pa.Table, wide: bool) -> np.ndarray:
     return _keys(table.column("_hi").to_numpy(), table.column("_lo").to_numpy(), wide)
 
@@ -107,15 +115,11 @@ def _settings(time_delta_ms: int) -> dict[str, str]:
 
 def _write_state(path: Path, digests: pa.Table, out_keys, out_rows, out_matches, output: Path, time_delta_ms: int,
                  wide: bool) -> None:
-    keys = _state_keys(digests, wide)
-    at = np.searchsorted(out_keys, keys)
-    at = np.minimum(at, max(len(out_keys) - 1, 0))
-    found = (out_keys[at] == keys) if len(out_keys) else np.zeros(len(keys), bool)
-    rows = np.where(found, out_rows[at] if len(out_keys) else 0, 0)
-    matches = np.where(found, out_matches[at] if len(out_keys) else 0, 0)
+    at, found = _find(out_keys, _state_keys(digests, wide))
+    rows = np.where(found, out_rows[at], 0) if len(out_keys) else np.zeros(len(found), np.int64)
+    matches = np.where(found, out_matches[at], 0) if len(out_keys) else np.zeros(len(found), np.int64)
     state = digests.append_column("rows", pa.array(rows.astype(np.int64))).append_column("matches", pa.array(matches.astype(np.int64)))
-    meta = {**_settings(time_delta_ms), "output": _fingerprint(output)}
-    write_parquet(state.replace_schema_metadata({k: v for k, v in meta.items()}), path)
+    write_parquet(state.replace_schema_metadata({**_settings(time_delta_ms), "output": _fingerprint(output)}), path)
 
 
 def _read_state(path: Path | None, output: Path, time_delta_ms: int) -> pa.Table | None:
@@ -183,11 +187,9 @@ def match_vlf_flows(
 def _changes(digests: pa.Table, previous: pa.Table, wide: bool) -> tuple[np.ndarray, np.ndarray]:
     """(keys of the sources whose records changed or are new, the previous state's rows of the
     others), by digest."""
-    new_keys, old_keys = _state_keys(digests, wide), _state_keys(previous, wide)
-    at = np.minimum(np.searchsorted(old_keys, new_keys), max(len(old_keys) - 1, 0))
-    same = np.zeros(len(new_keys), bool)
-    if len(old_keys):
-        same = (old_keys[at] == new_keys)
+    new_keys = _state_keys(digests, wide)
+    at, same = _find(_state_keys(previous, wide), new_keys)
+    if previous.num_rows:
         for column in ("records", "digest"):
             same &= previous.column(column).to_numpy()[at] == digests.column(column).to_numpy()
     return new_keys[~same], at[same]
@@ -195,10 +197,7 @@ def _changes(digests: pa.Table, previous: pa.Table, wide: bool) -> tuple[np.ndar
 
 def _of(keys: np.ndarray, words, wide: bool) -> np.ndarray:
     """Which records' addresses (as two words) are among the sorted ``keys``."""
-    mine = _keys(*words, wide)
-    if not len(keys):
-        return np.zeros(len(mine), bool)
-    return keys[np.minimum(np.searchsorted(keys, mine), len(keys) - 1)] == mine
+    return _find(keys, _keys(*words, wide))[1]
 
 
 def _rematch(queries: pa.Table, answers: pa.Table, previous: pa.Table, kept: np.ndarray, out: Path,
@@ -280,8 +279,8 @@ class _FlowCounts:
         """Each IPv4 source's records (0 when the bag has none)."""
         if not len(self.keys):
             return pa.array(np.zeros(len(sources), np.uint32))
-        at = np.minimum(np.searchsorted(self.keys, sources), len(self.keys) - 1)
-        return pa.array(np.where(self.keys[at] == sources, self.records[at], 0)).cast(pa.uint32())  # raises past 2^32 - 1
+        at, found = _find(self.keys, sources)
+        return pa.array(np.where(found, self.records[at], 0)).cast(pa.uint32())  # raises past 2^32 - 1
 
 
 def _categorized(matched: pa.Table, counts: _FlowCounts) -> pa.Table:
