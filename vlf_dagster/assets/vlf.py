@@ -30,7 +30,7 @@ def _of_vlf_sources(store: VlfStore, extracts: str, set_test: str, name: str) ->
     files = store.existing_monthly(extracts)
     sources = IPSet.read(store.window("vlf_fd_set", "set"))
     out = store.window(name)
-    # sorted again: DuckDB does not keep the files' order through the set join
+    # sorted by time: DuckDB does not keep the files' order through the set join
     count = write_filtered(files, FilterSpec(**{set_test: sources}), out)
     return dg.MaterializeResult(metadata={"flows": count, "monthly_files_read": len(files), **parquet_metadata(out)})
 
