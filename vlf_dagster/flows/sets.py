@@ -53,6 +53,11 @@ class IPSet:
         return cls(BitMap(np.asarray(values, dtype=np.uint32)))
 
     @classmethod
+    def from_ipv6_words(cls, hi: np.ndarray, lo: np.ndarray) -> "IPSet":
+        """IPv6 addresses given as their high and low 64-bit words."""
+        return cls(v6=_v6_unique(np.asarray(hi, np.uint64), np.asarray(lo, np.uint64)))
+
+    @classmethod
     def from_strings(cls, texts: Iterable[str]) -> "IPSet":
         """Addresses or CIDR blocks, e.g. ``["10.1.24.7", "10.1.25.0/24", "2001:db8::/126"]``."""
         v4, v6 = BitMap(), []

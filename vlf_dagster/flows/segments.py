@@ -1,0 +1,269 @@
+"""Window artifacts that change by source: a base file, a delta file, and the base rows the delta
+replaces, so that a refresh writes what changed, not the whole window.
+
+A segmented artifact is a directory::
+
+    <name>/manifest.json          which files are current (rewritten atomically, last)
+    <name>/base-<g>.parquet       every row as of the last full write (generation g)
+    <name>/removed-<g>.parquet    base rows (their row numbers) that no longer hold
+    <name>/delta-<g>.parquet      the current rows of every source changed since the base
+    <name>/changes-<g>.parquet    the sources that generation g changed (the change log)
+
+Its rows are ``base minus removed, then delta`` (:meth:`Segmented.relation_sql`).  Every row
+belongs to one source, named by a key of two SQL expressions over the row (an IPv4 number and an
+IPv6 address, NULL for IPv4).  :meth:`Segmented.apply` replaces the rows of some sources: it marks
+their base rows removed and rewrites the small delta with their new rows.  Consumers ask
+:meth:`Segmented.changes_since` which sources changed after the generation they last read, and
+redo only those; ``None`` means everything may have changed (a full write, or a log they fell
+behind).  Files of the previous generation are kept so that a reader (or a catalog view) that
+bound them a moment ago still finds them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import ipv6_words
+from .sets import IPSet
+from .sql import literal
+from .storage import write_parquet, write_text
+from . import duck
+
+MANIFEST = "manifest.json"
+VERSION = 1
+CHANGE_LOG_LENGTH = 96  # generations a consumer may fall behind before it must redo everything
+CHANGES_SCHEMA = pa.schema([("ip", pa.uint64()), ("ipv6", pa.binary())])
+ROW_COLUMN = "row"
+
+
+class SegmentError(ValueError):
+    """A segmented artifact that is missing or unreadable."""
+
+
+@dataclass(frozen=True)
+class SourceKey:
+    """How a row names its source: SQL expressions for its IPv4 number and its IPv6 address
+    (NULL for IPv4), with ``{t}`` standing for the row's table alias."""
+
+    ip: str = "{t}.sIP"
+    ipv6: str = "{t}.sIPv6"
+
+    def joins(self, row: str, key: str) -> str:
+        """Join condition of a row (alias ``row``) with a key table (alias ``key``)."""
+        ip, ipv6 = (e.replace("{t}", row) for e in (self.ip, self.ipv6))
+        return f"{ip} = {key}.ip AND {ipv6} IS NOT DISTINCT FROM {key}.ipv6"
+
+
+SOURCE_IS_SIP = SourceKey("{t}.sIP", "{t}.sIPv6")
+SOURCE_IS_DIP = SourceKey("{t}.dIP", "{t}.dIPv6")
+
+
+def is_segmented(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+@dataclass
+class Segmented:
+    directory: Path
+    key: SourceKey = SOURCE_IS_SIP
+
+    def __post_init__(self):
+        self.directory = Path(self.directory)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def manifest(self) -> dict | None:
+        path = self.directory / MANIFEST
+        try:
+            manifest = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise SegmentError(f"{path}: unreadable manifest ({exc})") from None
+        if manifest.get("version") != VERSION:
+            return None
+        return manifest
+
+    def _manifest(self) -> dict:
+        manifest = self.manifest()
+        if manifest is None:
+            raise SegmentError(f"{self.directory}: no segmented artifact here (no {MANIFEST})")
+        return manifest
+
+    def exists(self) -> bool:
+        return self.manifest() is not None
+
+    @property
+    def generation(self) -> int:
+        return int(self._manifest()["generation"])
+
+    @property
+    def rows(self) -> int:
+        return int(self._manifest()["rows"])
+
+    @property
+    def extra(self) -> dict:
+        return dict(self._manifest().get("extra", {}))
+
+    def _path(self, name: str | None) -> Path | None:
+        return None if name is None else self.directory / name
+
+    def files(self) -> list[Path]:
+        """The Parquet files holding the current rows (base, then delta)."""
+        m = self._manifest()
+        return [p for p in (self._path(m["base"]), self._path(m["delta"])) if p is not None]
+
+    @property
+    def base(self) -> Path:
+        return self._path(self._manifest()["base"])
+
+    def schema(self) -> pa.Schema:
+        return pq.read_schema(self.base).remove_metadata()
+
+    def relation_sql(self, manifest: dict | None = None) -> str:
+        """A query of the artifact's current rows: the base without its removed rows, then the delta."""
+        m = manifest or self._manifest()
+        base, removed, delta = (self._path(m[k]) for k in ("base", "removed", "delta"))
+        if removed is None:
+            sql = f"SELECT * FROM read_parquet({literal(str(base))})"
+        else:
+            sql = (f"SELECT b.* EXCLUDE (file_row_number) FROM read_parquet({literal(str(base))}, file_row_number = true) b "
+                   f"ANTI JOIN read_parquet({literal(str(removed))}) r ON b.file_row_number = r.{ROW_COLUMN}")
+        if delta is not None:
+            sql += f" UNION ALL BY NAME SELECT * FROM read_parquet({literal(str(delta))})"
+        return sql
+
+    def read(self, columns: list[str] | None = None) -> pa.Table:
+        """The current rows as one table (base order, then delta order)."""
+        m = self._manifest()
+        if m["removed"] is None and m["delta"] is None:
+            return pq.read_table(self.base, columns=columns, pre_buffer=False)
+        con = duck.connect()
+        try:
+            select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+            table = con.sql(f"SELECT {select} FROM ({self.relation_sql(m)})").to_arrow_table()
+        finally:
+            con.close()
+        return table.cast(self.schema() if columns is None else pa.schema([self.schema().field(c) for c in columns]))
+
+    def changes_since(self, generation: int | None) -> pa.Table | None:
+        """The sources changed after ``generation`` (ip, ipv6), or None when everything may have:
+        no generation given, a full write since, or a change log that no longer reaches back."""
+        m = self.manifest()
+        if m is None or generation is None or generation > m["generation"]:
+            return None
+        log = {int(e["generation"]): e["keys"] for e in m["changes"]}
+        wanted = range(generation + 1, m["generation"] + 1)
+        if any(g not in log or log[g] is None for g in wanted):
+            return None
+        tables = [pq.read_table(self.directory / log[g]) for g in wanted]
+        if not tables:
+            return CHANGES_SCHEMA.empty_table()
+        con = duck.connect()
+        try:
+            con.register("changes", pa.concat_tables(tables))
+            return con.sql("SELECT DISTINCT ip, ipv6 FROM changes ORDER BY ip, ipv6").to_arrow_table().cast(CHANGES_SCHEMA)
+        finally:
+            con.close()
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def write_full(self, write_base: Callable[[Path], object], extra: dict | None = None) -> dict:
+        """A new base written by ``write_base(path)`` (atomically, to ``path``); no delta, and
+        the change log says: everything."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        previous = self.manifest()
+        g = (previous["generation"] if previous else 0) + 1
+        base = f"base-{g:08d}.parquet"
+        write_base(self.directory / base)
+        rows = pq.ParquetFile(self.directory / base).metadata.num_rows
+        manifest = {"version": VERSION, "generation": g, "base": base, "removed": None, "delta": None,
+                    "rows": rows, "base_rows": rows, "removed_rows": 0, "delta_rows": 0,
+                    "extra": extra or {}, "changes": [{"generation": g, "keys": None}]}
+        return self._publish(manifest, previous)
+
+    def apply(self, changed: pa.Table, added: pa.Table, extra: dict | None = None) -> dict:
+        """Replace the rows of the ``changed`` sources (ip, ipv6) by ``added`` (their new rows,
+        none for a source that left): their base rows are marked removed, and the delta keeps
+        its other rows, then ``added``.  Every added row must belong to a changed source."""
+        m = self._manifest()
+        g = m["generation"] + 1
+        schema = self.schema()
+        changed = changed.select(["ip", "ipv6"]).cast(CHANGES_SCHEMA)
+        con = duck.connect()
+        try:
+            con.register("changed", changed)
+            con.register("added", added)
+            stray = con.sql(f"SELECT count(*) FROM added a ANTI JOIN changed c ON {self.key.joins('a', 'c')}").fetchall()[0][0]
+            if stray:
+                raise SegmentError(f"{self.directory}: {stray} added row(s) of sources not among the changed ones")
+            changed = con.sql("SELECT DISTINCT ip, ipv6 FROM changed ORDER BY ip, ipv6").to_arrow_table().cast(CHANGES_SCHEMA)
+            con.register("changed", changed)
+            base = self._path(m["base"])
+            hit = (f"SELECT b.file_row_number AS {ROW_COLUMN} FROM read_parquet({literal(str(base))}, file_row_number = true) b "
+                   f"SEMI JOIN changed c ON {self.key.joins('b', 'c')}")
+            if m["removed"] is not None:
+                hit += f" UNION SELECT {ROW_COLUMN} FROM read_parquet({literal(str(self._path(m['removed'])))})"
+            removed = con.sql(f"SELECT {ROW_COLUMN}::BIGINT AS {ROW_COLUMN} FROM ({hit}) ORDER BY 1").to_arrow_table()
+            kept = schema.empty_table()
+            if m["delta"] is not None:
+                kept = con.sql(
+                    f"SELECT d.* EXCLUDE (file_row_number) FROM read_parquet({literal(str(self._path(m['delta'])))}, "
+                    f"file_row_number = true) d ANTI JOIN changed c ON {self.key.joins('d', 'c')} ORDER BY d.file_row_number"
+                ).to_arrow_table()
+        finally:
+            con.close()
+        delta = pa.concat_tables([kept.cast(schema), added.select(schema.names).cast(schema)])
+        names = {k: f"{k}-{g:08d}.parquet" for k in ("removed", "delta", "changes")}
+        write_parquet(removed, self.directory / names["removed"])
+        write_parquet(delta, self.directory / names["delta"])
+        write_parquet(changed, self.directory / names["changes"])
+        log = [e for e in m["changes"] if e["generation"] > g - CHANGE_LOG_LENGTH] + [{"generation": g, "keys": names["changes"]}]
+        manifest = {**m, "generation": g, "removed": names["removed"], "delta": names["delta"],
+                    "rows": m["base_rows"] - removed.num_rows + delta.num_rows, "removed_rows": removed.num_rows,
+                    "delta_rows": delta.num_rows, "extra": {**m.get("extra", {}), **(extra or {})}, "changes": log}
+        return self._publish(manifest, m)
+
+    def touch(self, extra: dict | None = None) -> dict:
+        """A new generation with no change (an empty change-log entry), e.g. to record new ``extra``."""
+        return self.apply(CHANGES_SCHEMA.empty_table(), self.schema().empty_table(), extra)
+
+    def _publish(self, manifest: dict, previous: dict | None) -> dict:
+        write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", self.directory / MANIFEST)
+        # keep what this generation and the previous one read: a reader (or a catalog view) that
+        # bound the previous manifest a moment ago still finds its files
+        keep = {e["keys"] for e in manifest["changes"]}
+        for m in (manifest, previous or {}):
+            keep |= {m.get(k) for k in ("base", "removed", "delta")}
+        for path in self.directory.glob("*-*.parquet"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+        return manifest
+
+
+# --- sources as key tables ----------------------------------------------------------------------
+
+
+def keys_of_set(ipset: IPSet) -> pa.Table:
+    """The members of an IP set as a key table (ip, ipv6): IPv4 members with a NULL ipv6, IPv6
+    members with ip 0, as flow records carry them."""
+    v4 = pa.table({"ip": pa.array(ipset.ipv4_array().astype(np.uint64)), "ipv6": pa.nulls(len(ipset.v4), pa.binary())})
+    v6 = pa.table({"ip": pa.array(np.zeros(len(ipset.v6), np.uint64)), "ipv6": ipset.ipv6_array().cast(pa.binary())})
+    return pa.concat_tables([v4.cast(CHANGES_SCHEMA), v6.cast(CHANGES_SCHEMA)])
+
+
+def set_of_keys(keys: pa.Table) -> IPSet:
+    """The sources of a key table as an IP set."""
+    v6_rows = keys.column("ipv6").is_valid().to_numpy(zero_copy_only=False)
+    v4 = IPSet.from_ipv4(keys.column("ip").to_numpy()[~v6_rows].astype(np.uint32))
+    if not v6_rows.any():
+        return v4
+    hi, lo = ipv6_words(keys.column("ipv6").filter(pa.array(v6_rows)))
+    return v4 | IPSet.from_ipv6_words(hi, lo)
