@@ -46,13 +46,16 @@ def _new_landing(data: Path, site) -> tuple[str, str, Path]:
     import pyarrow as pa
 
     from vlf_dagster.flows.schema import conform, int_to_ipv4
-    from vlf_dagster.flows.storage import hour_ms, landing_dir, window_path, write_parquet
+    from vlf_dagster.flows.segments import relation_sql
+    from vlf_dagster.flows.storage import hour_ms, landing_dir, segmented_path, window_path, write_parquet
 
     hour = site.end - timedelta(hours=1)
+    vlf_flows = segmented_path(data, "vlf_flows")  # a study built before segmenting has the plain file
+    vlf_flows = vlf_flows if vlf_flows.is_dir() else window_path(data, "vlf_flows")
     leaving, destination = duckdb.connect().execute(
-        "SELECT b.sIP, any_value(d.dIP) FROM read_parquet(?) b JOIN read_parquet(?) d USING (sIP) "
+        f"SELECT b.sIP, any_value(d.dIP) FROM read_parquet(?) b JOIN ({relation_sql(vlf_flows)}) d USING (sIP) "
         "WHERE b.records = ? GROUP BY b.sIP ORDER BY b.sIP LIMIT 1",
-        [str(window_path(data, "source_flow_bag")), str(window_path(data, "vlf_flows")), site.vlf.max_flows],
+        [str(window_path(data, "source_flow_bag")), site.vlf.max_flows],
     ).fetchone()
     # the first address of 198.51.100.0/24 (TEST-NET-2, never simulated) no earlier run has landed
     newcomer = duckdb.connect().execute(

@@ -19,6 +19,7 @@ from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import archive_files, hour_ms
 from vlf_dagster.resources import GeoIPResource, VlfStore
 from vlf_dagster.runs import materialize_all
+from vlf_dagster.flows.segments import Segmented
 
 H0, H1, H2 = START, START + timedelta(hours=1), START + timedelta(hours=2)
 
@@ -124,7 +125,7 @@ def test_whole_graph_gives_the_planted_vlf_sets(planted, tmp_path):
     assert read("vlf_d_set") == [A, B, D]
     assert read("vlf_fd_set") == [A, B]
     assert read("active_inside_set") == [ip("10.1.24.5")]
-    vlf_flows = pq.read_table(planted / "vlf_flows.parquet")
+    vlf_flows = Segmented(planted / "vlf_flows").read()
     assert sorted(vlf_flows.column("sIP").to_pylist()) == [A, B, B, B]
     hours = {r["sIP"]: r["hours"] for r in pq.read_table(planted / "source_hour_count_bag.parquet").to_pylist()}
     assert hours == {A: 1, B: 3, C: 2, D: 1}
@@ -167,7 +168,7 @@ def test_pipeline_vlf_sets_equal_the_simulator_ground_truth(tmp_path):
     assert got("vlf_f_set") == expected_f
     assert got("vlf_fd_set") == expected_fd
     assert 0.8 * len(truth) < len(expected_fd) < 0.9 * len(truth)  # ~91% VLF-f x ~93% single-destination
-    flows_per_source = pq.read_table(data / "vlf_flows.parquet").to_pandas().groupby("sIP").size()
+    flows_per_source = Segmented(data / "vlf_flows").read().to_pandas().groupby("sIP").size()
     assert flows_per_source.to_dict() == truth.set_index("sIP").loc[sorted(expected_fd), "flows"].to_dict()
 
 

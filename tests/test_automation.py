@@ -20,6 +20,8 @@ from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.site import SiteConfigError, site_from_mapping
 from vlf_dagster.flows.storage import hour_ms, window_path
 from vlf_dagster.runs import AutomationTicks, materialize_all
+from vlf_dagster.flows.segments import Segmented
+from test_match_refresh import categorized, groups
 
 H0, H1, H2 = START, START + timedelta(hours=1), START + timedelta(hours=2)
 HOURS = [h.strftime("%Y-%m-%d-%H:%M") for h in (H0, H1, H2)]
@@ -63,8 +65,12 @@ class Daemon(AutomationTicks):
 
 
 WINDOW_OUTPUTS = [("source_flow_bag", "parquet"), ("source_destination_count_bag", "parquet"),
-                  ("vlf_f_set", "set"), ("vlf_d_set", "set"), ("vlf_fd_set", "set"), ("vlf_flows", "parquet"),
-                  ("vlf_outbound_flows", "parquet"), ("matched_vlf_flows", "parquet"), ("vlf_categories", "parquet")]
+                  ("vlf_f_set", "set"), ("vlf_d_set", "set"), ("vlf_fd_set", "set")]
+SEGMENTED_OUTPUTS = ["vlf_flows", "vlf_outbound_flows"]  # refreshed by source: the same rows, in base + delta
+
+
+def _rows(data, name) -> list[dict]:
+    return sorted(Segmented(data / name).read().to_pylist(), key=lambda r: sorted((k, str(v)) for k, v in r.items()))
 
 
 def _vlf_fd(data) -> IPSet:
@@ -115,10 +121,10 @@ def test_each_stage_follows_by_itself_and_late_data_equals_a_rebuild(live, tmp_p
     assert "vlf_flows" in steps[3][None]
     # E's 11th flow takes it out of VLF-f; F's late first flow brings it in
     assert _vlf_fd(data) == _ips("4.0.0.2", "4.0.0.6", "4.0.0.7")
-    # the matching refresh matched again only the sources with new flows (E's left the set: F's)
+    # the matching refresh matched again only the sources whose flows changed
     event = daemon.instance.get_latest_materialization_event(dg.AssetKey("matched_vlf_flows"))
     refresh = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    assert refresh["incremental"] is True and (refresh["sources_rematched"], refresh["sources"]) == (1, 3)
+    assert refresh["incremental"] is True and refresh["sources_rematched"] == 2  # E (gone) and F (new)
 
     # nothing counted twice: the window equals a rebuild from scratch over the same landing files
     scratch = _site_file(tmp_path / "scratch")
@@ -128,6 +134,13 @@ def test_each_stage_follows_by_itself_and_late_data_equals_a_rebuild(live, tmp_p
         materialize_all(build_definitions(scratch), instance, hours_per_run=3, echo=lambda *_: None)
     for name, ext in WINDOW_OUTPUTS:
         assert filecmp.cmp(window_path(data, name, ext), window_path(scratch, name, ext), shallow=False), name
+    for name in SEGMENTED_OUTPUTS:
+        assert _rows(data, name) == _rows(scratch, name), name
+    # matching: the same groups (ids are labels; a refresh numbers new groups above the old ones)
+    assert groups(Segmented(data / "matched_vlf_flows").read()) == groups(Segmented(scratch / "matched_vlf_flows").read())
+    assert categorized(Segmented(data / "vlf_categories").read()) == categorized(Segmented(scratch / "vlf_categories").read())
+    for name in [*SEGMENTED_OUTPUTS, "matched_vlf_flows", "vlf_categories"]:  # the late hours were a refresh
+        assert Segmented(data / name).manifest()["delta"] is not None, name
     tables = sorted(p.relative_to(data) for p in data.glob("reports/*/*/*.csv"))
     assert len(tables) > 20
     for table in tables:

@@ -15,6 +15,7 @@ from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.site import site_from_mapping
 from vlf_dagster.flows.storage import archive_files, hour_ms, hours_between
 from vlf_dagster.runs import materialize_all
+from vlf_dagster.flows.segments import Segmented
 
 APRIL = datetime(2006, 4, 30, 22, tzinfo=timezone.utc)
 MAY = datetime(2006, 5, 1, 1, tzinfo=timezone.utc)
@@ -50,12 +51,15 @@ def test_extracts_give_the_archives_vlf_flows_and_answers_across_months(tmp_path
     assert sorted(vlf_fd.ipv4_array().tolist()) == [ip("4.0.0.1"), ip("4.0.0.4")]  # X and Z; not H, not Y
     hours = hours_between(site.start, site.window_end())
     from_archive = filter_files(archive_files(data, hours, list(INBOUND_TYPES)), FilterSpec(sipset=vlf_fd))
-    assert _sorted(pq.read_table(data / "vlf_flows.parquet")) == _sorted(from_archive)
-    for name in ("vlf_flows", "vlf_outbound_flows"):  # in time order across the months
-        times = pq.read_table(data / f"{name}.parquet").column("sTime").to_pylist()
-        assert times == sorted(times) and len(times) >= 2, name
+    assert _sorted(Segmented(data / "vlf_flows").read()) == _sorted(from_archive)
+    for name in ("vlf_flows", "vlf_outbound_flows"):  # base and delta each in time order across the months
+        segments = Segmented(data / name)
+        assert segments.rows >= 2, name
+        for path in segments.files():
+            times = pq.read_table(path).column("sTime").to_pylist()
+            assert times == sorted(times), name
     answers = filter_files(archive_files(data, hours, list(OUTBOUND_TYPES)), FilterSpec(dipset=vlf_fd))
-    outbound = _sorted(pq.read_table(data / "vlf_outbound_flows.parquet"))
+    outbound = _sorted(Segmented(data / "vlf_outbound_flows").read())
     assert outbound == _sorted(answers)
     assert ip("4.0.0.1") in [r["dIP"] for r in outbound]  # X's answer in May, when X sent nothing
     # the extracts hold no heavy source of their month, and Y's flows in both months

@@ -1,4 +1,5 @@
-"""The study's matching refreshed source by source equals a full rwmatch run, byte for byte."""
+"""The study's matching and categories refreshed source by source equal a full run: the same
+groups of records, the same categories (ids are labels: a refresh numbers new groups above the old)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 
 from conftest import flows
 from vlf_dagster.analysis import matching
-from vlf_dagster.flows.match import match_ids
+from vlf_dagster.analysis.extraction import extract_by_set
+from vlf_dagster.flows.match import MAX_MATCH_ID, match_ids
+from vlf_dagster.flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import write_parquet
 
@@ -53,29 +56,86 @@ def _site_flows(rng, sources, per_source: int = 3, serial0: int = 0, v6: bool = 
     return queries, answers
 
 
-def _run(tmp_path, name, queries, answers, state=None, delta=2000):
-    q_path, r_path = tmp_path / f"{name}_q.parquet", tmp_path / f"{name}_r.parquet"
-    write_parquet(flows(queries), q_path)
-    write_parquet(flows(answers) if answers else flows(queries).slice(0, 0), r_path)
-    sources = IPSet.from_flow_column(pq.read_table(q_path), "sIP")
-    out = tmp_path / f"{name}_matched.parquet"
-    return matching.match_vlf_flows(q_path, [r_path], sources, out, time_delta_ms=delta, state=state), out
+class _Site:
+    """The matching's inputs as the window keeps them: queries and answers extracted by set from
+    one month file each, refreshed by source, then matched and categorized."""
+
+    def __init__(self, root, delta=2000):
+        self.root, self.delta = root, delta
+        root.mkdir(parents=True, exist_ok=True)
+
+    def run(self, queries, answers):
+        write_parquet(flows(queries), self.root / "q" / "month=2007-04.parquet")
+        write_parquet(flows(answers) if answers else flows(queries).slice(0, 0), self.root / "r" / "month=2007-04.parquet")
+        sources = IPSet.from_flow_column(flows(queries), "sIP")
+        for side, key in (("q", SOURCE_IS_SIP), ("r", SOURCE_IS_DIP)):
+            extract_by_set([self.root / side / "month=2007-04.parquet"], sources, Segmented(self.root / f"{side}_seg", key),
+                           self.root / f"{side}_state")
+        refresh = matching.match_vlf_flows(self.root / "q_seg", self.root / "r_seg", self.root / "matched",
+                                           time_delta_ms=self.delta, state=self.root / "m_state")
+        bag = self.root / "bag.parquet"  # what categorize reads of source_flow_bag
+        table = flows(queries)
+        words = [bytes(v) if v is not None else None for v in table.column("sIPv6").to_pylist()]
+        counts: dict = {}
+        for sip, v6 in zip(table.column("sIP").to_pylist(), words):
+            counts[(sip, v6)] = counts.get((sip, v6), 0) + 1
+        pq.write_table(pa.table({"sIP": pa.array([k[0] for k in counts], pa.uint32()),
+                                 "sIPv6": pa.array([k[1] for k in counts], pa.binary(16)),
+                                 "records": pa.array(list(counts.values()), pa.uint64())}), bag)
+        categories = matching.write_categories(self.root / "matched", bag, self.root / "categories",
+                                               state=self.root / "c_state")
+        return refresh, categories
+
+    def matched(self) -> pa.Table:
+        return Segmented(self.root / "matched").read()
+
+    def categories(self) -> pa.Table:
+        return Segmented(self.root / "categories").read()
 
 
-def _assert_same_as_full(tmp_path, queries, answers, state, delta=2000):
-    live, live_out = _run(tmp_path, "live", queries, answers, state=state, delta=delta)
-    full, full_out = _run(tmp_path, "full", queries, answers, delta=delta)
-    assert live.records == full.records == pq.read_table(full_out).num_rows
-    assert live_out.read_bytes() == full_out.read_bytes()
+def _record(row: dict) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in row.items() if k not in ("nhIP", "nhIPv6", "match_id")))
+
+
+def groups(matched: pa.Table) -> list:
+    """The matched output with ids as labels only: each group's records (with their side), and
+    each unmatched query alone."""
+    ids, is_response = match_ids(matched)
+    by_id: dict = {}
+    out = []
+    for row, i, r in zip(matched.to_pylist(), ids.tolist(), is_response.tolist()):
+        if i == 0:
+            out.append(((False, _record(row)),))
+        else:
+            by_id.setdefault(i, []).append((r, _record(row)))
+    return sorted(out + [tuple(sorted(g)) for g in by_id.values()])
+
+
+def categorized(categories: pa.Table) -> list:
+    return sorted((_record(row), row["match_id"] > 0) for row in categories.to_pylist())
+
+
+def _assert_same_as_full(tmp_path, site: _Site, queries, answers):
+    live, live_categories = site.run(queries, answers)
+    full_site = _Site(tmp_path / f"full{np.random.randint(1 << 30)}", site.delta)
+    full, full_categories = full_site.run(queries, answers)
+    assert not full.incremental and not full_categories.incremental
+    assert live.records == full.records == site.matched().num_rows == full_site.matched().num_rows
+    assert groups(site.matched()) == groups(full_site.matched())
+    assert categorized(site.categories()) == categorized(full_site.categories())
+    assert live_categories.rows == len(queries)
+    ids = match_ids(site.matched())[0]
+    matched_ids = ids[ids > 0]
+    assert len(np.unique(matched_ids)) == len(groups(site.matched())) - int((ids == 0).sum())  # ids tell groups apart
     return live
 
 
 def test_refresh_rematches_only_changed_sources_and_equals_a_full_run(tmp_path):
     rng = np.random.default_rng(11)
-    state = tmp_path / "state.parquet"
+    site = _Site(tmp_path / "live")
     queries, answers = _site_flows(rng, range(1, 120))
-    first = _assert_same_as_full(tmp_path, queries, answers, state)
-    assert not first.incremental and first.rematched == first.sources
+    first = _assert_same_as_full(tmp_path, site, queries, answers)
+    assert not first.incremental and first.rematched is None
 
     # new flows for a few sources already seen, two new sources, an answer to an old query
     more_q, more_a = _site_flows(rng, [5, 34, 77, 200, 201], serial0=10_000)
@@ -83,43 +143,58 @@ def test_refresh_rematches_only_changed_sources_and_equals_a_full_run(tmp_path):
                         protocol=queries[3]["protocol"], sTime=queries[3]["sTime"] + 100, duration=1, bytes=99_999))
     queries += more_q
     answers += more_a
-    second = _assert_same_as_full(tmp_path, queries, answers, state)
+    second = _assert_same_as_full(tmp_path, site, queries, answers)
     assert second.incremental
-    assert 0 < second.rematched <= 7 < second.sources
-    ids = match_ids(pq.read_table(tmp_path / "live_matched.parquet"))[0]
-    assert ids.max() == len(np.unique(ids[ids > 0]))  # ids stay dense after the shift
+    assert 0 < second.rematched <= 7
 
     # a source loses its flows (it left the VLF set), a record changes one field, nothing else
     gone = queries[10]["sIP"]
     queries = [q for q in queries if q["sIP"] != gone]
     answers = [a for a in answers if a["dIP"] != gone]
     queries[20] = {**queries[20], "packets": 7}
-    third = _assert_same_as_full(tmp_path, queries, answers, state)
-    assert third.incremental and third.rematched == 1  # the changed record's source; the gone one has nothing to match
+    third = _assert_same_as_full(tmp_path, site, queries, answers)
+    assert third.incremental and third.rematched == 2  # the gone source and the changed record's
+
+    # nothing changed: nothing matched again
+    idle, idle_categories = site.run(queries, answers)
+    assert (idle.incremental, idle.rematched, idle_categories.recategorized) == (True, 0, 0)
 
 
-def test_a_state_that_does_not_describe_the_output_means_a_full_run(tmp_path):
+def test_other_settings_or_a_lost_state_mean_a_full_run(tmp_path):
     rng = np.random.default_rng(5)
-    state = tmp_path / "state.parquet"
+    site = _Site(tmp_path / "live")
     queries, answers = _site_flows(rng, range(1, 40))
-    _assert_same_as_full(tmp_path, queries, answers, state)
-    # another match delta: every match may differ
-    other = _assert_same_as_full(tmp_path, queries, answers, state, delta=0)
-    assert not other.incremental
-    # the output rewritten behind the state's back
-    again = _assert_same_as_full(tmp_path, queries, answers, state, delta=0)
-    assert again.incremental and again.rematched == 0
-    write_parquet(pq.read_table(tmp_path / "live_matched.parquet").slice(0, 5), tmp_path / "live_matched.parquet")
-    assert not _assert_same_as_full(tmp_path, queries, answers, state, delta=0).incremental
+    _assert_same_as_full(tmp_path, site, queries, answers)
+    site.delta = 0  # another match delta: every match may differ
+    assert not _assert_same_as_full(tmp_path, site, queries, answers).incremental
+    assert _assert_same_as_full(tmp_path, site, queries, answers).incremental
+    (site.root / "m_state" / "state.json").unlink()
+    assert not _assert_same_as_full(tmp_path, site, queries, answers).incremental
+
+
+def test_ids_that_would_run_out_are_numbered_again(tmp_path, monkeypatch):
+    rng = np.random.default_rng(8)
+    site = _Site(tmp_path / "live")
+    queries, answers = _site_flows(rng, range(1, 30))
+    _assert_same_as_full(tmp_path, site, queries, answers)
+    target = Segmented(site.root / "matched")
+    target.touch(extra={"next_id": MAX_MATCH_ID - 1})  # as if ids had been given for years
+    state = site.root / "m_state" / "state.json"
+    import json
+    kept = json.loads(state.read_text())
+    kept["target"] = target.generation
+    state.write_text(json.dumps(kept))
+    more_q, more_a = _site_flows(rng, [3, 4, 5, 6], serial0=9_000)
+    refresh = _assert_same_as_full(tmp_path, site, queries + more_q, answers + more_a)
+    assert not refresh.incremental and match_ids(site.matched())[0].max() < 100
 
 
 @pytest.mark.parametrize("seed, v6", [(1, True), (2, True), (3, False), (4, False)])
-def test_random_edit_sequences_equal_full_runs(tmp_path, monkeypatch, seed, v6):
-    monkeypatch.setattr(matching, "ROW_GROUP_ROWS", 5)  # the previous output read back in many small batches
+def test_random_edit_sequences_equal_full_runs(tmp_path, seed, v6):
     rng = np.random.default_rng(seed)
-    state = tmp_path / "state.parquet"
+    site = _Site(tmp_path / "live")
     queries, answers = _site_flows(rng, range(1, 60), per_source=4, v6=v6)
-    _assert_same_as_full(tmp_path, queries, answers, state)
+    _assert_same_as_full(tmp_path, site, queries, answers)
     serial = 50_000
     for step in range(4):
         touched = rng.choice(np.arange(1, 90), size=6, replace=False).tolist()
@@ -128,26 +203,22 @@ def test_random_edit_sequences_equal_full_runs(tmp_path, monkeypatch, seed, v6):
         drop = set(rng.choice(len(queries), size=3, replace=False).tolist())
         queries = [q for k, q in enumerate(queries) if k not in drop] + more_q
         answers = answers + more_a
-        result = _assert_same_as_full(tmp_path, queries, answers, state)
+        result = _assert_same_as_full(tmp_path, site, queries, answers)
         assert result.incremental, step
 
 
-def test_categories_written_row_group_by_row_group_equal_categorizing_the_whole(tmp_path, monkeypatch):
-    from vlf_dagster.analysis import matching as matching_mod
+def test_categories_streamed_row_group_by_row_group_equal_categorizing_the_whole(tmp_path, monkeypatch):
     from vlf_dagster.flows import storage
 
     rng = np.random.default_rng(3)
-    queries, answers = _site_flows(rng, range(1, 80), v6=False)
-    _, matched = _run(tmp_path, "full", queries, answers)
+    queries, answers = _site_flows(rng, range(1, 80), v6=True)
     monkeypatch.setattr(storage, "ROW_GROUP_ROWS", 7)  # many row groups and batches
-    monkeypatch.setattr(matching_mod, "ROW_GROUP_ROWS", 7)
-    bag = tmp_path / "bag.parquet"  # what categorize reads of source_flow_bag
-    sources, records = np.unique(flows(queries).column("sIP").to_numpy(), return_counts=True)
-    pq.write_table(pa.table({"sIP": pa.array(sources, pa.uint32()), "sIPv6": pa.nulls(len(sources), pa.binary(16)),
-                             "records": pa.array(records.astype(np.uint64))}), bag)
-    rows = matching.write_categories(matched, bag, tmp_path / "streamed.parquet")
-    whole = matching.categorize(pq.read_table(matched, columns=list(matching.CATEGORY_INPUTS)), bag)
-    assert rows == whole.num_rows == len(queries)
-    assert pq.read_table(tmp_path / "streamed.parquet").equals(whole)
-    assert pq.ParquetFile(tmp_path / "streamed.parquet").metadata.num_row_groups == -(-rows // 7)
-    assert set(whole.column("source_flows").to_pylist()) == {1, 2, 3}  # every source found in the bag
+    monkeypatch.setattr(matching, "ROW_GROUP_ROWS", 7)
+    site = _Site(tmp_path / "live")
+    site.run(queries, answers)
+    whole = matching.categorize(site.matched().select(list(matching.CATEGORY_INPUTS)), site.root / "bag.parquet")
+    streamed = site.categories()
+    assert streamed.num_rows == whole.num_rows == len(queries)
+    assert categorized(streamed) == categorized(whole)
+    assert set(whole.column("source_flows").to_pylist()) <= {1, 2, 3} and 0 not in whole.column("source_flows").to_pylist()
+    assert whole.column("sIPv6").null_count < whole.num_rows  # the IPv6 sources keep their address and count

@@ -15,6 +15,7 @@ from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.site import load_site
 from vlf_dagster.runs import materialize_all
 from vlf_dagster.simulate import SimulationConfig, simulate
+from vlf_dagster.flows.segments import Segmented
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +48,6 @@ set -euo pipefail
         assert IPSet.read(tmp_path / mine) == IPSet.read(data / f"{asset}.set"), mine
     assert len(IPSet.read(tmp_path / "vlf-fd.set")) > 1000
     ours = pq.read_table(tmp_path / "vlf-flows.parquet").sort_by([("sTime", "ascending"), ("sIP", "ascending")])
-    theirs = pq.read_table(data / "vlf_flows.parquet").sort_by([("sTime", "ascending"), ("sIP", "ascending")])
+    theirs = Segmented(data / "vlf_flows").read().sort_by([("sTime", "ascending"), ("sIP", "ascending")])
     assert ours.num_rows == theirs.num_rows
     assert ours.column("sIP").equals(theirs.column("sIP")) and ours.column("sTime").equals(theirs.column("sTime"))

@@ -115,3 +115,13 @@ def test_sets_and_key_tables_convert_both_ways():
         sorted([(0x0A000001, None), (0x0A000003, None), (0, V6)], key=str)
     assert set_of_keys(table) == ipset
     assert len(set_of_keys(keys())) == 0
+
+
+def test_ipv6_members_keep_their_bytes_through_set_algebra():
+    from vlf_dagster.flows.segments import keys_of_set
+    from vlf_dagster.flows.sets import IPSet
+
+    a, b = IPSet.from_strings(["2001:db8::7"]), IPSet.from_strings(["2001:db8::8"])
+    for combined in (a | b, (a | b) & a, a ^ b):
+        assert V6 in keys_of_set(combined).column("ipv6").to_pylist()
+        assert V6 in [bytes(x) for x in combined.ipv6_array().to_pylist()]

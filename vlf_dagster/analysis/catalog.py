@@ -24,6 +24,7 @@ from ..flows import duck
 from ..flows.flowtypes import FLOWTYPES
 from ..flows.sets import IPSet
 from ..flows.sql import ident, literal, literal_list
+from ..flows.segments import Segmented, is_segmented
 from ..flows.storage import atomic_path, write_parquet
 
 CATALOG_FILE = "catalog.duckdb"
@@ -44,6 +45,7 @@ class Source:
     pattern: str
     description: str
     partition_column: str = ""  # SQL that derives the partition from ``filename``
+    segmented: bool = False  # a directory kept by flows/segments.py (base, removed rows, delta)
 
 
 SOURCES: tuple[Source, ...] = (
@@ -68,12 +70,12 @@ SOURCES: tuple[Source, ...] = (
            "Hours in which each outside source was active over the window."),
     Source("source_destination_count_bag", "source_destination_count_bag.parquet",
            "Distinct inside destinations per outside source over the window."),
-    Source("vlf_flows", "vlf_flows.parquet", "Every inbound flow of the VLF-fd sources."),
-    Source("vlf_outbound_flows", "vlf_outbound_flows.parquet", "Every outbound flow to the VLF-fd sources."),
-    Source("matched_vlf_flows", "matched_vlf_flows.parquet",
-           "VLF flows and the outbound flows answering them, with rwmatch ids in nhIP."),
-    Source("vlf_categories", "vlf_categories.parquet",
-           "Each VLF flow's category: unmatched/matched TCP or UDP, ICMP, other."),
+    Source("vlf_flows", "vlf_flows", "Every inbound flow of the VLF-fd sources.", segmented=True),
+    Source("vlf_outbound_flows", "vlf_outbound_flows", "Every outbound flow to the VLF-fd sources.", segmented=True),
+    Source("matched_vlf_flows", "matched_vlf_flows",
+           "VLF flows and the outbound flows answering them, with rwmatch ids in nhIP.", segmented=True),
+    Source("vlf_categories", "vlf_categories",
+           "Each VLF flow's category: unmatched/matched TCP or UDP, ICMP, other.", segmented=True),
 )
 
 SETS: tuple[tuple[str, str], ...] = (
@@ -118,6 +120,8 @@ def _flowtype_case() -> str:
 def _view_sql(source: Source, base: Path) -> str:
     # Every file of a source is written by one function with one schema: no union_by_name, which
     # would read all ~80,000 archive footers whenever the view is bound (at refresh and per query).
+    if source.segmented:
+        return Segmented(base / source.pattern).relation_sql()
     files = literal(str(base / source.pattern))
     if source.name == "flows":
         return f"SELECT *, {_flowtype_case()} FROM read_parquet({files})"
@@ -205,12 +209,12 @@ def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSu
                 con.execute(statement)
             counts = _RowCounts(base)
             for source in SOURCES:
-                files = sorted(glob.glob(str(base / source.pattern)))
-                if not files:
+                files = [] if source.segmented else sorted(glob.glob(str(base / source.pattern)))
+                if not (is_segmented(base / source.pattern) if source.segmented else files):
                     missing.append(source.name)
                     continue
                 con.execute(f"CREATE VIEW {ident(source.name)} AS {_view_sql(source, base)}")
-                objects[source.name] = counts.rows(con, files)
+                objects[source.name] = Segmented(base / source.pattern).rows if source.segmented else counts.rows(con, files)
                 entries.append((source.name, "view", source.description, str(base / source.pattern)))
             sets, found = _sets_table(base)
             con.register("sets_arrow", sets)

@@ -38,7 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FixedLocator, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 
-from ..flows.sql import literal_list
+from ..flows.segments import relation_sql
 from ..flows.storage import atomic_path
 from ..flows import duck
 
@@ -70,7 +70,7 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, source: Source) -> bool
     paths = [source] if isinstance(source, (str, Path)) else list(source)
     if not paths:
         return False
-    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({literal_list(paths)}, union_by_name = true)")
+    con.execute(f"CREATE VIEW {name} AS {relation_sql(paths)}")
     return True
 
 

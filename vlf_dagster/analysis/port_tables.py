@@ -42,7 +42,7 @@ from ..flows.flags import flag_strings
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.schema import FLOW_SCHEMA, PROTO_ICMP, PROTO_TCP, PROTO_UDP
 from ..flows.sets import IPSet
-from ..flows.sql import literal_list
+from ..flows.segments import is_segmented, relation_sql
 from .matching import CATEGORIES
 from ..flows import duck
 
@@ -55,7 +55,7 @@ CATEGORY_SCHEMA = pa.schema(
         ("sIP", pa.uint32()), ("dIP", pa.uint32()), ("sPort", pa.uint16()), ("dPort", pa.uint16()),
         ("protocol", pa.uint8()), ("packets", pa.uint64()), ("bytes", pa.uint64()), ("flags", pa.uint8()),
         ("sTime", pa.int64()), ("duration", pa.uint32()), ("match_id", pa.uint32()),
-        ("category", pa.string()), ("source_flows", pa.uint32()),
+        ("category", pa.string()), ("source_flows", pa.uint32()), ("sIPv6", pa.binary()),
     ]
 )
 
@@ -83,10 +83,10 @@ def _connect(source: Source, *, empty: pa.Schema = CATEGORY_SCHEMA, name: str = 
     if not paths:
         con.register(name, empty.empty_table())
         return con
-    missing = [str(p) for p in paths if not Path(p).is_file()]
+    missing = [str(p) for p in paths if not (Path(p).is_file() or is_segmented(p))]
     if missing:
         raise PortTableError(f"no such Parquet file: {missing[0]}")
-    con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({literal_list(paths)}, union_by_name = true)")
+    con.execute(f"CREATE VIEW {name} AS {relation_sql(paths)}")
     return con
 
 

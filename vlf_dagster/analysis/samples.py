@@ -29,6 +29,7 @@ from ..flows.cut import format_records
 from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG
 from ..flows.schema import FIELD_NAMES, FLOW_SCHEMA, PROTO_TCP, PROTO_UDP, conform
 from ..flows.sql import ident, literal_list
+from ..flows.segments import Segmented, is_segmented, relation_sql
 from ..flows import duck
 
 Source = Union[pa.Table, pd.DataFrame, str, Path, Sequence[Union[str, Path]]]
@@ -63,7 +64,9 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, source: Source, *, row_
         paths = [source] if isinstance(source, (str, Path)) else list(source)
         if not paths:
             return set()
-        if row_numbers:  # files in the order given, rows in file order
+        if len(paths) == 1 and is_segmented(paths[0]):
+            con.execute(f"CREATE VIEW {name} AS {Segmented(Path(paths[0])).relation_sql(row_numbers=row_numbers)}")
+        elif row_numbers:  # files in the order given, rows in file order
             parts = " UNION ALL BY NAME ".join(
                 f"SELECT * EXCLUDE (file_row_number), ({i}::BIGINT << 40) + file_row_number AS _row "
                 f"FROM read_parquet({literal_list([p])}, file_row_number = true)"
@@ -71,7 +74,7 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, source: Source, *, row_
             )
             con.execute(f"CREATE VIEW {name} AS {parts}")
         else:
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({literal_list(paths)}, union_by_name = true)")
+            con.execute(f"CREATE VIEW {name} AS {relation_sql(paths)}")
     return {row[0] for row in con.sql(f"DESCRIBE {name}").fetchall()}
 
 

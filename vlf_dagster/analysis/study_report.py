@@ -19,7 +19,7 @@ import pandas as pd
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.sets import IPSet
 from ..flows.site import Site
-from ..flows.storage import archive_files, hours_between, monthly_path, window_path
+from ..flows.storage import archive_files, hours_between, monthly_path, segmented_path, window_path
 from . import figures as fig
 from . import port_tables as pt
 from . import registries, samples
@@ -40,6 +40,9 @@ class StudyInputs:
 
     def window(self, name: str, ext: str = "parquet") -> Path:
         return window_path(self.data_dir, name, ext)
+
+    def segmented(self, name: str) -> Path:
+        return segmented_path(self.data_dir, name)
 
     @cached_property
     def hours(self):
@@ -66,11 +69,11 @@ class StudyInputs:
     # part loads the 23 M categorized flows or the 30 M matched records whole.
     @property
     def categories(self) -> Path:
-        return self.window("vlf_categories")
+        return self.segmented("vlf_categories")
 
     @property
     def matched(self) -> Path:
-        return self.window("matched_vlf_flows")
+        return self.segmented("matched_vlf_flows")
 
     @cached_property
     def active_inside(self) -> IPSet:
@@ -199,7 +202,7 @@ def _timelines(inputs: StudyInputs) -> list[Piece]:
     pieces = []
     for protocol, label, category in ((6, "TCP", "unmatched TCP"), (17, "UDP", "unmatched UDP")):
         ports = _top_ports(inputs, category, 10)
-        path = fig.port_timeline(inputs.window("vlf_categories"), ports, inputs.figure(f"timeline_{label.lower()}"),
+        path = fig.port_timeline(inputs.categories, ports, inputs.figure(f"timeline_{label.lower()}"),
                                  protocol=protocol, category=category, title=f"Unmatched {label}: top 10 ports over time")
         pieces.append(Piece(f"When did they happen? Unmatched {label}, top 10 ports", figure=path))
     return pieces
@@ -217,7 +220,7 @@ def _direction_plots(inputs: StudyInputs) -> list[Piece]:
 
 def _near_matches(inputs: StudyInputs) -> list[Piece]:
     # a near match answers a VLF source: vlf_outbound_flows holds every outbound flow to one
-    text = samples.near_matches_text(inputs.window("vlf_flows"), [inputs.window("vlf_outbound_flows")],
+    text = samples.near_matches_text(inputs.segmented("vlf_flows"), inputs.segmented("vlf_outbound_flows"),
                                      time_delta_ms=inputs.site.vlf.match_delta_ms)
     return [Piece("Near matches: answers whose ports do not mirror the query", text=text or "(none found)")]
 

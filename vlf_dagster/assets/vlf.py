@@ -4,13 +4,15 @@
 import dagster as dg
 
 from ..analysis import consistency, vlf
+from ..analysis.extraction import extract_by_set
 from ..flows.bags import coverset
 from ..flows.filter import FilterSpec, write_filtered
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
+from ..flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey
 from ..flows.sets import IPSet
 from ..flows.storage import hours_between
 from ..resources import VlfStore
-from .metadata import FLOW_COLUMNS, parquet_metadata
+from .metadata import FLOW_COLUMNS
 from .automation import CHECK_CONDITION
 from .clock import asset, multi_asset
 from .partitions import StudyPartitions
@@ -25,14 +27,16 @@ def _set_result(ipset: IPSet, path, **extra) -> dg.MaterializeResult:
     )
 
 
-def _of_vlf_sources(store: VlfStore, extracts: str, set_test: str, name: str) -> dg.MaterializeResult:
-    """The flows of the monthly ``extracts`` that pass ``set_test`` (sipset or dipset) with VLF-fd."""
+def _of_vlf_sources(store: VlfStore, extracts: str, key: SourceKey, name: str) -> dg.MaterializeResult:
+    """The rows of the monthly ``extracts`` whose source (``key``) is in VLF-fd, refreshed by source."""
     files = store.existing_monthly(extracts)
     sources = IPSet.read(store.window("vlf_fd_set", "set"))
-    out = store.window(name)
-    # sorted by time: DuckDB does not keep the files' order through the set join
-    count = write_filtered(files, FilterSpec(**{set_test: sources}), out)
-    return dg.MaterializeResult(metadata={"flows": count, "monthly_files_read": len(files), **parquet_metadata(out)})
+    target = Segmented(store.segmented(name), key)
+    refresh = extract_by_set(files, sources, target, store.state_dir(name))
+    return dg.MaterializeResult(metadata={
+        "flows": refresh.rows, "dagster/row_count": refresh.rows, "sources_changed": refresh.sources_changed,
+        "monthly_files_digested": refresh.months_read, "incremental": refresh.incremental,
+        "generation": target.generation, "path": dg.MetadataValue.path(str(target.directory))})
 
 
 def build(parts: StudyPartitions) -> list:
@@ -100,16 +104,17 @@ def build(parts: StudyPartitions) -> list:
     @asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, LOW_FREQUENCY_FLOWS], metadata=FLOW_COLUMNS,
            description="Every inbound flow of the VLF-fd sources, extracted by set membership (rwfilter "
            "--sipset=VLF-fd.set) from the months' low-frequency flows, which hold all of them: the window "
-           "never rescans the archive.")
+           "never rescans the archive. Kept segmented (data/vlf_flows/: base, removed rows, delta): a refresh "
+           "extracts again only the sources that entered or left VLF-fd or whose flows changed in a changed month.")
     def vlf_flows(store: VlfStore) -> dg.MaterializeResult:
-        return _of_vlf_sources(store, LOW_FREQUENCY_FLOWS, "sipset", "vlf_flows")  # rwfilter --sipset
+        return _of_vlf_sources(store, LOW_FREQUENCY_FLOWS, SOURCE_IS_SIP, "vlf_flows")  # rwfilter --sipset
 
     @asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, LOW_FREQUENCY_ANSWERS], metadata=FLOW_COLUMNS,
            description="Every outbound flow to a VLF-fd source (rwfilter --type=out,outweb,outicmp "
            "--dipset=VLF-fd.set), from the months' possible answers: what matching and the near-match "
-           "search read.")
+           "search read. Segmented and refreshed by source like vlf_flows.")
     def vlf_outbound_flows(store: VlfStore) -> dg.MaterializeResult:
-        return _of_vlf_sources(store, LOW_FREQUENCY_ANSWERS, "dipset", "vlf_outbound_flows")  # rwfilter --dipset
+        return _of_vlf_sources(store, LOW_FREQUENCY_ANSWERS, SOURCE_IS_DIP, "vlf_outbound_flows")  # rwfilter --dipset
 
     @dg.asset_check(asset=vlf_fd_set, name="vlf_fd_is_f_and_d", blocking=True, automation_condition=CHECK_CONDITION,
                     description="VLF-fd holds exactly the sources in both VLF-f and VLF-d.")
@@ -122,7 +127,7 @@ def build(parts: StudyPartitions) -> list:
                     description="The extracted VLF flows are the flows source_flow_bag counts for the VLF-fd "
                     "sources, and no other source's.")
     def vlf_flows_match_the_bag(store: VlfStore) -> dg.AssetCheckResult:
-        verdict = consistency.vlf_flows_match_bag(store.window("vlf_flows"), store.window("source_flow_bag"),
+        verdict = consistency.vlf_flows_match_bag(store.segmented("vlf_flows"), store.window("source_flow_bag"),
                                                   IPSet.read(store.window("vlf_fd_set", "set")))
         return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
 

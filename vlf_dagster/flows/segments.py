@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from .schema import ipv6_words
 from .sets import IPSet
-from .sql import literal
+from .sql import literal, literal_list
 from .storage import write_parquet, write_text
 from . import duck
 
@@ -67,6 +67,17 @@ SOURCE_IS_DIP = SourceKey("{t}.dIP", "{t}.dIPv6")
 
 def is_segmented(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
+
+
+def relation_sql(source: str | Path | Sequence[str | Path], *, union_by_name: bool = True) -> str:
+    """A query of a table source: a segmented artifact (its directory), or Parquet file(s)."""
+    paths = [source] if isinstance(source, (str, Path)) else list(source)
+    if len(paths) == 1 and is_segmented(paths[0]):
+        return Segmented(Path(paths[0])).relation_sql()
+    if any(is_segmented(p) for p in paths):
+        return " UNION ALL BY NAME ".join(f"SELECT * FROM ({relation_sql(p)})" for p in paths)
+    options = ", union_by_name = true" if union_by_name else ""
+    return f"SELECT * FROM read_parquet({literal_list([str(p) for p in paths])}{options})"
 
 
 @dataclass
@@ -127,17 +138,19 @@ class Segmented:
     def schema(self) -> pa.Schema:
         return pq.read_schema(self.base).remove_metadata()
 
-    def relation_sql(self, manifest: dict | None = None) -> str:
-        """A query of the artifact's current rows: the base without its removed rows, then the delta."""
+    def relation_sql(self, manifest: dict | None = None, *, row_numbers: bool = False) -> str:
+        """A query of the artifact's current rows: the base without its removed rows, then the
+        delta.  With ``row_numbers``, each row gets a stable ``_row`` (its file and position)."""
         m = manifest or self._manifest()
         base, removed, delta = (self._path(m[k]) for k in ("base", "removed", "delta"))
-        if removed is None:
-            sql = f"SELECT * FROM read_parquet({literal(str(base))})"
-        else:
-            sql = (f"SELECT b.* EXCLUDE (file_row_number) FROM read_parquet({literal(str(base))}, file_row_number = true) b "
-                   f"ANTI JOIN read_parquet({literal(str(removed))}) r ON b.file_row_number = r.{ROW_COLUMN}")
+        number = lambda i, alias: f", ({i}::BIGINT << 40) + {alias}.file_row_number AS _row" if row_numbers else ""  # noqa: E731
+        sql = (f"SELECT b.* EXCLUDE (file_row_number){number(0, 'b')} "
+               f"FROM read_parquet({literal(str(base))}, file_row_number = true) b")
+        if removed is not None:
+            sql += f" ANTI JOIN read_parquet({literal(str(removed))}) r ON b.file_row_number = r.{ROW_COLUMN}"
         if delta is not None:
-            sql += f" UNION ALL BY NAME SELECT * FROM read_parquet({literal(str(delta))})"
+            sql += (f" UNION ALL BY NAME SELECT d.* EXCLUDE (file_row_number){number(1, 'd')} "
+                    f"FROM read_parquet({literal(str(delta))}, file_row_number = true) d")
         return sql
 
     def read(self, columns: list[str] | None = None) -> pa.Table:

@@ -45,7 +45,9 @@ class IPSet:
 
     def __init__(self, v4: BitMap | None = None, v6: np.ndarray | None = None):
         self.v4 = v4 if v4 is not None else BitMap()
-        self.v6 = v6 if v6 is not None else np.empty(0, dtype=_V6_DTYPE)
+        # numpy's set routines (union1d, intersect1d, setxor1d) return native-endian records:
+        # keep the big-endian layout whose bytes are the addresses (ipv6_array, to_bytes)
+        self.v6 = v6.astype(_V6_DTYPE, copy=False) if v6 is not None else np.empty(0, dtype=_V6_DTYPE)
 
     # construction ------------------------------------------------------------------------
     @classmethod

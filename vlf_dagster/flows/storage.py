@@ -184,6 +184,22 @@ def state_path(base: str | Path, asset: str) -> Path:
     return Path(base) / ".state" / f"{asset}.parquet"
 
 
+def state_dir(base: str | Path, asset: str) -> Path:
+    """A folder of such state, for a window asset that keeps several files."""
+    return Path(base) / ".state" / asset
+
+
+def segmented_path(base: str | Path, asset: str) -> Path:
+    """A window artifact kept as base, removed rows, delta and change log (flows/segments.py)."""
+    return Path(base) / asset
+
+
+def fingerprint(path: str | Path) -> str:
+    """Size and modification time: what tells a refresh that a file it read before has changed."""
+    stat = Path(path).stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def landing_dir(base: str | Path, hour: datetime) -> Path:
     return Path(base) / "landing" / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}"
 

@@ -42,6 +42,12 @@ class VlfStore(dg.ConfigurableResource):
     def state(self, asset: str) -> Path:
         return storage.state_path(self.base, asset)
 
+    def state_dir(self, asset: str) -> Path:
+        return storage.state_dir(self.base, asset)
+
+    def segmented(self, asset: str) -> Path:
+        return storage.segmented_path(self.base, asset)
+
     def existing_hourly(self, asset: str, start: datetime, end: datetime, ext: str = "parquet") -> list[Path]:
         paths = (self.hourly(asset, h, ext) for h in storage.hours_between(start, end))
         return [p for p in paths if p.exists()]
