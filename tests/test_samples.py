@@ -270,3 +270,33 @@ def test_near_matches_of_a_repeated_query_record_number_it_once():
     the answer pairs with each copy, as the record-level join always did."""
     table = sm.near_matches(flows([STUDY_QUERY, STUDY_QUERY]), flows([STUDY_RESPONSE]))
     assert table.column("nhIP").to_pylist() == [1, 0xFF000001, 0xFF000001]
+
+
+def test_near_matches_kept_per_source_equal_a_full_search_after_edits(tmp_path):
+    from test_match_refresh import _site_flows
+    from vlf_dagster.analysis.extraction import extract_by_set
+    from vlf_dagster.flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented
+    from vlf_dagster.flows.sets import IPSet
+    from vlf_dagster.flows.storage import write_parquet
+
+    def refreshed(queries, answers):
+        for side, key, records in (("q", SOURCE_IS_SIP, queries), ("r", SOURCE_IS_DIP, answers)):
+            write_parquet(flows(records), tmp_path / side / "month=2007-04.parquet")
+            extract_by_set([tmp_path / side / "month=2007-04.parquet"], IPSet.from_flow_column(flows(queries), "sIP"),
+                           Segmented(tmp_path / f"{side}_seg", key), tmp_path / f"{side}_state")
+        return sm.refresh_near_matches(tmp_path / "q_seg", tmp_path / "r_seg", tmp_path / "near", time_delta_ms=2000)
+
+    rng = np.random.default_rng(21)
+    queries, answers = _site_flows(rng, range(1, 150), per_source=3)
+    for step in range(3):
+        groups = refreshed(queries, answers)
+        for limit in (5, 10_000):  # the first few, and all
+            expected = sm.near_matches(flows(queries), flows(answers), time_delta_ms=2000, limit=limit)
+            assert expected.num_rows >= (10 if limit == 5 else 20)
+            assert sm.first_near_matches(groups, limit).equals(expected), (step, limit)
+        if step:
+            assert groups.manifest()["delta"] is not None  # searched again by source, not from scratch
+        more_q, more_a = _site_flows(rng, rng.choice(np.arange(1, 200), size=8, replace=False).tolist(), serial0=1000 * (step + 1))
+        gone = queries[5]["sIP"]
+        queries = [q for q in queries if q["sIP"] != gone] + more_q
+        answers = [a for a in answers if a["dIP"] != gone] + more_a

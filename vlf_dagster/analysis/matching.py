@@ -42,7 +42,7 @@ class MatchRefresh:
     incremental: bool
 
 
-class _Inputs:
+class InputGenerations:
     """Which generation of each input a window step last read, and under which settings: the
     step's state, beside its segmented output."""
 
@@ -104,7 +104,7 @@ def match_vlf_flows(vlf_flows: Path, outbound: Path, out: Path, *, time_delta_ms
     """
     target = Segmented(out, SOURCE_OF_RECORD)
     sources = {"vlf_flows": Segmented(vlf_flows, SOURCE_IS_SIP), "outbound": Segmented(outbound, SOURCE_IS_DIP)}
-    kept = _Inputs(state, {"time_delta_ms": int(time_delta_ms), "symmetric": True, "unmatched": "q"})
+    kept = InputGenerations(state, {"time_delta_ms": int(time_delta_ms), "symmetric": True, "unmatched": "q"})
     changed = kept.changes(target, sources)
     next_id = int(target.extra.get("next_id", 0)) if changed is not None else 0
     fresh = None
@@ -213,7 +213,7 @@ def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -
     source = Segmented(matched, SOURCE_OF_RECORD)
     target = Segmented(out, SOURCE_IS_SIP)
     inputs = {"matched": source}
-    kept = _Inputs(state, {"categories": 1})
+    kept = InputGenerations(state, {"categories": 1})
     changed = kept.changes(target, inputs)
     if changed is None:
         counts = _FlowCounts(flow_bag)

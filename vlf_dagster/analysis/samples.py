@@ -29,7 +29,8 @@ from ..flows.cut import format_records
 from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG
 from ..flows.schema import FIELD_NAMES, FLOW_SCHEMA, PROTO_TCP, PROTO_UDP, conform
 from ..flows.sql import ident, literal_list
-from ..flows.segments import Segmented, is_segmented, relation_sql
+from ..flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, is_segmented, relation_sql
+from ..flows.storage import write_parquet
 from ..flows import duck
 
 Source = Union[pa.Table, pd.DataFrame, str, Path, Sequence[Union[str, Path]]]
@@ -236,6 +237,7 @@ def near_matches(
     limit: int | None = 20,
     *,
     exclude_answered: bool = True,
+    groups: bool = False,
 ) -> pa.Table:
     """Queries answered with ports that mirror on one side only, labelled like rwmatch output.
 
@@ -248,7 +250,9 @@ def near_matches(
 
     The first ``limit`` queries (by sTime, then their fields; None: all) are numbered k = 1, 2,
     ...: the query is labelled 0.0.0.k and each of its near-matches, right after it in
-    start-time order, 255.0.0.k.  One DuckDB join; returns a flow-schema table.
+    start-time order, 255.0.0.k.  One DuckDB join; returns a flow-schema table, or with
+    ``groups`` the records unlabelled with their group ``k``, ``side`` (0 query, 1 response) and
+    ``pos``.
     """
     delta = int(time_delta_ms)
     if delta < 0 or delta != time_delta_ms:
@@ -276,7 +280,7 @@ def near_matches(
                 con.execute(f"CREATE VIEW {name} AS SELECT *{', ' + fill if fill else ''} FROM {name}_raw")
             sides.append(bool(cols))
     if not all(sides) or limit == 0:
-        return FLOW_SCHEMA.empty_table()
+        return _grouped(FLOW_SCHEMA.empty_table(), [], [], []) if groups else FLOW_SCHEMA.empty_table()
     compared = "_row, sIP, dIP, sIPv6, dIPv6, sPort, dPort, protocol, sTime, duration"
     # a query with a proper answer, or a response that properly answers another query, is no
     # sign of malformed traffic (e.g. two SYNs from one host, only the second one answered)
@@ -317,11 +321,67 @@ def near_matches(
     SELECT * EXCLUDE (nhIP), ((CASE WHEN side = 1 THEN {RESPONSE_TAG} ELSE 0 END) | k)::UINTEGER AS nhIP
     FROM out ORDER BY k, side, pos
     """
+    if groups:
+        sql = sql.replace(f"SELECT * EXCLUDE (nhIP), ((CASE WHEN side = 1 THEN {RESPONSE_TAG} ELSE 0 END) | k)::UINTEGER AS nhIP", "SELECT *")
     # parameters in SQL text order: the pairs' time window, the two NOT EXISTS windows, the limit
     params = [delta] + ([delta, delta] if exclude_answered else []) + ([] if limit is None else [limit])
     result = con.sql(sql, params=params).to_arrow_table()
+    if groups:
+        return _grouped(_flow_table(result), *(result.column(c) for c in ("k", "side", "pos")))
     if result.num_rows and pc.max(result.column("k")).as_py() > MAX_MATCH_ID:
         raise SampleError(f"more than {MAX_MATCH_ID:,} near-matched queries: pass a limit")
+    return _flow_table(result)
+
+
+def _grouped(records: pa.Table, k, side, pos) -> pa.Table:
+    column = lambda values, kind: (values.cast(kind) if isinstance(values, (pa.Array, pa.ChunkedArray))  # noqa: E731
+                                   else pa.array(values, kind))
+    return (records.append_column("k", column(k, pa.int64())).append_column("side", column(side, pa.int8()))
+            .append_column("pos", column(pos, pa.int64())))
+
+
+# Every near match of the window kept per source, like matched_vlf_flows: a response belongs to
+# the source it answers (its destination).
+NEAR_MATCH_SOURCE = SourceKey("CASE WHEN {t}.side = 1 THEN {t}.dIP ELSE {t}.sIP END",
+                              "CASE WHEN {t}.side = 1 THEN {t}.dIPv6 ELSE {t}.sIPv6 END")
+
+
+def refresh_near_matches(vlf_flows: Path, outbound: Path, state: Path, *, time_delta_ms: int) -> Segmented:
+    """Every near match of the (segmented) ``vlf_flows`` and ``outbound``, kept in ``state`` as a
+    segmented table of groups.  Every condition of a near match compares one source's queries
+    with the answers to that source, so a refresh searches again only the sources the inputs'
+    change logs name; the groups equal a full search's."""
+    from .matching import InputGenerations, rows_of_sources
+
+    target = Segmented(state / "groups", NEAR_MATCH_SOURCE)
+    inputs = {"vlf_flows": Segmented(vlf_flows, SOURCE_IS_SIP), "outbound": Segmented(outbound, SOURCE_IS_DIP)}
+    kept = InputGenerations(state, {"near_matches": 1, "time_delta_ms": int(time_delta_ms)})
+    changed = kept.changes(target, inputs)
+    if changed is None:
+        found = near_matches(vlf_flows, outbound, time_delta_ms, limit=None, groups=True)
+        target.write_full(lambda path: write_parquet(found, path), extra={"next_k": int(pc.max(found.column("k")).as_py() or 0) + 1})
+    else:
+        found = near_matches(rows_of_sources(inputs["vlf_flows"], changed), rows_of_sources(inputs["outbound"], changed),
+                             time_delta_ms, limit=None, groups=True)
+        first = int(target.extra.get("next_k", 1))  # above every group number given so far
+        found = found.set_column(found.schema.get_field_index("k"), "k", pc.add(found.column("k"), first - 1))
+        top = pc.max(found.column("k")).as_py()
+        target.apply(changed, found, extra={"next_k": first if top is None else top + 1})
+    kept.write(target, inputs)
+    return target
+
+
+def first_near_matches(groups: Segmented, limit: int = 20) -> pa.Table:
+    """The first ``limit`` near-matched queries (by sTime, then their fields) with their answers,
+    labelled k = 1, 2, ... as :func:`near_matches` labels them."""
+    limit = _check_n(limit)
+    order = ", ".join(ident(c) for c in _IDENTITY)
+    with duck.connect() as con:
+        result = con.sql(
+            f"WITH g AS ({groups.relation_sql()}), "
+            f"firsts AS (SELECT k AS gk, row_number() OVER (ORDER BY {order}) AS nk FROM g WHERE side = 0 QUALIFY nk <= ?) "
+            f"SELECT g.* EXCLUDE (k, side, pos, nhIP), ((CASE WHEN side = 1 THEN {RESPONSE_TAG} ELSE 0 END) | nk)::UINTEGER AS nhIP "
+            "FROM g JOIN firsts ON g.k = firsts.gk ORDER BY nk, side, pos", params=[limit]).to_arrow_table()
     return _flow_table(result)
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.sets import IPSet
 from ..flows.site import Site
-from ..flows.storage import archive_files, hours_between, monthly_path, segmented_path, window_path
+from ..flows.storage import archive_files, hours_between, monthly_path, segmented_path, state_dir, window_path
 from . import figures as fig
 from . import port_tables as pt
 from . import registries, samples
@@ -219,9 +219,12 @@ def _direction_plots(inputs: StudyInputs) -> list[Piece]:
 
 
 def _near_matches(inputs: StudyInputs) -> list[Piece]:
-    # a near match answers a VLF source: vlf_outbound_flows holds every outbound flow to one
-    text = samples.near_matches_text(inputs.segmented("vlf_flows"), inputs.segmented("vlf_outbound_flows"),
-                                     time_delta_ms=inputs.site.vlf.match_delta_ms)
+    # a near match answers a VLF source: vlf_outbound_flows holds every outbound flow to one. The
+    # window's near matches are kept per source and searched again only where the flows changed.
+    groups = samples.refresh_near_matches(inputs.segmented("vlf_flows"), inputs.segmented("vlf_outbound_flows"),
+                                          state_dir(inputs.data_dir, "report_malformed"),
+                                          time_delta_ms=inputs.site.vlf.match_delta_ms)
+    text = samples.near_matches_text(samples.first_near_matches(groups, 20))
     return [Piece("Near matches: answers whose ports do not mirror the query", text=text or "(none found)")]
 
 
