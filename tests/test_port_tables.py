@@ -433,14 +433,15 @@ def test_empty_inputs():
 def test_contact_surface_of_counts_equals_the_pairs_table(tmp_path):
     """The report's table from the distinct-destination bag equals the one from the pairs (IPv6
     sources left out, as the pairs' IPv4 filter does)."""
-    from vlf_dagster.analysis.vlf import destination_count_bag
+    from vlf_dagster.analysis.contacts import refresh_contacts
 
     v6 = pa.array([None] * 7 + [b"\x20\x01" + b"\0" * 14], pa.binary(16))
     pairs = pa.table({"sIP": pa.array([1, 1, 2, 3, 3, 3, 4, 0], pa.uint32()), "sIPv6": v6,
                       "dIP": pa.array([10, 11, 10, 10, 11, 12, 10, 0], pa.uint32()), "dIPv6": v6,
                       "records": pa.array([1, 2, 1, 1, 1, 1, 3, 1], pa.uint64())})
     pq.write_table(pairs, tmp_path / "pairs.parquet")
-    counts = destination_count_bag([tmp_path / "pairs.parquet"], tmp_path / "counts.parquet")
+    counts = tmp_path / "counts.parquet"
+    refresh_contacts([tmp_path / "pairs.parquet"], counts, tmp_path / "state", None)
     v4_pairs = pairs.filter(pc.is_null(pairs.column("sIPv6"))).select(["sIP", "dIP"])
     assert pt.contact_surface_of_counts(counts).equals(pt.contact_surface(v4_pairs))
     assert pt.contact_surface_of_counts(counts)["Sources"].tolist() == [2, 1, 1]

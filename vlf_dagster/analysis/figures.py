@@ -39,6 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, FixedLocator, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 
 from ..flows.segments import relation_sql
+from . import contacts
 from ..flows.storage import atomic_path
 from ..flows import duck
 
@@ -243,11 +244,11 @@ def traffic_volumes(archive_files: Source, out: str | Path, bin_hours: int = 1, 
 
 
 def _network(inside_network) -> ipaddress.IPv4Network:
-    if hasattr(inside_network, "internal_networks"):  # a Site: its first IPv4 network
-        v4 = [n for n in inside_network.internal_networks if n.version == 4]
-        if not v4:
+    if hasattr(inside_network, "first_ipv4_network"):  # a Site
+        v4 = inside_network.first_ipv4_network
+        if v4 is None:
             raise FigureError("the site has no IPv4 internal network for the contact surface")
-        return v4[0]
+        return v4
     try:
         net = ipaddress.ip_network(inside_network, strict=False)
     except (TypeError, ValueError) as exc:
@@ -345,28 +346,19 @@ def plot_contact_surface(data: pd.DataFrame, out: str | Path, inside_network=Non
 # Up to this many distinct pairs the figure draws one point per pair; beyond, a density raster
 # (a scatter of 60 M points takes ~40 s to draw and shows a solid smear).
 SCATTER_LIMIT = 200_000
-RASTER_COLUMNS = 1024  # outside address bins: one per /10
-RASTER_ROWS = 1024  # inside address bins at most (one per address up to a /22)
 
 
 def contact_surface_raster(pairs: Source, inside_network) -> tuple[np.ndarray, int]:
-    """Distinct (outside sIP, inside dIP) pairs counted per cell of a RASTER_ROWS x RASTER_COLUMNS
-    grid (rows: inside offset, columns: outside address), computed in DuckDB; and the pair count."""
+    """Distinct (outside sIP, inside dIP) pairs counted per cell of the raster
+    (:func:`contacts.raster_shape`: rows inside offset, columns outside address), computed in
+    DuckDB; and the pair count."""
     net = _network(inside_network)
-    base, size = int(net.network_address), net.num_addresses
-    rows = min(size, RASTER_ROWS)
-    grid = np.zeros((rows, RASTER_COLUMNS), dtype=np.int64)
+    grid = np.zeros(contacts.raster_shape(net), dtype=np.int64)
     con = duck.connect()
     v4 = _inside_v4_pairs(con, pairs)
     if v4 is None:
         return grid, 0
-    cells = con.sql(
-        f"SELECT (sIP // {2**32 // RASTER_COLUMNS})::INT AS x, ((dIP::BIGINT - ?) * {rows} // {size})::INT AS y, "
-        "count(*) AS n FROM (SELECT DISTINCT sIP::BIGINT AS sIP, dIP FROM pairs "
-        f"WHERE dIP::BIGINT >= ? AND dIP::BIGINT < ? AND {v4}) GROUP BY ALL",
-        params=[base, base, base + size],
-    ).fetchnumpy()
-    np.add.at(grid, (cells["y"].astype(np.int64), cells["x"].astype(np.int64)), cells["n"].astype(np.int64))
+    contacts.add_cells(grid, con, f"SELECT DISTINCT sIP, NULL::BLOB AS sIPv6, dIP, NULL::BLOB AS dIPv6 FROM pairs WHERE {v4}", net)
     return grid, int(grid.sum())
 
 

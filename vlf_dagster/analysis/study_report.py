@@ -22,7 +22,7 @@ from ..flows.site import Site
 from ..flows.storage import archive_files, hours_between, monthly_path, segmented_path, state_dir, window_path
 from . import figures as fig
 from . import port_tables as pt
-from . import registries, samples
+from . import contacts, registries, samples
 from .report_parts import PartResult, Piece
 from .vlf import per_host_flow_distribution
 
@@ -180,7 +180,12 @@ def _contact_surface(inputs: StudyInputs) -> list[Piece]:
     # the figure reads the months' pair bags in DuckDB; the count and the table come from the
     # distinct destinations per source (no second pass over the pairs, no pairs in pandas)
     counts = inputs.window("source_destination_count_bag")
-    path = fig.contact_surface(inputs.monthly("monthly_contact_pairs"), inputs.figure("contact_surface"), inputs.site)
+    network = inputs.site.first_ipv4_network
+    kept = contacts.contact_raster(state_dir(inputs.data_dir, "source_destination_count_bag"), counts, network)
+    if kept is not None and kept[1] > fig.SCATTER_LIMIT:  # the raster the bag's refresh keeps: no pass over the pairs
+        path = fig.save_png(fig.contact_surface_raster_figure(*kept, network), inputs.figure("contact_surface"))
+    else:
+        path = fig.contact_surface(inputs.monthly("monthly_contact_pairs"), inputs.figure("contact_surface"), inputs.site)
     table = pt.contact_surface_of_counts(counts)
     pairs = int((table["Destinations"] * table["Sources"]).sum())
     return [Piece(f"Contact surface: {pairs:,} unique (outside sIP, inside dIP) pairs", figure=path),

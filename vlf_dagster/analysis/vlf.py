@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..flows import bags
-from ..flows.bags import BagInfo, add_bags, write_bag_query
+from ..flows.bags import BagInfo, add_bags
 from ..flows.sql import literal_list
 from ..flows.flowtypes import OUTBOUND_TYPES, INT2INT
 from ..flows.schema import ATTR_IPV6, MS_PER_HOUR
@@ -135,18 +135,6 @@ def window_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path) ->
         info = BagInfo(("sIP",), (counter,))
         return bags.write_bag(bags.empty_bag_table(info), out, info)
     return add_bags(monthly_bags, out, counters=[counter])
-
-
-def destination_count_bag(pair_bags: Sequence[Path], out: Path) -> Path:
-    """Distinct inside destinations per source over the given contact-pair bags."""
-    info = BagInfo(("sIP",), ("destinations",))
-    if not pair_bags:
-        return bags.write_bag(bags.empty_bag_table(info), out, info)
-    sql = (
-        "SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations FROM "
-        f"(SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal_list(pair_bags)})) GROUP BY ALL"
-    )
-    return write_bag_query(duck.connect(), sql, [], out, info)
 
 
 # --- the per-host flow distribution table ----------------------------------------------------

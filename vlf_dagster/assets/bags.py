@@ -6,7 +6,7 @@ import json
 
 import dagster as dg
 
-from ..analysis import consistency, traffic, vlf
+from ..analysis import consistency, contacts, traffic, vlf
 from ..flows.flowtypes import INBOUND_TYPES
 from ..flows.storage import hours_between, write_text
 from ..resources import VlfStore
@@ -132,14 +132,20 @@ def build(parts: StudyPartitions) -> list:
                                               **_file_metadata(out, "sources")})
 
     @asset(**window, deps=[monthly_contact_pairs],
-           description="Distinct inside destinations per outside source over the window.")
+           description="Distinct inside destinations per outside source over the window. A refresh counts again "
+           "only the sources whose pairs changed in a changed month, and keeps the contact-surface raster with it "
+           "(.state/source_destination_count_bag).")
     def source_destination_count_bag(store: VlfStore) -> dg.MaterializeResult:
-        out = vlf.destination_count_bag(store.existing_monthly("monthly_contact_pairs"), store.window("source_destination_count_bag"))
+        out = store.window("source_destination_count_bag")
+        refresh = contacts.refresh_contacts(store.existing_monthly("monthly_contact_pairs"), out,
+                                            store.state_dir("source_destination_count_bag"), store.site.first_ipv4_network)
         single = duck.connect().execute(
             "SELECT count(*) FILTER (WHERE destinations = 1), count(*) FROM read_parquet(?)", [str(out)]
         ).fetchone()
-        return dg.MaterializeResult(metadata={"sources": single[1], "single_destination_sources": single[0],
-                                              **parquet_metadata(out)})
+        return dg.MaterializeResult(metadata={
+            "sources": single[1], "single_destination_sources": single[0], "incremental": refresh.incremental,
+            "sources_counted_again": refresh.sources_changed if refresh.sources_changed is not None else "all",
+            **parquet_metadata(out)})
 
     @dg.asset_check(asset=source_flow_bag, name=CONSERVATION_CHECK, blocking=True, automation_condition=CHECK_CONDITION,
                     description="The window's flows per source add up to the inbound records in the archive: "

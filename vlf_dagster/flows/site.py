@@ -76,6 +76,11 @@ class Site:
         ]
 
     @property
+    def first_ipv4_network(self) -> ipaddress.IPv4Network | None:
+        """The network the contact surface plots: the first IPv4 internal network, if any."""
+        return next((n for n in self.internal_networks if n.version == 4), None)
+
+    @property
     def ipv6_networks(self) -> list[ipaddress.IPv6Network]:
         return [n for n in self.internal_networks if n.version == 6]
 

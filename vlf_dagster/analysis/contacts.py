@@ -1,0 +1,178 @@
+"""The window's distinct (outside source, inside destination) pairs, refreshed by the months that
+changed: ``source_destination_count_bag`` and the contact-surface raster.
+
+Both count distinct pairs over every month, so neither adds up month by month.  A refresh keeps,
+in its state, a hard link to each month's pair file as it last read it (the rollup replaces a
+month's file by a rename, so the link still holds the old version).  For a changed month it finds
+the sources whose pairs differ between the old and new versions; only their pairs are read again,
+over every month: their new destination counts replace theirs in the bag, and the raster loses
+their old pairs' cells and gains their new ones.  The results equal a full count's (tested).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..flows import duck
+from ..flows.bags import BagInfo, empty_bag_table, write_bag, write_bag_query
+from ..flows.sql import literal, literal_list
+from ..flows.storage import fingerprint, write_text
+
+STATE_VERSION = 1
+DESTINATIONS = BagInfo(("sIP",), ("destinations",))
+RASTER_COLUMNS = 1024  # outside address bins: one per /10
+RASTER_ROWS = 1024  # inside address bins at most (one per address up to a /22)
+
+
+@dataclass(frozen=True)
+class ContactRefresh:
+    sources_changed: int | None  # sources counted again (None: a full count)
+    months_changed: int
+    incremental: bool
+
+
+def raster_shape(network: ipaddress.IPv4Network | None) -> tuple[int, int]:
+    """Rows (inside offsets) by columns (outside addresses); none without an IPv4 inside network."""
+    return (min(network.num_addresses, RASTER_ROWS), RASTER_COLUMNS) if network is not None else (0, 0)
+
+
+def _cells_sql(pairs: str, network: ipaddress.IPv4Network) -> str:
+    """(y, x, n): distinct IPv4 pairs per raster cell of ``pairs`` (a relation of distinct pairs)."""
+    base, size = int(network.network_address), network.num_addresses
+    rows, _ = raster_shape(network)
+    return (f"SELECT ((dIP::BIGINT - {base}) * {rows} // {size})::INT AS y, (sIP::BIGINT // {2**32 // RASTER_COLUMNS})::INT AS x, "
+            f"count(*) AS n FROM ({pairs}) WHERE sIPv6 IS NULL AND dIPv6 IS NULL AND dIP::BIGINT >= {base} "
+            f"AND dIP::BIGINT < {base + size} GROUP BY ALL")
+
+
+def add_cells(grid: np.ndarray, con, pairs: str, network, sign: int = 1) -> None:
+    if network is None:
+        return
+    cells = con.sql(_cells_sql(pairs, network)).fetchnumpy()
+    if len(cells["n"]):
+        np.add.at(grid, (cells["y"].astype(np.int64), cells["x"].astype(np.int64)), sign * cells["n"].astype(np.int64))
+
+
+def _distinct(files: Sequence[Path | str]) -> str:
+    return f"SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal_list([str(f) for f in files])})"
+
+
+class _State:
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.meta = folder / "state.json"
+        self.raster = folder / "raster.npy"
+
+    def link(self, name: str) -> Path:
+        return self.folder / "months" / name
+
+    def read(self, bag: Path, network) -> dict | None:
+        try:
+            meta = json.loads(self.meta.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if (meta.get("version") != STATE_VERSION or meta.get("network") != str(network) or not bag.exists()
+                or meta.get("bag") != fingerprint(bag) or not self.raster.exists()):
+            return None
+        if not all(self.link(name).is_file() and fingerprint(self.link(name)) == print_
+                   for name, print_ in meta["months"].items()):
+            return None
+        return meta
+
+    def write(self, months: Sequence[Path], bag: Path, network, grid: np.ndarray) -> None:
+        (self.folder / "months").mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / ".raster.npy.tmp"
+        with open(tmp, "wb") as handle:
+            np.save(handle, grid)
+        os.replace(tmp, self.raster)
+        names = {m.name for m in months}
+        for month in months:
+            link = self.link(month.name)
+            if link.exists() and os.path.samefile(link, month):
+                continue
+            staged = link.with_name(f".{month.name}.tmp")
+            staged.unlink(missing_ok=True)
+            try:
+                os.link(month, staged)  # the rollup replaces the month by a rename: the link keeps this version
+            except OSError:  # no hard links here: a copy with the same size and time
+                shutil.copy2(month, staged)
+            os.replace(staged, link)
+        for stale in (self.folder / "months").glob("*.parquet"):
+            if stale.name not in names:
+                stale.unlink()
+        write_text(json.dumps({"version": STATE_VERSION, "network": str(network), "bag": fingerprint(bag),
+                               "months": {m.name: fingerprint(m) for m in months}}, indent=1, sort_keys=True) + "\n",
+                   self.meta)
+
+
+def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ipaddress.IPv4Network | None) -> ContactRefresh:
+    """Keep ``bag`` (distinct inside destinations per source over ``months``' pair files) and the
+    raster in ``state`` (see :func:`contact_raster`) equal to a full count."""
+    months = sorted(months)
+    kept = _State(state)
+    previous = kept.read(bag, network)
+    con = duck.connect()
+    try:
+        if previous is None or not months:
+            grid = np.zeros(raster_shape(network), np.int64)
+            if not months:
+                write_bag(empty_bag_table(DESTINATIONS), bag, DESTINATIONS)
+            else:
+                write_bag_query(con, f"SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations FROM ({_distinct(months)}) "
+                                "GROUP BY ALL", [], bag, DESTINATIONS)
+                add_cells(grid, con, _distinct(months), network)
+            kept.write(months, bag, network, grid)
+            return ContactRefresh(None, len(months), False)
+        old_names = previous["months"]
+        changed = [m for m in months if old_names.get(m.name) != fingerprint(m)]
+        gone = [name for name in old_names if name not in {m.name for m in months}]
+        if not changed and not gone:
+            return ContactRefresh(0, 0, True)
+        # the sources whose pairs differ between the old and new version of a changed month
+        diffs = []
+        for month in changed:
+            new = f"SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal(str(month))})"
+            if month.name in old_names:
+                old = f"SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal(str(kept.link(month.name)))})"
+                diffs.append(f"(({new}) EXCEPT ({old})) UNION ALL (({old}) EXCEPT ({new}))")
+            else:
+                diffs.append(new)
+        diffs += [f"SELECT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal(str(kept.link(name)))})" for name in gone]
+        con.execute("CREATE TEMP TABLE touched AS SELECT DISTINCT sIP, sIPv6 FROM ("
+                    + " UNION ALL ".join(f"SELECT * FROM ({d})" for d in diffs) + ")")
+        touched = con.sql("SELECT count(*) FROM touched").fetchall()[0][0]
+        before = [kept.link(m.name) if m in changed and m.name in old_names else m for m in months if m.name in old_names]
+        before += [kept.link(name) for name in gone]
+        of_touched = lambda files: (f"SELECT p.* FROM ({_distinct(files)}) p SEMI JOIN touched t "  # noqa: E731
+                                    "ON p.sIP = t.sIP AND p.sIPv6 IS NOT DISTINCT FROM t.sIPv6")
+        grid = np.load(kept.raster)
+        if before:
+            add_cells(grid, con, of_touched(before), network, -1)
+        add_cells(grid, con, of_touched(months), network)
+        con.execute(f"CREATE TEMP TABLE counted AS SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations "
+                    f"FROM ({of_touched(months)}) GROUP BY ALL")
+        write_bag_query(con, f"SELECT b.* FROM read_parquet({literal(str(bag))}) b ANTI JOIN touched t "
+                        "ON b.sIP = t.sIP AND b.sIPv6 IS NOT DISTINCT FROM t.sIPv6 UNION ALL SELECT * FROM counted",
+                        [], bag, DESTINATIONS)
+    finally:
+        con.close()
+    kept.write(months, bag, network, grid)
+    return ContactRefresh(int(touched), len(changed) + len(gone), True)
+
+
+def contact_raster(state: Path, bag: Path, network: ipaddress.IPv4Network | None) -> tuple[np.ndarray, int] | None:
+    """The raster :func:`refresh_contacts` keeps (distinct pairs per cell, RASTER_ROWS x
+    RASTER_COLUMNS at most) and its pair count, if it describes ``bag`` as it is."""
+    kept = _State(state)
+    if kept.read(bag, network) is None:
+        return None
+    grid = np.load(kept.raster)
+    return grid, int(grid.sum())
