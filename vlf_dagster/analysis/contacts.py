@@ -151,8 +151,11 @@ def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ip
         touched = con.sql("SELECT count(*) FROM touched").fetchall()[0][0]
         before = [kept.link(m.name) if m in changed and m.name in old_names else m for m in months if m.name in old_names]
         before += [kept.link(name) for name in gone]
-        of_touched = lambda files: (f"SELECT p.* FROM ({_distinct(files)}) p SEMI JOIN touched t "  # noqa: E731
-                                    "ON p.sIP = t.sIP AND p.sIPv6 IS NOT DISTINCT FROM t.sIPv6")
+        # the touched sources' rows first, then distinct: DuckDB does not push the semi join below
+        # a DISTINCT (over the 63 M pairs of the seed's size: 14.6 s against 0.4 s)
+        of_touched = lambda files: (  # noqa: E731
+            f"SELECT DISTINCT p.sIP, p.sIPv6, p.dIP, p.dIPv6 FROM read_parquet({literal_list([str(f) for f in files])}) p "
+            "SEMI JOIN touched t ON p.sIP = t.sIP AND p.sIPv6 IS NOT DISTINCT FROM t.sIPv6")
         grid = np.load(kept.raster)
         if before:
             add_cells(grid, con, of_touched(before), network, -1)
