@@ -285,12 +285,14 @@ def ports_by_bucket_long(
     con = _connect(categories)
     proto = PROTO_UDP if "UDP" in category else PROTO_TCP
     where = _category_clause(con, category, f"protocol = {proto}")
+    # one pass over the flows into (port, source's flow count) counts; the buckets add those up
+    con.execute(f"CREATE TEMP TABLE per_port AS SELECT dPort, source_flows, count(*) AS n FROM t WHERE {where} GROUP BY ALL")
     parts = []
     for i, b in enumerate(buckets):
         lo, hi = _bucket(b)
         parts.append(
-            f"SELECT {i} AS g, dPort AS port, count(*) AS n FROM t WHERE {where} "
-            f"AND source_flows BETWEEN {lo} AND {hi} GROUP BY dPort"
+            f"SELECT {i} AS g, dPort AS port, sum(n)::BIGINT AS n FROM per_port "
+            f"WHERE source_flows BETWEEN {lo} AND {hi} GROUP BY dPort"
         )
     long = _ranked(con, " UNION ALL ".join(parts), "g", "port", top)
     labels = [bucket_label(b) for b in buckets]
