@@ -123,7 +123,11 @@ class CountryLookup:
             raise TypeError(f"IPv4 addresses must be integers (uint32), not {values.dtype}")
         if values.min() < 0 or values.max() > 0xFFFFFFFF:
             raise ValueError("IPv4 addresses must lie in 0..2**32-1")
-        uniq, inverse = np.unique(values.astype(np.uint32, copy=False), return_inverse=True)
+        flat = values.astype(np.uint32, copy=False).ravel()
+        if flat.size > 1 and bool((flat[1:] > flat[:-1]).all()):  # already distinct and sorted: no unique pass
+            uniq, inverse = flat, np.arange(flat.size)
+        else:
+            uniq, inverse = np.unique(flat, return_inverse=True)
         codes = np.empty(uniq.size, dtype=CODE_DTYPE)
         i, n = 0, uniq.size
         while i < n:

@@ -718,9 +718,12 @@ def _country_codes(country_of: Callable[[np.ndarray], np.ndarray], addresses: np
     """country_of over distinct addresses, unknown (None, '', '--', '-') as :data:`UNKNOWN_COUNTRY`."""
     if len(addresses) == 0:
         return np.zeros(0, dtype=object)
-    cc = np.asarray(country_of(np.asarray(addresses, dtype=np.uint32)), dtype=object)
-    known = np.array([isinstance(c, str) and c not in ("", "-", "--") for c in cc], dtype=bool)
-    return np.where(known, cc, UNKNOWN_COUNTRY).astype(object)
+    cc = np.asarray(country_of(np.asarray(addresses, dtype=np.uint32)))
+    if cc.dtype.kind == "U":  # fixed-width codes (the GeoIP lookup's): compared whole, no Python loop
+        known = ~np.isin(cc, ["", "-", "--"])
+    else:
+        known = np.array([isinstance(c, str) and c not in ("", "-", "--") for c in cc], dtype=bool)
+    return np.where(known, cc.astype(object), UNKNOWN_COUNTRY).astype(object)
 
 
 def other_protocols(
@@ -814,8 +817,11 @@ def geographic_distribution(
     proto = PROTO_UDP if "UDP" in category else PROTO_TCP
     where = _category_clause(con, category, f"protocol = {proto}") + f" AND source_flows BETWEEN {lo} AND {hi}"
     con.register("wanted", pa.table({"port": pa.array(ports, type=pa.int64())}))
-    flows = _df(con, f"SELECT dPort, sIP, count(*) AS n FROM t WHERE {where} AND dPort IN (SELECT port FROM wanted) GROUP BY ALL")
-    addrs = np.unique(flows["sIP"].to_numpy(dtype=np.uint32)) if len(flows) else np.zeros(0, np.uint32)
+    con.execute(f"CREATE TEMP TABLE flows AS SELECT dPort, sIP, count(*) AS n FROM t WHERE {where} "
+                "AND dPort IN (SELECT port FROM wanted) GROUP BY ALL")
+    flows = _df(con, "SELECT * FROM flows")
+    # distinct and sorted by DuckDB: the lookup then skips its own unique (1 M addresses: ~2 s in numpy here)
+    addrs = con.sql("SELECT DISTINCT sIP FROM flows ORDER BY sIP").fetchnumpy()["sIP"].astype(np.uint32)
     con.register("cc", pa.table({"sIP": pa.array(addrs, type=pa.uint32()), "cc": pa.array(_country_codes(country_of, addrs).tolist(), type=pa.string())}))
     con.register("fl", flows)
     q = (
