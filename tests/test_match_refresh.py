@@ -124,6 +124,10 @@ def _assert_same_as_full(tmp_path, site: _Site, queries, answers):
     assert groups(site.matched()) == groups(full_site.matched())
     assert categorized(site.categories()) == categorized(full_site.categories())
     assert live_categories.rows == len(queries)
+    # the totals kept through refreshes equal a count over the rows
+    kept = Segmented(site.root / "categories").extra[matching.TOTALS]
+    assert kept == matching.category_totals(Segmented(site.root / "categories").relation_sql())
+    assert kept["Total"][0] == len(queries)
     ids = match_ids(site.matched())[0]
     matched_ids = ids[ids > 0]
     assert len(np.unique(matched_ids)) == len(groups(site.matched())) - int((ids == 0).sum())  # ids tell groups apart

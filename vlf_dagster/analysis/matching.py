@@ -198,6 +198,29 @@ def _categorized(matched: pa.Table, counts: _FlowCounts) -> pa.Table:
     return table.append_column("sIPv6", queries.column("sIPv6").cast(pa.binary()))
 
 
+TOTALS = "category_totals"  # kept in vlf_categories' manifest: what "Details by type of data" shows
+
+
+def category_totals(rows: str | pa.Table) -> dict[str, list[int]]:
+    """Flows and distinct sources (address and IPv6 address) of each category, and of all
+    ("Total"), over categorized rows (SQL or a table).  Both are sums over sources, so a refresh
+    keeps them by the changed sources' old and new rows alone."""
+    con = duck.connect()
+    try:
+        if isinstance(rows, pa.Table):
+            con.register("rows_table", rows)
+            rows = "SELECT * FROM rows_table"
+        source = "(sIP, sIPv6)" if "sIPv6" in {r[0] for r in con.sql(f"DESCRIBE {rows}").fetchall()} else "sIP"
+        found = con.sql(f"SELECT category, count(*), count(DISTINCT {source}) FROM ({rows}) GROUP BY category").fetchall()
+        total = con.sql(f"SELECT count(*), count(DISTINCT {source}) FROM ({rows})").fetchall()[0]
+    finally:
+        con.close()
+    out = {c: [0, 0] for c in CATEGORIES}
+    out.update({c: [int(f), int(n)] for c, f, n in found})
+    out["Total"] = [int(total[0]), int(total[1])]
+    return out
+
+
 def categorize(matched: pa.Table, flow_bag: Path | pa.Table) -> pa.Table:
     """One row per VLF query with its match id, category and its source's flow count, in the
     matched records' order."""
@@ -223,7 +246,8 @@ def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -
             reader = con.sql(f"SELECT {', '.join(ident(c) for c in CATEGORY_INPUTS)} FROM ({source.relation_sql()})"
                              ).fetch_record_batch(ROW_GROUP_ROWS)
             batches = (_categorized(pa.Table.from_batches([b]), counts).cast(schema) for b in reader)
-            target.write_full(lambda path: write_parquet_batches(batches, path, schema))
+            target.write_full(lambda path: write_parquet_batches(batches, path, schema),
+                              extra=lambda base: {TOTALS: category_totals(f"SELECT * FROM read_parquet({literal_list([base])})")})
         finally:
             con.close()
         result = CategoryRefresh(target.rows, None, False)
@@ -236,7 +260,12 @@ def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -
         finally:
             con.close()
         records = rows_of_sources(source, changed).select(list(CATEGORY_INPUTS))
-        target.apply(changed, _categorized(records, _FlowCounts(bag)))
+        fresh = _categorized(records, _FlowCounts(bag))
+        totals = target.extra.get(TOTALS)
+        if totals is not None:  # sums over sources: less the changed sources' old rows, plus their new ones
+            old, new = category_totals(rows_of_sources(target, changed)), category_totals(fresh)
+            totals = {k: [t - o + n for t, o, n in zip(totals[k], old[k], new[k])] for k in totals}
+        target.apply(changed, fresh, extra={TOTALS: totals})
         result = CategoryRefresh(target.rows, len(set_of_keys(changed)), True)
     kept.write(target, inputs)
     return result

@@ -42,8 +42,8 @@ from ..flows.flags import flag_strings
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.schema import FLOW_SCHEMA, PROTO_ICMP, PROTO_TCP, PROTO_UDP
 from ..flows.sets import IPSet
-from ..flows.segments import is_segmented, relation_sql
-from .matching import CATEGORIES
+from ..flows.segments import Segmented, is_segmented, relation_sql
+from .matching import CATEGORIES, TOTALS, category_totals
 from ..flows import duck
 
 Source = Union[str, Path, Sequence[Union[str, Path]], pa.Table, pd.DataFrame]
@@ -925,12 +925,17 @@ def category_counts(categories: Source) -> pd.DataFrame:
     may have flows in several categories, so these shares can add up to more than 100).  Every
     category is listed, with zeros when absent; the Total row has all flows and all distinct sources.
     """
-    con = _connect(categories)
-    df = _df(con, "SELECT category, count(*) AS flows, count(DISTINCT sIP) AS sources FROM t GROUP BY category")
-    total_flows, total_sources = con.sql("SELECT count(*), count(DISTINCT sIP) FROM t").fetchall()[0]
-    by = df.set_index("category")
-    flows = np.array([int(by["flows"].get(c, 0)) for c in CATEGORIES] + [int(total_flows)], dtype=np.int64)
-    sources = np.array([int(by["sources"].get(c, 0)) for c in CATEGORIES] + [int(total_sources)], dtype=np.int64)
+    kept = Segmented(Path(categories)).extra.get(TOTALS) if isinstance(categories, (str, Path)) and is_segmented(categories) else None
+    if kept is None:
+        _connect(categories).close()  # the input checks: missing files, an empty list
+        if isinstance(categories, pd.DataFrame):
+            categories = pa.Table.from_pandas(categories, preserve_index=False)
+        paths = [] if isinstance(categories, pa.Table) else [categories] if isinstance(categories, (str, Path)) else list(categories)
+        kept = category_totals(categories if isinstance(categories, pa.Table)
+                               else relation_sql(paths) if paths else CATEGORY_SCHEMA.empty_table())
+    flows = np.array([kept[c][0] for c in (*CATEGORIES, "Total")], dtype=np.int64)
+    sources = np.array([kept[c][1] for c in (*CATEGORIES, "Total")], dtype=np.int64)
+    total_flows, total_sources = flows[-1], sources[-1]
     return pd.DataFrame(
         {
             "Category": [*CATEGORIES, "Total"],

@@ -188,15 +188,17 @@ class Segmented:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def write_full(self, write_base: Callable[[Path], object], extra: dict | None = None) -> dict:
+    def write_full(self, write_base: Callable[[Path], object], extra: dict | Callable[[Path], dict] | None = None) -> dict:
         """A new base written by ``write_base(path)`` (atomically, to ``path``); no delta, and
-        the change log says: everything."""
+        the change log says: everything.  ``extra`` may be a function of the written base."""
         self.directory.mkdir(parents=True, exist_ok=True)
         previous = self.manifest()
         g = (previous["generation"] if previous else 0) + 1
         base = f"base-{g:08d}.parquet"
         write_base(self.directory / base)
         rows = pq.ParquetFile(self.directory / base).metadata.num_rows
+        if callable(extra):
+            extra = extra(self.directory / base)
         manifest = {"version": VERSION, "generation": g, "base": base, "removed": None, "delta": None,
                     "rows": rows, "base_rows": rows, "removed_rows": 0, "delta_rows": 0,
                     "extra": extra or {}, "changes": [{"generation": g, "keys": None}]}
