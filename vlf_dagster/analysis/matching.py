@@ -261,10 +261,11 @@ def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -
             con.close()
         records = rows_of_sources(source, changed).select(list(CATEGORY_INPUTS))
         fresh = _categorized(records, _FlowCounts(bag))
-        totals = target.extra.get(TOTALS)
-        if totals is not None:  # sums over sources: less the changed sources' old rows, plus their new ones
-            old, new = category_totals(rows_of_sources(target, changed)), category_totals(fresh)
-            totals = {k: [t - o + n for t, o, n in zip(totals[k], old[k], new[k])] for k in totals}
+        # sums over sources: less the changed sources' old rows, plus their new ones (counted
+        # over every row once, when an older refresh left no totals)
+        totals = target.extra.get(TOTALS) or category_totals(target.relation_sql())
+        old, new = category_totals(rows_of_sources(target, changed)), category_totals(fresh)
+        totals = {k: [t - o + n for t, o, n in zip(totals[k], old[k], new[k])] for k in totals}
         target.apply(changed, fresh, extra={TOTALS: totals})
         result = CategoryRefresh(target.rows, len(set_of_keys(changed)), True)
     kept.write(target, inputs)
