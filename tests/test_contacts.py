@@ -86,3 +86,38 @@ def test_an_unchanged_window_reads_nothing_and_a_stale_state_counts_again(tmp_pa
     assert not contacts.refresh_contacts(files, bag, state, NET).incremental
     assert not contacts.refresh_contacts(files, bag, state, ipaddress.ip_network("10.9.0.0/24")).incremental  # other network
     assert len(pq.read_table(bag)) == 2
+
+
+def test_window_counter_bags_refreshed_by_changed_months_equal_a_full_sum(tmp_path):
+    from vlf_dagster.analysis.vlf import refresh_counter_bag, window_counter_bag
+    from vlf_dagster.flows.bags import BagInfo, write_bag
+
+    info = BagInfo(("sIP",), ("records", "packets", "bytes", "hours"))
+    folder = tmp_path / "monthly"
+
+    def month(name, rows):
+        path = folder / f"month={name}.parquet"
+        if rows is None:
+            path.unlink()
+            return
+        table = pa.table({"sIP": pa.array([0 if s is None else int(ipaddress.IPv4Address(s)) for s, _ in rows], pa.uint32()),
+                          "sIPv6": pa.array([V6 if s is None else None for s, _ in rows], pa.binary(16)),
+                          **{c: pa.array([n for _, n in rows], pa.uint64()) for c in info.counters}})
+        write_bag(table, path, info)
+
+    folder.mkdir()
+    month("2007-01", [("4.0.0.1", 3), ("4.0.0.2", 1)])
+    month("2007-02", [("4.0.0.1", 2), (None, 1)])
+    out, state = tmp_path / "bag.parquet", tmp_path / "state"
+    assert not refresh_counter_bag(sorted(folder.glob("*.parquet")), "records", out, state)
+    for i, (name, rows) in enumerate([("2007-02", [("4.0.0.1", 5), (None, 1), ("4.0.0.3", 1)]),  # more flows, a newcomer
+                                      ("2007-01", [("4.0.0.1", 3)]),  # 4.0.0.2's only flow withdrawn: it leaves the bag
+                                      ("2007-03", [("4.0.0.2", 4)]),  # a new month
+                                      ("2007-02", None)]):  # a month withdrawn
+        month(name, rows)
+        files = sorted(folder.glob("*.parquet"))
+        assert refresh_counter_bag(files, "records", out, state), i
+        window_counter_bag(files, "records", tmp_path / "full.parquet")
+        assert pq.read_table(out).to_pylist() == pq.read_table(tmp_path / "full.parquet").to_pylist(), i
+    assert refresh_counter_bag(files, "records", out, state)  # nothing changed: nothing to do
+    assert not refresh_counter_bag(files, "hours", out, state)  # another counter: a full sum

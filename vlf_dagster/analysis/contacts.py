@@ -12,9 +12,7 @@ their old pairs' cells and gains their new ones.  The results equal a full count
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +22,8 @@ import numpy as np
 from ..flows import duck
 from ..flows.bags import BagInfo, empty_bag_table, write_bag, write_bag_query
 from ..flows.sql import literal, literal_list
-from ..flows.storage import fingerprint, write_text
+from ..flows.storage import fingerprint
+from .month_links import MonthLinks
 
 STATE_VERSION = 1
 DESTINATIONS = BagInfo(("sIP",), ("destinations",))
@@ -65,63 +64,31 @@ def _distinct(files: Sequence[Path | str]) -> str:
     return f"SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal_list([str(f) for f in files])})"
 
 
-class _State:
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.meta = folder / "state.json"
-        self.raster = folder / "raster.npy"
+def _settings(bag: Path, network) -> dict:
+    return {"contacts": STATE_VERSION, "network": str(network), "bag": fingerprint(bag) if bag.exists() else None}
 
-    def link(self, name: str) -> Path:
-        return self.folder / "months" / name
 
-    def read(self, bag: Path, network) -> dict | None:
-        try:
-            meta = json.loads(self.meta.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        if (meta.get("version") != STATE_VERSION or meta.get("network") != str(network) or not bag.exists()
-                or meta.get("bag") != fingerprint(bag) or not self.raster.exists()):
-            return None
-        if not all(self.link(name).is_file() and fingerprint(self.link(name)) == print_
-                   for name, print_ in meta["months"].items()):
-            return None
-        return meta
+def _raster_path(state: Path) -> Path:
+    return state / "raster.npy"
 
-    def write(self, months: Sequence[Path], bag: Path, network, grid: np.ndarray) -> None:
-        (self.folder / "months").mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / ".raster.npy.tmp"
-        with open(tmp, "wb") as handle:
-            np.save(handle, grid)
-        os.replace(tmp, self.raster)
-        names = {m.name for m in months}
-        for month in months:
-            link = self.link(month.name)
-            if link.exists() and os.path.samefile(link, month):
-                continue
-            staged = link.with_name(f".{month.name}.tmp")
-            staged.unlink(missing_ok=True)
-            try:
-                os.link(month, staged)  # the rollup replaces the month by a rename: the link keeps this version
-            except OSError:  # no hard links here: a copy with the same size and time
-                shutil.copy2(month, staged)
-            os.replace(staged, link)
-        for stale in (self.folder / "months").glob("*.parquet"):
-            if stale.name not in names:
-                stale.unlink()
-        write_text(json.dumps({"version": STATE_VERSION, "network": str(network), "bag": fingerprint(bag),
-                               "months": {m.name: fingerprint(m) for m in months}}, indent=1, sort_keys=True) + "\n",
-                   self.meta)
+
+def _save_raster(state: Path, grid: np.ndarray) -> None:
+    state.mkdir(parents=True, exist_ok=True)
+    tmp = state / ".raster.npy.tmp"
+    with open(tmp, "wb") as handle:
+        np.save(handle, grid)
+    os.replace(tmp, _raster_path(state))
 
 
 def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ipaddress.IPv4Network | None) -> ContactRefresh:
     """Keep ``bag`` (distinct inside destinations per source over ``months``' pair files) and the
     raster in ``state`` (see :func:`contact_raster`) equal to a full count."""
     months = sorted(months)
-    kept = _State(state)
-    previous = kept.read(bag, network)
+    links = MonthLinks(state)
+    seen = links.changes(months, _settings(bag, network)) if _raster_path(state).exists() else None
     con = duck.connect()
     try:
-        if previous is None or not months:
+        if seen is None or not months:
             grid = np.zeros(raster_shape(network), np.int64)
             if not months:
                 write_bag(empty_bag_table(DESTINATIONS), bag, DESTINATIONS)
@@ -129,34 +96,26 @@ def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ip
                 write_bag_query(con, f"SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations FROM ({_distinct(months)}) "
                                 "GROUP BY ALL", [], bag, DESTINATIONS)
                 add_cells(grid, con, _distinct(months), network)
-            kept.write(months, bag, network, grid)
+            _save_raster(state, grid)
+            links.record(months, _settings(bag, network))
             return ContactRefresh(None, len(months), False)
-        old_names = previous["months"]
-        changed = [m for m in months if old_names.get(m.name) != fingerprint(m)]
-        gone = [name for name in old_names if name not in {m.name for m in months}]
-        if not changed and not gone:
+        if not seen.any:
             return ContactRefresh(0, 0, True)
         # the sources whose pairs differ between the old and new version of a changed month
-        diffs = []
-        for month in changed:
-            new = f"SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal(str(month))})"
-            if month.name in old_names:
-                old = f"SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal(str(kept.link(month.name)))})"
-                diffs.append(f"(({new}) EXCEPT ({old})) UNION ALL (({old}) EXCEPT ({new}))")
-            else:
-                diffs.append(new)
-        diffs += [f"SELECT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal(str(kept.link(name)))})" for name in gone]
+        pairs = lambda path: f"SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal(str(path))})"  # noqa: E731
+        diffs = [f"(({pairs(m)}) EXCEPT ({pairs(seen.old[m.name])})) UNION ALL (({pairs(seen.old[m.name])}) EXCEPT ({pairs(m)}))"
+                 if m.name in seen.old else pairs(m) for m in seen.changed]
+        diffs += [pairs(seen.old[name]) for name in seen.gone]
         con.execute("CREATE TEMP TABLE touched AS SELECT DISTINCT sIP, sIPv6 FROM ("
                     + " UNION ALL ".join(f"SELECT * FROM ({d})" for d in diffs) + ")")
         touched = con.sql("SELECT count(*) FROM touched").fetchall()[0][0]
-        before = [kept.link(m.name) if m in changed and m.name in old_names else m for m in months if m.name in old_names]
-        before += [kept.link(name) for name in gone]
         # the touched sources' rows first, then distinct: DuckDB does not push the semi join below
         # a DISTINCT (over the 63 M pairs of the seed's size: 14.6 s against 0.4 s)
         of_touched = lambda files: (  # noqa: E731
             f"SELECT DISTINCT p.sIP, p.sIPv6, p.dIP, p.dIPv6 FROM read_parquet({literal_list([str(f) for f in files])}) p "
             "SEMI JOIN touched t ON p.sIP = t.sIP AND p.sIPv6 IS NOT DISTINCT FROM t.sIPv6")
-        grid = np.load(kept.raster)
+        grid = np.load(_raster_path(state))
+        before = seen.before(months)
         if before:
             add_cells(grid, con, of_touched(before), network, -1)
         add_cells(grid, con, of_touched(months), network)
@@ -167,15 +126,15 @@ def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ip
                         [], bag, DESTINATIONS)
     finally:
         con.close()
-    kept.write(months, bag, network, grid)
-    return ContactRefresh(int(touched), len(changed) + len(gone), True)
+    _save_raster(state, grid)
+    links.record(months, _settings(bag, network))
+    return ContactRefresh(int(touched), len(seen.changed) + len(seen.gone), True)
 
 
 def contact_raster(state: Path, bag: Path, network: ipaddress.IPv4Network | None) -> tuple[np.ndarray, int] | None:
     """The raster :func:`refresh_contacts` keeps (distinct pairs per cell, RASTER_ROWS x
     RASTER_COLUMNS at most) and its pair count, if it describes ``bag`` as it is."""
-    kept = _State(state)
-    if kept.read(bag, network) is None:
+    if not _raster_path(state).exists() or MonthLinks(state).changes([], _settings(bag, network)) is None:
         return None
-    grid = np.load(kept.raster)
+    grid = np.load(_raster_path(state))
     return grid, int(grid.sum())

@@ -20,8 +20,10 @@ import pandas as pd
 import pyarrow as pa
 
 from ..flows import bags
-from ..flows.bags import BagInfo, add_bags
-from ..flows.sql import literal_list
+from ..flows.bags import BagInfo, add_bags, write_bag_query
+from ..flows.sql import ident, literal_list
+from ..flows.storage import fingerprint
+from .month_links import MonthLinks
 from ..flows.flowtypes import OUTBOUND_TYPES, INT2INT
 from ..flows.schema import ATTR_IPV6, MS_PER_HOUR
 from ..flows.sets import IPSet
@@ -127,6 +129,40 @@ def rollup_contact_pairs(pair_bags: Sequence[Path], out: Path) -> Path:
     if not pair_bags:
         return bags.write_bag(bags.empty_bag_table(info), out, info)
     return add_bags(pair_bags, out)
+
+
+def refresh_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path, state: Path) -> bool:
+    """:func:`window_counter_bag`, refreshed by the months that changed: each changed month's
+    counts less its old version's (kept by :class:`MonthLinks`) are added to the window bag's.
+    The counter adds up over months, so the result equals a full sum.  Returns whether it was a
+    refresh (False: a full sum)."""
+    months = sorted(monthly_bags)
+    links = MonthLinks(state)
+    settings = lambda: {"counter": counter, "bag": fingerprint(out) if out.exists() else None}  # noqa: E731
+    seen = links.changes(months, settings()) if months else None
+    if seen is None:
+        window_counter_bag(months, counter, out)
+        links.record(months, settings())
+        return False
+    if not seen.any:
+        return True
+    c = ident(counter)
+    signed = [f"SELECT sIP, sIPv6, {c}::HUGEINT AS d FROM read_parquet({literal_list([m])})" for m in seen.changed]
+    signed += [f"SELECT sIP, sIPv6, -{c}::HUGEINT AS d FROM read_parquet({literal_list([p])})" for p in seen.old.values()]
+    con = duck.connect()
+    try:
+        con.execute(f"CREATE TEMP TABLE delta AS SELECT sIP, sIPv6, sum(d) AS d FROM ({' UNION ALL '.join(signed)}) "
+                    "GROUP BY ALL HAVING sum(d) <> 0")
+        info = BagInfo(("sIP",), (counter,))
+        write_bag_query(con, (
+            f"SELECT b.sIP, b.sIPv6, (b.{c} + coalesce(d.d, 0))::UBIGINT AS {c} FROM read_parquet({literal_list([out])}) b "
+            f"LEFT JOIN delta d ON b.sIP = d.sIP AND b.sIPv6 IS NOT DISTINCT FROM d.sIPv6 WHERE b.{c} + coalesce(d.d, 0) > 0 "
+            f"UNION ALL SELECT d.sIP, d.sIPv6, d.d::UBIGINT FROM delta d ANTI JOIN read_parquet({literal_list([out])}) b "
+            "ON b.sIP = d.sIP AND b.sIPv6 IS NOT DISTINCT FROM d.sIPv6"), [], out, info)
+    finally:
+        con.close()
+    links.record(months, settings())
+    return True
 
 
 def window_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path) -> Path:

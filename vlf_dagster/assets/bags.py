@@ -118,13 +118,15 @@ def build(parts: StudyPartitions) -> list:
     @asset(**window, deps=[monthly_source_bags],
            description="Flows per outside source over the whole window (bag sIP -> records).")
     def source_flow_bag(store: VlfStore) -> dg.MaterializeResult:
-        out = vlf.window_counter_bag(store.existing_monthly("monthly_source_bags"), "records", store.window("source_flow_bag"))
+        out = store.window("source_flow_bag")
+        vlf.refresh_counter_bag(store.existing_monthly("monthly_source_bags"), "records", out, store.state_dir("source_flow_bag"))
         return dg.MaterializeResult(metadata=_file_metadata(out, "sources"))
 
     @asset(**window, deps=[monthly_source_bags],
            description="Hours in which each outside source was active over the window (the count-1 bags added up).")
     def source_hour_count_bag(store: VlfStore) -> dg.MaterializeResult:
-        out = vlf.window_counter_bag(store.existing_monthly("monthly_source_bags"), "hours", store.window("source_hour_count_bag"))
+        out = store.window("source_hour_count_bag")
+        vlf.refresh_counter_bag(store.existing_monthly("monthly_source_bags"), "hours", out, store.state_dir("source_hour_count_bag"))
         in_1_to_5 = duck.connect().execute(
             "SELECT avg((hours BETWEEN 1 AND 5)::INT) FROM read_parquet(?)", [str(out)]
         ).fetchone()[0]
