@@ -69,7 +69,7 @@ def test_a_refresh_equals_a_full_count_through_new_changed_and_withdrawn_months(
         grid, pairs = contacts.contact_raster(state, bag, NET)
         expected, expected_pairs = figures.contact_surface_raster(files, NET)
         assert np.array_equal(grid, expected) and pairs == expected_pairs, i
-        assert pq.read_table(bag).to_pylist() == pq.read_table(full_bag).to_pylist(), i  # key order too
+        assert bag.read_bytes() == full_bag.read_bytes(), i  # the same bytes as a full count
     assert refresh.sources_changed == 0  # the last step moved no pair
 
 
@@ -118,6 +118,6 @@ def test_window_counter_bags_refreshed_by_changed_months_equal_a_full_sum(tmp_pa
         files = sorted(folder.glob("*.parquet"))
         assert refresh_counter_bag(files, "records", out, state), i
         window_counter_bag(files, "records", tmp_path / "full.parquet")
-        assert pq.read_table(out).to_pylist() == pq.read_table(tmp_path / "full.parquet").to_pylist(), i
+        assert out.read_bytes() == (tmp_path / "full.parquet").read_bytes(), i  # the same bytes as a full sum
     assert refresh_counter_bag(files, "records", out, state)  # nothing changed: nothing to do
     assert not refresh_counter_bag(files, "hours", out, state)  # another counter: a full sum

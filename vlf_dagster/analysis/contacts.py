@@ -80,6 +80,15 @@ def _save_raster(state: Path, grid: np.ndarray) -> None:
     os.replace(tmp, _raster_path(state))
 
 
+def _write_merged(con, kept: str, bag: Path) -> None:
+    """The bag: ``kept`` rows, then table ``counted``.  A full count writes through here too (from
+    no rows kept), and both sides go through tables first: DuckDB marks a column read straight
+    from Parquet NOT NULL when the file's statistics show no null, and the two would then
+    differ in their bytes."""
+    con.execute(f"CREATE TEMP TABLE kept AS {kept}")
+    write_bag_query(con, "SELECT * FROM kept UNION ALL SELECT * FROM counted", [], bag, DESTINATIONS)
+
+
 def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ipaddress.IPv4Network | None) -> ContactRefresh:
     """Keep ``bag`` (distinct inside destinations per source over ``months``' pair files) and the
     raster in ``state`` (see :func:`contact_raster`) equal to a full count."""
@@ -93,8 +102,10 @@ def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ip
             if not months:
                 write_bag(empty_bag_table(DESTINATIONS), bag, DESTINATIONS)
             else:
-                write_bag_query(con, f"SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations FROM ({_distinct(months)}) "
-                                "GROUP BY ALL", [], bag, DESTINATIONS)
+                con.execute(f"CREATE TEMP TABLE counted AS SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations "
+                            f"FROM ({_distinct(months)}) GROUP BY ALL")
+                con.register("no_bag", empty_bag_table(DESTINATIONS))
+                _write_merged(con, "SELECT * FROM no_bag", bag)
                 add_cells(grid, con, _distinct(months), network)
             _save_raster(state, grid)
             links.record(months, _settings(bag, network))
@@ -121,9 +132,8 @@ def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ip
         add_cells(grid, con, of_touched(months), network)
         con.execute(f"CREATE TEMP TABLE counted AS SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations "
                     f"FROM ({of_touched(months)}) GROUP BY ALL")
-        write_bag_query(con, f"SELECT b.* FROM read_parquet({literal(str(bag))}) b ANTI JOIN touched t "
-                        "ON b.sIP = t.sIP AND b.sIPv6 IS NOT DISTINCT FROM t.sIPv6 UNION ALL SELECT * FROM counted",
-                        [], bag, DESTINATIONS)
+        _write_merged(con, f"SELECT b.* FROM read_parquet({literal(str(bag))}) b ANTI JOIN touched t "
+                      "ON b.sIP = t.sIP AND b.sIPv6 IS NOT DISTINCT FROM t.sIPv6", bag)
     finally:
         con.close()
     _save_raster(state, grid)
