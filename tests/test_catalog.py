@@ -89,14 +89,16 @@ def test_a_refresh_reads_only_new_or_changed_footers_and_counts_stay_exact(data,
 
     assert build_catalog(data).objects["flows"] == 3
     read = []
-    real = catalog._RowCounts.rows
+    from vlf_dagster.flows.storage import ParquetRowCounts
+
+    real = ParquetRowCounts.rows
 
     def counting(self, con, files):
         stale = [f for f in files if self.known.get(f, (None, None))[:2] != (os.stat(f).st_size, os.stat(f).st_mtime_ns)]
         read.extend(stale)
         return real(self, con, files)
 
-    monkeypatch.setattr(catalog._RowCounts, "rows", counting)
+    monkeypatch.setattr(ParquetRowCounts, "rows", counting)
     assert build_catalog(data).objects["flows"] == 3 and read == []  # nothing changed: no footer read
     hour0 = archive_path(data, 0, "S0", START)
     write_parquet(flows([dict(sTime=hour_ms(START) + i) for i in range(5)]), hour0)  # the hour re-packed

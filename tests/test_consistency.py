@@ -52,3 +52,20 @@ def test_intersection_holds_names_missing_and_extra_members():
     assert intersection_holds(f, d, IPSet.from_strings(["2.2.2.2", "2001:db8::1"])).passed
     verdict = intersection_holds(f, d, IPSet.from_strings(["2.2.2.2", "3.3.3.3"]))
     assert not verdict.passed and verdict.metadata["missing_from_vlf_fd"] == 1 and verdict.metadata["extra_in_vlf_fd"] == 1
+
+
+def test_conservation_with_a_row_cache_reads_only_changed_footers_and_stays_exact(tmp_path, monkeypatch):
+    from vlf_dagster.flows import storage
+
+    files = [write_parquet(flows([dict(sIP="4.0.0.1")] * n), tmp_path / f"in-{n}.parquet") for n in (1, 2)]
+    bag = _bag(tmp_path / "bag.parquet", {"4.0.0.1": 3})
+    cache = tmp_path / "state" / "rows.parquet"
+    assert flows_conserved(files, bag, row_cache=cache).passed
+    footers = []
+    real = storage.ParquetRowCounts.rows
+    monkeypatch.setattr(storage.ParquetRowCounts, "rows",
+                        lambda self, con, fs: footers.extend(f for f in fs if f not in self.known) or real(self, con, fs))
+    assert flows_conserved(files, bag, row_cache=cache).passed and footers == []  # every count from the cache
+    write_parquet(flows([dict(sIP="4.0.0.1")] * 4), files[0])  # an hour re-packed with more records
+    verdict = flows_conserved(files, bag, row_cache=cache)
+    assert not verdict.passed and verdict.metadata["inbound_archive_records"] == 6

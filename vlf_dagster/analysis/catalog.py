@@ -12,20 +12,18 @@ Paths inside the views are absolute: move the data folder, refresh the catalog.
 from __future__ import annotations
 
 import glob
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..flows import duck
 from ..flows.flowtypes import FLOWTYPES
 from ..flows.sets import IPSet
-from ..flows.sql import ident, literal, literal_list
+from ..flows.sql import ident, literal
 from ..flows.segments import Segmented, is_segmented
-from ..flows.storage import atomic_path, write_parquet
+from ..flows.storage import ParquetRowCounts, atomic_path
 
 CATALOG_FILE = "catalog.duckdb"
 
@@ -134,46 +132,6 @@ def _view_sql(source: Source, base: Path) -> str:
 ROW_CACHE = ".row_counts.parquet"  # rows of every file counted at an earlier refresh, by size and mtime
 
 
-class _RowCounts:
-    """Rows of files from their Parquet footers, each footer read once: a refresh reads only the
-    footers of files that are new or changed since the last one (51,000 archive footers take ~20 s
-    at the seed's size; their sizes and times ~0.3 s)."""
-
-    def __init__(self, base: Path):
-        self.path = base / ROW_CACHE
-        self.known: dict[str, tuple[int, int, int]] = {}
-        if self.path.exists():
-            try:
-                cached = pq.read_table(self.path).to_pydict()
-                self.known = {f: (s, m, r) for f, s, m, r in zip(cached["file"], cached["size"], cached["mtime_ns"], cached["rows"])}
-            except (pa.ArrowInvalid, OSError, KeyError):
-                self.known = {}  # unreadable: count again
-        self.seen: dict[str, tuple[int, int, int]] = {}
-
-    def rows(self, con, files: list[str]) -> int:
-        stats = {f: os.stat(f) for f in files}
-        stale = [f for f, st in stats.items()
-                 if self.known.get(f, (None, None, None))[:2] != (st.st_size, st.st_mtime_ns)]
-        counted = {}
-        for start in range(0, len(stale), 5000):
-            chunk = stale[start:start + 5000]
-            counted.update(con.sql(f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({literal_list(chunk)}) "
-                                   "GROUP BY file_name").fetchall())
-        total = 0
-        for f, st in stats.items():
-            rows = int(counted[f]) if f in counted else self.known[f][2]
-            self.seen[f] = (st.st_size, st.st_mtime_ns, rows)
-            total += rows
-        return total
-
-    def save(self) -> None:
-        files = sorted(self.seen)
-        write_parquet(pa.table({"file": files, "size": [self.seen[f][0] for f in files],
-                                "mtime_ns": [self.seen[f][1] for f in files], "rows": [self.seen[f][2] for f in files]},
-                               schema=pa.schema([("file", pa.string()), ("size", pa.int64()),
-                                                 ("mtime_ns", pa.int64()), ("rows", pa.int64())])), self.path)
-
-
 def _copy_sets(con, base: Path) -> list[str]:
     """Copy the members of each set file into table ``ip_sets`` (set_name, ipv4, ipv6): IPv4
     members pass to DuckDB as one zero-copy uint32 column each (building whole Arrow rows with
@@ -208,7 +166,7 @@ def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSu
         try:
             for statement in MACROS:
                 con.execute(statement)
-            counts = _RowCounts(base)
+            counts = ParquetRowCounts(base / ROW_CACHE)
             for source in SOURCES:
                 files = [] if source.segmented else sorted(glob.glob(str(base / source.pattern)))
                 if not (is_segmented(base / source.pattern) if source.segmented else files):

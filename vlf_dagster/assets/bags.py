@@ -155,7 +155,8 @@ def build(parts: StudyPartitions) -> list:
     def flows_conserved(store: VlfStore) -> dg.AssetCheckResult:
         site = store.site
         inbound = store.archive_files(hours_between(site.start, site.window_end()), list(INBOUND_TYPES))
-        verdict = consistency.flows_conserved(inbound, store.window("source_flow_bag"))
+        verdict = consistency.flows_conserved(inbound, store.window("source_flow_bag"),
+                                              row_cache=store.state_dir(CONSERVATION_CHECK) / "row_counts.parquet")
         return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
 
     return [

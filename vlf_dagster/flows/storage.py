@@ -88,6 +88,49 @@ def write_parquet_batches(tables: Iterable[pa.Table], path: str | Path, schema: 
     return written
 
 
+class ParquetRowCounts:
+    """Rows of Parquet files from their footers, each footer read once: counts are kept in a
+    cache file by size and modification time, so a later count reads only the footers of files
+    that are new or changed (51,000 archive footers take ~20 s at the seed's size; their sizes
+    and times ~0.3 s)."""
+
+    def __init__(self, cache: Path):
+        self.path = Path(cache)
+        self.known: dict[str, tuple[int, int, int]] = {}
+        if self.path.exists():
+            try:
+                cached = pq.read_table(self.path).to_pydict()
+                self.known = {f: (s, m, r) for f, s, m, r in zip(cached["file"], cached["size"], cached["mtime_ns"], cached["rows"])}
+            except (pa.ArrowInvalid, OSError, KeyError):
+                self.known = {}  # unreadable: count again
+        self.seen: dict[str, tuple[int, int, int]] = {}
+
+    def rows(self, con, files: list[str]) -> int:
+        from .sql import literal_list
+
+        stats = {f: os.stat(f) for f in files}
+        stale = [f for f, st in stats.items()
+                 if self.known.get(f, (None, None, None))[:2] != (st.st_size, st.st_mtime_ns)]
+        counted = {}
+        for start in range(0, len(stale), 5000):
+            chunk = stale[start:start + 5000]
+            counted.update(con.sql(f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({literal_list(chunk)}) "
+                                   "GROUP BY file_name").fetchall())
+        total = 0
+        for f, st in stats.items():
+            rows = int(counted[f]) if f in counted else self.known[f][2]
+            self.seen[f] = (st.st_size, st.st_mtime_ns, rows)
+            total += rows
+        return total
+
+    def save(self) -> None:
+        files = sorted(self.seen)
+        write_parquet(pa.table({"file": files, "size": [self.seen[f][0] for f in files],
+                                "mtime_ns": [self.seen[f][1] for f in files], "rows": [self.seen[f][2] for f in files]},
+                               schema=pa.schema([("file", pa.string()), ("size", pa.int64()),
+                                                 ("mtime_ns", pa.int64()), ("rows", pa.int64())])), self.path)
+
+
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     """A Parquet file as a table, without pyarrow's pre-buffering: on a window file of 30 M rows
     pre-buffering made the read 4x slower here (17 s against 4.5 s)."""
