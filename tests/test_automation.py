@@ -140,7 +140,7 @@ def test_each_stage_follows_by_itself_and_late_data_equals_a_rebuild(live, tmp_p
     assert groups(Segmented(data / "matched_vlf_flows").read()) == groups(Segmented(scratch / "matched_vlf_flows").read())
     assert categorized(Segmented(data / "vlf_categories").read()) == categorized(Segmented(scratch / "vlf_categories").read())
     for name in [*SEGMENTED_OUTPUTS, "matched_vlf_flows", "vlf_categories"]:  # the late hours were a refresh
-        assert Segmented(data / name).manifest()["delta"] is not None, name
+        assert Segmented(data / name).manifest()["changes"][-1]["keys"] is not None, name
     tables = sorted(p.relative_to(data) for p in data.glob("reports/*/*/*.csv"))
     assert len(tables) > 20
     for table in tables:

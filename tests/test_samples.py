@@ -295,7 +295,7 @@ def test_near_matches_kept_per_source_equal_a_full_search_after_edits(tmp_path):
             assert expected.num_rows >= (10 if limit == 5 else 20)
             assert sm.first_near_matches(groups, limit).equals(expected), (step, limit)
         if step:
-            assert groups.manifest()["delta"] is not None  # searched again by source, not from scratch
+            assert groups.manifest()["changes"][-1]["keys"] is not None  # searched again by source, not from scratch
         more_q, more_a = _site_flows(rng, rng.choice(np.arange(1, 200), size=8, replace=False).tolist(), serial0=1000 * (step + 1))
         gone = queries[5]["sIP"]
         queries = [q for q in queries if q["sIP"] != gone] + more_q

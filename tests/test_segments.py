@@ -46,7 +46,10 @@ def test_a_full_write_reads_back_and_logs_everything(seg):
     assert seg.changes_since(seg.generation).num_rows == 0
 
 
-def test_apply_replaces_the_rows_of_changed_sources_only(seg):
+def test_apply_replaces_the_rows_of_changed_sources_only(seg, monkeypatch):
+    import vlf_dagster.flows.segments as segments
+
+    monkeypatch.setattr(segments, "COMPACT_SHARE", 100.0)
     g0 = seg.generation
     seg.apply(keys((1, None), (3, None)), rows((1, 9, None, 12), (3, 9, None, 30)))
     assert current(seg) == [(0, V6, 60), (1, None, 12), (2, None, 20), (3, None, 30)]
@@ -85,7 +88,10 @@ def test_a_consumer_too_far_behind_must_redo_everything(seg):
     assert seg.changes_since(seg.generation - 3).num_rows == 0
 
 
-def test_old_files_go_but_the_previous_generation_stays(seg):
+def test_old_files_go_but_the_previous_generation_stays(seg, monkeypatch):
+    import vlf_dagster.flows.segments as segments
+
+    monkeypatch.setattr(segments, "COMPACT_SHARE", 100.0)  # no folding in this one
     before = set(p.name for p in seg.directory.glob("*.parquet"))
     seg.apply(keys((2, None)), rows((2, 9, None, 21)))
     middle = set(p.name for p in seg.directory.glob("*.parquet"))
@@ -125,3 +131,20 @@ def test_ipv6_members_keep_their_bytes_through_set_algebra():
     for combined in (a | b, (a | b) & a, a ^ b):
         assert V6 in keys_of_set(combined).column("ipv6").to_pylist()
         assert V6 in [bytes(x) for x in combined.ipv6_array().to_pylist()]
+
+
+def test_a_delta_grown_past_its_share_is_folded_into_a_new_base(seg, monkeypatch):
+    import vlf_dagster.flows.segments as segments
+
+    monkeypatch.setattr(segments, "COMPACT_SHARE", 0.6)
+    g0 = seg.generation
+    seg.apply(keys((2, None)), rows((2, 9, None, 21)))  # 1 removed + 1 delta row: half of the base's 4
+    assert seg.manifest()["delta"] is not None
+    seg.apply(keys((1, None)), rows((1, 9, None, 12), (1, 9, None, 13), (1, 9, None, 14)))  # past 60% of the base
+    m = seg.manifest()
+    assert m["delta"] is None and m["removed"] is None and m["base_rows"] == m["rows"] == 5
+    assert current(seg) == [(0, V6, 60), (1, None, 12), (1, None, 13), (1, None, 14), (2, None, 21)]
+    changed = seg.changes_since(g0)  # the log still tells consumers which sources changed
+    assert sorted(changed.column("ip").to_pylist()) == [1, 2]
+    seg.apply(keys((0, V6)), rows())  # and refreshes go on from the new base
+    assert [r[0] for r in current(seg)] == [1, 1, 1, 2]

@@ -33,12 +33,16 @@ import pyarrow.parquet as pq
 from .schema import ipv6_words
 from .sets import IPSet
 from .sql import literal, literal_list
-from .storage import write_parquet, write_text
+from .storage import write_parquet, write_parquet_batches, write_text
 from . import duck
 
 MANIFEST = "manifest.json"
 VERSION = 1
 CHANGE_LOG_LENGTH = 96  # generations a consumer may fall behind before it must redo everything
+# When the delta and the removed rows pass this share of the base, the next refresh folds them
+# into a new base: reads and refreshes stay as cheap as the first ones, and the fold (a rewrite of
+# the window's rows) comes once per that many changed rows, not at every refresh.
+COMPACT_SHARE = 0.25
 CHANGES_SCHEMA = pa.schema([("ip", pa.uint64()), ("ipv6", pa.binary())])
 ROW_COLUMN = "row"
 
@@ -244,7 +248,25 @@ class Segmented:
         manifest = {**m, "generation": g, "removed": names["removed"], "delta": names["delta"],
                     "rows": m["base_rows"] - removed.num_rows + delta.num_rows, "removed_rows": removed.num_rows,
                     "delta_rows": delta.num_rows, "extra": {**m.get("extra", {}), **(extra or {})}, "changes": log}
+        if removed.num_rows + delta.num_rows > COMPACT_SHARE * max(m["base_rows"], 1):
+            manifest = self._compacted(manifest)
         return self._publish(manifest, m)
+
+    def _compacted(self, manifest: dict) -> dict:
+        """The same rows as one new base (base order, then delta order); the change log keeps its
+        entries, since no source's rows changed by folding them."""
+        base = f"base-{manifest['generation']:08d}.parquet"
+        schema = self.schema()
+        con = duck.connect()
+        try:
+            reader = con.sql(f"SELECT * FROM ({self.relation_sql(manifest, row_numbers=True)}) ORDER BY _row"
+                             ).fetch_record_batch(1 << 20)
+            write_parquet_batches((pa.Table.from_batches([b]).drop_columns(["_row"]).cast(schema) for b in reader),
+                                  self.directory / base, schema)
+        finally:
+            con.close()
+        return {**manifest, "base": base, "removed": None, "delta": None, "base_rows": manifest["rows"],
+                "removed_rows": 0, "delta_rows": 0}
 
     def touch(self, extra: dict | None = None) -> dict:
         """A new generation with no change (an empty change-log entry), e.g. to record new ``extra``."""
