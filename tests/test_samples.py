@@ -300,3 +300,35 @@ def test_near_matches_kept_per_source_equal_a_full_search_after_edits(tmp_path):
         gone = queries[5]["sIP"]
         queries = [q for q in queries if q["sIP"] != gone] + more_q
         answers = [a for a in answers if a["dIP"] != gone] + more_a
+
+
+@pytest.mark.parametrize("keep, low", [(6, 2), (40, 2), (6, 5)])
+def test_the_matched_sample_from_kept_candidates_equals_one_over_all_conversations(tmp_path, keep, low):
+    from test_match_refresh import _Site, _site_flows
+    from vlf_dagster.flows.segments import Segmented
+
+    rng = np.random.default_rng(keep + low)
+    site = _Site(tmp_path / "site")
+    queries, answers = _site_flows(rng, range(1, 120), per_source=3)
+    for step in range(4):
+        site.run(queries, answers)
+        candidates = sm.refresh_sample_candidates(site.root / "matched", tmp_path / "state", keep=keep, low=low)
+        if step and keep == 40:  # kept by source, not drawn again
+            assert candidates.manifest()["changes"][-1]["keys"] is not None
+        full = Segmented(site.root / "matched").relation_sql()
+        for n, fraction in ((3, 0.5), (5, None)):
+            with duck_connect() as con:
+                whole = con.sql(f"SELECT * FROM ({full}) ORDER BY 1").to_arrow_table()
+            expected = sm.matched_sample(Segmented(site.root / "matched").directory, n, 0, fraction)
+            assert sm.matched_sample_of_candidates(candidates, n, 0, fraction) == expected, (step, n)
+            assert whole.num_rows > Segmented(candidates.directory).rows
+        more_q, more_a = _site_flows(rng, rng.choice(np.arange(1, 160), size=10, replace=False).tolist(), serial0=5000 * (step + 1))
+        gone = {queries[k]["sIP"] for k in (3, 40)}
+        queries = [q for q in queries if q["sIP"] not in gone] + more_q
+        answers = [a for a in answers if a["dIP"] not in gone] + more_a
+
+
+def duck_connect():
+    from vlf_dagster.flows import duck
+
+    return duck.connect()

@@ -229,6 +229,87 @@ def matched_sample(matched_vlf_flows: Source, n: int = 7, seed: int = 0,
     return _lines_text(matched_sample_table(matched_vlf_flows, n, seed, matched_fraction), MATCHED_FIELDS)
 
 
+# The matched sample drawn from the conversations with the lowest hashes only.  The state keeps,
+# per kind (matches, unmatched queries), every conversation whose hash is at most a bound, with
+# its records: a refresh drops the changed sources' conversations and adds their new ones under
+# the bound, so the state still holds every conversation under it, and the n lowest of each kind
+# (all a sample can pick) are among them.  When a kind runs short, everything is drawn again.
+CANDIDATES_KEPT = 256  # conversations of each kind under the bound after a full draw
+CANDIDATES_LOW = 32  # fewer than this left of a kind under a bound (counted by hash): draw again
+
+
+def _candidate_rows(con, relation: str, seed: int, bounds: dict | None, keep: int) -> tuple[pa.Table, dict]:
+    """The records (with ``_orow``, their position in the matched output, ``_kind`` and ``_h``)
+    of the conversations of ``relation`` (matched records with ``_row``) whose hash is under the
+    kind's bound; with ``bounds`` None, the ``keep`` lowest of each kind, and the bounds found."""
+    con.execute(f"CREATE OR REPLACE TEMP VIEW cand_src AS {relation}")
+    cols = {r[0] for r in con.sql("DESCRIBE cand_src").fetchall()}
+    label = _LABEL_SQL if {"attributes", "nhIPv6"} <= cols else "nhIP::UBIGINT"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW cand_lab AS SELECT *, (({label}) & {MAX_MATCH_ID})::BIGINT AS _id, "
+                f"(({label}) & {RESPONSE_TAG}) <> 0 AS _resp FROM cand_src")
+    fields = [c for c in _IDENTITY if c in cols]
+    h = _hash("", fields, set(fields))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE cand_convs AS "
+        f"SELECT 'matched' AS kind, _id, min(_row) AS first, arg_min(h, _row) AS h FROM (SELECT _id, _row, {h} AS h "
+        f"FROM cand_lab WHERE NOT _resp AND _id <> 0) GROUP BY _id "
+        f"UNION ALL SELECT 'unmatched', 0, _row, {h} FROM cand_lab WHERE NOT _resp AND _id = 0", [int(seed), int(seed)])
+    if bounds is None:
+        bounds = {}
+        for kind in ("matched", "unmatched"):
+            top = con.sql(f"SELECT h FROM cand_convs WHERE kind = '{kind}' ORDER BY h LIMIT ?", params=[keep]).fetchall()
+            bounds[kind] = int(top[-1][0]) if len(top) == keep else None  # None: every conversation kept
+    kept = " OR ".join(f"(kind = '{k}'{'' if b is None else f' AND h <= {int(b)}'})" for k, b in bounds.items())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cand_kept AS SELECT * FROM cand_convs WHERE {kept}")
+    rows = con.sql(
+        "SELECT l.* EXCLUDE (_id, _resp, _row), l._row AS _orow, c.kind AS _kind, c.h AS _h FROM cand_lab l "
+        "JOIN cand_kept c ON c.kind = 'matched' AND l._id = c._id "
+        "UNION ALL SELECT l.* EXCLUDE (_id, _resp, _row), l._row, c.kind, c.h FROM cand_lab l "
+        "JOIN cand_kept c ON c.kind = 'unmatched' AND l._row = c.first ORDER BY _orow").to_arrow_table()
+    return rows, bounds
+
+
+def refresh_sample_candidates(matched: Path, state: Path, *, seed: int = 0, keep: int = CANDIDATES_KEPT,
+                              low: int | None = None) -> Segmented:
+    """The matched sample's candidate conversations, kept per source beside the segmented
+    ``matched`` output and refreshed by its change log."""
+    from .matching import SOURCE_OF_RECORD, InputGenerations
+
+    target = Segmented(state / "candidates", SOURCE_OF_RECORD)
+    source = Segmented(matched, SOURCE_OF_RECORD)
+    inputs = {"matched": source}
+    kept = InputGenerations(state, {"matched_sample": 1, "seed": int(seed), "keep": int(keep)})
+    changed = kept.changes(target, inputs)
+    con = duck.connect()
+    try:
+        if changed is not None:
+            bounds = target.extra["bounds"]
+            con.register("wanted", changed)
+            relation = (f"SELECT t.* FROM ({source.relation_sql(row_numbers=True)}) t SEMI JOIN wanted w "
+                        f"ON {source.key.joins('t', 'w')}")
+            rows, _ = _candidate_rows(con, relation, seed, bounds, keep)
+            target.apply(changed, rows)
+            counts = dict(con.sql(f"SELECT _kind, count(DISTINCT _h) FROM ({target.relation_sql()}) GROUP BY ALL").fetchall())
+            if any(b is not None and counts.get(k, 0) < (CANDIDATES_LOW if low is None else low) for k, b in bounds.items()):
+                changed = None  # a kind ran short under its bound: draw again
+        if changed is None:
+            rows, bounds = _candidate_rows(con, source.relation_sql(row_numbers=True), seed, None, keep)
+            target.write_full(lambda path: write_parquet(rows, path), extra={"bounds": bounds})
+    finally:
+        con.close()
+    kept.write(target, inputs)
+    return target
+
+
+def matched_sample_of_candidates(candidates: Segmented, n: int = 7, seed: int = 0,
+                                 matched_fraction: float | None = 0.5) -> str:
+    """:func:`matched_sample` over the kept candidates: the same conversations as over the whole
+    matched output (they hold each kind's lowest hashes)."""
+    with duck.connect() as con:
+        table = con.sql(f"SELECT * EXCLUDE (_orow, _kind, _h) FROM ({candidates.relation_sql()}) ORDER BY _orow").to_arrow_table()
+    return matched_sample(table, n, seed, matched_fraction)
+
+
 # --- 7. malformed near-matches -------------------------------------------------------------------
 
 _SAME_HOSTS = (

@@ -194,7 +194,9 @@ def _contact_surface(inputs: StudyInputs) -> list[Piece]:
 
 def _samples(inputs: StudyInputs) -> list[Piece]:
     return [Piece("A small sample of 1 flow / host data", text=samples.one_flow_sample(inputs.categories)),
-            Piece("A sample of matched flows", text=samples.matched_sample(inputs.matched),
+            Piece("A sample of matched flows",
+                  text=samples.matched_sample_of_candidates(samples.refresh_sample_candidates(
+                      inputs.matched, state_dir(inputs.data_dir, "report_samples"))),
                   note="-> query (outside to inside), <- response; the number is the match id.")]
 
 
