@@ -285,9 +285,10 @@ def refresh_sample_candidates(matched: Path, state: Path, *, seed: int = 0, keep
         if changed is not None:
             bounds = target.extra["bounds"]
             con.register("wanted", changed)
-            relation = (f"SELECT t.* FROM ({source.relation_sql(row_numbers=True)}) t SEMI JOIN wanted w "
-                        f"ON {source.key.joins('t', 'w')}")
-            rows, _ = _candidate_rows(con, relation, seed, bounds, keep)
+            # the changed sources' records, found once (the conversations and the records both read them)
+            con.execute(f"CREATE TEMP TABLE changed_records AS SELECT t.* FROM ({source.relation_sql(row_numbers=True)}) t "
+                        f"SEMI JOIN wanted w ON {source.key.joins('t', 'w')}")
+            rows, _ = _candidate_rows(con, "SELECT * FROM changed_records", seed, bounds, keep)
             target.apply(changed, rows)
             counts = dict(con.sql(f"SELECT _kind, count(DISTINCT _h) FROM ({target.relation_sql()}) GROUP BY ALL").fetchall())
             if any(b is not None and counts.get(k, 0) < (CANDIDATES_LOW if low is None else low) for k, b in bounds.items()):
