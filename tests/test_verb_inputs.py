@@ -185,3 +185,15 @@ def test_ipv6_vlf_flows_written_by_duckdb_pass_the_consistency_check(tmp_path):
     assert write_filtered([archive], FilterSpec(sipset=fd), out) == 2
     verdict = vlf_flows_match_bag(out, bag, fd)
     assert verdict.passed and verdict.metadata["vlf_flows"] == 2
+
+
+def test_a_segmented_window_artifact_is_read_as_its_current_rows(tmp_path, capsys):
+    from vlf_dagster.flows.segments import Segmented
+
+    seg = Segmented(tmp_path / "vlf_flows")
+    seg.write_full(lambda path: write_parquet(flows([dict(sIP="1.0.0.1", sTime=T0), dict(sIP="1.0.0.2", sTime=T0 + 1)]), path))
+    replaced = flows([dict(sIP="1.0.0.2", sTime=T0 + 7)])
+    seg.apply(pa.table({"ip": pa.array([ip("1.0.0.2")], pa.uint64()), "ipv6": pa.nulls(1, pa.binary())}), replaced)
+    assert read_flows([str(seg.directory)]).column("sTime").to_pylist() == [T0, T0 + 7]
+    assert main(["cut", str(seg.directory), "--fields=sIP", "--no-titles", "--delimited"]) in (0, None)
+    assert capsys.readouterr().out.split() == ["1.0.0.1", "1.0.0.2"]

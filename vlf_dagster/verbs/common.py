@@ -19,6 +19,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..flows.schema import FLOW_SCHEMA, SchemaError, conform
+from ..flows.segments import Segmented, is_segmented
 from ..flows.storage import holds_flow_columns, read_parquet_bytes
 from ..flows import duck
 
@@ -101,8 +102,17 @@ def read_flows(names: Iterable[str]) -> pa.Table:
         with duck.connect() as con:
             table = con.sql("SELECT * FROM read_parquet($files)", params={"files": paths}).to_arrow_table()
         return conform(table.replace_schema_metadata(None))
-    tables = [read_flow_table(*_open_bytes(n)) for n in names]
+    tables = [_read_segmented(n) if is_segmented(n) else read_flow_table(*_open_bytes(n)) for n in names]
     return pa.concat_tables(tables) if tables else FLOW_SCHEMA.empty_table()
+
+
+def _read_segmented(name: str) -> pa.Table:
+    """A window artifact kept segmented (``data/vlf_flows``, ``data/matched_vlf_flows``): its
+    current rows, base then delta, as one flow table."""
+    try:
+        return conform(Segmented(Path(name)).read().replace_schema_metadata(None), source=name)
+    except SchemaError as exc:
+        raise VerbError(f"not a flow file: {exc}") from None
 
 
 def write_flow_stream(batches: Iterable[pa.RecordBatch] | pa.Table, sink: BinaryIO) -> int:
