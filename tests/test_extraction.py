@@ -120,3 +120,20 @@ def test_a_lost_or_stale_state_means_a_full_extraction(tmp_path):
     target.touch()  # the artifact moved on without the state
     assert not extract_by_set(months, sources, target, tmp_path / "s").incremental
     assert meta["version"] == 1
+
+
+def test_two_refreshes_at_once_take_turns(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    months = _months(tmp_path, {"2007-02": [_flow("4.0.0.1", 1)], "2007-03": [_flow("4.0.0.2", 2)]})
+    sources = IPSet.from_strings(["4.0.0.1", "4.0.0.2"])
+    target = Segmented(tmp_path / "t", SOURCE_IS_SIP)
+    extract_by_set(months, sources, target, tmp_path / "s")
+    g = target.generation
+    months = _months(tmp_path, {"2007-03": [_flow("4.0.0.2", 2), _flow("4.0.0.2", 3)]})
+    with ThreadPoolExecutor(2) as pool:  # a manual launch beside automation's run
+        results = list(pool.map(lambda _: extract_by_set(months, sources, Segmented(tmp_path / "t", SOURCE_IS_SIP),
+                                                         tmp_path / "s"), range(2)))
+    assert sorted(r.sources_changed for r in results) == [0, 1]  # one refreshed, the other found nothing left
+    assert target.generation == g + 2
+    assert _ordered(target.read()) == _ordered(_full(tmp_path, months, sources, SOURCE_IS_SIP, "both"))

@@ -22,7 +22,7 @@ import numpy as np
 from ..flows import duck
 from ..flows.bags import BagInfo, empty_bag_table, write_bag, write_bag_query
 from ..flows.sql import literal, literal_list
-from ..flows.storage import fingerprint
+from ..flows.storage import fingerprint, holds_state_lock
 from .month_links import MonthLinks
 
 STATE_VERSION = 1
@@ -89,6 +89,7 @@ def _write_merged(con, kept: str, bag: Path) -> None:
     write_bag_query(con, "SELECT * FROM kept UNION ALL SELECT * FROM counted", [], bag, DESTINATIONS)
 
 
+@holds_state_lock("state")
 def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ipaddress.IPv4Network | None) -> ContactRefresh:
     """Keep ``bag`` (distinct inside destinations per source over ``months``' pair files) and the
     raster in ``state`` (see :func:`contact_raster`) equal to a full count."""

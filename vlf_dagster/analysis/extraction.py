@@ -26,7 +26,7 @@ from ..flows.schema import FLOW_SCHEMA
 from ..flows.segments import CHANGES_SCHEMA, Segmented, SourceKey, keys_of_set, set_of_keys
 from ..flows.sets import IPSet
 from ..flows.sql import ident, literal, literal_list
-from ..flows.storage import fingerprint, write_parquet, write_text
+from ..flows.storage import fingerprint, write_parquet, write_text, holds_state_lock
 
 STATE_VERSION = 1
 ORDER = "sTime, sIP"  # a full extraction's order (the delta keeps it too)
@@ -91,6 +91,7 @@ def _write_digests(con, month: Path, key: SourceKey, out: Path) -> None:
     write_parquet(con.sql(_digest_sql(month, key) + " ORDER BY ip, ipv6").to_arrow_table(), out)
 
 
+@holds_state_lock("state_folder")
 def extract_by_set(months: Sequence[Path], sources: IPSet, target: Segmented, state_folder: Path) -> ExtractRefresh:
     """Keep ``target`` equal to the rows of the ``months`` files whose source (``target.key``)
     is in ``sources``: a full extraction when there is no usable state, else a refresh of the

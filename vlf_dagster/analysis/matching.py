@@ -15,7 +15,7 @@ from ..flows.match import MAX_MATCH_ID, match_ids, match_sessions, with_labels
 from ..flows.schema import ATTR_IPV6, conform, ipv6_words, is_icmp
 from ..flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, set_of_keys
 from ..flows.sql import ident, literal_list
-from ..flows.storage import ROW_GROUP_ROWS, read_parquet, write_parquet, write_parquet_batches, write_text
+from ..flows.storage import ROW_GROUP_ROWS, read_parquet, write_parquet, write_parquet_batches, write_text, holds_state_lock
 from ..flows import duck
 
 CATEGORIES = ("unmatched TCP", "unmatched UDP", "matched TCP", "matched UDP", "ICMP", "other")
@@ -89,6 +89,7 @@ def _match(queries: pa.Table, answers: pa.Table, time_delta_ms: int) -> pa.Table
     return match_sessions(queries, answers, time_delta_ms, symmetric=True, unmatched="q")
 
 
+@holds_state_lock("state")
 def match_vlf_flows(vlf_flows: Path, outbound: Path, out: Path, *, time_delta_ms: int, state: Path) -> MatchRefresh:
     """rwmatch --symmetric-delta of the VLF queries (segmented ``vlf_flows``) with the outbound
     flows to VLF sources (segmented ``outbound``), into the segmented ``out``.
@@ -227,6 +228,7 @@ def categorize(matched: pa.Table, flow_bag: Path | pa.Table) -> pa.Table:
     return _categorized(matched, _FlowCounts(flow_bag))
 
 
+@holds_state_lock("state")
 def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -> CategoryRefresh:
     """:func:`categorize` of the segmented matched flows into the segmented ``out``.
 

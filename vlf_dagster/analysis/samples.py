@@ -30,7 +30,7 @@ from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG
 from ..flows.schema import FIELD_NAMES, FLOW_SCHEMA, PROTO_TCP, PROTO_UDP, conform
 from ..flows.sql import ident, literal_list
 from ..flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, is_segmented, relation_sql
-from ..flows.storage import write_parquet
+from ..flows.storage import write_parquet, holds_state_lock
 from ..flows import duck
 
 Source = Union[pa.Table, pd.DataFrame, str, Path, Sequence[Union[str, Path]]]
@@ -269,6 +269,7 @@ def _candidate_rows(con, relation: str, seed: int, bounds: dict | None, keep: in
     return rows, bounds
 
 
+@holds_state_lock("state")
 def refresh_sample_candidates(matched: Path, state: Path, *, seed: int = 0, keep: int = CANDIDATES_KEPT,
                               low: int | None = None) -> Segmented:
     """The matched sample's candidate conversations, kept per source beside the segmented
@@ -436,6 +437,7 @@ NEAR_MATCH_SOURCE = SourceKey("CASE WHEN {t}.side = 1 THEN {t}.dIP ELSE {t}.sIP 
                               "CASE WHEN {t}.side = 1 THEN {t}.dIPv6 ELSE {t}.sIPv6 END")
 
 
+@holds_state_lock("state")
 def refresh_near_matches(vlf_flows: Path, outbound: Path, state: Path, *, time_delta_ms: int) -> Segmented:
     """Every near match of the (segmented) ``vlf_flows`` and ``outbound``, kept in ``state`` as a
     segmented table of groups.  Every condition of a near match compares one source's queries

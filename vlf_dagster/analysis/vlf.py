@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..flows import bags
 from ..flows.bags import BagInfo, add_bags, write_bag_query
 from ..flows.sql import ident, literal_list
-from ..flows.storage import fingerprint
+from ..flows.storage import fingerprint, holds_state_lock
 from .month_links import MonthLinks
 from ..flows.flowtypes import OUTBOUND_TYPES, INT2INT
 from ..flows.schema import ATTR_IPV6, MS_PER_HOUR
@@ -131,6 +131,7 @@ def rollup_contact_pairs(pair_bags: Sequence[Path], out: Path) -> Path:
     return add_bags(pair_bags, out)
 
 
+@holds_state_lock("state")
 def refresh_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path, state: Path) -> bool:
     """:func:`window_counter_bag`, refreshed by the months that changed: each changed month's
     counts less its old version's (kept by :class:`MonthLinks`) are added to the window bag's.

@@ -237,6 +237,41 @@ def segmented_path(base: str | Path, asset: str) -> Path:
     return Path(base) / asset
 
 
+@contextmanager
+def state_lock(folder: str | Path) -> Iterator[None]:
+    """Hold the lock of a window step's state folder: two runs refreshing one artifact (a manual
+    launch beside automation's) take turns, and the second refreshes from what the first left,
+    instead of both applying changes to the same generation."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def holds_state_lock(parameter: str):
+    """Decorate a refresh to run under :func:`state_lock` of its state folder argument ``parameter``."""
+    import functools
+    import inspect
+
+    def decorate(refresh):
+        signature = inspect.signature(refresh)
+
+        @functools.wraps(refresh)
+        def locked(*args, **kwargs):
+            with state_lock(signature.bind(*args, **kwargs).arguments[parameter]):
+                return refresh(*args, **kwargs)
+
+        return locked
+
+    return decorate
+
+
 def fingerprint(path: str | Path) -> str:
     """Size and modification time: what tells a refresh that a file it read before has changed."""
     stat = Path(path).stat()
