@@ -226,3 +226,25 @@ def test_categories_streamed_row_group_by_row_group_equal_categorizing_the_whole
     assert categorized(streamed) == categorized(whole)
     assert set(whole.column("source_flows").to_pylist()) <= {1, 2, 3} and 0 not in whole.column("source_flows").to_pylist()
     assert whole.column("sIPv6").null_count < whole.num_rows  # the IPv6 sources keep their address and count
+
+
+def test_sessions_kept_by_source_give_the_matched_port_tables_of_the_records(tmp_path):
+    from vlf_dagster.analysis import port_tables as pt
+
+    rng = np.random.default_rng(17)
+    site = _Site(tmp_path / "live")
+    queries, answers = _site_flows(rng, range(1, 150), v6=False)
+    for step in range(3):
+        site.run(queries, answers)
+        sessions = pt.refresh_sessions(site.root / "matched", tmp_path / "sessions")
+        for protocol in (6, 17):
+            records = site.matched()
+            assert pt.matched_ports(sessions.directory, protocol=protocol).equals(pt.matched_ports(records, protocol=protocol))
+            assert pt.matched_port_direction_counts(sessions.directory, protocol=protocol).equals(
+                pt.matched_port_direction_counts(records, protocol=protocol))
+        assert len(pt.matched_ports(records, protocol=6)) > 3
+        if step:
+            assert sessions.manifest()["changes"][-1]["keys"] is not None  # by source, not from scratch
+        more_q, more_a = _site_flows(rng, rng.choice(np.arange(1, 200), size=8, replace=False).tolist(),
+                                     serial0=7000 * (step + 1), v6=False)
+        queries, answers = queries[4:] + more_q, answers + more_a

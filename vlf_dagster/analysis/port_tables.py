@@ -42,8 +42,9 @@ from ..flows.flags import flag_strings
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.schema import FLOW_SCHEMA, PROTO_ICMP, PROTO_TCP, PROTO_UDP
 from ..flows.sets import IPSet
-from ..flows.segments import Segmented, is_segmented, relation_sql
-from .matching import CATEGORIES, TOTALS, category_totals
+from ..flows.segments import Segmented, SourceKey, is_segmented, relation_sql
+from ..flows.storage import holds_state_lock, write_parquet
+from .matching import CATEGORIES, SOURCE_OF_RECORD, TOTALS, InputGenerations, category_totals, rows_of_sources
 from ..flows import duck
 
 Source = Union[str, Path, Sequence[Union[str, Path]], pa.Table, pd.DataFrame]
@@ -434,15 +435,56 @@ def where_do_they_go(
 MATCHED_COLUMNS = ["Rank", "Port", "O/E", "Sessions", "O count", "E count"]
 
 
-def _sessions_sql(protocol: int) -> str:
-    """One row per match id: its originator's service port, O/E, outside and inside address."""
+SESSION_COLUMNS = ("protocol", "port", "oe", "outside", "inside")
+
+
+def _session_rows_sql(relation: str) -> str:
+    """One row per match id of matched records: protocol, its originator's service port, O/E,
+    outside and inside address."""
     return (
-        "WITH m AS (SELECT nhIP & 16777215 AS id, (nhIP >> 24) = 255 AS resp, sIP, dIP, sPort, dPort, sTime "
-        f"FROM t WHERE protocol = {int(protocol)} AND (nhIP & 16777215) > 0), "
-        "s AS (SELECT id, dPort AS port, CASE WHEN resp THEN 'E' ELSE 'O' END AS oe, "
-        "CASE WHEN resp THEN dIP ELSE sIP END AS outside, CASE WHEN resp THEN sIP ELSE dIP END AS inside "
-        "FROM m QUALIFY row_number() OVER (PARTITION BY id ORDER BY sTime, resp, dPort, sPort) = 1) "
+        "SELECT protocol, port, oe, outside, inside FROM ("
+        "SELECT protocol, nhIP & 16777215 AS id, dPort AS port, CASE WHEN (nhIP >> 24) = 255 THEN 'E' ELSE 'O' END AS oe, "
+        "CASE WHEN (nhIP >> 24) = 255 THEN dIP ELSE sIP END AS outside, CASE WHEN (nhIP >> 24) = 255 THEN sIP ELSE dIP END AS inside "
+        f"FROM ({relation}) WHERE (nhIP & 16777215) > 0 "
+        "QUALIFY row_number() OVER (PARTITION BY protocol, nhIP & 16777215 "
+        "ORDER BY sTime, (nhIP >> 24) = 255, dPort, sPort) = 1)"
     )
+
+
+def _sessions_sql(protocol: int, con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """CTE ``s``: one row per match id of ``t`` (matched records, or the kept sessions of
+    :func:`refresh_sessions`) with its originator's service port, O/E, outside and inside address."""
+    if con is not None and "oe" in _columns(con):
+        return f"WITH s AS (SELECT * FROM t WHERE protocol = {int(protocol)}) "
+    return f"WITH s AS (SELECT * FROM ({_session_rows_sql('SELECT * FROM t')}) WHERE protocol = {int(protocol)}) "
+
+
+# A session belongs to its outside address, the VLF source (sessions are IPv4 records only).
+SESSION_SOURCE = SourceKey("{t}.outside", "CAST(NULL AS BLOB)")
+
+
+@holds_state_lock("state")
+def refresh_sessions(matched: Path, state: Path) -> Segmented:
+    """The matched sessions (one row per match id: ``SESSION_COLUMNS``) kept per source beside
+    the segmented ``matched`` output and refreshed by its change log: what the matched-ports
+    tables and figures count, without a pass over 30 M records each."""
+    target = Segmented(state / "sessions", SESSION_SOURCE)
+    source = Segmented(matched, SOURCE_OF_RECORD)
+    inputs = {"matched": source}
+    kept = InputGenerations(state, {"sessions": 1})
+    changed = kept.changes(target, inputs)
+    con = duck.connect()
+    try:
+        if changed is None:
+            rows = con.sql(_session_rows_sql(source.relation_sql())).to_arrow_table()
+            target.write_full(lambda path: write_parquet(rows, path))
+        else:
+            con.register("changed_records", rows_of_sources(source, changed))
+            target.apply(changed, con.sql(_session_rows_sql("SELECT * FROM changed_records")).to_arrow_table())
+    finally:
+        con.close()
+    kept.write(target, inputs)
+    return target
 
 
 def matched_ports(matched_vlf_flows: Source, protocol: int = PROTO_TCP, top: int = 20) -> pd.DataFrame:
@@ -465,7 +507,7 @@ def matched_ports(matched_vlf_flows: Source, protocol: int = PROTO_TCP, top: int
     """
     con = _connect(matched_vlf_flows, empty=FLOW_SCHEMA)
     q = (
-        _sessions_sql(protocol)
+        _sessions_sql(protocol, con)
         + "SELECT port, oe, count(*) AS sessions, count(DISTINCT outside) AS o, count(DISTINCT inside) AS e "
         "FROM s GROUP BY port, oe ORDER BY sessions DESC, port, oe LIMIT ?"
     )
@@ -490,7 +532,7 @@ def matched_port_direction_counts(matched_vlf_flows: Source, protocol: int = PRO
     """
     con = _connect(matched_vlf_flows, empty=FLOW_SCHEMA)
     q = (
-        _sessions_sql(protocol)
+        _sessions_sql(protocol, con)
         + "SELECT port, count_if(oe = 'O') AS oe_n, count_if(oe = 'E') AS eo_n FROM s GROUP BY port ORDER BY port"
     )
     df = _df(con, q)

@@ -76,6 +76,11 @@ class StudyInputs:
         return self.segmented("matched_vlf_flows")
 
     @cached_property
+    def sessions(self) -> Path:
+        """The matched sessions, kept per source and refreshed by the matched output's change log."""
+        return pt.refresh_sessions(self.matched, state_dir(self.data_dir, "matched_sessions")).directory
+
+    @cached_property
     def active_inside(self) -> IPSet:
         return IPSet.read(self.window("active_inside_set", "set"))
 
@@ -160,7 +165,7 @@ def _where(inputs: StudyInputs) -> list[Piece]:
 
 
 def _matched_ports(inputs: StudyInputs) -> list[Piece]:
-    return [Piece(f"Top 20 matched {label} ports (1 - 10 flows)", table=pt.matched_ports(inputs.matched, protocol=p))
+    return [Piece(f"Top 20 matched {label} ports (1 - 10 flows)", table=pt.matched_ports(inputs.sessions, protocol=p))
             for p, label in ((6, "TCP"), (17, "UDP"))]
 
 
@@ -218,7 +223,7 @@ def _timelines(inputs: StudyInputs) -> list[Piece]:
 def _direction_plots(inputs: StudyInputs) -> list[Piece]:
     pieces = []
     for protocol, label in ((6, "TCP"), (17, "UDP")):
-        counts = pt.matched_port_direction_counts(inputs.matched, protocol=protocol)
+        counts = pt.matched_port_direction_counts(inputs.sessions, protocol=protocol)
         counts = counts.rename(columns={"O->E": "OtoE", "E->O": "EtoO"})
         path = fig.port_direction_plot(counts, inputs.figure(f"ports_{label.lower()}_direction"), label)
         pieces.append(Piece(f"Overall {label} ports (1 - 10 flows): o O to E, + E to O", figure=path))
