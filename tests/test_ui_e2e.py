@@ -230,7 +230,10 @@ def test_a_live_site_keeps_itself_current_with_no_launch(tmp_path):
             and _catalog_flows(data) == 15), 240, every=1)
         second_refresh = time.monotonic() - started
         _wait("the window to be fresh again", lambda: set(_stale(server).values()) == {"FRESH"}, 60)
-        # every run came from automation (the landing sensor and the automation sensor), none by hand
+        # every run came from automation (the landing sensor and the automation sensor), none by hand;
+        # the window shows fresh once its assets are written, while the run may still close its last steps
+        _wait("the runs to finish", lambda: all(r["status"] not in ("STARTED", "STARTING", "QUEUED", "NOT_STARTED")
+                                                for r in server.query(RUNS)["runsOrError"]["results"]), 120)
         runs = server.query(RUNS)["runsOrError"]["results"]
         summary = [(r["status"], {t["key"]: t["value"] for t in r["tags"]}.get("dagster/partition")) for r in runs]
         assert runs and all(r["status"] == "SUCCESS" for r in runs), [x for x in summary if x[0] != "SUCCESS"]
