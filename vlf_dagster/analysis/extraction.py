@@ -23,7 +23,7 @@ import pyarrow as pa
 from ..flows import duck
 from ..flows.filter import FilterSpec, write_filtered
 from ..flows.schema import FLOW_SCHEMA
-from ..flows.segments import CHANGES_SCHEMA, Segmented, SourceKey, keys_of_set, set_of_keys
+from ..flows.segments import CHANGES_SCHEMA, Segmented, SourceKey, keys_of_set, rows_of_sources, set_of_keys
 from ..flows.sets import IPSet
 from ..flows.sql import ident, literal, literal_list
 from ..flows.storage import fingerprint, write_parquet, write_text, holds_state_lock
@@ -146,10 +146,8 @@ def _refresh(con, months, sources, target, state, prints, previous) -> ExtractRe
     staying = keys_of_set(changed & sources)
     added = FLOW_SCHEMA.empty_table()
     if len(staying) and months:
-        con.register("staying", staying)
-        added = con.sql(
-            f"SELECT m.* FROM read_parquet({literal_list([str(m) for m in months])}) m "
-            f"SEMI JOIN staying s ON {target.key.joins('m', 's')} ORDER BY {ORDER}").to_arrow_table()
+        added = rows_of_sources(f"SELECT * FROM read_parquet({literal_list([str(m) for m in months])})", target.key,
+                                staying, order_by=ORDER)
     target.apply(keys, added)
     state.write(sources, prints, target.generation)
     return ExtractRefresh(target.rows, len(changed), len(changed_months), True)

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from ..flows.match import MAX_MATCH_ID, match_ids, match_sessions, with_labels
 from ..flows.schema import ATTR_IPV6, conform, ipv6_words, is_icmp
-from ..flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, set_of_keys
+from ..flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, rows_of_sources, set_of_keys
 from ..flows.sql import ident, literal_list
 from ..flows.storage import ROW_GROUP_ROWS, read_parquet, write_parquet, write_parquet_batches, write_text, holds_state_lock
 from ..flows import duck
@@ -72,17 +72,6 @@ class InputGenerations:
                    self.path)
 
 
-def rows_of_sources(source: Segmented, keys: pa.Table) -> pa.Table:
-    """The rows of a segmented artifact whose source (its key) is among ``keys``."""
-    con = duck.connect()
-    try:
-        con.register("wanted", keys)
-        return con.sql(f"SELECT t.* FROM ({source.relation_sql()}) t SEMI JOIN wanted w ON {source.key.joins('t', 'w')}"
-                       ).to_arrow_table()
-    finally:
-        con.close()
-
-
 def _match(queries: pa.Table, answers: pa.Table, time_delta_ms: int) -> pa.Table:
     # --symmetric-delta: an answer may start before the query when the enterprise side opened the
     # session; the study looks at both origins (its O/E columns).
@@ -110,8 +99,8 @@ def match_vlf_flows(vlf_flows: Path, outbound: Path, out: Path, *, time_delta_ms
     next_id = int(target.extra.get("next_id", 0)) if changed is not None else 0
     fresh = None
     if changed is not None:
-        fresh = _match(conform(rows_of_sources(sources["vlf_flows"], changed)),
-                       conform(rows_of_sources(sources["outbound"], changed)), time_delta_ms)
+        fresh = _match(conform(sources["vlf_flows"].rows_of(changed)), conform(sources["outbound"].rows_of(changed)),
+                       time_delta_ms)
         ids, is_response = match_ids(fresh)
         if next_id + int(ids.max(initial=0)) > MAX_MATCH_ID:
             fresh = None  # ids would run out: renumber everything
@@ -254,19 +243,14 @@ def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -
             con.close()
         result = CategoryRefresh(target.rows, None, False)
     else:
-        con = duck.connect()
-        try:
-            con.register("wanted", changed)
-            bag = con.sql(f"SELECT b.sIP, b.sIPv6, b.records FROM read_parquet({literal_list([flow_bag])}) b "
-                          f"SEMI JOIN wanted w ON {SOURCE_IS_SIP.joins('b', 'w')}").to_arrow_table()
-        finally:
-            con.close()
-        records = rows_of_sources(source, changed).select(list(CATEGORY_INPUTS))
+        bag = rows_of_sources(f"SELECT sIP, sIPv6, records FROM read_parquet({literal_list([flow_bag])})", SOURCE_IS_SIP,
+                              changed)
+        records = source.rows_of(changed).select(list(CATEGORY_INPUTS))
         fresh = _categorized(records, _FlowCounts(bag))
         # sums over sources: less the changed sources' old rows, plus their new ones (counted
         # over every row once, when an older refresh left no totals)
         totals = target.extra.get(TOTALS) or category_totals(target.relation_sql())
-        old, new = category_totals(rows_of_sources(target, changed)), category_totals(fresh)
+        old, new = category_totals(target.rows_of(changed)), category_totals(fresh)
         totals = {k: [t - o + n for t, o, n in zip(totals[k], old[k], new[k])] for k in totals}
         target.apply(changed, fresh, extra={TOTALS: totals})
         result = CategoryRefresh(target.rows, len(set_of_keys(changed)), True)

@@ -44,7 +44,7 @@ from ..flows.schema import FLOW_SCHEMA, PROTO_ICMP, PROTO_TCP, PROTO_UDP
 from ..flows.sets import IPSet
 from ..flows.segments import Segmented, SourceKey, is_segmented, relation_sql
 from ..flows.storage import holds_state_lock, write_parquet
-from .matching import CATEGORIES, SOURCE_OF_RECORD, TOTALS, InputGenerations, category_totals, rows_of_sources
+from .matching import CATEGORIES, SOURCE_OF_RECORD, TOTALS, InputGenerations, category_totals
 from ..flows import duck
 
 Source = Union[str, Path, Sequence[Union[str, Path]], pa.Table, pd.DataFrame]
@@ -479,7 +479,7 @@ def refresh_sessions(matched: Path, state: Path) -> Segmented:
             rows = con.sql(_session_rows_sql(source.relation_sql())).to_arrow_table()
             target.write_full(lambda path: write_parquet(rows, path))
         else:
-            con.register("changed_records", rows_of_sources(source, changed))
+            con.register("changed_records", source.rows_of(changed))
             target.apply(changed, con.sql(_session_rows_sql("SELECT * FROM changed_records")).to_arrow_table())
     finally:
         con.close()

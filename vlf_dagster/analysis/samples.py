@@ -285,10 +285,8 @@ def refresh_sample_candidates(matched: Path, state: Path, *, seed: int = 0, keep
     try:
         if changed is not None:
             bounds = target.extra["bounds"]
-            con.register("wanted", changed)
             # the changed sources' records, found once (the conversations and the records both read them)
-            con.execute(f"CREATE TEMP TABLE changed_records AS SELECT t.* FROM ({source.relation_sql(row_numbers=True)}) t "
-                        f"SEMI JOIN wanted w ON {source.key.joins('t', 'w')}")
+            con.register("changed_records", source.rows_of(changed, row_numbers=True))
             rows, _ = _candidate_rows(con, "SELECT * FROM changed_records", seed, bounds, keep)
             target.apply(changed, rows)
             counts = dict(con.sql(f"SELECT _kind, count(DISTINCT _h) FROM ({target.relation_sql()}) GROUP BY ALL").fetchall())
@@ -443,7 +441,7 @@ def refresh_near_matches(vlf_flows: Path, outbound: Path, state: Path, *, time_d
     segmented table of groups.  Every condition of a near match compares one source's queries
     with the answers to that source, so a refresh searches again only the sources the inputs'
     change logs name; the groups equal a full search's."""
-    from .matching import InputGenerations, rows_of_sources
+    from .matching import InputGenerations
 
     target = Segmented(state / "groups", NEAR_MATCH_SOURCE)
     inputs = {"vlf_flows": Segmented(vlf_flows, SOURCE_IS_SIP), "outbound": Segmented(outbound, SOURCE_IS_DIP)}
@@ -453,7 +451,7 @@ def refresh_near_matches(vlf_flows: Path, outbound: Path, state: Path, *, time_d
         found = near_matches(vlf_flows, outbound, time_delta_ms, limit=None, groups=True)
         target.write_full(lambda path: write_parquet(found, path), extra={"next_k": int(pc.max(found.column("k")).as_py() or 0) + 1})
     else:
-        found = near_matches(rows_of_sources(inputs["vlf_flows"], changed), rows_of_sources(inputs["outbound"], changed),
+        found = near_matches(inputs["vlf_flows"].rows_of(changed), inputs["outbound"].rows_of(changed),
                              time_delta_ms, limit=None, groups=True)
         first = int(target.extra.get("next_k", 1))  # above every group number given so far
         found = found.set_column(found.schema.get_field_index("k"), "k", pc.add(found.column("k"), first - 1))

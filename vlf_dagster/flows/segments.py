@@ -69,6 +69,17 @@ SOURCE_IS_SIP = SourceKey("{t}.sIP", "{t}.sIPv6")
 SOURCE_IS_DIP = SourceKey("{t}.dIP", "{t}.dIPv6")
 
 
+def rows_of_sources(relation: str, key: SourceKey, keys: pa.Table, *, order_by: str | None = None) -> pa.Table:
+    """The rows of ``relation`` (SQL) whose source (``key``) is among ``keys`` (ip, ipv6)."""
+    con = duck.connect()
+    try:
+        con.register("wanted", keys)
+        order = f" ORDER BY {order_by}" if order_by else ""
+        return con.sql(f"SELECT t.* FROM ({relation}) t SEMI JOIN wanted w ON {key.joins('t', 'w')}{order}").to_arrow_table()
+    finally:
+        con.close()
+
+
 def is_segmented(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
@@ -156,6 +167,10 @@ class Segmented:
             sql += (f" UNION ALL BY NAME SELECT d.* EXCLUDE (file_row_number){number(1, 'd')} "
                     f"FROM read_parquet({literal(str(delta))}, file_row_number = true) d")
         return sql
+
+    def rows_of(self, keys: pa.Table, *, row_numbers: bool = False) -> pa.Table:
+        """The current rows of the sources among ``keys`` (with ``_row`` when ``row_numbers``)."""
+        return rows_of_sources(self.relation_sql(row_numbers=row_numbers), self.key, keys)
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         """The current rows as one table (base order, then delta order)."""
