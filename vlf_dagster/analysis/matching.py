@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..flows.match import MAX_MATCH_ID, match_ids, match_sessions, with_labels
-from ..flows.schema import ATTR_IPV6, conform, ipv6_words, is_icmp
+from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG, label_sql, match_ids, match_sessions, with_labels
+from ..flows.schema import conform, ipv6_words, is_icmp
 from ..flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, rows_of_sources, set_of_keys
 from ..flows.sql import ident, literal_list
 from ..flows.storage import ROW_GROUP_ROWS, read_parquet, write_parquet, write_parquet_batches, write_text, holds_state_lock
@@ -26,10 +26,8 @@ _KEY = np.dtype([("hi", ">u8"), ("lo", ">u8")])  # big-endian: bytewise order is
 
 
 # A matched record belongs to the VLF source of its group: the query's source, the response's
-# destination (rwmatch's first relate key); the side is in the top byte of its label (nhIP, or the
-# last four bytes of nhIPv6 on an IPv6 record).
-_IS_RESPONSE = ("CASE WHEN ({t}.attributes & %d) = 0 THEN ({t}.nhIP >> 24) = 255 "
-                "ELSE substring(hex({t}.nhIPv6), 25, 2) = 'FF' END" % ATTR_IPV6)
+# destination (rwmatch's first relate key); the side is in the top byte of its label.
+_IS_RESPONSE = f"(({label_sql('{t}')}) & {RESPONSE_TAG}) <> 0"
 SOURCE_OF_RECORD = SourceKey(f"CASE WHEN {_IS_RESPONSE} THEN {{t}}.dIP ELSE {{t}}.sIP END",
                              f"CASE WHEN {_IS_RESPONSE} THEN {{t}}.dIPv6 ELSE {{t}}.sIPv6 END")
 STATE_VERSION = 2

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..flows.cut import format_records
-from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG
+from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG, label_sql
 from ..flows.schema import FIELD_NAMES, FLOW_SCHEMA, PROTO_TCP, PROTO_UDP, conform
 from ..flows.sql import ident, literal_list
 from ..flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, is_segmented, relation_sql
@@ -141,11 +141,7 @@ def one_flow_sample(categories_or_flows: Source, n: int = 13, seed: int = 0) -> 
 
 # --- 6. matched flows ----------------------------------------------------------------------------
 
-# The rwmatch label as SQL: nhIP, or the low 32 bits of nhIPv6 on IPv6 records (attributes 0x80).
-_LABEL_SQL = (
-    "CASE WHEN (attributes & 128) <> 0 AND nhIPv6 IS NOT NULL "
-    "THEN ('0x' || substring(hex(nhIPv6), 25, 8))::UBIGINT ELSE nhIP::UBIGINT END"
-)
+_LABEL_SQL = label_sql()
 
 
 def matched_sample_table(matched_vlf_flows: Source, n: int = 7, seed: int = 0,

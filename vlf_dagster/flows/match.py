@@ -52,6 +52,17 @@ from .schema import ATTR_IPV6, FLOW_SCHEMA, IPV6_TYPE, PROTO_TCP, PROTO_UDP, con
 MAX_MATCH_ID = 0xFFFFFF  # 24 bits: the largest id that keeps the top byte for the side
 RESPONSE_TAG = 0xFF000000
 RELATE_COUNT_MAX = 128
+
+
+def label_sql(alias: str = "") -> str:
+    """rwmatch's label of a record as SQL (UBIGINT): nhIP, or the low 32 bits of nhIPv6 on an
+    IPv6 record (attributes 0x80), as :func:`with_labels` writes it; ``alias`` qualifies columns."""
+    t = f"{alias}." if alias else ""
+    return (f"CASE WHEN ({t}attributes & {ATTR_IPV6}) <> 0 AND {t}nhIPv6 IS NOT NULL "
+            f"THEN ('0x' || substring(hex({t}nhIPv6), 25, 8))::UBIGINT ELSE {t}nhIP::UBIGINT END")
+
+
+
 LOCKSTEP_MAX_GROUP = 512  # larger ambiguous groups run the per-group loop (see module doc)
 BULK_SINGLE_WINDOW = True  # resolve one-match groups in bulk (tests switch it off to cross-check)
 DELTA_MODES = ("absolute", "relative", "infinite")
@@ -507,12 +518,6 @@ def with_labels(table: pa.Table, ids: np.ndarray, is_response: np.ndarray) -> pa
         i = out.schema.get_field_index(name)
         out = out.set_column(i, FLOW_SCHEMA.field(name), array)
     return out
-
-
-def address_words(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """An address column as the two uint64 words rwmatch sorts mixed records by (IPv4 mapped
-    into ::ffff:0:0/96): the same order and equality as its keys, with or without IPv6."""
-    return tuple(_field_words(table, column, wide=True))
 
 
 def match(

@@ -222,13 +222,8 @@ def window_path(base: str | Path, asset: str, ext: str = "parquet") -> Path:
     return Path(base) / f"{asset}.{ext}"
 
 
-def state_path(base: str | Path, asset: str) -> Path:
-    """What a window asset keeps between refreshes to redo only what changed (not an asset)."""
-    return Path(base) / ".state" / f"{asset}.parquet"
-
-
 def state_dir(base: str | Path, asset: str) -> Path:
-    """A folder of such state, for a window asset that keeps several files."""
+    """What a window step keeps between refreshes to redo only what changed (not an asset)."""
     return Path(base) / ".state" / asset
 
 

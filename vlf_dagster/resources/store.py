@@ -39,9 +39,6 @@ class VlfStore(dg.ConfigurableResource):
     def window(self, asset: str, ext: str = "parquet") -> Path:
         return storage.window_path(self.base, asset, ext)
 
-    def state(self, asset: str) -> Path:
-        return storage.state_path(self.base, asset)
-
     def state_dir(self, asset: str) -> Path:
         return storage.state_dir(self.base, asset)
 
