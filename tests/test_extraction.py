@@ -83,11 +83,17 @@ def test_a_refresh_equals_a_full_extraction_through_entries_exits_late_and_repla
     assert refresh.sources_changed <= 3  # C, E and D at most: not every source
 
 
-def test_only_changed_months_are_read_and_an_idle_refresh_changes_nothing(tmp_path):
+def _two_months_extracted(tmp_path):
+    """Two months of one source each, both in the set, extracted once: (months, sources, target)."""
     months = _months(tmp_path, {"2007-02": [_flow("4.0.0.1", 1)], "2007-03": [_flow("4.0.0.2", 2)]})
     sources = IPSet.from_strings(["4.0.0.1", "4.0.0.2"])
     target = Segmented(tmp_path / "t", SOURCE_IS_SIP)
     extract_by_set(months, sources, target, tmp_path / "s")
+    return months, sources, target
+
+
+def test_only_changed_months_are_read_and_an_idle_refresh_changes_nothing(tmp_path):
+    months, sources, target = _two_months_extracted(tmp_path)
     g = target.generation
     idle = extract_by_set(months, sources, target, tmp_path / "s")
     assert (idle.months_read, idle.sources_changed) == (0, 0)
@@ -125,10 +131,7 @@ def test_a_lost_or_stale_state_means_a_full_extraction(tmp_path):
 def test_two_refreshes_at_once_take_turns(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    months = _months(tmp_path, {"2007-02": [_flow("4.0.0.1", 1)], "2007-03": [_flow("4.0.0.2", 2)]})
-    sources = IPSet.from_strings(["4.0.0.1", "4.0.0.2"])
-    target = Segmented(tmp_path / "t", SOURCE_IS_SIP)
-    extract_by_set(months, sources, target, tmp_path / "s")
+    _, sources, target = _two_months_extracted(tmp_path)
     g = target.generation
     months = _months(tmp_path, {"2007-03": [_flow("4.0.0.2", 2), _flow("4.0.0.2", 3)]})
     with ThreadPoolExecutor(2) as pool:  # a manual launch beside automation's run
