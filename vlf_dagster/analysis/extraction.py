@@ -23,7 +23,7 @@ import pyarrow as pa
 from ..flows import duck
 from ..flows.filter import FilterSpec, write_filtered
 from ..flows.schema import FLOW_SCHEMA
-from ..flows.segments import CHANGES_SCHEMA, Segmented, SourceKey, keys_of_set, rows_of_sources, set_of_keys
+from ..flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, keys_of_set, rows_of_sources, set_of_keys
 from ..flows.sets import IPSet
 from ..flows.sql import ident, literal, literal_list
 from ..flows.storage import fingerprint, write_parquet, write_text, holds_state_lock
@@ -110,8 +110,11 @@ def extract_by_set(months: Sequence[Path], sources: IPSet, target: Segmented, st
 
 
 def _full(con, months, sources, target, state, prints) -> ExtractRefresh:
-    side = "sipset" if target.key.ip.endswith("sIP") else "dipset"
-    target.write_full(lambda path: write_filtered(list(months), FilterSpec(**{side: sources}), path, order_by=ORDER))
+    # rwfilter --sipset / --dipset: streamed to the file by DuckDB, the rows never in memory
+    filters = {SOURCE_IS_SIP: FilterSpec(sipset=sources), SOURCE_IS_DIP: FilterSpec(dipset=sources)}
+    if target.key not in filters:
+        raise ValueError(f"{target.directory}: extraction keys rows by sIP or dIP, not {target.key}")
+    target.write_full(lambda path: write_filtered(list(months), filters[target.key], path, order_by=ORDER))
     (state.folder / "digests").mkdir(parents=True, exist_ok=True)
     for month in months:
         _write_digests(con, month, target.key, state.digests(month.name, prints[month.name]))
