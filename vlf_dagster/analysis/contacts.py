@@ -114,7 +114,7 @@ def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ip
         if not seen.any:
             return ContactRefresh(0, 0, True)
         # the sources whose pairs differ between the old and new version of a changed month
-        pairs = lambda path: f"SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal(str(path))})"  # noqa: E731
+        pairs = lambda path: _distinct([path])  # noqa: E731
         diffs = [f"(({pairs(m)}) EXCEPT ({pairs(seen.old[m.name])})) UNION ALL (({pairs(seen.old[m.name])}) EXCEPT ({pairs(m)}))"
                  if m.name in seen.old else pairs(m) for m in seen.changed]
         diffs += [pairs(seen.old[name]) for name in seen.gone]
