@@ -285,3 +285,24 @@ def test_port_direction_empty(tmp_path):
     assert_png(out, "direction")
     zeros = pd.DataFrame({"Port": [1], "OtoE": [0], "EtoO": [0]})
     assert fg.NO_DATA in texts(fg.port_direction_figure(fg.port_direction_data(zeros), "UDP"))
+
+
+def test_traffic_steps_draw_as_matplotlib_stairs(tmp_path):
+    """The traffic panels' steps (set limits from the extremes, no per-vertex walk) render to the
+    same pixels as ``Axes.stairs`` with the same style, filled and outlined, over dates."""
+    edges = np.datetime64("2006-04-01T00") + np.arange(49) * np.timedelta64(1, "h")
+    values = np.abs(np.sin(np.arange(48))) * 1000
+    outputs = []
+    for draw in ("stairs", "ours"):
+        fig = fg._new_figure("traffic")
+        ax = fig.subplots()
+        for fill, alpha in ((True, 0.35), (False, None)):
+            style = {"linewidth": 0.9, "fill": fill, **({"alpha": alpha} if alpha else {})}
+            if draw == "stairs":
+                ax.stairs(values, edges, color="tab:blue", **style)
+            else:
+                fg._stairs(ax, values, edges, color="tab:blue", **style)
+        ax.set_ylim(bottom=0)
+        outputs.append(fg.save_png(fig, tmp_path / f"{draw}.png").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert ax.get_ylim()[1] > values.max()  # the top still autoscales to the data

@@ -36,6 +36,7 @@ import pyarrow as pa
 from matplotlib import dates as mdates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import StepPatch
 from matplotlib.ticker import EngFormatter, FixedLocator, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 
 from ..flows.segments import relation_sql
@@ -195,6 +196,20 @@ def traffic_volume_data(
     return out
 
 
+def _stairs(ax, values: np.ndarray, edges: np.ndarray, *, color, fill: bool = False, **style) -> None:
+    """``ax.stairs`` for non-negative values, with the data limits set from the extremes: stairs'
+    own add_patch walks the path a vertex at a time in Python (2.4 s for 10,200 hours)."""
+    ax.xaxis.update_units(edges)  # dates: the axis takes the date converter, as stairs' unit handling does
+    edges = np.asarray(ax.convert_xunits(edges))
+    style["facecolor" if fill else "edgecolor"] = color  # as stairs colours a filled or an outline step
+    patch = StepPatch(values, edges, baseline=0, fill=fill, **style)
+    ax.add_artist(patch)
+    patch.sticky_edges.y.append(0)
+    top = float(np.nanmax(values)) if len(values) else 0.0
+    ax.update_datalim([(edges[0], 0.0), (edges[-1], max(top, 0.0))])
+    ax.autoscale_view()
+
+
 def traffic_volume_figure(data: pd.DataFrame, bin_hours: int | None = None) -> Figure:
     """Three stacked panels sharing the UTC time axis: flows, packets and bytes per bin."""
     bin_hours = bin_hours or data.attrs.get("bin_hours", 1)
@@ -214,8 +229,8 @@ def traffic_volume_figure(data: pd.DataFrame, bin_hours: int | None = None) -> F
     formatter = EngFormatter(sep="")
     for ax, column, colour in zip(axes, ("Flows", "Packets", "Bytes"), ("tab:blue", "tab:orange", "tab:green")):
         y = data[column].to_numpy(dtype=np.float64)
-        ax.stairs(y, edges, color=colour, linewidth=0.9, fill=True, alpha=0.35)
-        ax.stairs(y, edges, color=colour, linewidth=0.9)
+        _stairs(ax, y, edges, color=colour, linewidth=0.9, fill=True, alpha=0.35)
+        _stairs(ax, y, edges, color=colour, linewidth=0.9)
         ax.set_ylabel(f"{column.lower()} / {unit}")
         ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.yaxis.set_major_formatter(formatter)
