@@ -13,6 +13,7 @@ import pytest
 from conftest import flows
 from vlf_dagster.analysis import matching
 from vlf_dagster.analysis.extraction import extract_by_set
+from vlf_dagster.flows import duck
 from vlf_dagster.flows.match import MAX_MATCH_ID, match_ids
 from vlf_dagster.flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented
 from vlf_dagster.flows.sets import IPSet
@@ -128,6 +129,12 @@ def _assert_same_as_full(tmp_path, site: _Site, queries, answers):
     kept = Segmented(site.root / "categories").extra[matching.TOTALS]
     assert kept == matching.category_totals(Segmented(site.root / "categories").relation_sql())
     assert kept["Total"][0] == len(queries)
+    # so do the port counts kept beside the categories and the matched records
+    for name, summary in (("categories", matching.CATEGORY_PORTS), ("matched", matching.MATCHED_PORTS)):
+        seg = Segmented(site.root / name)
+        con = duck.connect()
+        assert con.sql(f"SELECT * FROM read_parquet('{seg.summary(summary.name)}')").fetchall() == \
+            con.sql(f"SELECT * FROM ({summary.counts_sql(seg.relation_sql())}) ORDER BY ALL").fetchall()
     ids = match_ids(site.matched())[0]
     matched_ids = ids[ids > 0]
     assert len(np.unique(matched_ids)) == len(groups(site.matched())) - int((ids == 0).sum())  # ids tell groups apart
@@ -248,3 +255,24 @@ def test_sessions_kept_by_source_give_the_matched_port_tables_of_the_records(tmp
         more_q, more_a = _site_flows(rng, rng.choice(np.arange(1, 200), size=8, replace=False).tolist(),
                                      serial0=7000 * (step + 1), v6=False)
         queries, answers = queries[4:] + more_q, answers + more_a
+
+
+def test_port_tables_read_the_kept_counts_as_they_would_the_rows(tmp_path):
+    from vlf_dagster.analysis import port_tables as pt
+
+    rng = np.random.default_rng(23)
+    site = _Site(tmp_path / "live")
+    queries, answers = _site_flows(rng, range(1, 90), v6=False)
+    site.run(queries, answers)
+    more_q, more_a = _site_flows(rng, [4, 9, 300], serial0=70_000, v6=False)
+    site.run(queries + more_q, answers + more_a)  # the counts now come through a refresh
+    folder, rows = site.root / "categories", site.categories()
+    assert Segmented(folder).summary(matching.CATEGORY_PORTS.name) is not None
+    for category in ("unmatched TCP", "unmatched UDP"):
+        kept, counted = pt.ports_by_flow_bucket(folder, category), pt.ports_by_flow_bucket(rows, category)
+        assert len(kept) and kept.equals(counted)
+    assert pt.unmatched_tcp_flags(folder).equals(pt.unmatched_tcp_flags(rows))
+    assert pt.flags_for_top_ports(folder, bucket=(1, 10)).equals(pt.flags_for_top_ports(rows, bucket=(1, 10)))
+    for protocol in (6, 17, None):
+        assert (pt.port_counts(site.root / "matched", protocol) == pt.port_counts(site.matched(), protocol)).all()
+    assert pt.port_counts(site.root / "matched").sum() > 0

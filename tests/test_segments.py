@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from vlf_dagster.flows import duck
-from vlf_dagster.flows.segments import CHANGE_LOG_LENGTH, SOURCE_IS_DIP, SegmentError, Segmented, is_segmented
+from vlf_dagster.flows.segments import CHANGE_LOG_LENGTH, SOURCE_IS_DIP, SegmentError, Segmented, Summary, is_segmented
 from vlf_dagster.flows.storage import write_parquet
 
 SCHEMA = pa.schema([("sIP", pa.uint32()), ("dIP", pa.uint32()), ("sIPv6", pa.binary()), ("dIPv6", pa.binary()),
@@ -148,3 +148,46 @@ def test_a_delta_grown_past_its_share_is_folded_into_a_new_base(seg, monkeypatch
     assert sorted(changed.column("ip").to_pylist()) == [1, 2]
     seg.apply(keys((0, V6)), rows())  # and refreshes go on from the new base
     assert [r[0] for r in current(seg)] == [1, 1, 1, 2]
+
+
+# row counts by destination, and each row counted once more under n's parity when n is even
+BY_DESTINATION = Summary("by_destination", ("dIP", "even"),
+                         "SELECT dIP, FALSE AS even FROM summarized UNION ALL SELECT dIP, TRUE FROM summarized WHERE n % 2 = 0")
+
+
+def summary_rows(seg: Segmented) -> list[tuple]:
+    con = duck.connect()
+    return con.sql(f"SELECT * FROM read_parquet('{seg.summary('by_destination')}')").fetchall()
+
+
+def counted_over_rows(seg: Segmented) -> list[tuple]:
+    con = duck.connect()
+    return con.sql(f"SELECT * FROM ({BY_DESTINATION.counts_sql(seg.relation_sql())}) ORDER BY ALL").fetchall()
+
+
+@pytest.mark.parametrize("compact_share", [100.0, 0.0])  # kept through deltas, and through folds into a new base
+def test_a_summary_follows_every_refresh_from_the_changed_rows(tmp_path, monkeypatch, compact_share):
+    import vlf_dagster.flows.segments as segments
+
+    monkeypatch.setattr(segments, "COMPACT_SHARE", compact_share)
+    seg = Segmented(tmp_path / "art", summaries=(BY_DESTINATION,))
+    seg.write_full(lambda path: write_parquet(rows((1, 9, None, 10), (1, 8, None, 11), (2, 9, None, 20), (0, 9, V6, 60)), path))
+    assert summary_rows(seg) == [(8, False, 1), (9, False, 3), (9, True, 3)]
+    seg.apply(keys((1, None), (3, None)), rows((1, 7, None, 12), (3, 9, None, 31)))
+    assert summary_rows(seg) == counted_over_rows(seg) == [(7, False, 1), (7, True, 1), (9, False, 3), (9, True, 2)]
+    seg.apply(keys((2, None), (0, V6)), rows())  # sources that leave: their counts go, zeros are dropped
+    assert summary_rows(seg) == counted_over_rows(seg) == [(7, False, 1), (7, True, 1), (9, False, 1)]
+    file = seg.summary("by_destination")
+    seg.touch({"note": 1})  # nothing changed: the same file stays
+    assert seg.summary("by_destination") == file and file.exists()
+    # the bytes equal a summary counted from scratch over the same rows
+    fresh = Segmented(tmp_path / "fresh", summaries=(BY_DESTINATION,))
+    fresh.write_full(lambda path: write_parquet(seg.read(), path))
+    assert fresh.summary("by_destination").read_bytes() == file.read_bytes()
+
+
+def test_a_summary_declared_later_is_counted_once_over_every_row(seg):
+    assert seg.summary("by_destination") is None  # the writer declared none
+    later = Segmented(seg.directory, summaries=(BY_DESTINATION,))
+    later.apply(keys((2, None)), rows((2, 5, None, 21)))
+    assert summary_rows(later) == counted_over_rows(later) == [(5, False, 1), (9, False, 3), (9, True, 2)]

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG, label_sql, match_ids, match_sessions, with_labels
 from ..flows.schema import conform, ipv6_words, is_icmp
-from ..flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, rows_of_sources, set_of_keys
+from ..flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, Summary, rows_of_sources, set_of_keys
 from ..flows.sql import ident, literal_list
 from ..flows.storage import ROW_GROUP_ROWS, read_parquet, write_parquet, write_parquet_batches, write_text, holds_state_lock
 from ..flows import duck
@@ -31,6 +31,17 @@ _IS_RESPONSE = f"(({label_sql('{t}')}) & {RESPONSE_TAG}) <> 0"
 SOURCE_OF_RECORD = SourceKey(f"CASE WHEN {_IS_RESPONSE} THEN {{t}}.dIP ELSE {{t}}.sIP END",
                              f"CASE WHEN {_IS_RESPONSE} THEN {{t}}.dIPv6 ELSE {{t}}.sIPv6 END")
 STATE_VERSION = 2
+
+# Row counts the report's port tables read instead of the rows (kept by every refresh).
+# vlf_categories: flows by category, protocol, destination port, flags and the source's flow count.
+CATEGORY_PORTS = Summary("category_ports", ("category", "protocol", "dPort", "flags", "source_flows"),
+                         "SELECT category, protocol, dPort, flags, source_flows FROM summarized")
+# matched_vlf_flows: matched TCP and UDP records by port, under the source port and under a
+# different destination port (port numerology counts both sides).
+_MATCHED_TCP_UDP = "FROM summarized WHERE protocol IN (6, 17) AND (nhIP & 16777215) > 0"
+MATCHED_PORTS = Summary("matched_ports", ("protocol", "port"),
+                        f"SELECT protocol, sPort AS port {_MATCHED_TCP_UDP} "
+                        f"UNION ALL SELECT protocol, dPort {_MATCHED_TCP_UDP} AND dPort <> sPort")
 
 
 @dataclass(frozen=True)
@@ -90,7 +101,7 @@ def match_vlf_flows(vlf_flows: Path, outbound: Path, out: Path, *, time_delta_ms
     stay unique; a full run (no usable state, other settings, an input rebuilt, or ids running
     out) numbers them in rwmatch's order again.  Either way the groups equal a full run's.
     """
-    target = Segmented(out, SOURCE_OF_RECORD)
+    target = Segmented(out, SOURCE_OF_RECORD, summaries=(MATCHED_PORTS,))
     sources = {"vlf_flows": Segmented(vlf_flows, SOURCE_IS_SIP), "outbound": Segmented(outbound, SOURCE_IS_DIP)}
     kept = InputGenerations(state, {"time_delta_ms": int(time_delta_ms), "symmetric": True, "unmatched": "q"})
     changed = kept.changes(target, sources)
@@ -223,7 +234,7 @@ def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -
     one (a source's flow count changes only with its flows, so with its records); a full run
     streams the matched records a row group at a time."""
     source = Segmented(matched, SOURCE_OF_RECORD)
-    target = Segmented(out, SOURCE_IS_SIP)
+    target = Segmented(out, SOURCE_IS_SIP, summaries=(CATEGORY_PORTS,))
     inputs = {"matched": source}
     kept = InputGenerations(state, {"categories": 1})
     changed = kept.changes(target, inputs)
@@ -248,9 +259,10 @@ def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -
         # sums over sources: less the changed sources' old rows, plus their new ones (counted
         # over every row once, when an older refresh left no totals)
         totals = target.extra.get(TOTALS) or category_totals(target.relation_sql())
-        old, new = category_totals(target.rows_of(changed)), category_totals(fresh)
+        old_rows = target.rows_of(changed)
+        old, new = category_totals(old_rows), category_totals(fresh)
         totals = {k: [t - o + n for t, o, n in zip(totals[k], old[k], new[k])] for k in totals}
-        target.apply(changed, fresh, extra={TOTALS: totals})
+        target.apply(changed, fresh, extra={TOTALS: totals}, old_rows=old_rows)
         result = CategoryRefresh(target.rows, len(set_of_keys(changed)), True)
     kept.write(target, inputs)
     return result

@@ -42,9 +42,10 @@ from ..flows.flags import flag_strings
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.schema import FLOW_SCHEMA, PROTO_ICMP, PROTO_TCP, PROTO_UDP
 from ..flows.sets import IPSet
-from ..flows.segments import Segmented, SourceKey, is_segmented, relation_sql
+from ..flows.sql import literal
+from ..flows.segments import Segmented, SourceKey, Summary, is_segmented, relation_sql
 from ..flows.storage import holds_state_lock, write_parquet
-from .matching import CATEGORIES, SOURCE_OF_RECORD, TOTALS, InputGenerations, category_totals
+from .matching import CATEGORIES, CATEGORY_PORTS, MATCHED_PORTS, SOURCE_OF_RECORD, TOTALS, InputGenerations, category_totals
 from ..flows import duck
 
 Source = Union[str, Path, Sequence[Union[str, Path]], pa.Table, pd.DataFrame]
@@ -89,6 +90,27 @@ def _connect(source: Source, *, empty: pa.Schema = CATEGORY_SCHEMA, name: str = 
         raise PortTableError(f"no such Parquet file: {missing[0]}")
     con.execute(f"CREATE VIEW {name} AS {relation_sql(paths)}")
     return con
+
+
+def _kept_summary(source: Source, summary: Summary) -> Path | None:
+    """The counts ``summary`` its writer keeps beside a segmented ``source``, if any."""
+    if isinstance(source, (str, Path)) and is_segmented(source):
+        return Segmented(Path(source)).summary(summary.name)
+    return None
+
+
+def _category_ports(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    """Relation ``ps``: flows of ``t`` by category, protocol, dPort, flags and source_flows
+    (:data:`~.matching.CATEGORY_PORTS`, column ``n``), read from the counts vlf_categories keeps,
+    or counted here over the rows (the key columns ``t`` has)."""
+    kept = _kept_summary(source, CATEGORY_PORTS)
+    if kept is not None:
+        con.execute(f"CREATE VIEW ps AS SELECT * FROM read_parquet({literal(str(kept))})")
+        return
+    present = _columns(con)
+    keys = tuple(k for k in CATEGORY_PORTS.keys if k in present)
+    select = f"SELECT {', '.join(keys)} FROM summarized"
+    con.execute(f"CREATE TEMP TABLE ps AS {Summary('rows', keys, select).counts_sql('SELECT * FROM t')}")
 
 
 def _columns(con: duckdb.DuckDBPyConnection, name: str = "t") -> set[str]:
@@ -259,8 +281,9 @@ def unmatched_tcp_flags(categories: Source, top: int | None = None) -> pd.DataFr
     flows (including those beyond ``top``), 2 decimals.  Ranked by count desc, flag byte asc.
     """
     con = _connect(categories)
+    _category_ports(con, categories)
     where = _category_clause(con, "unmatched TCP", f"protocol = {PROTO_TCP}")
-    df = _df(con, f"SELECT flags, count(*) AS n FROM t WHERE {where} GROUP BY flags ORDER BY n DESC, flags")
+    df = _df(con, f"SELECT flags, sum(n)::BIGINT AS n FROM ps WHERE {where} GROUP BY flags ORDER BY n DESC, flags")
     total = int(df["n"].sum()) if len(df) else 0
     if top is not None:
         df = df.head(top)
@@ -286,8 +309,9 @@ def ports_by_bucket_long(
     con = _connect(categories)
     proto = PROTO_UDP if "UDP" in category else PROTO_TCP
     where = _category_clause(con, category, f"protocol = {proto}")
-    # one pass over the flows into (port, source's flow count) counts; the buckets add those up
-    con.execute(f"CREATE TEMP TABLE per_port AS SELECT dPort, source_flows, count(*) AS n FROM t WHERE {where} GROUP BY ALL")
+    # the flows by (port, source's flow count), kept by vlf_categories' refreshes; the buckets add those up
+    _category_ports(con, categories)
+    con.execute(f"CREATE TEMP TABLE per_port AS SELECT dPort, source_flows, sum(n)::BIGINT AS n FROM ps WHERE {where} GROUP BY ALL")
     parts = []
     for i, b in enumerate(buckets):
         lo, hi = _bucket(b)
@@ -343,13 +367,14 @@ def flags_for_top_ports(categories: Source, top_ports: int = 10, bucket: int | t
     ordered by the port's rank, then the flag rank.  :func:`flags_side_by_side` pivots it.
     """
     con = _connect(categories)
+    _category_ports(con, categories)
     lo, hi = _bucket(bucket)
     where = _category_clause(con, "unmatched TCP", f"protocol = {PROTO_TCP}") + f" AND source_flows BETWEEN {lo} AND {hi}"
     q = (
-        f"WITH f AS (SELECT dPort, flags FROM t WHERE {where}), "
-        "p AS (SELECT dPort, count(*) AS n, row_number() OVER (ORDER BY count(*) DESC, dPort) AS prk "
+        f"WITH f AS (SELECT dPort, flags, n FROM ps WHERE {where}), "
+        "p AS (SELECT dPort, sum(n)::BIGINT AS n, row_number() OVER (ORDER BY sum(n) DESC, dPort) AS prk "
         "FROM f GROUP BY dPort QUALIFY prk <= ?), "
-        "c AS (SELECT f.dPort, f.flags, count(*) AS n FROM f JOIN p USING (dPort) GROUP BY ALL) "
+        "c AS (SELECT f.dPort, f.flags, sum(f.n)::BIGINT AS n FROM f JOIN p USING (dPort) GROUP BY ALL) "
         "SELECT c.dPort, c.flags, c.n, p.prk, row_number() OVER (PARTITION BY c.dPort ORDER BY c.n DESC, c.flags) AS rk "
         "FROM c JOIN p USING (dPort) ORDER BY p.prk, rk"
     )
@@ -624,6 +649,11 @@ def port_counts(source: Source, protocol: int | None = None, ports: str = "both"
     looked at both since it cannot tell the service side: a record counts under its source port
     and under its destination port, once if they are equal).
     """
+    kept = _kept_summary(source, MATCHED_PORTS) if ports == "both" and matched_only else None
+    if kept is not None:  # the matched records' counts by port, kept by each refresh of the matching
+        which = f"protocol = {int(protocol)}" if protocol is not None else "TRUE"
+        return _port_array(duck.connect().sql(
+            f"SELECT port, sum(n)::BIGINT AS n FROM read_parquet({literal(str(kept))}) WHERE {which} GROUP BY port"))
     con = _connect(source)
     cols = _columns(con)
     where = [f"protocol = {int(protocol)}" if protocol is not None else f"protocol IN ({PROTO_TCP}, {PROTO_UDP})"]
@@ -642,7 +672,12 @@ def port_counts(source: Source, protocol: int | None = None, ports: str = "both"
         q = f"SELECT {ports} AS port, count(*) AS n FROM t WHERE {w} GROUP BY port"
     else:
         raise PortTableError(f"ports must be 'both', 'sPort' or 'dPort', not {ports!r}")
-    rows = con.sql(q).fetchnumpy()
+    return _port_array(con.sql(q))
+
+
+def _port_array(relation) -> np.ndarray:
+    """A relation's (port, n) rows as an array of 65536 counts."""
+    rows = relation.fetchnumpy()
     counts = np.zeros(65536, dtype=np.int64)
     counts[np.asarray(rows["port"], dtype=np.int64)] = np.asarray(rows["n"], dtype=np.int64)
     return counts

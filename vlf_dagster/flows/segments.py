@@ -8,6 +8,7 @@ A segmented artifact is a directory::
     <name>/removed-<g>.parquet    base rows (their row numbers) that no longer hold
     <name>/delta-<g>.parquet      the current rows of every source changed since the base
     <name>/changes-<g>.parquet    the sources that generation g changed (the change log)
+    <name>/summary_<s>-<g>.parquet  row counts by some columns (a :class:`Summary`), if declared
 
 Its rows are ``base minus removed, then delta`` (:meth:`Segmented.relation_sql`).  Every row
 belongs to one source, named by a key of two SQL expressions over the row (an IPv4 number and an
@@ -17,6 +18,10 @@ their base rows removed and rewrites the small delta with their new rows.  Consu
 redo only those; ``None`` means everything may have changed (a full write, or a log they fell
 behind).  Files of the previous generation are kept so that a reader (or a catalog view) that
 bound them a moment ago still finds them.
+
+A writer may declare :class:`Summary` tables: row counts by a few columns (port, category, ...)
+that report tables read instead of the rows.  Counts are sums over rows, so a refresh keeps them
+from the changed sources' old and new rows alone.
 """
 
 from __future__ import annotations
@@ -95,10 +100,30 @@ def relation_sql(source: str | Path | Sequence[str | Path], *, union_by_name: bo
     return f"SELECT * FROM read_parquet({literal_list([str(p) for p in paths])}{options})"
 
 
+@dataclass(frozen=True)
+class Summary:
+    """Row counts of a segmented artifact by ``keys``.  ``select`` is SQL over the relation
+    ``summarized`` (the rows) giving the key columns of each counted row, once per count: a
+    filter, or a UNION ALL that counts a row under two keys."""
+
+    name: str
+    keys: tuple[str, ...]
+    select: str
+
+    def counts_sql(self, rows: str, sign: int = 1) -> str:
+        keys = ", ".join(f'"{k}"' for k in self.keys)
+        return (f"WITH summarized AS ({rows}) SELECT {keys}, ({int(sign)} * count(*))::BIGINT AS n "
+                f"FROM ({self.select}) GROUP BY ALL")
+
+    def file(self, generation: int) -> str:
+        return f"summary_{self.name}-{generation:08d}.parquet"
+
+
 @dataclass
 class Segmented:
     directory: Path
     key: SourceKey = SOURCE_IS_SIP
+    summaries: tuple[Summary, ...] = ()  # kept by the writer's write_full and apply
 
     def __post_init__(self):
         self.directory = Path(self.directory)
@@ -152,6 +177,12 @@ class Segmented:
 
     def schema(self) -> pa.Schema:
         return pq.read_schema(self.base).remove_metadata()
+
+    def summary(self, name: str) -> Path | None:
+        """The Parquet file of the summary ``name`` (keys, n), or None when the writer keeps none."""
+        manifest = self.manifest()
+        file = (manifest or {}).get("summaries", {}).get(name)
+        return None if file is None else self.directory / file
 
     def relation_sql(self, manifest: dict | None = None, *, row_numbers: bool = False) -> str:
         """A query of the artifact's current rows: the base without its removed rows, then the
@@ -221,16 +252,22 @@ class Segmented:
         manifest = {"version": VERSION, "generation": g, "base": base, "removed": None, "delta": None,
                     "rows": rows, "base_rows": rows, "removed_rows": 0, "delta_rows": 0,
                     "extra": extra or {}, "changes": [{"generation": g, "keys": None}]}
+        manifest["summaries"] = self._summaries(manifest, None)
         return self._publish(manifest, previous)
 
-    def apply(self, changed: pa.Table, added: pa.Table, extra: dict | None = None) -> dict:
+    def apply(self, changed: pa.Table, added: pa.Table, extra: dict | None = None, *,
+              old_rows: pa.Table | None = None) -> dict:
         """Replace the rows of the ``changed`` sources (ip, ipv6) by ``added`` (their new rows,
         none for a source that left): their base rows are marked removed, and the delta keeps
-        its other rows, then ``added``.  Every added row must belong to a changed source."""
+        its other rows, then ``added``.  Every added row must belong to a changed source.
+        ``old_rows``: the changed sources' current rows, when the caller has read them already
+        (the summaries need them)."""
         m = self._manifest()
         g = m["generation"] + 1
         schema = self.schema()
         changed = changed.select(["ip", "ipv6"]).cast(CHANGES_SCHEMA)
+        if self.summaries and old_rows is None and changed.num_rows:
+            old_rows = self.rows_of(changed)
         con = duck.connect()
         try:
             con.register("changed", changed)
@@ -263,9 +300,41 @@ class Segmented:
         manifest = {**m, "generation": g, "removed": names["removed"], "delta": names["delta"],
                     "rows": m["base_rows"] - removed.num_rows + delta.num_rows, "removed_rows": removed.num_rows,
                     "delta_rows": delta.num_rows, "extra": {**m.get("extra", {}), **(extra or {})}, "changes": log}
+        manifest["summaries"] = self._summaries(manifest, m, added, old_rows)
         if removed.num_rows + delta.num_rows > COMPACT_SHARE * max(m["base_rows"], 1):
             manifest = self._compacted(manifest)
         return self._publish(manifest, m)
+
+    def _summaries(self, manifest: dict, previous: dict | None, added: pa.Table | None = None,
+                   old_rows: pa.Table | None = None) -> dict:
+        """Write each declared summary of ``manifest``'s rows: the previous counts less those of
+        ``old_rows``, plus those of ``added``; counted over every row when there are no previous
+        counts (a full write, or a summary declared since)."""
+        kept = (previous or {}).get("summaries", {})
+        out = {}
+        con = duck.connect()
+        try:
+            for summary in self.summaries:
+                keys = ", ".join(f'"{k}"' for k in summary.keys)
+                if summary.name in kept and previous is not None:
+                    if not (added is not None and added.num_rows) and not (old_rows is not None and old_rows.num_rows):
+                        out[summary.name] = kept[summary.name]  # nothing changed: the same file
+                        continue
+                    parts = [f"SELECT {keys}, n FROM read_parquet({literal(str(self._path(kept[summary.name])))})"]
+                    for name, rows, sign in (("added_rows", added, 1), ("old_rows", old_rows, -1)):
+                        if rows is not None and rows.num_rows:
+                            con.register(name, rows)
+                            parts.append(f"SELECT * FROM ({summary.counts_sql(f'SELECT * FROM {name}', sign)})")
+                    sql = (f"SELECT {keys}, sum(n)::BIGINT AS n FROM ({' UNION ALL '.join(parts)}) "
+                           "GROUP BY ALL HAVING sum(n) <> 0 ORDER BY ALL")
+                else:
+                    sql = f"SELECT * FROM ({summary.counts_sql(self.relation_sql(manifest))}) ORDER BY ALL"
+                file = summary.file(manifest["generation"])
+                write_parquet(con.sql(sql).to_arrow_table(), self.directory / file)
+                out[summary.name] = file
+        finally:
+            con.close()
+        return out
 
     def _compacted(self, manifest: dict) -> dict:
         """The same rows as one new base (base order, then delta order); the change log keeps its
@@ -293,7 +362,7 @@ class Segmented:
         # bound the previous manifest a moment ago still finds its files
         keep = {e["keys"] for e in manifest["changes"]}
         for m in (manifest, previous or {}):
-            keep |= {m.get(k) for k in ("base", "removed", "delta")}
+            keep |= {m.get(k) for k in ("base", "removed", "delta")} | set(m.get("summaries", {}).values())
         for path in self.directory.glob("*-*.parquet"):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
