@@ -130,7 +130,8 @@ def _assert_same_as_full(tmp_path, site: _Site, queries, answers):
     assert kept == matching.category_totals(Segmented(site.root / "categories").relation_sql())
     assert kept["Total"][0] == len(queries)
     # so do the port counts kept beside the categories and the matched records
-    for name, summary in (("categories", matching.CATEGORY_PORTS), ("matched", matching.MATCHED_PORTS)):
+    for name, summary in (("categories", matching.CATEGORY_PORTS), ("categories", matching.CATEGORY_DESTINATIONS),
+                          ("matched", matching.MATCHED_PORTS)):
         seg = Segmented(site.root / name)
         con = duck.connect()
         assert con.sql(f"SELECT * FROM read_parquet('{seg.summary(summary.name)}')").fetchall() == \
@@ -273,6 +274,12 @@ def test_port_tables_read_the_kept_counts_as_they_would_the_rows(tmp_path):
         assert len(kept) and kept.equals(counted)
     assert pt.unmatched_tcp_flags(folder).equals(pt.unmatched_tcp_flags(rows))
     assert pt.flags_for_top_ports(folder, bucket=(1, 10)).equals(pt.flags_for_top_ports(rows, bucket=(1, 10)))
+    active = IPSet.from_ipv4(np.unique(rows.column("dIP").to_numpy())[::2])  # every other destination exists
+    for protocol, category in ((6, "unmatched TCP"), (17, "unmatched UDP"), (6, "matched TCP")):
+        for buckets in ((1, 1), (1, 10)):
+            kept = pt.where_do_they_go(folder, active, protocol, buckets, category=category)
+            assert kept.equals(pt.where_do_they_go(rows, active, protocol, buckets, category=category))
+            assert buckets == (1, 1) or (len(kept) and kept["Hit"].sum() and kept["Miss"].sum())
     for protocol in (6, 17, None):
         assert (pt.port_counts(site.root / "matched", protocol) == pt.port_counts(site.matched(), protocol)).all()
     assert pt.port_counts(site.root / "matched").sum() > 0

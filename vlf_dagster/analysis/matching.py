@@ -36,6 +36,12 @@ STATE_VERSION = 2
 # vlf_categories: flows by category, protocol, destination port, flags and the source's flow count.
 CATEGORY_PORTS = Summary("category_ports", ("category", "protocol", "dPort", "flags", "source_flows"),
                          "SELECT category, protocol, dPort, flags, source_flows FROM summarized")
+# vlf_categories: unmatched flows by category, protocol, destination port and address, and the
+# source's flow count ("Where do they go": hits and distinct destinations per port).
+UNMATCHED = ("unmatched TCP", "unmatched UDP")
+CATEGORY_DESTINATIONS = Summary("category_destinations", ("category", "protocol", "dPort", "dIP", "source_flows"),
+                                "SELECT category, protocol, dPort, dIP, source_flows FROM summarized "
+                                f"WHERE category IN {UNMATCHED}")
 # matched_vlf_flows: matched TCP and UDP records by port, under the source port and under a
 # different destination port (port numerology counts both sides).
 _MATCHED_TCP_UDP = "FROM summarized WHERE protocol IN (6, 17) AND (nhIP & 16777215) > 0"
@@ -234,7 +240,7 @@ def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -
     one (a source's flow count changes only with its flows, so with its records); a full run
     streams the matched records a row group at a time."""
     source = Segmented(matched, SOURCE_OF_RECORD)
-    target = Segmented(out, SOURCE_IS_SIP, summaries=(CATEGORY_PORTS,))
+    target = Segmented(out, SOURCE_IS_SIP, summaries=(CATEGORY_PORTS, CATEGORY_DESTINATIONS))
     inputs = {"matched": source}
     kept = InputGenerations(state, {"categories": 1})
     changed = kept.changes(target, inputs)

@@ -45,7 +45,7 @@ from ..flows.sets import IPSet
 from ..flows.sql import literal
 from ..flows.segments import Segmented, SourceKey, Summary, is_segmented, relation_sql
 from ..flows.storage import holds_state_lock, write_parquet
-from .matching import CATEGORIES, CATEGORY_PORTS, MATCHED_PORTS, SOURCE_OF_RECORD, TOTALS, InputGenerations, category_totals
+from .matching import CATEGORIES, CATEGORY_DESTINATIONS, CATEGORY_PORTS, MATCHED_PORTS, UNMATCHED, SOURCE_OF_RECORD, TOTALS, InputGenerations, category_totals
 from ..flows import duck
 
 Source = Union[str, Path, Sequence[Union[str, Path]], pa.Table, pd.DataFrame]
@@ -99,18 +99,24 @@ def _kept_summary(source: Source, summary: Summary) -> Path | None:
     return None
 
 
-def _category_ports(con: duckdb.DuckDBPyConnection, source: Source) -> None:
-    """Relation ``ps``: flows of ``t`` by category, protocol, dPort, flags and source_flows
-    (:data:`~.matching.CATEGORY_PORTS`, column ``n``), read from the counts vlf_categories keeps,
-    or counted here over the rows (the key columns ``t`` has)."""
-    kept = _kept_summary(source, CATEGORY_PORTS)
+def _counted(con: duckdb.DuckDBPyConnection, source: Source, summary: Summary, name: str, *, kept_holds: bool = True) -> None:
+    """Relation ``name``: ``summary``'s counts of ``t`` (column ``n``), read from the file its
+    writer keeps beside a segmented ``source`` (unless it does not hold the rows wanted:
+    ``kept_holds``), or counted here over the rows (by the key columns ``t`` has)."""
+    kept = _kept_summary(source, summary) if kept_holds else None
     if kept is not None:
-        con.execute(f"CREATE VIEW ps AS SELECT * FROM read_parquet({literal(str(kept))})")
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({literal(str(kept))})")
         return
     present = _columns(con)
-    keys = tuple(k for k in CATEGORY_PORTS.keys if k in present)
-    select = f"SELECT {', '.join(keys)} FROM summarized"
-    con.execute(f"CREATE TEMP TABLE ps AS {Summary('rows', keys, select).counts_sql('SELECT * FROM t')}")
+    keys = tuple(k for k in summary.keys if k in present)
+    rows = Summary(name, keys, f"SELECT {', '.join(keys)} FROM summarized")
+    con.execute(f"CREATE TEMP TABLE {name} AS {rows.counts_sql('SELECT * FROM t')}")
+
+
+def _category_ports(con: duckdb.DuckDBPyConnection, source: Source) -> None:
+    """Relation ``ps``: flows by category, protocol, dPort, flags and source_flows
+    (:data:`~.matching.CATEGORY_PORTS`)."""
+    _counted(con, source, CATEGORY_PORTS, "ps")
 
 
 def _columns(con: duckdb.DuckDBPyConnection, name: str = "t") -> set[str]:
@@ -432,10 +438,12 @@ def where_do_they_go(
         _category_clause(con, category, "TRUE")
         + f" AND protocol = {int(protocol)} AND source_flows BETWEEN {lo} AND {hi}"
     )
+    # flows by (port, destination, source's flow count): kept by vlf_categories for the unmatched ones
+    _counted(con, categories, CATEGORY_DESTINATIONS, "pd", kept_holds=category in UNMATCHED)
     q = (
-        f"WITH f AS (SELECT dPort, dIP, dIP IN (SELECT addr FROM active) AS hit FROM t WHERE {where}) "
-        "SELECT dPort, count(*) AS flows, count_if(hit) AS hits, count(DISTINCT dIP) AS dst, "
-        "count(DISTINCT dIP) FILTER (WHERE hit) AS dst_hit FROM f GROUP BY dPort "
+        f"WITH f AS (SELECT dPort, dIP, n, dIP IN (SELECT addr FROM active) AS hit FROM pd WHERE {where}) "
+        "SELECT dPort, sum(n)::BIGINT AS flows, coalesce(sum(n) FILTER (WHERE hit), 0)::BIGINT AS hits, "
+        "count(DISTINCT dIP) AS dst, count(DISTINCT dIP) FILTER (WHERE hit) AS dst_hit FROM f GROUP BY dPort "
         "ORDER BY flows DESC, dPort LIMIT ?"
     )
     df = _df(con, q, [int(top)])

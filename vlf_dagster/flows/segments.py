@@ -266,8 +266,6 @@ class Segmented:
         g = m["generation"] + 1
         schema = self.schema()
         changed = changed.select(["ip", "ipv6"]).cast(CHANGES_SCHEMA)
-        if self.summaries and old_rows is None and changed.num_rows:
-            old_rows = self.rows_of(changed)
         con = duck.connect()
         try:
             con.register("changed", changed)
@@ -277,18 +275,29 @@ class Segmented:
                 raise SegmentError(f"{self.directory}: {stray} added row(s) of sources not among the changed ones")
             changed = con.sql("SELECT DISTINCT ip, ipv6 FROM changed ORDER BY ip, ipv6").to_arrow_table().cast(CHANGES_SCHEMA)
             con.register("changed", changed)
-            base = self._path(m["base"])
-            hit = (f"SELECT b.file_row_number AS {ROW_COLUMN} FROM read_parquet({literal(str(base))}, file_row_number = true) b "
-                   f"SEMI JOIN changed c ON {self.key.joins('b', 'c')}")
-            if m["removed"] is not None:
-                hit += f" UNION SELECT {ROW_COLUMN} FROM read_parquet({literal(str(self._path(m['removed'])))})"
-            removed = con.sql(f"SELECT {ROW_COLUMN}::BIGINT AS {ROW_COLUMN} FROM ({hit}) ORDER BY 1").to_arrow_table()
+            base = literal(str(self._path(m["base"])))
+            hit = con.sql(f"SELECT b.file_row_number AS {ROW_COLUMN} FROM read_parquet({base}, file_row_number = true) b "
+                          f"SEMI JOIN changed c ON {self.key.joins('b', 'c')}").to_arrow_table()
+            con.register("hit", hit)
+            was_removed = (f"SELECT {ROW_COLUMN} FROM read_parquet({literal(str(self._path(m['removed'])))})"
+                           if m["removed"] is not None else f"SELECT NULL::BIGINT AS {ROW_COLUMN} WHERE FALSE")
+            removed = con.sql(f"SELECT {ROW_COLUMN}::BIGINT AS {ROW_COLUMN} FROM (SELECT * FROM hit UNION {was_removed}) "
+                              "ORDER BY 1").to_arrow_table()
             kept = schema.empty_table()
-            if m["delta"] is not None:
-                kept = con.sql(
-                    f"SELECT d.* EXCLUDE (file_row_number) FROM read_parquet({literal(str(self._path(m['delta'])))}, "
-                    f"file_row_number = true) d ANTI JOIN changed c ON {self.key.joins('d', 'c')} ORDER BY d.file_row_number"
-                ).to_arrow_table()
+            delta = f"read_parquet({literal(str(self._path(m['delta'])))}, file_row_number = true) d" if m["delta"] else None
+            if delta:
+                kept = con.sql(f"SELECT d.* EXCLUDE (file_row_number) FROM {delta} ANTI JOIN changed c "
+                               f"ON {self.key.joins('d', 'c')} ORDER BY d.file_row_number").to_arrow_table()
+            if self.summaries and old_rows is None:
+                # the changed sources' current rows: base rows newly removed (fetched by row
+                # number, which Parquet row groups prune), then their delta rows
+                rows = con.sql(f"SELECT {ROW_COLUMN} FROM hit EXCEPT {was_removed}").fetchnumpy()[ROW_COLUMN]
+                wanted = ", ".join(str(int(r)) for r in rows) or "NULL"
+                sql = (f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({base}, file_row_number = true) "
+                       f"WHERE file_row_number IN ({wanted})")
+                if delta:
+                    sql += f" UNION ALL SELECT d.* EXCLUDE (file_row_number) FROM {delta} SEMI JOIN changed c ON {self.key.joins('d', 'c')}"
+                old_rows = con.sql(sql).to_arrow_table()
         finally:
             con.close()
         delta = pa.concat_tables([kept.cast(schema), added.select(schema.names).cast(schema)])
