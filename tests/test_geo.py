@@ -194,3 +194,25 @@ def test_geoip_resource_never_raises(tmp_path, monkeypatch, tiny_db):
     assert default.lookup().country("81.2.69.1") == "gb" and default.lookup() is default.lookup()
     assert default.status() == f"GeoIP database {tiny_db} (GeoLite2-Country, built {default.lookup().build_time:%Y-%m-%d})"
     assert GeoIPResource(path=str(missing)).resolved_path() == missing
+
+
+def test_kept_ipv4_ranges_answer_as_the_walk_does(tiny_db, tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    edges = [ip(a) + d for a in ("81.2.69.0", "81.2.70.0", "1.0.0.0", "1.0.1.0", "1.0.2.0") for d in (-1, 0, 1, 255)]
+    addrs = np.concatenate([rng.integers(0, 1 << 32, 2000, dtype=np.uint64).astype(np.uint32),
+                            rng.integers(ip("1.0.0.0"), ip("1.0.2.0"), 500).astype(np.uint32),
+                            np.array(edges + [0, 0xFFFFFFFF], dtype=np.int64).astype(np.uint32)])
+    walked = CountryLookup(tiny_db).countries(addrs)
+    cache = tmp_path / "ranges"
+    kept = CountryLookup(tiny_db, cache)
+    assert kept.countries(addrs).tolist() == walked.tolist()
+    assert {"gb", "au", "cn", "-"} <= set(walked.tolist())
+    assert [p.name.startswith("ipv4-ranges-") for p in cache.iterdir()] == [True]  # kept, no temporary left
+    # a second process reads the kept arrays and never walks the database
+    again = CountryLookup(tiny_db, cache)
+    monkeypatch.setattr(again, "_reader", None)
+    assert again.countries(addrs.reshape(2, -1)).ravel().tolist() == walked.tolist()
+    # a rebuilt database gets its own arrays, and the old ones go
+    write_mmdb(tiny_db, {"81.2.69.0/24": "DE"})
+    assert CountryLookup(tiny_db, cache).countries(np.array([ip("81.2.69.1"), ip("1.0.0.1")], np.uint32)).tolist() == ["de", "-"]
+    assert len(list(cache.iterdir())) == 1

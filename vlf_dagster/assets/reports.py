@@ -13,7 +13,8 @@ from .clock import asset
 
 
 def _inputs(store: VlfStore, geoip: GeoIPResource, part: Part) -> StudyInputs:
-    lookup = geoip.lookup() if part.geo else None
+    # the database's IPv4 ranges, kept in the data's state: one binary search per address
+    lookup = geoip.lookup(ranges_dir=store.state_dir("geoip")) if part.geo else None
     return StudyInputs(
         data_dir=store.base, site=store.site, folder=store.report_dir() / part.name,
         country_of=lookup.countries if lookup is not None else None, geoip_status=geoip.status(),

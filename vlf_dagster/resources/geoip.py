@@ -11,8 +11,8 @@ from ..analysis.geo import DEFAULT_DB, CountryLookup, GeoIPError, geoip_status
 
 GEOIP_ENV = "VLF_GEOIP_DB"
 
-# (path, mtime_ns, size) -> opened lookup: one reader per database file per process.
-_open: dict[tuple[str, int, int], CountryLookup] = {}
+# (path, mtime_ns, size, ranges_dir) -> opened lookup: one reader per database file per process.
+_open: dict[tuple[str, int, int, str], CountryLookup] = {}
 
 
 class GeoIPResource(dg.ConfigurableResource):
@@ -27,18 +27,20 @@ class GeoIPResource(dg.ConfigurableResource):
             return Path(os.environ.get(GEOIP_ENV) or self.path or DEFAULT_DB)
         return Path(self.path)
 
-    def lookup(self) -> CountryLookup | None:
+    def lookup(self, ranges_dir: Path | None = None) -> CountryLookup | None:
+        """The opened database; with ``ranges_dir``, answering from its IPv4 ranges kept there
+        (see :class:`CountryLookup`)."""
         path = self.resolved_path()
         try:
             st = path.stat()
         except OSError:
             return None
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, str(ranges_dir or ""))
         if key not in _open:
-            for stale in [k for k in _open if k[0] == key[0]]:  # the file was rebuilt
+            for stale in [k for k in _open if k[0] == key[0] and k[1:3] != key[1:3]]:  # the file was rebuilt
                 _open.pop(stale).close()
             try:
-                _open[key] = CountryLookup(path)
+                _open[key] = CountryLookup(path, ranges_dir)
             except GeoIPError:
                 return None
         return _open[key]
