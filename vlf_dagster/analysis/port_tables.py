@@ -471,16 +471,36 @@ MATCHED_COLUMNS = ["Rank", "Port", "O/E", "Sessions", "O count", "E count"]
 SESSION_COLUMNS = ("protocol", "port", "oe", "outside", "inside")
 
 
+# Who opened a matched session, record by record (the first in this order opened it):
+#  1. the exporter said so: SiLK's application field holds the service port the flow generator
+#     recognised (the Zeek importer writes the responder's port there), and the opener's record
+#     goes to it (dPort = application, sPort another port);
+#  2. the earlier start time;
+#  3. on a tie, the first packet's flags (initialFlags, else the cumulative flags): SYN without
+#     ACK opens, SYN+ACK answers, anything else says nothing;
+#  4. the port rule: the opener goes from an ephemeral port to a well-known one (port classes
+#     0-1023, 1024-49151, 49152-65535: a lower class of dPort than of sPort opens);
+#  5. still tied: the outside query, then the smaller dPort and sPort (deterministic).
+_OPENING_FLAGS = "(CASE WHEN initialFlags <> 0 THEN initialFlags ELSE flags END)"
+_PORT_CLASS = "(CASE WHEN {p} < 1024 THEN 0 WHEN {p} < 49152 THEN 1 ELSE 2 END)"
+ORIGINATOR_ORDER = (
+    "(application <> 0 AND dPort = application AND sPort <> application) DESC, sTime, "
+    f"CASE WHEN ({_OPENING_FLAGS} & 18) = 2 THEN 0 WHEN ({_OPENING_FLAGS} & 18) = 18 THEN 2 ELSE 1 END, "
+    f"{_PORT_CLASS.format(p='dPort')} < {_PORT_CLASS.format(p='sPort')} DESC, "
+    "(nhIP >> 24) = 255, dPort, sPort"
+)
+
+
 def _session_rows_sql(relation: str) -> str:
     """One row per match id of matched records: protocol, its originator's service port, O/E,
-    outside and inside address."""
+    outside and inside address (the originator: :data:`ORIGINATOR_ORDER`)."""
     return (
         "SELECT protocol, port, oe, outside, inside FROM ("
         "SELECT protocol, nhIP & 16777215 AS id, dPort AS port, CASE WHEN (nhIP >> 24) = 255 THEN 'E' ELSE 'O' END AS oe, "
         "CASE WHEN (nhIP >> 24) = 255 THEN dIP ELSE sIP END AS outside, CASE WHEN (nhIP >> 24) = 255 THEN sIP ELSE dIP END AS inside "
         f"FROM ({relation}) WHERE (nhIP & 16777215) > 0 "
         "QUALIFY row_number() OVER (PARTITION BY protocol, nhIP & 16777215 "
-        "ORDER BY sTime, (nhIP >> 24) = 255, dPort, sPort) = 1)"
+        f"ORDER BY {ORIGINATOR_ORDER}) = 1)"
     )
 
 
@@ -504,7 +524,7 @@ def refresh_sessions(matched: Path, state: Path) -> Segmented:
     target = Segmented(state / "sessions", SESSION_SOURCE)
     source = Segmented(matched, SOURCE_OF_RECORD)
     inputs = {"matched": source}
-    kept = InputGenerations(state, {"sessions": 1})
+    kept = InputGenerations(state, {"sessions": 2})  # 2: the originator rules of ORIGINATOR_ORDER
     changed = kept.changes(target, inputs)
     con = duck.connect()
     try:
@@ -527,8 +547,9 @@ def matched_ports(matched_vlf_flows: Source, protocol: int = PROTO_TCP, top: int
     origin of the flows"); this is the definition used here.  Over the records of ``protocol`` in
     the rwmatch output whose nhIP label has a match id (low 24 bits) > 0, for each match id:
 
-    * the *originator* is the record that starts first (smallest sTime); on a tie the query (top
-      byte 0x00, the outside side) wins, then the smaller dPort, then the smaller sPort;
+    * the *originator* is decided by :data:`ORIGINATOR_ORDER`: the exporter's word (SiLK's
+      application field names the service port), else the earlier start, else SYN without ACK
+      over SYN+ACK, else the ephemeral-to-well-known port rule, else the outside query;
     * the service *Port* is the originator's destination port;
     * *O/E* is ``O`` when the originator is a query record (the outside host opened it) and ``E``
       when it is a response record (the enterprise host opened it);

@@ -1112,6 +1112,9 @@ def parse_zeek(data: bytes | str, origin: str = "<zeek>", *, old_times: str | No
     type.  Times before 1990 (Zeek reading a capture with relative time) are kept by default and
     counted as ``times_before_1990``.
 
+    The originator is kept: both TCP and UDP flows of a connection carry ``id.resp_p`` in SiLK's
+    ``application`` field (the service port), so the orig->resp flow is the one whose dPort it is.
+
     TSV: the ``#separator``, ``#unset_field`` and ``#empty_field`` directives are honoured (also
     after stray white space), and several header blocks (concatenated logs) may each bring their
     own ``#fields``.  JSON lines go through Arrow's JSON reader; a batch it rejects (a malformed
@@ -1292,8 +1295,13 @@ def _zeek_records(rows: _Rows, cols: dict[str, pa.Array], unset: list[str]):
     rows.note("tcp_connections_without_flags", tcp & ~known & rows.ok)
     orig_flags = np.where(tcp & known, pair & 0xFF, 0)
     resp_flags = np.where(tcp & known, (pair >> 8) & 0xFF, 0)
+    # Zeek knows who opened the connection: both flows carry the responder's port as SiLK's
+    # application (the service port the flow generator recognised), so the originator's flow is
+    # the one whose dPort is it (analysis.port_tables decides who opened a matched session so)
+    service = np.where(icmp, 0, resp_p)
     fwd = _columns(src, dst, v6, sPort=np.where(icmp, 0, orig_p), dPort=np.where(icmp, fwd_icmp, resp_p), protocol=protocol,
-                   packets=orig_pkts, bytes=orig_bytes, flags=orig_flags, sTime=s_time, duration=duration)
+                   packets=orig_pkts, bytes=orig_bytes, flags=orig_flags, sTime=s_time, duration=duration,
+                   application=service)
     rev = _reversed(fwd, packets=resp_pkts, bytes=resp_bytes, flags=resp_flags, sPort=np.where(icmp, 0, resp_p),
                     dPort=np.where(icmp, rev_icmp, orig_p))
     rows.note("connections_both_ways", (orig_pkts > 0) & (resp_pkts > 0) & rows.ok)
