@@ -23,3 +23,7 @@ def test_demo_real_runs_the_study_on_a_zeek_log(tmp_path, monkeypatch):
     # 5,663 connections -> 7,109 unidirectional flows; 5,604 of them enter 147.32.0.0/16 from outside
     assert int(total["Flows"]) == 5604 and int(total["Sources"]) == 1753
     assert table.iloc[0]["% sources"] > 50  # most outside sources are seen once: the VLF shape
+    # the inside host browsed: Zeek names it the originator of the HTTPS sessions, and so does the table
+    matched = pd.read_csv(next((report.parent / "report_matched_ports").glob("*tcp*.csv")))
+    assert matched.iloc[0][["Port", "O/E"]].tolist() == [443, "E"] and matched.iloc[0]["Sessions"] > 300
+    assert not ((matched["O/E"] == "O") & (matched["Port"] >= 49152)).any()  # no ephemeral port "opened" from outside
