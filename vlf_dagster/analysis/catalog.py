@@ -20,10 +20,13 @@ import pyarrow as pa
 
 from ..flows import duck
 from ..flows.flowtypes import FLOWTYPES
+from ..flows.ingest import QUARANTINE_SCHEMA
+from ..flows.schema import FLOW_SCHEMA
 from ..flows.sets import IPSet
 from ..flows.sql import ident, literal
 from ..flows.segments import Segmented, is_segmented
 from ..flows.storage import ParquetRowCounts, atomic_path
+from .traffic import PORT_SCHEMA, VOLUME_SCHEMA
 
 CATALOG_FILE = "catalog.duckdb"
 
@@ -44,13 +47,22 @@ class Source:
     description: str
     partition_column: str = ""  # SQL that derives the partition from ``filename``
     segmented: bool = False  # a directory kept by flows/segments.py (base, removed rows, delta)
+    # The columns of the view, for an empty one while no file exists (the quarantine of a site
+    # that never rejected a record): None for sources that exist once the window is built.
+    empty_schema: pa.Schema | None = None
+
+
+_HOUR = pa.field("hour", pa.timestamp("us"))
+_MONTH = pa.field("month", pa.date32())
 
 
 SOURCES: tuple[Source, ...] = (
     Source("flows", "archive/*/*/*/*/*.parquet",
-           "Every archived flow record (SiLK fields; flowtype_name added). One file per flowtype, sensor and hour."),
+           "Every archived flow record (SiLK fields; flowtype_name added). One file per flowtype, sensor and hour.",
+           empty_schema=FLOW_SCHEMA.append(pa.field("flowtype_name", pa.string()))),
     Source("quarantine", "quarantine/dt=*/hour=*.parquet",
-           "Landing records rejected at ingest, with the reason and the file:row they came from.", _HOUR_OF_FILE),
+           "Landing records rejected at ingest, with the reason and the file:row they came from.", _HOUR_OF_FILE,
+           empty_schema=QUARANTINE_SCHEMA.append(_HOUR)),
     Source("hourly_source_bags", "hourly_source_bags/dt=*/hour=*.parquet",
            "Per outside source and hour: inbound records, packets, bytes.", _HOUR_OF_FILE),
     Source("hourly_contact_pairs", "hourly_contact_pairs/dt=*/hour=*.parquet",
@@ -60,9 +72,11 @@ SOURCES: tuple[Source, ...] = (
     Source("monthly_contact_pairs", "monthly_contact_pairs/month=*.parquet",
            "Per month: the distinct (sIP, dIP) pairs with their flow counts.", _MONTH_OF_FILE),
     Source("monthly_traffic_volumes", "monthly_traffic_volumes/month=*.parquet",
-           "Flows, packets and bytes per hour (sTime, ms) and flowtype: the archive summarised.", _MONTH_OF_FILE),
+           "Flows, packets and bytes per hour (sTime, ms) and flowtype: the archive summarised.", _MONTH_OF_FILE,
+           empty_schema=VOLUME_SCHEMA.append(_MONTH)),
     Source("monthly_port_usage", "monthly_port_usage/month=*.parquet",
-           "Flows per flowtype, protocol, side (s source port, d destination port) and port.", _MONTH_OF_FILE),
+           "Flows per flowtype, protocol, side (s source port, d destination port) and port.", _MONTH_OF_FILE,
+           empty_schema=PORT_SCHEMA.append(_MONTH)),
     Source("source_flow_bag", "source_flow_bag.parquet", "Flows per outside source over the window."),
     Source("source_hour_count_bag", "source_hour_count_bag.parquet",
            "Hours in which each outside source was active over the window."),
@@ -170,7 +184,16 @@ def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSu
             for source in SOURCES:
                 files = [] if source.segmented else sorted(glob.glob(str(base / source.pattern)))
                 if not (is_segmented(base / source.pattern) if source.segmented else files):
-                    missing.append(source.name)
+                    if source.empty_schema is None:
+                        missing.append(source.name)
+                        continue
+                    # no file yet: an empty table of the view's columns, so queries on it still work
+                    con.register("no_rows", source.empty_schema.empty_table())
+                    con.execute(f"CREATE TABLE {ident(source.name)} AS SELECT * FROM no_rows")
+                    con.unregister("no_rows")
+                    objects[source.name] = 0
+                    entries.append((source.name, "table", f"{source.description} (empty: no file yet)",
+                                    str(base / source.pattern)))
                     continue
                 con.execute(f"CREATE VIEW {ident(source.name)} AS {_view_sql(source, base)}")
                 objects[source.name] = Segmented(base / source.pattern).rows if source.segmented else counts.rows(con, files)
