@@ -27,3 +27,41 @@ def test_demo_real_runs_the_study_on_a_zeek_log(tmp_path, monkeypatch):
     matched = pd.read_csv(next((report.parent / "report_matched_ports").glob("*tcp*.csv")))
     assert matched.iloc[0][["Port", "O/E"]].tolist() == [443, "E"] and matched.iloc[0]["Sessions"] > 300
     assert not ((matched["O/E"] == "O") & (matched["Port"] >= 49152)).any()  # no ephemeral port "opened" from outside
+
+
+def test_a_tiny_capture_in_1970_says_why_each_empty_section_is_empty(tmp_path, monkeypatch, capsys):
+    import json
+
+    from vlf_dagster.analysis.catalog import connect
+    from vlf_dagster.analysis.report_parts import NOTHING_TO_SHOW
+
+    # Zeek read a pcap with relative times: ts counts seconds from the capture's start (1970)
+    log = tmp_path / "relative.log"
+    rows = [("12.5", "C1", "4.3.2.1", "40001", "10.1.24.5", "22", "tcp", "S0", "1", "40", "0", "0"),
+            ("100.0", "C2", "5.6.7.8", "40002", "10.1.24.5", "23", "tcp", "S0", "1", "40", "0", "0"),
+            ("1500.25", "C3", "6.6.6.6", "40003", "10.1.24.9", "443", "tcp", "S0", "2", "80", "0", "0")]
+    log.write_text("#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tconn_state\t"
+                   "orig_pkts\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\n" + "".join("\t".join(r) + "\n" for r in rows))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert main(["demo-real", str(log), "--internal", "10.1.24.0/22", "--data-dir", str(tmp_path / "data"),
+                 "--dagster-home", str(tmp_path / "home")]) == 0
+    assert "3 records start before 1990" in capsys.readouterr().err
+    report = next((tmp_path / "data" / "reports").glob("*/index.html"))
+    page = report.read_text()
+    assert '<p class="warning">Warning: The window starts before 1990' in page
+    said = {}
+    for manifest in report.parent.glob("*/part.json"):
+        part = json.loads(manifest.read_text())
+        for piece in part["pieces"]:
+            shown = [k for k in ("csv", "png", "txt") if k in piece]
+            if not shown:  # an empty piece says why, in its own words
+                assert piece["note"] and not piece["note"].startswith(NOTHING_TO_SHOW), (part["name"], piece)
+                said[(part["name"], piece["title"])] = piece["note"]
+    assert said[("report_icmp", "ICMP type and code of VLF flows")] == "No ICMP flow from a VLF source in the window."
+    assert said[("report_where_do_they_go", "Where do they go: unmatched UDP, 1 flow per host")].startswith("No unmatched UDP flow")
+    assert said[("report_malformed", "Near matches: answers whose ports do not mirror the query")].startswith("No near match")
+    assert ("report_unmatched_tcp_flags", "Unmatched TCP flag combinations") not in said  # three S0 connections: a table
+    for table in page.split("<table")[1:]:  # no table is a bare header
+        assert "<td" in table.split("</table>")[0]
+    # nothing was quarantined, and the documented view still answers
+    assert connect(tmp_path / "data").sql("SELECT count(*) FROM quarantine").fetchall() == [(0,)]

@@ -88,7 +88,10 @@ def cmd_demo(args) -> None:
 
 def cmd_demo_real(args) -> None:
     """Import real flow files, set the site's window to their hours, run the whole study."""
+    import pyarrow.compute as pc
+
     from .flows.importers import import_file, land, source_name
+    from .flows.schema import early_times_warning
     from .flows.site import site_from_mapping
 
     data = _data_dir(args)
@@ -102,6 +105,10 @@ def cmd_demo_real(args) -> None:
         landed = land(result, data, source_name(path))
         hours |= set(result.hours())
         print(f"imported {path}: {result.records:,} records, {result.quarantined:,} quarantined, {len(landed.hours)} hours")
+        early = result.counts.get("times_before_1990", 0)
+        if early:
+            warning = early_times_warning(int(pc.min(result.flows.column("sTime")).as_py()), early)
+            print(f"{path}: {warning[0].lower()}{warning[1:]}", file=sys.stderr)
     first, last = min(hours), max(hours)
     if last - first > timedelta(days=400):
         raise CliError(f"the imported records span {first:%Y-%m-%d} .. {last:%Y-%m-%d}; split them by time first")

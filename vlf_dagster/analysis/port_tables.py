@@ -666,6 +666,7 @@ def interest_why(port: int) -> str:
     return "; ".join(reason for reason, _ in interest_components(port))
 
 
+NUMEROLOGY_MIN_RATIO = 3.0  # a port stands out at this many times its neighbours' median count
 NUMEROLOGY_COLUMNS = ["Port", "Count", "Neighbour median", "Ratio", "Interest", "Why"]
 
 
@@ -715,7 +716,7 @@ def _port_array(relation) -> np.ndarray:
 def port_numerology(
     source: Source | np.ndarray,
     window: int = 10,
-    min_ratio: float = 3.0,
+    min_ratio: float = NUMEROLOGY_MIN_RATIO,
     top: int | None = 20,
     *,
     protocol: int | None = None,

@@ -34,11 +34,12 @@ h3 { margin-bottom: 0.3rem; font-size: 1.05rem; }
 pre { background: #f7f7f9; border: 1px solid #e3e3ea; padding: 0.6rem; overflow-x: auto; font-size: 0.8rem; }
 img { max-width: 100%; border: 1px solid #e3e3ea; }
 .note { color: #555; font-size: 0.9rem; }
+.warning { background: #fff4d6; border-left: 4px solid #d99a00; padding: 0.4rem 0.8rem; }
 nav ol { columns: 2; margin: 0.3rem 0; }
 """
 
 
-def render_report(title: str, subtitle: str, sections: list[Section]) -> str:
+def render_report(title: str, subtitle: str, sections: list[Section], warnings: list[str] = ()) -> str:
     toc = "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>' for s in sections)
     parts = []
     for s in sections:
@@ -54,5 +55,6 @@ def render_report(title: str, subtitle: str, sections: list[Section]) -> str:
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p class=\"meta\">{html.escape(subtitle)} · generated {generated}</p>"
-        f"<nav><strong>Contents</strong><ol>{toc}</ol></nav>{''.join(parts)}</body></html>"
+        + "".join(f'<p class="warning">{html.escape(w)}</p>' for w in warnings)
+        + f"<nav><strong>Contents</strong><ol>{toc}</ol></nav>{''.join(parts)}</body></html>"
     )

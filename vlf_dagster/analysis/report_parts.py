@@ -19,6 +19,9 @@ from . import tables
 from .report import Section
 
 
+NOTHING_TO_SHOW = "Nothing in the window's data gives this table."
+
+
 @dataclass
 class Piece:
     title: str
@@ -26,6 +29,21 @@ class Piece:
     figure: Path | None = None  # a PNG already written into the part's folder
     text: str | None = None  # preformatted text (rwcut / cutmatch layouts)
     note: str = ""
+    empty: str = ""  # the one sentence shown instead, when the piece has nothing to show: why
+
+    @property
+    def is_empty(self) -> bool:
+        """A table without rows, or no table, figure or text at all."""
+        if self.table is not None:
+            return len(self.table) == 0
+        return self.figure is None and not (self.text or "").strip()
+
+    def said_when_empty(self) -> Piece:
+        """The piece as the report shows it: an empty one becomes its sentence (a note), never a
+        bare header."""
+        if not self.is_empty:
+            return self
+        return Piece(self.title, note=self.empty or NOTHING_TO_SHOW)  # the sources of a table it does not show go too
 
     @property
     def slug(self) -> str:

@@ -99,7 +99,8 @@ class Part:
     geo: bool = False  # needs the GeoIP database
 
     def run(self, inputs: StudyInputs) -> PartResult:
-        return PartResult(self.name, self.title, self.build(inputs), list(self.notes))
+        pieces = [piece.said_when_empty() for piece in self.build(inputs)]
+        return PartResult(self.name, self.title, pieces, list(self.notes))
 
 
 # --- parts -------------------------------------------------------------------------------------
@@ -107,7 +108,7 @@ class Part:
 
 def _per_host(inputs: StudyInputs) -> list[Piece]:
     df = per_host_flow_distribution(inputs.window("source_flow_bag"), inputs.site.vlf.max_flows)
-    return [Piece("Per Host Flow Distribution", table=df)]
+    return [Piece("Per Host Flow Distribution", table=df, empty="No inbound flow from an outside source in the window.")]
 
 
 def _vlf_sets(inputs: StudyInputs) -> list[Piece]:
@@ -127,21 +128,23 @@ def _categories(inputs: StudyInputs) -> list[Piece]:
 
 def _port_usage(inputs: StudyInputs) -> list[Piece]:
     usage = pt.overall_port_usage(inputs.monthly("monthly_port_usage"))  # the archive's counts, summarised by month
-    return [Piece("Overall Port Usage (top 20 by flows, inbound and outbound)", table=usage)]
+    return [Piece("Overall Port Usage (top 20 by flows, inbound and outbound)", table=usage,
+                  empty="No TCP or UDP flow crossed the border in the window.")]
 
 
 def _unmatched_flags(inputs: StudyInputs) -> list[Piece]:
-    return [Piece("Unmatched TCP flag combinations", table=pt.unmatched_tcp_flags(inputs.categories))]
+    return [Piece("Unmatched TCP flag combinations", table=pt.unmatched_tcp_flags(inputs.categories),
+                  empty=_NO_UNMATCHED.format(label="TCP"))]
 
 
 def _tcp_buckets(inputs: StudyInputs) -> list[Piece]:
     return [Piece("VLF TCP destination ports by flows per source (unmatched TCP)",
-                  table=pt.ports_by_flow_bucket(inputs.categories, "unmatched TCP"))]
+                  table=pt.ports_by_flow_bucket(inputs.categories, "unmatched TCP"), empty=_NO_UNMATCHED.format(label="TCP"))]
 
 
 def _udp_buckets(inputs: StudyInputs) -> list[Piece]:
     return [Piece("VLF UDP destination ports by flows per source (unmatched UDP)",
-                  table=pt.ports_by_flow_bucket(inputs.categories, "unmatched UDP"))]
+                  table=pt.ports_by_flow_bucket(inputs.categories, "unmatched UDP"), empty=_NO_UNMATCHED.format(label="UDP"))]
 
 
 def _flags_top_ports(inputs: StudyInputs) -> list[Piece]:
@@ -152,7 +155,8 @@ def _flags_top_ports(inputs: StudyInputs) -> list[Piece]:
         if chunk:
             pieces.append(Piece(f"TCP flags at 1 flow / host: ports {', '.join(map(str, chunk))}",
                                 table=pt.flags_side_by_side(long[long["Port"].isin(chunk)])))
-    return pieces or [Piece("TCP flags at 1 flow / host", table=long)]
+    return pieces or [Piece("TCP flags at 1 flow / host", table=long,
+                            empty="No unmatched TCP flow of a VLF source that sent a single flow in the window.")]
 
 
 def _where(inputs: StudyInputs) -> list[Piece]:
@@ -160,18 +164,22 @@ def _where(inputs: StudyInputs) -> list[Piece]:
     for protocol, label, category in ((6, "TCP", "unmatched TCP"), (17, "UDP", "unmatched UDP")):
         for buckets, text in (((1, 1), "1 flow per host"), ((1, 10), "1-10 flows per host")):
             df = pt.where_do_they_go(inputs.categories, inputs.active_inside, protocol=protocol, buckets=buckets, category=category)
-            pieces.append(Piece(f"Where do they go: unmatched {label}, {text}", table=df))
+            pieces.append(Piece(f"Where do they go: unmatched {label}, {text}", table=df,
+                                empty=f"No unmatched {label} flow of a VLF source with {text} in the window."))
     return pieces
 
 
 def _matched_ports(inputs: StudyInputs) -> list[Piece]:
-    return [Piece(f"Top 20 matched {label} ports (1 - 10 flows)", table=pt.matched_ports(inputs.sessions, protocol=p))
+    return [Piece(f"Top 20 matched {label} ports (1 - 10 flows)", table=pt.matched_ports(inputs.sessions, protocol=p),
+                  empty=f"No {label} flow of a VLF source was answered in the window.")
             for p, label in ((6, "TCP"), (17, "UDP"))]
 
 
 def _numerology(inputs: StudyInputs) -> list[Piece]:
     return [Piece(f"Port numerology: matched {label} ports that stand out from their neighbours",
-                  table=pt.port_numerology(inputs.matched, protocol=p))
+                  table=pt.port_numerology(inputs.matched, protocol=p),
+                  empty=f"No matched {label} port counts {pt.NUMEROLOGY_MIN_RATIO:g} times the median of its occurring "
+                        "neighbours (within 10 port numbers), or no flow was matched.")
             for p, label in ((17, "UDP"), (6, "TCP"))]
 
 
@@ -194,15 +202,20 @@ def _contact_surface(inputs: StudyInputs) -> list[Piece]:
     table = pt.contact_surface_of_counts(counts)
     pairs = int((table["Destinations"] * table["Sources"]).sum())
     return [Piece(f"Contact surface: {pairs:,} unique (outside sIP, inside dIP) pairs", figure=path),
-            Piece("Sources by number of inside destinations contacted", table=table)]
+            Piece("Sources by number of inside destinations contacted", table=table,
+                  empty="No outside source reached an inside address in the window.")]
 
 
 def _samples(inputs: StudyInputs) -> list[Piece]:
-    return [Piece("A small sample of 1 flow / host data", text=samples.one_flow_sample(inputs.categories)),
-            Piece("A sample of matched flows",
-                  text=samples.matched_sample_of_candidates(samples.refresh_sample_candidates(
-                      inputs.matched, state_dir(inputs.data_dir, "report_samples"))),
-                  note="-> query (outside to inside), <- response; the number is the match id.")]
+    ones = samples.one_flow_sample_table(inputs.categories)
+    candidates = samples.refresh_sample_candidates(inputs.matched, state_dir(inputs.data_dir, "report_samples"))
+    matched = samples.matched_sample_of_candidates(candidates)
+    return [Piece("A small sample of 1 flow / host data",
+                  text=samples.lines_text(ones, samples.ONE_FLOW_FIELDS) if ones.num_rows else None,
+                  empty="No VLF source sent a single flow in the window."),
+            Piece("A sample of matched flows", text=matched if candidates.rows else None,
+                  note="-> query (outside to inside), <- response; the number is the match id.",
+                  empty="No flow of a VLF source in the window, so no matched flows to sample.")]
 
 
 def _top_ports(inputs: StudyInputs, category: str, n: int) -> list[int]:
@@ -236,12 +249,15 @@ def _near_matches(inputs: StudyInputs) -> list[Piece]:
     groups = samples.refresh_near_matches(inputs.segmented("vlf_flows"), inputs.segmented("vlf_outbound_flows"),
                                           state_dir(inputs.data_dir, "report_malformed"),
                                           time_delta_ms=inputs.site.vlf.match_delta_ms)
-    text = samples.near_matches_text(samples.first_near_matches(groups, 20))
-    return [Piece("Near matches: answers whose ports do not mirror the query", text=text or "(none found)")]
+    found = samples.first_near_matches(groups, 20)
+    return [Piece("Near matches: answers whose ports do not mirror the query",
+                  text=samples.near_matches_text(found) if found.num_rows else None,
+                  empty="No near match: every outbound flow to a VLF source within the match delta mirrors its query's ports.")]
 
 
 
 NO_INFORMATION = "No information available."
+_NO_UNMATCHED = "No unmatched {label} flow of a VLF source in the window."
 
 
 def _port_descriptions(inputs: StudyInputs) -> list[Piece]:
@@ -252,6 +268,7 @@ def _port_descriptions(inputs: StudyInputs) -> list[Piece]:
         rows = [(port, name or "", registries.service_description(port, protocol) or name or NO_INFORMATION)
                 for port, name in zip(ports, names)]
         pieces.append(Piece(f"Top 10 unmatched {label} ports", table=pd.DataFrame(rows, columns=["Port", "Service", "Description"]),
+                            empty=_NO_UNMATCHED.format(label=label) + " No port to describe.",
                             note="Service names from the IANA registry as shipped in Debian's /etc/services (netbase)."))
     return pieces
 
@@ -280,12 +297,14 @@ def _geography(inputs: StudyInputs) -> list[Piece]:
 
 def _icmp(inputs: StudyInputs) -> list[Piece]:
     return [Piece("ICMP type and code of VLF flows", table=pt.icmp_table(inputs.categories, registries.icmp_meaning),
+                  empty="No ICMP flow from a VLF source in the window.",
                   note="Meanings from the IANA ICMP parameters registry; codes the registry does not define are invalid.")]
 
 
 def _other_protocols(inputs: StudyInputs) -> list[Piece]:
     describe = lambda n: registries.protocol_description(n) or registries.protocol_name(n)  # noqa: E731
     return [Piece("Other protocols", table=pt.other_protocols(inputs.categories, describe, _countries(inputs)),
+                  empty="No VLF source sent anything but TCP, UDP and ICMP in the window.",
                   note="Implausible: fewer than 20 or more than 65535 bytes per packet, or more than a million packets in a flow. "
                   "Names from IANA's protocol numbers registry and Debian's /etc/protocols.")]
 

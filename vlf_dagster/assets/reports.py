@@ -7,6 +7,7 @@ import dagster as dg
 from ..analysis.report import render_report
 from ..analysis.report_parts import markdown_of, section_from_folder, write_part
 from ..analysis.study_report import PARTS, Part, StudyInputs
+from ..flows.schema import early_times_warning
 from ..flows.storage import write_text
 from ..resources import GeoIPResource, VlfStore
 from .clock import asset
@@ -57,7 +58,9 @@ def build() -> list:
         sections = [s for part in PARTS if (s := section_from_folder(out_dir / part.name, out_dir)) is not None]
         window = f"{site.start:%Y-%m-%d %H:00} to {site.window_end():%Y-%m-%d %H:00} UTC"
         subtitle = f"{site.name}: {', '.join(map(str, site.internal_networks))}, {window}. {geoip.status()}"
-        path = write_text(render_report("Very Low Frequency traffic", subtitle, sections), out_dir / "index.html")
+        early = early_times_warning(int(site.start.timestamp() * 1000))
+        path = write_text(render_report("Very Low Frequency traffic", subtitle, sections, [early] if early else []),
+                          out_dir / "index.html")
         return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(path.resolve())), "sections": len(sections)})
 
     return [*part_assets, vlf_report]

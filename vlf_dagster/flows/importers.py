@@ -64,7 +64,8 @@ import pyarrow.json as pajson
 
 from .flags import ACK, FIN, FLAG_BITS, PSH, RST, SYN
 from .ingest import QUARANTINE_SCHEMA
-from .schema import ATTR_IPV6, FLOW_SCHEMA, IPV6_FIELDS, IPV6_TYPE, MS_PER_HOUR, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, conform
+from .schema import (ATTR_IPV6, FLOW_SCHEMA, IPV6_FIELDS, IPV6_TYPE, MS_PER_HOUR, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+                     TIME_1990_MS, conform)
 from .storage import landing_dir, write_parquet
 
 FORMATS = ("nfdump-csv", "nfcapd", "binetflow", "zeek", "rwcut", "netflow-pcap")
@@ -72,7 +73,6 @@ OLD_TIME_POLICIES = ("keep", "quarantine")
 # Zeek logs read from a capture with relative time start in 1970 on purpose; elsewhere a time
 # before 1990 means an exporter whose clock was not set.
 DEFAULT_OLD_TIMES = {"zeek": "keep"}
-TIME_1990_MS = 631_152_000_000  # 1990-01-01T00:00:00Z
 NFCAPD_MAGIC = b"\x0c\xa5"  # nfcapd file header magic 0xA50C, little-endian
 PROTOCOL_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "protocol-numbers.xml"
 

@@ -90,6 +90,18 @@ PROTO_UDP = 17
 PROTO_ICMPV6 = 58
 
 MS_PER_HOUR = 3_600_000
+# Flow times before 1990: a capture read with relative time (Zeek starts it at 1970) or an
+# exporter whose clock was not set; kept, but said wherever the times are shown.
+TIME_1990_MS = 631_152_000_000  # 1990-01-01T00:00:00Z
+
+
+def early_times_warning(first_ms: int, records: int | None = None) -> str | None:
+    """One sentence for times that start before 1990 (None for plausible ones)."""
+    if first_ms >= TIME_1990_MS:
+        return None
+    count = f"{records:,} records start" if records is not None else "The window starts"
+    return (f"Warning: {count} before 1990: the times look relative to the start of a capture (or an "
+            "exporter's clock was not set), so dates and hours here are not wall-clock times.")
 
 
 class SchemaError(ValueError):
