@@ -3,6 +3,8 @@
 A change to the study's lineage must be a deliberate edit here, not an accident of a refactor.
 """
 
+import re
+
 import dagster as dg
 
 from vlf_dagster.definitions import build_definitions
@@ -88,6 +90,8 @@ def test_every_asset_is_described_and_typed(tmp_path):
     defs = build_definitions(tmp_path)
     for node in defs.resolve_asset_graph().asset_nodes:
         assert len(node.description or "") > 30, node.key
+        # the UI renders descriptions as Markdown, where <window> would be an HTML tag and vanish
+        assert not re.search(r"<[A-Za-z/][^>]*>", node.description), (node.key, node.description)
         assert node.kinds, node.key
     checks = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert checks == {"archive_records_valid", "archive_expectations", "window_bag_conserves_flows",

@@ -112,3 +112,21 @@ def test_sql_catalog_asset_answers_with_the_study_s_numbers(study):
     assert con.sql("SELECT count(*) FROM flows f SEMI JOIN vlf_fd_set s ON f.sIP = s.ipv4 "
                    "WHERE flowtype_name IN ('in', 'inweb', 'inicmp')").fetchall() == \
         con.sql("SELECT count(*) FROM vlf_flows").fetchall()
+
+
+def test_figures_show_inline_in_the_ui_markdown(study):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from vlf_dagster.analysis.report_parts import UI_FIGURE_WIDTH, PartResult, Piece, markdown_of
+
+    png = study / "report_traffic_volumes" / "traffic_volumes.png"
+    md = markdown_of(PartResult("p", "P", [Piece("Overall Traffic Volumes", figure=png)]))
+    match = re.search(r"!\[Overall Traffic Volumes\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", md)
+    assert match, md[:200]
+    with Image.open(io.BytesIO(base64.b64decode(match.group(1)))) as shown, Image.open(png) as full:
+        assert shown.width == UI_FIGURE_WIDTH < full.width
+        assert abs(shown.height - full.height * UI_FIGURE_WIDTH / full.width) <= 1
+    assert len(match.group(1)) < 200_000  # a thumbnail: it is kept in every materialization event

@@ -33,11 +33,11 @@ def build_definitions(data: str | Path | None = None, site_config: str | Path | 
     assets = with_automation(build_assets(parts), site.automation, site.source)
 
     hourly_job = dg.define_asset_job(
-        "hourly_job", selection=dg.AssetSelection.assets(*HOURLY_ASSETS), partitions_def=parts.hourly,
+        "hourly_job", selection=dg.AssetSelection.assets(*HOURLY_ASSETS),
         description="Pack an hour (or a range of hours) into the archive and build its bags and sets.",
     )
     monthly_job = dg.define_asset_job(
-        "monthly_job", selection=dg.AssetSelection.assets(*MONTHLY_ASSETS), partitions_def=parts.monthly,
+        "monthly_job", selection=dg.AssetSelection.assets(*MONTHLY_ASSETS),
         description="Roll a month of hourly bags and sets up.",
     )
     window_job = dg.define_asset_job(

@@ -91,10 +91,29 @@ def markdown_of(result: PartResult) -> str:
         if piece.text is not None:
             out.append("```\n" + piece.text.rstrip("\n") + "\n```")
         if piece.figure is not None:
-            out.append(f"(figure: {Path(piece.figure).name})")
+            out.append(f"![{piece.title}]({figure_data_uri(piece.figure)})")
         if piece.note:
             out.append(f"_{piece.note}_")
     return "\n\n".join(out)
+
+
+UI_FIGURE_WIDTH = 640  # pixels: the figures shown inline in the UI are scaled down to this width
+
+
+def figure_data_uri(path: Path) -> str:
+    """A PNG figure as a ``data:`` URI the Dagster UI's Markdown shows inline, scaled to
+    :data:`UI_FIGURE_WIDTH` (a ~40 KB thumbnail: it is kept in every materialization event)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.width > UI_FIGURE_WIDTH:
+            image = image.resize((UI_FIGURE_WIDTH, round(image.height * UI_FIGURE_WIDTH / image.width)), Image.LANCZOS)
+        out = io.BytesIO()
+        image.save(out, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
 def section_from_folder(folder: Path, report_dir: Path) -> Section | None:

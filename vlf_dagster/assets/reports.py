@@ -29,19 +29,14 @@ def _part_asset(part: Part) -> dg.AssetsDefinition:
         started = time.perf_counter()
         inputs = _inputs(store, geoip, part)
         result = part.run(inputs)
-        manifest = write_part(result, inputs.folder)
+        write_part(result, inputs.folder)
         seconds = time.perf_counter() - started
         context.log.info(f"{part.title}: {len(result.pieces)} piece(s) in {seconds:.2f} s")
-        metadata = {
+        # the tables and figures themselves (figures inline), and where their files are
+        return dg.MaterializeResult(metadata={
             "report": dg.MetadataValue.md(markdown_of(result)),
             "folder": dg.MetadataValue.path(str(inputs.folder)),
-            "pieces": [p["title"] for p in manifest["pieces"]],
-            "seconds": round(seconds, 3),
-        }
-        for piece in result.pieces:  # figures show in the UI as images
-            if piece.figure is not None:
-                metadata[f"figure: {piece.title}"] = dg.MetadataValue.path(str(piece.figure))
-        return dg.MaterializeResult(metadata=metadata)
+        })
 
     return _asset
 
@@ -51,7 +46,7 @@ def build() -> list:
 
     @asset(group_name="reports", kinds={"html"}, deps=part_assets,
            description="One HTML page with every table and figure of the study, with a table of contents: "
-           "data/reports/<window>/index.html.")
+           "`data/reports/WINDOW/index.html` (WINDOW: the window's first and last day, YYYYMMDD-YYYYMMDD).")
     def vlf_report(store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
         site = store.site
         out_dir = store.report_dir()
@@ -61,6 +56,7 @@ def build() -> list:
         early = early_times_warning(int(site.start.timestamp() * 1000))
         path = write_text(render_report("Very Low Frequency traffic", subtitle, sections, [early] if early else []),
                           out_dir / "index.html")
-        return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(path.resolve())), "sections": len(sections)})
+        return dg.MaterializeResult(metadata={"report": dg.MetadataValue.url(path.resolve().as_uri()),
+                                              "sections": len(sections)})
 
     return [*part_assets, vlf_report]
