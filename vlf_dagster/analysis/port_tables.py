@@ -844,9 +844,10 @@ def other_protocols(
     not ICMP, TCP or UDP), per protocol number: CC = the distinct known country codes of its source
     addresses (``country_of``), sorted, space separated, ``-`` if none is known; Flows = rows;
     Packets and Bytes = sums; Description = ``protocol_name(p)``, ``Unassigned`` when it gives None;
-    Implausible = True when bytes/packets < 20 (smaller than an IP header) or > 65535 (larger than
-    an IP packet), or packets per flow > 10^6, or packets = 0 -- the study's "collector malfunction"
-    rows.  Sorted by protocol, then a ``TOTAL`` row (sums; CC, Description, Implausible empty).
+    Implausible = ``yes`` when bytes/packets < 20 (smaller than an IP header) or > 65535 (larger
+    than an IP packet), or packets per flow > 10^6, or packets = 0 -- the study's "collector
+    malfunction" rows -- else empty.  Sorted by protocol, then a ``TOTAL`` row (sums; CC,
+    Description, Implausible empty); no row at all when there is no such flow.
     """
     con = _connect(source)
     where = _category_clause(con, "other", f"protocol NOT IN ({PROTO_ICMP}, {PROTO_TCP}, {PROTO_UDP})")
@@ -879,12 +880,14 @@ def other_protocols(
             "Packets": packets,
             "Bytes": byts,
             "Description": names,
-            "Implausible": np.array(implausible, dtype=object),
+            "Implausible": np.array(["yes" if bad else "" for bad in implausible], dtype=object),
         }
     )
+    if not len(out):
+        return out[OTHER_COLUMNS]
     total = pd.DataFrame(
         {"P'col": ["TOTAL"], "CC": [""], "Flows": [int(flows.sum())], "Packets": [int(sum(packets.tolist()))],
-         "Bytes": [int(sum(byts.tolist()))], "Description": [""], "Implausible": [None]}
+         "Bytes": [int(sum(byts.tolist()))], "Description": [""], "Implausible": [""]}
     )
     out = pd.concat([out, total], ignore_index=True)
     for c in ("Flows", "Packets", "Bytes"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 import pandas as pd
 
@@ -15,13 +16,25 @@ def _is_percent(column: str) -> bool:
     return any(mark in str(column).lower() for mark in PERCENT_COLUMNS)
 
 
+# Columns whose numbers name something (a port, a protocol, an ICMP type or code, a rank): written
+# as they are; every other whole number is a count and gets thousands separators.
+IDENTIFIER_WORDS = ("port", "p'col", "protocol", "type", "code", "rank")
+
+
+def _is_identifier(column: str) -> bool:
+    words = re.findall(r"[a-z']+", re.sub(r"\(.*?\)", "", str(column).lower()))  # "Port (2 - 4 flows)" names ports
+    return bool(words) and words[-1] in IDENTIFIER_WORDS
+
+
 def _cell(value, column: str) -> str:
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""  # side-by-side tables pad their shorter columns
     if isinstance(value, float):
         return f"{value:.2f}%" if _is_percent(column) else f"{value:,.2f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value) if _is_identifier(column) else f"{value:,}"
     return "" if value is None else str(value)
 
 
