@@ -244,10 +244,13 @@ def test_port_timeline_png(tmp_path):
     assert_png(out, "timeline")
     fig = fg.port_timeline_figure(fg.port_timeline_data(path, [445, 4662], protocol=6))
     ax = fig.axes[0]
-    assert [line.get_label() for line in ax.lines] == ["445", "4662"]
-    assert ax.lines[0].get_ydata().tolist() == [2, 0, 0, 1, 0, 0, 0, 0, 0, 0]
-    assert ax.get_ylabel() == "flows per day" and ax.get_xlabel() == "time (UTC)"
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["445", "4662"]
+    mesh, = ax.collections  # a port x day heatmap, one row per port, empty days blank
+    cells = mesh.get_array()
+    assert cells.shape == (2, 10)
+    assert cells[0].filled(0).tolist() == [2, 0, 0, 1, 0, 0, 0, 0, 0, 0] and cells.mask[0].tolist().count(False) == 2
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["445 (3)", "4662 (2)"]
+    assert ax.yaxis_inverted()  # the busiest port on top
+    assert ax.get_xlabel() == "time (UTC)" and fig.axes[1].get_ylabel() == "flows per day (log scale)"
 
 
 def test_port_timeline_empty(tmp_path):
@@ -267,13 +270,13 @@ def test_port_direction_series(tmp_path):
     data = fg.port_direction_data(DIRECTIONS)
     assert data.to_dict("list") == {"Port": [25, 80, 6000], "OtoE": [5, 3, 0], "EtoO": [0, 3, 7]}
     fig = fg.port_direction_figure(data, "TCP")
-    assert fig._suptitle.get_text() == "Overall TCP ports (1 - 10 F) o OtoE, + EtoO"
+    assert fig._suptitle.get_text() == "Matched TCP sessions per port, by who opened them (VLF sources with 1 to 10 flows)"
     ax = fig.axes[0]
     o, e = ax.lines
     assert (o.get_marker(), e.get_marker()) == ("o", "+")
     assert o.get_xdata().tolist() == [25, 80] and o.get_ydata().tolist() == [5, 3]
     assert e.get_xdata().tolist() == [80, 6000] and e.get_ydata().tolist() == [3, 7]
-    assert ax.get_yscale() == "log" and ax.get_xlabel() == "port"
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == "the port the session was opened to"
     out = fg.port_direction_plot(pa.Table.from_pandas(DIRECTIONS), tmp_path / "udp.png", "UDP")
     assert_png(out, "direction")
     with pytest.raises(fg.FigureError):

@@ -36,6 +36,7 @@ import pyarrow as pa
 from matplotlib import dates as mdates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.colors import LogNorm
 from matplotlib.patches import StepPatch
 from matplotlib.ticker import EngFormatter, FixedLocator, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 
@@ -497,36 +498,37 @@ def port_timeline_data(
     return out
 
 
-_LINESTYLES = ("-", "--", ":", "-.")
-
-
 def port_timeline_figure(data: pd.DataFrame, title: str = "Temporal distribution of the top ports") -> Figure:
-    """One line per port over UTC time, legend outside on the right."""
+    """A port x time heatmap: one row per port (in the order given, the busiest first), one cell
+    per time bin, coloured by flows on a log scale (empty bins blank); each row is labelled with
+    its port and its total.  Ten overlapping lines over a week's hours could not be read."""
     unit = data.attrs.get("bin", "day")
     ports = [c for c in data.columns if c != "Date"]
     fig = _new_figure("timeline")
     ax = fig.add_subplot()
     fig.suptitle(title, fontsize=14)
-    ax.set_ylabel(f"flows per {unit}")
+    ax.set_ylabel("destination port (total flows)")
     ax.set_xlabel("time (UTC)")
     if data.empty or not ports:
         _no_data(ax)
         return fig
     x = _plot_dates(data["Date"])
-    total = int(data[ports].to_numpy().sum())
-    ax.set_title(f"{len(ports)} ports, {total:,} flows, {len(data)} {unit} bins", fontsize=10)
-    colours = [f"C{i}" for i in range(10)]
-    few = len(data) <= 60
-    for i, port in enumerate(ports):
-        ax.plot(x, data[port].to_numpy(dtype=np.float64), label=str(port), color=colours[i % 10],
-                linestyle=_LINESTYLES[(i // 10) % len(_LINESTYLES)], linewidth=1.1,
-                marker="o" if few else None, markersize=3)
-    if len(x) > 1:
-        ax.set_xlim(x[0], x[-1])
-    ax.set_ylim(bottom=0)
-    ax.grid(True, linewidth=0.4, alpha=0.5)
+    step = (x[1] - x[0]) if len(x) > 1 else np.timedelta64(1, "D" if unit == "day" else "h")
+    edges = np.append(x, x[-1] + step)
+    counts = data[ports].to_numpy(dtype=np.float64).T  # ports x bins
+    total = int(counts.sum())
+    ax.set_title(f"flows per {unit} to each of the {len(ports)} top ports, {total:,} flows in {len(data)} {unit} bins",
+                 fontsize=10)
+    if total == 0:
+        _no_data(ax)
+        return fig
+    mesh = ax.pcolormesh(edges, np.arange(len(ports) + 1), np.ma.masked_equal(counts, 0), cmap="viridis",
+                         norm=LogNorm(vmin=1, vmax=max(counts.max(), 2)), shading="flat")
+    ax.set_yticks(np.arange(len(ports)) + 0.5, [f"{p} ({int(n):,})" for p, n in zip(ports, counts.sum(axis=1))])
+    ax.invert_yaxis()  # the busiest port on top
+    ax.set_xlim(edges[0], edges[-1])
     _time_axis(ax)
-    fig.legend(title="port", loc="outside right upper", fontsize=9, title_fontsize=9)
+    fig.colorbar(mesh, ax=ax, label=f"flows per {unit} (log scale)", pad=0.01)
     return fig
 
 
@@ -564,16 +566,17 @@ def port_direction_figure(data: pd.DataFrame, protocol_label: str, max_flows: in
     """Counts per port on a log axis: O->E as open circles, E->O as plus signs."""
     fig = _new_figure("direction")
     ax = fig.add_subplot()
-    fig.suptitle(f"Overall {protocol_label} ports (1 - {max_flows} F) o OtoE, + EtoO", fontsize=14)
-    ax.set_xlabel("port")
-    ax.set_ylabel("flows (log scale)")
+    fig.suptitle(f"Matched {protocol_label} sessions per port, by who opened them "
+                 f"(VLF sources with 1 to {max_flows} flows)", fontsize=14)
+    ax.set_xlabel("the port the session was opened to")
+    ax.set_ylabel("sessions (log scale)")
     if data.empty:
         _no_data(ax)
         return fig
     ports = data["Port"].to_numpy(dtype=np.float64)
     for column, marker, colour, label, face in (
-        ("OtoE", "o", "tab:blue", "OtoE: outside -> enterprise", "none"),
-        ("EtoO", "+", "tab:red", "EtoO: enterprise -> outside", "tab:red"),
+        ("OtoE", "o", "tab:blue", "opened by the outside host", "none"),
+        ("EtoO", "+", "tab:red", "opened by the inside host", "tab:red"),
     ):
         y = data[column].to_numpy(dtype=np.float64)
         keep = y > 0
@@ -591,7 +594,8 @@ def port_direction_figure(data: pd.DataFrame, protocol_label: str, max_flows: in
     ax.xaxis.set_minor_locator(MultipleLocator(1024))
     ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
     ax.legend(loc="upper right", fontsize=9)
-    ax.set_title(f"{int(data['OtoE'].sum()):,} OtoE and {int(data['EtoO'].sum()):,} EtoO flows", fontsize=10)
+    ax.set_title(f"{int(data['OtoE'].sum()):,} sessions opened from outside (o), "
+                 f"{int(data['EtoO'].sum()):,} from inside (+)", fontsize=10)
     return fig
 
 
@@ -601,6 +605,6 @@ def plot_port_directions(data: pd.DataFrame, out: str | Path, protocol_label: st
 
 def port_direction_plot(direction_counts: pd.DataFrame | pa.Table, out: str | Path, protocol_label: str,
                         max_flows: int = 10) -> Path:
-    """"Overall {TCP|UDP} ports (1 - 10 F) o OtoE, + EtoO" as a PNG at ``out``; input columns
+    """The study's "Overall {TCP|UDP} ports (1 - 10 F) o OtoE, + EtoO", titled in words, as a PNG at ``out``; input columns
     Port, OtoE, EtoO."""
     return plot_port_directions(port_direction_data(direction_counts), out, protocol_label, max_flows)

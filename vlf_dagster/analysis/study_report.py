@@ -239,7 +239,7 @@ def _direction_plots(inputs: StudyInputs) -> list[Piece]:
         counts = pt.matched_port_direction_counts(inputs.sessions, protocol=protocol)
         counts = counts.rename(columns={"O->E": "OtoE", "E->O": "EtoO"})
         path = fig.port_direction_plot(counts, inputs.figure(f"ports_{label.lower()}_direction"), label)
-        pieces.append(Piece(f"Overall {label} ports (1 - 10 flows): o O to E, + E to O", figure=path))
+        pieces.append(Piece(f"Matched {label} sessions per port, by who opened them", figure=path))
     return pieces
 
 
