@@ -309,3 +309,19 @@ def test_traffic_steps_draw_as_matplotlib_stairs(tmp_path):
         outputs.append(fg.save_png(fig, tmp_path / f"{draw}.png").read_bytes())
     assert outputs[0] == outputs[1]
     assert ax.get_ylim()[1] > values.max()  # the top still autoscales to the data
+
+
+def test_a_few_spikes_are_marked_above_a_scale_that_shows_the_rest():
+    hours = pd.date_range("2006-04-01", periods=400, freq="h", tz="UTC")
+    packets = np.full(400, 1000.0)
+    packets[[50, 300]] = 250e6  # two implausible flows
+    data = pd.DataFrame({"Date": hours, "Flows": np.full(400, 10), "Packets": packets, "Bytes": packets * 40})
+    data.attrs["bin_hours"] = 1
+    fig = fg.traffic_volume_figure(data)
+    flows_ax, packets_ax, _ = fig.axes
+    assert fg.spike_scale(data["Flows"].to_numpy(dtype=float)) is None and flows_ax.get_ylim()[1] > 10
+    assert 1000 < packets_ax.get_ylim()[1] < 2000  # scaled to the bulk, not to 250 M
+    marks, = [line for line in packets_ax.lines if line.get_marker() == "^"]
+    assert len(marks.get_xdata()) == 2
+    assert "2 hours above the scale, up to 250.0M" in [t.get_text() for t in packets_ax.texts][0]
+    assert fg.spike_scale(np.full(400, 5.0)) is None  # nothing stands out: the full scale

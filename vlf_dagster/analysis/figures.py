@@ -211,6 +211,21 @@ def _stairs(ax, values: np.ndarray, edges: np.ndarray, *, color, fill: bool = Fa
     ax.autoscale_view()
 
 
+SPIKE_RATIO = 10  # a bin this many times the scale of the rest is drawn as a marker above the scale
+
+
+def spike_scale(values: np.ndarray) -> float | None:
+    """The top of the y axis that shows the bulk of ``values`` when a few bins (under 1%)
+    exceed :data:`SPIKE_RATIO` times its 99th percentile; None when the full scale reads well."""
+    positive = values[values > 0]
+    if len(positive) < 20:
+        return None
+    bulk = float(np.percentile(positive, 99))
+    if bulk <= 0 or values.max() <= SPIKE_RATIO * bulk:
+        return None
+    return bulk * 1.25
+
+
 def traffic_volume_figure(data: pd.DataFrame, bin_hours: int | None = None) -> Figure:
     """Three stacked panels sharing the UTC time axis: flows, packets and bytes per bin."""
     bin_hours = bin_hours or data.attrs.get("bin_hours", 1)
@@ -236,6 +251,16 @@ def traffic_volume_figure(data: pd.DataFrame, bin_hours: int | None = None) -> F
         ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.yaxis.set_major_formatter(formatter)
         ax.set_ylim(bottom=0)
+        scale = spike_scale(y)
+        if scale is not None:  # a few spikes (implausible flows) would flatten the rest: scale to the rest
+            above = y > scale
+            ax.set_ylim(0, scale)
+            ax.plot(x[above] + size / 2, np.full(int(above.sum()), scale), linestyle="none", marker="^",
+                    markersize=7, color="tab:red", clip_on=False, zorder=5)
+            bins = f"{int(above.sum())} {unit}s" if unit == "hour" else f"{int(above.sum())} bins of {unit}"
+            ax.text(0.005, 0.9, f"\u25b2 {bins} above the scale, up to {EngFormatter(places=1, sep='')(float(y.max()))}",
+                    transform=ax.transAxes, va="top", fontsize=9, color="tab:red",
+                    bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1.5})
         ax.grid(True, linewidth=0.4, alpha=0.5)
     axes[0].set_title(
         f"flows that started in each {unit} bin, {int(data['Flows'].sum()):,} flows in total", fontsize=10
