@@ -313,8 +313,9 @@ def test_port_numerology_finds_the_planted_spike():
     assert pt.port_numerology(numerology_flows(), min_ratio=25).empty
     # all records, destination ports: 52524 gets 1 + 100 = 101 (neighbours: six 1s, 2s and 3s and 40 -> median 2)
     everything = pt.port_numerology(numerology_flows(), matched_only=False, ports="dPort")
-    assert everything["Port"].tolist() == [52524, 52525]
-    assert everything["Ratio"].tolist() == [50.5, 20.0]
+    # the interesting number leads though the ordinary one stands out further
+    assert everything["Port"].tolist() == [52525, 52524]
+    assert everything["Ratio"].tolist() == [20.0, 50.5] and everything["Interest"].tolist() == [5, 0]
 
 
 def test_interest_score():

@@ -730,8 +730,9 @@ def port_numerology(
     count of the other occurring ports within +-``window`` port numbers; a port with no occurring
     neighbour is not compared (not reported).  A port stands out when count >= ``min_ratio`` x
     neighbour median; Ratio = count / neighbour median (2 decimals).  Reported: the ``top``
-    standing-out ports by count desc, port asc (the study sorted by count), each with its
-    :func:`interest_score` (Interest) and reasons (Why).
+    standing-out ports, the numbers a person picks first -- by :func:`interest_score` (Interest)
+    desc, then Ratio desc, count desc, port asc -- each with its reasons (Why).  The study sorted
+    by count, which buried 55555 and 52525 under ordinary ports that merely stood out.
     """
     if isinstance(source, np.ndarray):
         if source.shape != (65536,):
@@ -755,17 +756,19 @@ def port_numerology(
     count = counts[occurring]
     keep = has & (count >= min_ratio * median)
     port, count, median = occurring[keep], count[keep], median[keep]
-    order = np.lexsort((port, -count))
+    ratio = np.round(count / median, 2)
+    interest = np.array([interest_score(p) for p in port], dtype=np.int64)  # one per standing-out port
+    order = np.lexsort((port, -count, -ratio, -interest))
     if top is not None:
         order = order[:top]
-    port, count, median = port[order], count[order], median[order]
+    port, count, median, ratio, interest = port[order], count[order], median[order], ratio[order], interest[order]
     return pd.DataFrame(
         {
             "Port": port.astype(np.int64),
             "Count": count.astype(np.int64),
             "Neighbour median": median,
-            "Ratio": np.round(count / median, 2),
-            "Interest": np.array([interest_score(p) for p in port], dtype=np.int64),
+            "Ratio": ratio,
+            "Interest": interest,
             "Why": np.array([interest_why(p) for p in port], dtype=object),
         }
     )

@@ -350,7 +350,14 @@ PARTS: list[Part] = [
     Part("report_port_directions", "Overall TCP and UDP ports, O to E and E to O", ("matched_vlf_flows",), _direction_plots,
          "Matched low-frequency sessions per port by who originated them."),
     Part("report_port_numerology", "Port numerology", ("matched_vlf_flows",), _numerology,
-         "Ports whose counts stand out from their neighbours in the matched low-frequency data, scored for interesting numbers."),
+         "Ports whose counts stand out from their neighbours in the matched low-frequency data, scored for interesting numbers.",
+         ("A port stands out when its matched records (counted under source and destination port) number at least "
+          "3 times the median of the occurring ports within 10 port numbers of it (Ratio).",
+          "Interest scores the numbers a person picks: 1 point per trailing zero; one per digit when all are equal, "
+          "else 1 per digit of a run of 3 or more beyond the second; palindromes and counting sequences of 3 digits or "
+          "more: their length less 2; a repeated 2- or 3-digit block: 2; special numbers (65535, 1024, 32768, ...): 3; "
+          "powers of two and 2^k - 1: 2. Rows are ranked by Interest, then Ratio, so 55555 or 52525 lead ordinary "
+          "ports that merely stand out.")),
     Part("report_icmp", "ICMP", ("vlf_categories",), _icmp,
          "ICMP type, code, count, rank and meaning; invalid codes marked."),
     Part("report_other_protocols", "Other protocols", ("vlf_categories",), _other_protocols,
