@@ -200,6 +200,11 @@ def test_flags_for_top_ports():
     wide = pt.flags_side_by_side(long)
     assert list(wide.columns) == ["Rank", "Port 445 flags", "Port 445 count", "Port 4662 flags", "Port 4662 count"]
     assert col(wide, "Port 4662 flags") == ["S", "RA"]
+    by_port = pt.flags_by_port(long)  # one row per port, as the report shows it
+    assert by_port.values.tolist() == [[1, 445, 4, "S 75.0%, R 25.0%"], [2, 4662, 2, "S 50.0%, RA 50.0%"]]
+    assert pt.flags_by_port(long, shown=1)["Flag combinations (share of the port's flows)"].tolist() == [
+        "S 75.0%, 1 other 25.0%", "S 50.0%, 1 other 50.0%"]
+    assert pt.flags_by_port(long.iloc[:0]).empty
     # all ten ports at 1 flow: only three exist; 25 has one SA flow
     all_ports = pt.flags_for_top_ports(categories())
     assert all_ports["Port"].drop_duplicates().tolist() == [445, 4662, 25]

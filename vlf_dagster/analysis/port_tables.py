@@ -395,6 +395,27 @@ def flags_for_top_ports(categories: Source, top_ports: int = 10, bucket: int | t
     )
 
 
+FLAGS_BY_PORT_COLUMNS = ["Rank", "Port", "Flows", "Flag combinations (share of the port's flows)"]
+
+
+def flags_by_port(long: pd.DataFrame, shown: int = 6) -> pd.DataFrame:
+    """:func:`flags_for_top_ports` as one row per port: Rank, Port, Flows and its ``shown`` most
+    common flag combinations with their share ("S 96.2%, RA 2.1%, 3 others 1.7%"; "(none)" for
+    no flag): ten ports read down one column, not across forty."""
+    rows = []
+    for rank, (port, block) in enumerate(long.groupby("Port", sort=False), start=1):
+        counts = _ints(block["Count"])
+        total = int(counts.sum())
+        share = _pct(counts, total)
+        parts = [f"{flags or '(none)'} {pct:.1f}%" for flags, pct in zip(block["Flags"].head(shown), np.atleast_1d(share)[:shown])]
+        if len(block) > shown:
+            rest = total - int(counts[:shown].sum())
+            others = len(block) - shown
+            parts.append(f"{others} other{'s' if others > 1 else ''} {100.0 * rest / total:.1f}%")
+        rows.append((rank, int(port), total, ", ".join(parts)))
+    return pd.DataFrame(rows, columns=FLAGS_BY_PORT_COLUMNS).astype({"Rank": np.int64, "Port": np.int64, "Flows": np.int64})
+
+
 def flags_side_by_side(long: pd.DataFrame) -> pd.DataFrame:
     """:func:`flags_for_top_ports` as the study prints it: Rank, ``Port <p> flags``, ``Port <p> count``, ...
 

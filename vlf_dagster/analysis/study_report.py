@@ -149,14 +149,9 @@ def _udp_buckets(inputs: StudyInputs) -> list[Piece]:
 
 def _flags_top_ports(inputs: StudyInputs) -> list[Piece]:
     long = pt.flags_for_top_ports(inputs.categories, top_ports=10, bucket=1)
-    ports = list(dict.fromkeys(long["Port"].tolist()))
-    pieces = []
-    for chunk in (ports[:5], ports[5:10]):
-        if chunk:
-            pieces.append(Piece(f"TCP flags at 1 flow / host: ports {', '.join(map(str, chunk))}",
-                                table=pt.flags_side_by_side(long[long["Port"].isin(chunk)])))
-    return pieces or [Piece("TCP flags at 1 flow / host", table=long,
-                            empty="No unmatched TCP flow of a VLF source that sent a single flow in the window.")]
+    return [Piece("TCP flags of the ten busiest unmatched TCP ports among sources with a single flow",
+                  table=pt.flags_by_port(long),
+                  empty="No unmatched TCP flow of a VLF source that sent a single flow in the window.")]
 
 
 def _where(inputs: StudyInputs) -> list[Piece]:
