@@ -11,8 +11,12 @@ export GX_ANALYTICS_ENABLED = false
 
 GEOIP_DB := data/geoip/country.mmdb
 export VLF_GEOIP_DB ?= $(CURDIR)/$(GEOIP_DB)
+# Nmap's services list (well-known unofficial ports) for the report's port descriptions: Debian's
+# nmap-common if installed, else its .deb fetched without root into build/ (as for GeoIP).
+NMAP_SERVICES := $(if $(wildcard /usr/share/nmap/nmap-services),/usr/share/nmap/nmap-services,$(CURDIR)/build/nmap-common/root/usr/share/nmap/nmap-services)
+export VLF_NMAP_SERVICES_FILE ?= $(NMAP_SERVICES)
 
-.PHONY: install demo demo-real test ui clean geoip bench-scale bench-incremental bench-28d
+.PHONY: install demo demo-real test ui clean geoip nmap-services bench-scale bench-incremental bench-28d
 
 $(BIN)/vlf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +38,23 @@ $(GEOIP_DB): | $(BIN)/vlf
 	$(BIN)/python -m vlf_dagster.analysis.geo build --ipv4 $$src/geoip --ipv6 $$src/geoip6 --out $@ \
 	|| echo "warning: no GeoIP database ($@); the report's geography says so"
 
-demo: install geoip  ## simulate $(DAYS) days, materialize every asset through Dagster, print the report path
+nmap-services: $(NMAP_SERVICES)
+
+$(CURDIR)/build/nmap-common/root/usr/share/nmap/nmap-services:
+	@mkdir -p build/nmap-common && cd build/nmap-common && \
+	  { ls nmap-common_*.deb >/dev/null 2>&1 || apt-get download nmap-common >/dev/null; } && \
+	  dpkg -x nmap-common_*.deb root \
+	|| echo "warning: no nmap-services; the report's port descriptions use IANA's registry alone"
+
+demo: install geoip nmap-services  ## simulate $(DAYS) days, materialize every asset through Dagster, print the report path
 	$(BIN)/vlf demo --days $(DAYS) --sources $(SOURCES) --seed $(SEED)
 
 REAL ?= ../shared/data/real/zeek/ctu-008-conn.log.labeled
 INTERNAL ?= 147.32.0.0/16
-demo-real: install geoip  ## the whole study on a real file: make demo-real REAL=FILE INTERNAL=CIDR
+demo-real: install geoip nmap-services  ## the whole study on a real file: make demo-real REAL=FILE INTERNAL=CIDR
 	$(BIN)/vlf demo-real $(REAL) --internal $(INTERNAL) --data-dir data/real
 
-test: install geoip  ## run the whole test suite
+test: install geoip nmap-services  ## run the whole test suite
 	$(BIN)/python -m pytest
 
 SCALE ?= 1

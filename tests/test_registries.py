@@ -16,6 +16,7 @@ needs_protocols = pytest.mark.skipif(not Path("/etc/protocols").exists(), reason
 def fresh_caches(monkeypatch):
     monkeypatch.delenv(reg.SERVICES_ENV, raising=False)
     monkeypatch.delenv(reg.PROTOCOLS_ENV, raising=False)
+    monkeypatch.delenv(reg.NMAP_SERVICES_ENV, raising=False)
     reg.clear_caches()
     yield
     reg.clear_caches()
@@ -222,3 +223,26 @@ def test_icmp_parser_on_a_small_registry():
     assert r.meaning(2, 0) == ("Unassigned type", False)
     assert r.meaning(3, 0) == ("Net Unreachable", True)
     assert r.meaning(3, 1) == ("(Invalid code)", False)
+
+
+def test_ports_iana_leaves_out_come_from_nmap_with_their_source(tmp_path, monkeypatch):
+    services = tmp_path / "services"
+    services.write_text("microsoft-ds\t445/tcp\t\t\t# Microsoft Naked CIFS\nhttp\t80/tcp\twww\n")
+    nmap = tmp_path / "nmap-services"
+    nmap.write_text("# Nmap services\nhttp\t80/tcp\t0.484143\t# World Wide Web HTTP\n"
+                    "edonkey\t4662/tcp\t0.000828\t# eDonkey file sharing (Donkey)\n"
+                    "unknown\t4663/tcp\t0.000100\nhalflife\t27015/udp\t0.002432\t# Half-life game server\n")
+    assert reg.describe_port(445, 6, services, nmap) == reg.PortDescription("microsoft-ds", "Microsoft Naked CIFS", "IANA")
+    assert reg.describe_port(80, 6, services, nmap).source == "IANA"  # IANA first, even when Nmap knows it too
+    assert reg.describe_port(4662, 6, services, nmap) == reg.PortDescription("edonkey", "eDonkey file sharing (Donkey)", "Nmap")
+    assert reg.describe_port(27015, 17, services, nmap).description == "Half-life game server"
+    assert reg.describe_port(4663, 6, services, nmap) == reg.PortDescription(None, None, None)  # Nmap's "unknown"
+    assert reg.nmap_services(nmap).port("halflife", "udp") == 27015  # the frequency is no alias
+    with pytest.warns(reg.RegistryWarning, match="nmap-common"):
+        assert reg.describe_port(4662, 6, services, tmp_path / "missing").source is None
+
+
+@pytest.mark.skipif(not Path(reg.NMAP_SERVICES_FILE).exists(), reason="Debian's nmap-common is not installed")
+def test_the_installed_nmap_services_describe_the_studys_p2p_and_game_ports():
+    assert reg.describe_port(4662, 6).description.startswith("oms | eDonkey")
+    assert reg.describe_port(27015, 17).name == "halflife"

@@ -34,6 +34,12 @@ PROTOCOLS_FILE = "/etc/protocols"
 ICMP_REGISTRY_FILE = DATA_DIR / "icmp-parameters.xml"
 PROTOCOL_REGISTRY_FILE = DATA_DIR / "protocol-numbers.xml"
 SERVICES_ENV = "VLF_SERVICES_FILE"
+# Nmap's list of ports seen in use, with the well-known unofficial ones IANA leaves out (eDonkey
+# 4662, Half-Life 27015): Debian's nmap-common.  The second source, after IANA's.
+NMAP_SERVICES_FILE = "/usr/share/nmap/nmap-services"
+NMAP_SERVICES_ENV = "VLF_NMAP_SERVICES_FILE"
+IANA_SOURCE = "IANA"
+NMAP_SOURCE = "Nmap"
 PROTOCOLS_ENV = "VLF_PROTOCOLS_FILE"
 
 INVALID_CODE = "(Invalid code)"
@@ -116,23 +122,28 @@ class ServiceRegistry:
                 self._by_name.setdefault((name, entry.protocol), entry)
 
     @classmethod
-    def parse(cls, text: str, source: str = "<text>") -> ServiceRegistry:
+    def parse(cls, text: str, source: str = "<text>", *, nmap: bool = False) -> ServiceRegistry:
+        """``/etc/services`` lines, or with ``nmap`` nmap-services lines (``name port/proto
+        frequency # comment``: no aliases; the ports Nmap names ``unknown`` are left out)."""
         entries = []
         for line in text.splitlines():
             body, _, comment = line.partition("#")
             fields = body.split()
-            if len(fields) < 2:
+            if len(fields) < 2 or (nmap and fields[0] == "unknown"):
                 continue
             port, slash, proto = fields[1].partition("/")
             if not slash or not port.isdigit() or not proto:
                 continue
-            entries.append(Service(fields[0], int(port), proto.lower(), tuple(fields[2:]), comment.strip() or None))
+            aliases = () if nmap else tuple(fields[2:])
+            entries.append(Service(fields[0], int(port), proto.lower(), aliases, comment.strip() or None))
         return cls(entries, source)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> ServiceRegistry:
-        text = _read_text(Path(path), "services", "install Debian's netbase or set $" + SERVICES_ENV)
-        return cls.parse(text or "", str(path))
+    def load(cls, path: str | os.PathLike, *, nmap: bool = False) -> ServiceRegistry:
+        hint = ("install Debian's nmap-common or set $" + NMAP_SERVICES_ENV) if nmap else \
+            ("install Debian's netbase or set $" + SERVICES_ENV)
+        text = _read_text(Path(path), "nmap services" if nmap else "services", hint)
+        return cls.parse(text or "", str(path), nmap=nmap)
 
     def __len__(self) -> int:
         return len(self._by_port)
@@ -415,6 +426,11 @@ def _services(path: str) -> ServiceRegistry:
 
 
 @lru_cache(maxsize=8)
+def _nmap_services(path: str) -> ServiceRegistry:
+    return ServiceRegistry.load(path, nmap=True)
+
+
+@lru_cache(maxsize=8)
 def _protocols(path: str, iana_path: str) -> ProtocolRegistry:
     return ProtocolRegistry.load(path, iana_path)
 
@@ -441,6 +457,7 @@ def icmp_registry(path: str | os.PathLike | None = None) -> IcmpRegistry:
 def clear_caches() -> None:
     """Forget parsed registries and which missing files were already warned about."""
     _services.cache_clear()
+    _nmap_services.cache_clear()
     _protocols.cache_clear()
     _icmp.cache_clear()
     _warned.clear()
@@ -460,6 +477,29 @@ def service_name(port: int, protocol: int | str, path: str | os.PathLike | None 
 
 def service_description(port: int, protocol: int | str, path: str | os.PathLike | None = None) -> str | None:
     return services(path).description(port, protocol)
+
+
+def nmap_services(path: str | os.PathLike | None = None) -> ServiceRegistry:
+    """Nmap's services list (``$VLF_NMAP_SERVICES_FILE`` or Debian's nmap-common)."""
+    return _nmap_services(str(path or os.environ.get(NMAP_SERVICES_ENV) or NMAP_SERVICES_FILE))
+
+
+@dataclass(frozen=True)
+class PortDescription:
+    name: str | None
+    description: str | None
+    source: str | None  # IANA_SOURCE, NMAP_SOURCE, or None when neither knows the port
+
+
+def describe_port(port: int, protocol: int | str, path: str | os.PathLike | None = None,
+                  nmap_path: str | os.PathLike | None = None) -> PortDescription:
+    """The port's service from IANA's registry (``/etc/services``) first, else from Nmap's list;
+    the source says which answered."""
+    for registry, source in ((services(path), IANA_SOURCE), (nmap_services(nmap_path), NMAP_SOURCE)):
+        entry = registry.entry(port, protocol)
+        if entry is not None:
+            return PortDescription(entry.name, entry.description, source)
+    return PortDescription(None, None, None)
 
 
 def service_names(ports, protocol, path: str | os.PathLike | None = None) -> list[str | None]:

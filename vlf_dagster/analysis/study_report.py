@@ -258,13 +258,16 @@ _NO_UNMATCHED = "No unmatched {label} flow of a VLF source in the window."
 def _port_descriptions(inputs: StudyInputs) -> list[Piece]:
     pieces = []
     for protocol, label, category in ((6, "TCP", "unmatched TCP"), (17, "UDP", "unmatched UDP")):
-        ports = _top_ports(inputs, category, 10)
-        names = registries.service_names(ports, protocol)
-        rows = [(port, name or "", registries.service_description(port, protocol) or name or NO_INFORMATION)
-                for port, name in zip(ports, names)]
-        pieces.append(Piece(f"Top 10 unmatched {label} ports", table=pd.DataFrame(rows, columns=["Port", "Service", "Description"]),
+        rows = []
+        for port in _top_ports(inputs, category, 10):
+            found = registries.describe_port(port, protocol)
+            rows.append((port, found.name or "", found.description or found.name or NO_INFORMATION, found.source or ""))
+        pieces.append(Piece(f"Top 10 unmatched {label} ports",
+                            table=pd.DataFrame(rows, columns=["Port", "Service", "Description", "Source"]),
                             empty=_NO_UNMATCHED.format(label=label) + " No port to describe.",
-                            note="Service names from the IANA registry as shipped in Debian's /etc/services (netbase)."))
+                            note="IANA: the IANA port registry as Debian's netbase ships it (/etc/services), asked "
+                                 "first; Nmap: Nmap's list of ports seen in use, with well-known unofficial ones "
+                                 "(Debian's nmap-common, /usr/share/nmap/nmap-services)."))
     return pieces
 
 
