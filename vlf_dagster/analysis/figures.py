@@ -211,19 +211,21 @@ def _stairs(ax, values: np.ndarray, edges: np.ndarray, *, color, fill: bool = Fa
     ax.autoscale_view()
 
 
-SPIKE_RATIO = 10  # a bin this many times the scale of the rest is drawn as a marker above the scale
+SPIKE_RATIO = 20  # a bin this many times the median bin is a spike, drawn as a marker above the scale
+SPIKE_SHARE = 0.1  # spikes only while they are this share of the bins or fewer
 
 
 def spike_scale(values: np.ndarray) -> float | None:
-    """The top of the y axis that shows the bulk of ``values`` when a few bins (under 1%)
-    exceed :data:`SPIKE_RATIO` times its 99th percentile; None when the full scale reads well."""
+    """The top of the y axis that shows the bulk of ``values`` when a few bins (at most
+    :data:`SPIKE_SHARE` of them) exceed :data:`SPIKE_RATIO` times the median bin; None when the
+    full scale reads well."""
     positive = values[values > 0]
     if len(positive) < 20:
         return None
-    bulk = float(np.percentile(positive, 99))
-    if bulk <= 0 or values.max() <= SPIKE_RATIO * bulk:
+    spikes = values > SPIKE_RATIO * float(np.median(positive))
+    if not spikes.any() or spikes.sum() > SPIKE_SHARE * len(values):
         return None
-    return bulk * 1.25
+    return float(values[~spikes].max()) * 1.15
 
 
 def traffic_volume_figure(data: pd.DataFrame, bin_hours: int | None = None) -> Figure:

@@ -343,9 +343,12 @@ PARTS: list[Part] = [
          "Top 20 destination ports of unmatched UDP by the source's flow bucket."),
     Part("report_matched_ports", "Matched TCP and UDP", ("matched_vlf_flows",), _matched_ports,
          "Matched sessions per port with who originated them (O: outside, E: enterprise).",
-         ("The originator is the side whose record starts first (ties: the outside query); the port is the "
-          "originator's destination port; O count / E count are distinct outside / inside addresses.",)),
-    Part("report_port_directions", "Overall TCP and UDP ports, O to E and E to O", ("matched_vlf_flows",), _direction_plots,
+         ("O: the outside host opened the session, E: the inside (enterprise) host did; the port is the one it "
+          "opened the session to. The opener is the side the exporter names (SiLK's application field: the "
+          "service port; the Zeek importer keeps Zeek's originator so), else the earlier start, else the first "
+          "packet's SYN without ACK, else the side going from an ephemeral port to a well-known one. "
+          "O count / E count are distinct outside / inside addresses.",)),
+    Part("report_port_directions", "Matched sessions per port, by who opened them", ("matched_vlf_flows",), _direction_plots,
          "Matched low-frequency sessions per port by who originated them."),
     Part("report_port_numerology", "Port numerology", ("matched_vlf_flows",), _numerology,
          "Ports whose counts stand out from their neighbours in the matched low-frequency data, scored for interesting numbers.",
