@@ -111,3 +111,15 @@ def test_every_matched_session_of_a_real_zeek_log_opens_as_zeek_says():
     assert agree > 0.9 * total
     top = pt.matched_ports(_matched(imported, "147.32.0.0/16"), protocol=6).iloc[0]
     assert (top["Port"], top["O/E"]) == (443, "E") and top["Sessions"] == 790
+
+
+@pytest.mark.parametrize("direction, expected", [("<-", [[443, "E"]]), ("->", [[50000, "O"]]), ("<?>", [[443, "E"]])])
+def test_argus_direction_names_the_opener(direction, expected):
+    # the outside address listed first; "<-": the destination (inside) opened it. Unsure
+    # ("<?>"): times and flags tie, and the port rule finds the inside host going to 443.
+    header = "StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,SrcBytes,Label\n"
+    line = f"2022/06/12 17:00:00.000000,1.0,tcp,93.184.216.34,443,{direction},10.1.24.5,50000,FSPA_FSPA,0,0,10,4000,3000,x\n"
+    imported = im.parse_binetflow((header + line).encode(), "argus.csv").flows
+    assert imported.num_rows == 2
+    ports = pt.matched_ports(_matched(imported, "10.1.24.0/22"), protocol=6)
+    assert ports[["Port", "O/E"]].values.tolist() == expected

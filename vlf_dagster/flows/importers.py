@@ -981,6 +981,9 @@ BINETFLOW_COLUMNS = "StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,s
 _BINETFLOW_USED = {"StartTime", "Dur", "Proto", "SrcAddr", "Sport", "Dir", "DstAddr", "Dport", "State", "TotPkts", "TotBytes",
                    "SrcBytes", "SrcPkts"}
 _DIRECTIONS = {"->": 0, "?>": 0, "<->": 0, "<?>": 0, "who": 0, "<-": 1, "<?": 1}
+# Who opened the biflow, where Argus is sure: 1 the source (->, <->), 2 the destination (<-); the
+# question-marked directions say Argus could not tell.
+_ARGUS_OPENER = {"->": 1, "<->": 1, "<-": 2}
 
 
 def parse_binetflow(data: bytes | str, origin: str = "<binetflow>", *, old_times: str | None = None,
@@ -996,7 +999,9 @@ def parse_binetflow(data: bytes | str, origin: str = "<binetflow>", *, old_times
     split: one flow with the totals goes in the direction ``Dir`` names (``<-``/``<?``: dst->src,
     else src->dst), counted as ``biflows_unsplit``.
 
-    Both flows start at ``StartTime`` and last ``Dur`` (Argus gives no per-direction times).
+    Both flows start at ``StartTime`` and last ``Dur`` (Argus gives no per-direction times).  Where
+    ``Dir`` is sure who opened the connection (``->``, ``<->``: the source; ``<-``: the
+    destination), both flows carry the port it opened to in SiLK's ``application`` field.
     ``StartTime`` is read as UTC.  Ports may be hex (``0x0008``).  ICMP: Argus keeps type and code
     in ``Sport`` (low byte type, high byte code: ``0x0008`` echo, ``0x0303`` port unreachable),
     or, when both ports are two hex digits, type in ``Sport`` and code in ``Dport``; the reverse
@@ -1070,9 +1075,13 @@ def parse_binetflow(data: bytes | str, origin: str = "<binetflow>", *, old_times
         rows.note("tcp_states_without_flags", tcp & ~known & rows.ok)
         fwd_flags = np.where(tcp & known, flag_pair & 0xFF, 0)
         rev_flags = np.where(tcp & known, (flag_pair >> 8) & 0xFF, 0)
+        # the opener Argus is sure of: its service port goes into SiLK's application field of both
+        # flows (as the Zeek importer does), so the opener's flow is the one whose dPort it is
+        opener, _ = rows.lookup(cells["Dir"], "Dir", _ARGUS_OPENER.get, fail=False)
+        service = np.where(icmp, 0, np.where(opener == 1, dport, np.where(opener == 2, sport, 0)))
         fwd = _columns(src, dst, v6, sPort=np.where(icmp, 0, sport), dPort=np.where(icmp, icmp_port, dport), protocol=protocol,
                        packets=fp, bytes=fb, flags=np.where(unsplit & ~backwards, fwd_flags | rev_flags, fwd_flags),
-                       sTime=s_time, duration=duration)
+                       sTime=s_time, duration=duration, application=service)
         rev = _reversed(fwd, packets=rp, bytes=rb, flags=np.where(unsplit & backwards, fwd_flags | rev_flags, rev_flags),
                         sPort=np.where(icmp, 0, dport), dPort=np.where(icmp, _reverse_icmp_port(icmp_port, v6), sport))
         ok = rows.ok
