@@ -115,3 +115,14 @@ def test_each_stage_has_its_automation_condition(tmp_path):
     assert "landing_flows" not in labels  # external: nothing to run
     for key in graph.asset_check_keys:
         assert graph.get(key).automation_condition.get_label() == "with its asset", key
+
+
+def test_definitions_load_without_warnings(tmp_path):
+    """Loading the code location (every UI reload) warns of nothing the project does."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_definitions(tmp_path)
+    ours = [f"{w.category.__name__}: {w.message}" for w in caught if "vlf_dagster" in (w.filename or "")]
+    assert ours == []
