@@ -130,3 +130,13 @@ def test_figures_show_inline_in_the_ui_markdown(study):
         assert shown.width == UI_FIGURE_WIDTH < full.width
         assert abs(shown.height - full.height * UI_FIGURE_WIDTH / full.width) <= 1
     assert len(match.group(1)) < 200_000  # a thumbnail: it is kept in every materialization event
+
+
+def test_the_report_page_is_the_same_bytes_when_rendered_again(study):
+    from vlf_dagster.analysis.report import render_report
+    from vlf_dagster.analysis.report_parts import section_from_folder
+
+    sections = [s for part in PARTS if (s := section_from_folder(study / part.name, study)) is not None]
+    first = render_report("VLF", "site", sections, ["a warning"])
+    assert first == render_report("VLF", "site", sections, ["a warning"])  # no clock in the page
+    assert '<p class="warning">a warning</p>' in first

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 
 @dataclass
@@ -50,11 +49,10 @@ def render_report(title: str, subtitle: str, sections: list[Section], warnings: 
             + (f'<p class="files">Files: {files}</p>' if files else "")
             + "</section>"
         )
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p class=\"meta\">{html.escape(subtitle)} · generated {generated}</p>"
+        f"<h1>{html.escape(title)}</h1><p class=\"meta\">{html.escape(subtitle)}</p>"
         + "".join(f'<p class="warning">{html.escape(w)}</p>' for w in warnings)
         + f"<nav><strong>Contents</strong><ol>{toc}</ol></nav>{''.join(parts)}</body></html>"
     )
