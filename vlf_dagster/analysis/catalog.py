@@ -12,6 +12,8 @@ Paths inside the views are absolute: move the data folder, refresh the catalog.
 from __future__ import annotations
 
 import glob
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ..flows.flowtypes import FLOWTYPES
 from ..flows.ingest import QUARANTINE_SCHEMA
 from ..flows.schema import FLOW_SCHEMA
 from ..flows.sets import IPSet
-from ..flows.sql import ident, literal
+from ..flows.sql import glob_escaped, ident, literal
 from ..flows.segments import Segmented, is_segmented
 from ..flows.storage import ParquetRowCounts, atomic_path
 from .traffic import PORT_SCHEMA, VOLUME_SCHEMA
@@ -134,7 +136,7 @@ def _view_sql(source: Source, base: Path) -> str:
     # would read all ~80,000 archive footers whenever the view is bound (at refresh and per query).
     if source.segmented:
         return Segmented(base / source.pattern).relation_sql()
-    files = literal(str(base / source.pattern))
+    files = literal(f"{glob_escaped(base)}/{source.pattern}")  # the folder read by name, the pattern as one
     if source.name == "flows":
         return f"SELECT *, {_flowtype_case()} FROM read_parquet({files})"
     if source.partition_column:
@@ -176,13 +178,16 @@ def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSu
     entries: list[tuple[str, str, str, str]] = []  # name, kind, description, files
     with atomic_path(target) as tmp:
         tmp.unlink()  # DuckDB creates its own file; an empty one is not a database
-        con = duck.connect(str(tmp))
+        # DuckDB names a database's write-ahead log by cutting its path at a "?": a folder with
+        # one in its name gets a catalog built in a private temporary folder, then copied
+        building = tmp if "?" not in str(tmp) else Path(tempfile.mkdtemp(prefix="vlf-catalog-")) / CATALOG_FILE
+        con = duck.connect(str(building))
         try:
             for statement in MACROS:
                 con.execute(statement)
             counts = ParquetRowCounts(base / ROW_CACHE)
             for source in SOURCES:
-                files = [] if source.segmented else sorted(glob.glob(str(base / source.pattern)))
+                files = [] if source.segmented else sorted(glob.glob(f"{glob.escape(str(base))}/{source.pattern}"))
                 if not (is_segmented(base / source.pattern) if source.segmented else files):
                     if source.empty_schema is None:
                         missing.append(source.name)
@@ -217,7 +222,10 @@ def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSu
             counts.save()
         finally:
             con.close()
-            Path(f"{tmp}.wal").unlink(missing_ok=True)  # also when the build failed half-way
+            Path(f"{building}.wal").unlink(missing_ok=True)  # also when the build failed half-way
+        if building != tmp:
+            shutil.copyfile(building, tmp)
+            shutil.rmtree(building.parent, ignore_errors=True)
     return CatalogSummary(target, objects, tuple(missing))
 
 
@@ -227,6 +235,6 @@ def connect(base: str | Path, path: str | Path | None = None) -> duckdb.DuckDBPy
     if not target.exists():
         raise CatalogError(f"{target}: no catalog yet; materialize the sql_catalog asset (make demo does)")
     try:
-        return duckdb.connect(str(target), read_only=True)
+        return duck.connect(str(target), read_only=True)
     except duckdb.Error as exc:
         raise CatalogError(f"{target}: not a DuckDB catalog ({str(exc).splitlines()[0]})") from None

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..flows import duck
 from ..flows.bags import BagInfo, empty_bag_table, write_bag, write_bag_query
-from ..flows.sql import literal, literal_list
+from ..flows.sql import path_literal, path_list
 from ..flows.storage import fingerprint, holds_state_lock
 from .month_links import MonthLinks
 
@@ -61,7 +61,7 @@ def add_cells(grid: np.ndarray, con, pairs: str, network, sign: int = 1) -> None
 
 
 def _distinct(files: Sequence[Path | str]) -> str:
-    return f"SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({literal_list([str(f) for f in files])})"
+    return f"SELECT DISTINCT sIP, sIPv6, dIP, dIPv6 FROM read_parquet({path_list([str(f) for f in files])})"
 
 
 def _settings(bag: Path, network) -> dict:
@@ -124,7 +124,7 @@ def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ip
         # the touched sources' rows first, then distinct: DuckDB does not push the semi join below
         # a DISTINCT (over the 63 M pairs of the seed's size: 14.6 s against 0.4 s)
         of_touched = lambda files: (  # noqa: E731
-            f"SELECT DISTINCT p.sIP, p.sIPv6, p.dIP, p.dIPv6 FROM read_parquet({literal_list([str(f) for f in files])}) p "
+            f"SELECT DISTINCT p.sIP, p.sIPv6, p.dIP, p.dIPv6 FROM read_parquet({path_list([str(f) for f in files])}) p "
             "SEMI JOIN touched t ON p.sIP = t.sIP AND p.sIPv6 IS NOT DISTINCT FROM t.sIPv6")
         grid = np.load(_raster_path(state))
         before = seen.before(months)
@@ -133,7 +133,7 @@ def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ip
         add_cells(grid, con, of_touched(months), network)
         con.execute(f"CREATE TEMP TABLE counted AS SELECT sIP, sIPv6, count(*)::UBIGINT AS destinations "
                     f"FROM ({of_touched(months)}) GROUP BY ALL")
-        _write_merged(con, f"SELECT b.* FROM read_parquet({literal(str(bag))}) b ANTI JOIN touched t "
+        _write_merged(con, f"SELECT b.* FROM read_parquet({path_literal(str(bag))}) b ANTI JOIN touched t "
                       "ON b.sIP = t.sIP AND b.sIPv6 IS NOT DISTINCT FROM t.sIPv6", bag)
     finally:
         con.close()

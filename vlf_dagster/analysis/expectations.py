@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from ..flows import duck
 from ..flows.flowtypes import FLOWTYPES
-from ..flows.sql import literal_list
+from ..flows.sql import path_list
 
 NOT_NULL = ("sIP", "dIP", "sPort", "dPort", "protocol", "packets", "bytes", "sTime", "flowtype")
 
@@ -46,7 +46,7 @@ def validate_archive(files: Sequence[Path]) -> SuiteOutcome:
     if not files:
         return SuiteOutcome(True, {"evaluated_expectations": 0, "note": "no archive files in this range"})
     df = duck.connect().execute(
-        f"SELECT {', '.join(NOT_NULL)} FROM read_parquet({literal_list(files)})"
+        f"SELECT {', '.join(NOT_NULL)} FROM read_parquet({path_list(files)})"
     ).fetchdf()
     return validate_frame(df)
 

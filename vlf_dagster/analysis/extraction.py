@@ -25,7 +25,7 @@ from ..flows.filter import FilterSpec, write_filtered
 from ..flows.schema import FLOW_SCHEMA
 from ..flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, keys_of_set, rows_of_sources, set_of_keys
 from ..flows.sets import IPSet
-from ..flows.sql import ident, literal, literal_list
+from ..flows.sql import ident, path_literal, path_list
 from ..flows.storage import fingerprint, write_parquet, write_text, holds_state_lock
 
 STATE_VERSION = 1
@@ -46,7 +46,7 @@ def _digest_sql(month: Path, key: SourceKey) -> str:
     ip, ipv6 = (e.replace("{t}", "m") for e in (key.ip, key.ipv6))
     return (f"SELECT {ip}::UBIGINT AS ip, {ipv6}::BLOB AS ipv6, count(*)::UBIGINT AS records, "
             f"(sum(hash({columns})) % 18446744073709551616)::UBIGINT AS digest "
-            f"FROM read_parquet({literal(str(month))}) m GROUP BY ALL")
+            f"FROM read_parquet({path_literal(str(month))}) m GROUP BY ALL")
 
 
 class _State:
@@ -130,7 +130,7 @@ def _refresh(con, months, sources, target, state, prints, previous) -> ExtractRe
     for month in changed_months:
         old = state.digests(month.name, old_prints[month.name]) if month.name in old_prints else None
         con.execute(f"CREATE OR REPLACE TEMP TABLE new_digests AS {_digest_sql(month, target.key)}")
-        old_sql = f"read_parquet({literal(str(old))})" if old is not None else "(SELECT * FROM new_digests LIMIT 0)"
+        old_sql = f"read_parquet({path_literal(str(old))})" if old is not None else "(SELECT * FROM new_digests LIMIT 0)"
         touched.append(con.sql(
             f"SELECT coalesce(n.ip, o.ip) AS ip, coalesce(n.ipv6, o.ipv6) AS ipv6 FROM new_digests n "
             f"FULL JOIN {old_sql} o ON n.ip = o.ip AND n.ipv6 IS NOT DISTINCT FROM o.ipv6 "
@@ -139,7 +139,7 @@ def _refresh(con, months, sources, target, state, prints, previous) -> ExtractRe
                       state.digests(month.name, prints[month.name]))
     for name in gone:
         old = state.digests(name, old_prints[name])
-        touched.append(con.sql(f"SELECT ip, ipv6 FROM read_parquet({literal(str(old))})").to_arrow_table())
+        touched.append(con.sql(f"SELECT ip, ipv6 FROM read_parquet({path_literal(str(old))})").to_arrow_table())
     was = state.sources()
     candidates = was | sources
     moved = was ^ sources
@@ -149,7 +149,7 @@ def _refresh(con, months, sources, target, state, prints, previous) -> ExtractRe
     staying = keys_of_set(changed & sources)
     added = FLOW_SCHEMA.empty_table()
     if len(staying) and months:
-        added = rows_of_sources(f"SELECT * FROM read_parquet({literal_list([str(m) for m in months])})", target.key,
+        added = rows_of_sources(f"SELECT * FROM read_parquet({path_list([str(m) for m in months])})", target.key,
                                 staying, order_by=ORDER)
     target.apply(keys, added)
     state.write(sources, prints, target.generation)

@@ -14,7 +14,7 @@ import pyarrow as pa
 from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG, label_sql, match_ids, match_sessions, with_labels
 from ..flows.schema import conform, ipv6_words, is_icmp
 from ..flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, Summary, rows_of_sources, set_of_keys
-from ..flows.sql import ident, literal_list
+from ..flows.sql import ident, path_list
 from ..flows.storage import ROW_GROUP_ROWS, read_parquet, write_parquet, write_parquet_batches, write_text, holds_state_lock
 from ..flows import duck
 
@@ -253,12 +253,12 @@ def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -
                              ).fetch_record_batch(ROW_GROUP_ROWS)
             batches = (_categorized(pa.Table.from_batches([b]), counts).cast(schema) for b in reader)
             target.write_full(lambda path: write_parquet_batches(batches, path, schema),
-                              extra=lambda base: {TOTALS: category_totals(f"SELECT * FROM read_parquet({literal_list([base])})")})
+                              extra=lambda base: {TOTALS: category_totals(f"SELECT * FROM read_parquet({path_list([base])})")})
         finally:
             con.close()
         result = CategoryRefresh(target.rows, None, False)
     else:
-        bag = rows_of_sources(f"SELECT sIP, sIPv6, records FROM read_parquet({literal_list([flow_bag])})", SOURCE_IS_SIP,
+        bag = rows_of_sources(f"SELECT sIP, sIPv6, records FROM read_parquet({path_list([flow_bag])})", SOURCE_IS_SIP,
                               changed)
         records = source.rows_of(changed).select(list(CATEGORY_INPUTS))
         fresh = _categorized(records, _FlowCounts(bag))

@@ -42,7 +42,7 @@ from ..flows.flags import flag_strings
 from ..flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ..flows.schema import FLOW_SCHEMA, PROTO_ICMP, PROTO_TCP, PROTO_UDP
 from ..flows.sets import IPSet
-from ..flows.sql import literal
+from ..flows.sql import path_literal
 from ..flows.segments import Segmented, SourceKey, Summary, is_segmented, relation_sql
 from ..flows.storage import holds_state_lock, write_parquet
 from .matching import CATEGORIES, CATEGORY_DESTINATIONS, CATEGORY_PORTS, MATCHED_PORTS, UNMATCHED, SOURCE_OF_RECORD, TOTALS, InputGenerations, category_totals
@@ -105,7 +105,7 @@ def _counted(con: duckdb.DuckDBPyConnection, source: Source, summary: Summary, n
     ``kept_holds``), or counted here over the rows (by the key columns ``t`` has)."""
     kept = _kept_summary(source, summary) if kept_holds else None
     if kept is not None:
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({literal(str(kept))})")
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({path_literal(str(kept))})")
         return
     present = _columns(con)
     keys = tuple(k for k in summary.keys if k in present)
@@ -704,7 +704,7 @@ def port_counts(source: Source, protocol: int | None = None, ports: str = "both"
     if kept is not None:  # the matched records' counts by port, kept by each refresh of the matching
         which = f"protocol = {int(protocol)}" if protocol is not None else "TRUE"
         return _port_array(duck.connect().sql(
-            f"SELECT port, sum(n)::BIGINT AS n FROM read_parquet({literal(str(kept))}) WHERE {which} GROUP BY port"))
+            f"SELECT port, sum(n)::BIGINT AS n FROM read_parquet({path_literal(str(kept))}) WHERE {which} GROUP BY port"))
     con = _connect(source)
     cols = _columns(con)
     where = [f"protocol = {int(protocol)}" if protocol is not None else f"protocol IN ({PROTO_TCP}, {PROTO_UDP})"]

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from ..flows.cut import format_records
 from ..flows.match import MAX_MATCH_ID, RESPONSE_TAG, label_sql
 from ..flows.schema import FIELD_NAMES, FLOW_SCHEMA, PROTO_TCP, PROTO_UDP, conform
-from ..flows.sql import ident, literal_list
+from ..flows.sql import ident, path_list
 from ..flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, is_segmented, relation_sql
 from ..flows.storage import write_parquet, holds_state_lock
 from ..flows import duck
@@ -70,7 +70,7 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, source: Source, *, row_
         elif row_numbers:  # files in the order given, rows in file order
             parts = " UNION ALL BY NAME ".join(
                 f"SELECT * EXCLUDE (file_row_number), ({i}::BIGINT << 40) + file_row_number AS _row "
-                f"FROM read_parquet({literal_list([p])}, file_row_number = true)"
+                f"FROM read_parquet({path_list([p])}, file_row_number = true)"
                 for i, p in enumerate(paths)
             )
             con.execute(f"CREATE VIEW {name} AS {parts}")

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from ..flows import duck
 from ..flows.schema import MS_PER_HOUR
-from ..flows.sql import literal_list
+from ..flows.sql import path_list
 from ..flows.storage import write_parquet
 
 VOLUME_SCHEMA = pa.schema([
@@ -51,7 +51,7 @@ def monthly_traffic(archive_files: Sequence[Path], volumes_out: Path, ports_out:
                 "SELECT grouping(h, protocol, sPort, dPort) AS g, h, flowtype, protocol, sPort, dPort, "
                 "count(*)::UBIGINT AS flows, sum(packets)::UBIGINT AS packets, sum(bytes)::UBIGINT AS bytes FROM "
                 f"(SELECT (sTime // {MS_PER_HOUR}) * {MS_PER_HOUR} AS h, flowtype, protocol, sPort, dPort, packets, bytes "
-                f" FROM read_parquet({literal_list(archive_files)})) "
+                f" FROM read_parquet({path_list(archive_files)})) "
                 "GROUP BY GROUPING SETS ((h, flowtype), (flowtype, protocol, sPort), (flowtype, protocol, dPort))"
             ).to_arrow_table()
         finally:

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from ..flows import bags
 from ..flows.bags import BagInfo, add_bags, write_bag_query
-from ..flows.sql import ident, literal_list
+from ..flows.sql import glob_escaped, ident, path_list
 from ..flows.storage import fingerprint, holds_state_lock
 from .month_links import MonthLinks
 from ..flows.flowtypes import OUTBOUND_TYPES, INT2INT
@@ -53,7 +53,7 @@ def _batch_source(con, flows: Sequence[Path] | pa.Table) -> str:
     if isinstance(flows, pa.Table):
         con.register("batch_flows", flows)
         return "batch_flows"
-    return f"read_parquet({literal_list(flows)})"
+    return f"read_parquet({path_list(flows)})"
 
 
 def _has_flows(flows: Sequence[Path] | pa.Table) -> bool:
@@ -148,16 +148,16 @@ def refresh_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path, s
     if not seen.any:
         return True
     c = ident(counter)
-    signed = [f"SELECT sIP, sIPv6, {c}::HUGEINT AS d FROM read_parquet({literal_list([m])})" for m in seen.changed]
-    signed += [f"SELECT sIP, sIPv6, -{c}::HUGEINT AS d FROM read_parquet({literal_list([p])})" for p in seen.old.values()]
+    signed = [f"SELECT sIP, sIPv6, {c}::HUGEINT AS d FROM read_parquet({path_list([m])})" for m in seen.changed]
+    signed += [f"SELECT sIP, sIPv6, -{c}::HUGEINT AS d FROM read_parquet({path_list([p])})" for p in seen.old.values()]
     con = duck.connect()
     try:
         con.execute(f"CREATE TEMP TABLE delta AS SELECT sIP, sIPv6, sum(d) AS d FROM ({' UNION ALL '.join(signed)}) "
                     "GROUP BY ALL HAVING sum(d) <> 0")
         _write_counter_bag(con, (
-            f"SELECT b.sIP, b.sIPv6, (b.{c} + coalesce(d.d, 0))::UBIGINT AS {c} FROM read_parquet({literal_list([out])}) b "
+            f"SELECT b.sIP, b.sIPv6, (b.{c} + coalesce(d.d, 0))::UBIGINT AS {c} FROM read_parquet({path_list([out])}) b "
             f"LEFT JOIN delta d ON b.sIP = d.sIP AND b.sIPv6 IS NOT DISTINCT FROM d.sIPv6 WHERE b.{c} + coalesce(d.d, 0) > 0 "
-            f"UNION ALL SELECT d.sIP, d.sIPv6, d.d::UBIGINT FROM delta d ANTI JOIN read_parquet({literal_list([out])}) b "
+            f"UNION ALL SELECT d.sIP, d.sIPv6, d.d::UBIGINT FROM delta d ANTI JOIN read_parquet({path_list([out])}) b "
             "ON b.sIP = d.sIP AND b.sIPv6 IS NOT DISTINCT FROM d.sIPv6"), counter, out)
     finally:
         con.close()
@@ -185,7 +185,7 @@ def window_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path) ->
     try:
         c = ident(counter)
         return _write_counter_bag(con, f"SELECT sIP, sIPv6, sum({c})::UBIGINT AS {c} FROM "
-                                  f"read_parquet({literal_list(list(monthly_bags))}) GROUP BY ALL", counter, out)
+                                  f"read_parquet({path_list(list(monthly_bags))}) GROUP BY ALL", counter, out)
     finally:
         con.close()
 
@@ -205,7 +205,7 @@ def per_host_flow_distribution(flow_bag: Path, max_flows: int = 10) -> pd.DataFr
     con = duck.connect()
     counts = con.execute(
         "SELECT records, count(*) AS sources FROM read_parquet(?) WHERE records > 0 GROUP BY 1 ORDER BY 1",
-        [str(flow_bag)],
+        [glob_escaped(flow_bag)],
     ).fetchdf()
     per = counts.set_index("records")["sources"].astype("int64")
     flows_of = per * per.index.to_numpy(dtype=np.int64)

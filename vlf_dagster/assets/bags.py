@@ -8,6 +8,7 @@ import dagster as dg
 
 from ..analysis import consistency, contacts, traffic, vlf
 from ..flows.flowtypes import INBOUND_TYPES
+from ..flows.sql import glob_escaped
 from ..flows.storage import hours_between, write_text
 from ..resources import VlfStore
 from .metadata import parquet_metadata
@@ -128,7 +129,7 @@ def build(parts: StudyPartitions) -> list:
         out = store.window("source_hour_count_bag")
         vlf.refresh_counter_bag(store.existing_monthly("monthly_source_bags"), "hours", out, store.state_dir("source_hour_count_bag"))
         in_1_to_5 = duck.connect().execute(
-            "SELECT avg((hours BETWEEN 1 AND 5)::INT) FROM read_parquet(?)", [str(out)]
+            "SELECT avg((hours BETWEEN 1 AND 5)::INT) FROM read_parquet(?)", [glob_escaped(out)]
         ).fetchone()[0]
         return dg.MaterializeResult(metadata={"share_active_1_to_5_hours": float(in_1_to_5 or 0),
                                               **_file_metadata(out, "sources")})
@@ -142,7 +143,7 @@ def build(parts: StudyPartitions) -> list:
         refresh = contacts.refresh_contacts(store.existing_monthly("monthly_contact_pairs"), out,
                                             store.state_dir("source_destination_count_bag"), store.site.first_ipv4_network)
         single = duck.connect().execute(
-            "SELECT count(*) FILTER (WHERE destinations = 1), count(*) FROM read_parquet(?)", [str(out)]
+            "SELECT count(*) FILTER (WHERE destinations = 1), count(*) FROM read_parquet(?)", [glob_escaped(out)]
         ).fetchone()
         return dg.MaterializeResult(metadata={
             "sources": single[1], "single_destination_sources": single[0], "incremental": refresh.incremental,

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from .schema import FLOW_SCHEMA, IPV6_TYPE, MS_PER_HOUR
 from .sets import IPSet
-from .sql import ident, literal, literal_list
+from .sql import glob_escaped, ident, literal, path_list
 from .storage import atomic_path, read_parquet_bytes
 from . import duck
 
@@ -256,7 +256,7 @@ def _flows_source(con: duckdb.DuckDBPyConnection, flows: Sequence[str | Path] | 
     if isinstance(flows, pa.Table):
         con.register("flow_input", flows)
         return "flow_input"
-    return f"read_parquet({literal_list(flows)})"
+    return f"read_parquet({path_list(flows)})"
 
 
 def bag_sql(source: str, info: BagInfo, where: str = "TRUE", *, hour_key: bool = False) -> str:
@@ -395,7 +395,7 @@ def add_bags(
     extra = extra or {}
     out_info = BagInfo(info.keys, tuple(kept) + tuple(extra))
     con = duck.connect()
-    sql = _add_sql(f"read_parquet({literal_list(paths)})", info, kept, extra)
+    sql = _add_sql(f"read_parquet({path_list(paths)})", info, kept, extra)
     _raise_on_overflow(con, sql, kept, "add_bags")
     casts = ", ".join(f"{ident(c)}::UBIGINT AS {ident(c)}" for c in out_info.counters)
     return write_bag_query(con, f"SELECT {key_list(info)}, {casts} FROM ({sql})", [], out, out_info)
@@ -555,7 +555,7 @@ def coverset(path: str | Path, *, counter: str | None = None, min_counter: int =
         raise BagError(f"{path}: no counter {counter!r} (counters: {list(info.counters)})")
     rows = duck.connect().sql(
         f"SELECT {ident(v4col)}, {ident(v6col)}, {ident(counter)} FROM read_parquet(?) WHERE {ident(counter)} BETWEEN ? AND ?",
-        params=[str(path), min_counter, max_counter],
+        params=[glob_escaped(path), min_counter, max_counter],
     ).to_arrow_table()
     return coverset_of(Bag(rows, BagInfo(info.keys, (counter,))))
 

@@ -496,7 +496,7 @@ def format_flow_files(
     format_text's."""
     from . import duck
 
-    from .sql import literal_list
+    from .sql import path_list
 
     unknown = set(options) - set(_FORMAT_DEFAULTS)
     if unknown:
@@ -506,7 +506,7 @@ def format_flow_files(
         raise CutError(f"invalid record count {num_recs}: must be >= 0")
     con = duck.connect()
     try:
-        files = f"read_parquet({literal_list([str(p) for p in paths])})"
+        files = f"read_parquet({path_list([str(p) for p in paths])})"
         # one narrow column decides the address width for every batch to come
         any_ipv6 = con.sql(f"SELECT coalesce(bool_or((attributes & {ATTR_IPV6}) <> 0), false) FROM {files}").fetchall()[0][0]
         opt = _options(bool(any_ipv6), **{k: options.get(k, v) for k, v in _FORMAT_DEFAULTS.items()})

@@ -40,7 +40,7 @@ from .flowtypes import DEFAULT_TYPES, FLOWTYPES, parse_types
 from .schema import ATTR_IPV6, FIELD_NAMES, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, conform, ipv4_mapped
 from .sets import IPSet
 from .site import Site
-from .sql import ident
+from .sql import glob_escaped, ident, literal, path_literal
 from .storage import archive_files, hours_between
 from . import duck
 
@@ -972,11 +972,11 @@ def execute(
             con.register("__vlf_input", source_table)
             source, order = "__vlf_input", ' ORDER BY "__vlf_row"'
         else:
-            params["__vlf_files"] = [str(f) for f in files]
+            params["__vlf_files"] = [glob_escaped(f) for f in files]
             if ordered:
                 # Scan each distinct file once; the join repeats its rows for every position it has
                 # in the input list, so a file named twice is read twice, in place, like rwfilter.
-                params["__vlf_files"] = list(dict.fromkeys(str(f) for f in files))
+                params["__vlf_files"] = list(dict.fromkeys(glob_escaped(f) for f in files))
                 con.register("__vlf_files", pa.table({"filename": [str(f) for f in files],
                                                       "__vlf_file": list(range(len(files)))}))
                 source = (
@@ -1056,7 +1056,6 @@ def write_filtered(
 ) -> int:
     """``--pass-destination=FILE.parquet`` streamed by DuckDB: the passing records never pass
     through Python, so memory stays flat however many there are.  Returns the record count."""
-    from .sql import literal
     from .storage import atomic_path, write_parquet
 
     if not files:
@@ -1072,7 +1071,7 @@ def write_filtered(
         sql = f"SELECT {_COLUMNS} FROM read_parquet($__vlf_files) WHERE {compiled.where}{order}"
         with atomic_path(out) as tmp:
             con.execute(f"COPY ({sql}) TO {literal(tmp)} (FORMAT parquet, COMPRESSION zstd)", params)
-        return con.sql(f"SELECT count(*) FROM read_parquet({literal(out)})").fetchall()[0][0]
+        return con.sql(f"SELECT count(*) FROM read_parquet({path_literal(out)})").fetchall()[0][0]
     except duckdb.Error as exc:
         raise _duckdb_error(exc) from None
     finally:

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .sql import ident, literal
+from .sql import ident, path_literal
 from .schema import FLOW_SCHEMA, MS_PER_HOUR, REQUIRED_FIELDS, conform, empty_table
 from . import duck
 
@@ -76,7 +76,7 @@ def read_landing_parquet(
     path = Path(path)
     con = duck.connect()
     try:
-        con.execute(f"CREATE VIEW landing AS SELECT *, row_number() OVER () AS _row FROM read_parquet({literal(path)}, hive_partitioning = false)")
+        con.execute(f"CREATE VIEW landing AS SELECT *, row_number() OVER () AS _row FROM read_parquet({path_literal(path)}, hive_partitioning = false)")
         present = {r[0] for r in con.execute("DESCRIBE landing").fetchall()}
     except duckdb.Error as exc:
         reason = f"unreadable Parquet: {str(exc).splitlines()[0]}"

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from .schema import ipv6_words
 from .sets import IPSet
-from .sql import literal, literal_list
+from .sql import path_literal, path_list
 from .storage import write_parquet, write_parquet_batches, write_text
 from . import duck
 
@@ -97,7 +97,7 @@ def relation_sql(source: str | Path | Sequence[str | Path], *, union_by_name: bo
     if any(is_segmented(p) for p in paths):
         return " UNION ALL BY NAME ".join(f"SELECT * FROM ({relation_sql(p)})" for p in paths)
     options = ", union_by_name = true" if union_by_name else ""
-    return f"SELECT * FROM read_parquet({literal_list([str(p) for p in paths])}{options})"
+    return f"SELECT * FROM read_parquet({path_list([str(p) for p in paths])}{options})"
 
 
 @dataclass(frozen=True)
@@ -191,12 +191,12 @@ class Segmented:
         base, removed, delta = (self._path(m[k]) for k in ("base", "removed", "delta"))
         number = lambda i, alias: f", ({i}::BIGINT << 40) + {alias}.file_row_number AS _row" if row_numbers else ""  # noqa: E731
         sql = (f"SELECT b.* EXCLUDE (file_row_number){number(0, 'b')} "
-               f"FROM read_parquet({literal(str(base))}, file_row_number = true) b")
+               f"FROM read_parquet({path_literal(str(base))}, file_row_number = true) b")
         if removed is not None:
-            sql += f" ANTI JOIN read_parquet({literal(str(removed))}) r ON b.file_row_number = r.{ROW_COLUMN}"
+            sql += f" ANTI JOIN read_parquet({path_literal(str(removed))}) r ON b.file_row_number = r.{ROW_COLUMN}"
         if delta is not None:
             sql += (f" UNION ALL BY NAME SELECT d.* EXCLUDE (file_row_number){number(1, 'd')} "
-                    f"FROM read_parquet({literal(str(delta))}, file_row_number = true) d")
+                    f"FROM read_parquet({path_literal(str(delta))}, file_row_number = true) d")
         return sql
 
     def rows_of(self, keys: pa.Table, *, row_numbers: bool = False) -> pa.Table:
@@ -275,16 +275,16 @@ class Segmented:
                 raise SegmentError(f"{self.directory}: {stray} added row(s) of sources not among the changed ones")
             changed = con.sql("SELECT DISTINCT ip, ipv6 FROM changed ORDER BY ip, ipv6").to_arrow_table().cast(CHANGES_SCHEMA)
             con.register("changed", changed)
-            base = literal(str(self._path(m["base"])))
+            base = path_literal(self._path(m["base"]))
             hit = con.sql(f"SELECT b.file_row_number AS {ROW_COLUMN} FROM read_parquet({base}, file_row_number = true) b "
                           f"SEMI JOIN changed c ON {self.key.joins('b', 'c')}").to_arrow_table()
             con.register("hit", hit)
-            was_removed = (f"SELECT {ROW_COLUMN} FROM read_parquet({literal(str(self._path(m['removed'])))})"
+            was_removed = (f"SELECT {ROW_COLUMN} FROM read_parquet({path_literal(self._path(m['removed']))})"
                            if m["removed"] is not None else f"SELECT NULL::BIGINT AS {ROW_COLUMN} WHERE FALSE")
             removed = con.sql(f"SELECT {ROW_COLUMN}::BIGINT AS {ROW_COLUMN} FROM (SELECT * FROM hit UNION {was_removed}) "
                               "ORDER BY 1").to_arrow_table()
             kept = schema.empty_table()
-            delta = f"read_parquet({literal(str(self._path(m['delta'])))}, file_row_number = true) d" if m["delta"] else None
+            delta = f"read_parquet({path_literal(self._path(m['delta']))}, file_row_number = true) d" if m["delta"] else None
             if delta:
                 kept = con.sql(f"SELECT d.* EXCLUDE (file_row_number) FROM {delta} ANTI JOIN changed c "
                                f"ON {self.key.joins('d', 'c')} ORDER BY d.file_row_number").to_arrow_table()
@@ -329,7 +329,7 @@ class Segmented:
                     if not (added is not None and added.num_rows) and not (old_rows is not None and old_rows.num_rows):
                         out[summary.name] = kept[summary.name]  # nothing changed: the same file
                         continue
-                    parts = [f"SELECT {keys}, n FROM read_parquet({literal(str(self._path(kept[summary.name])))})"]
+                    parts = [f"SELECT {keys}, n FROM read_parquet({path_literal(self._path(kept[summary.name]))})"]
                     for name, rows, sign in (("added_rows", added, 1), ("old_rows", old_rows, -1)):
                         if rows is not None and rows.num_rows:
                             con.register(name, rows)

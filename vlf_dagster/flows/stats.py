@@ -40,7 +40,7 @@ from .flags import flag_strings
 from .flowtypes import FLOWTYPES
 from .schema import FLOW_SCHEMA, SchemaError, conform, ipv4_strings
 from .storage import holds_flow_columns
-from .sql import literal_list
+from .sql import literal_list, path_list
 from . import duck
 
 
@@ -84,7 +84,7 @@ def _connect(source: Source) -> tuple[duckdb.DuckDBPyConnection, bool]:
         raise StatsError(f"no such flow file: {missing[0]}")
     # matching files are scanned as they are (binding by name costs a footer pass per query)
     by_name = "false" if holds_flow_columns([str(p) for p in paths], con) else "true"
-    con.execute(f"CREATE VIEW flows AS SELECT * FROM read_parquet({literal_list(paths)}, union_by_name = {by_name})")
+    con.execute(f"CREATE VIEW flows AS SELECT * FROM read_parquet({path_list(paths)}, union_by_name = {by_name})")
     columns = {row[0] for row in con.sql("DESCRIBE flows").fetchall()}
     v6 = [c for c in ("sIPv6", "dIPv6", "nhIPv6") if c in columns]
     return con, bool(v6) and _holds_ipv6(con, paths, v6)
@@ -94,7 +94,7 @@ def _holds_ipv6(con: duckdb.DuckDBPyConnection, paths: Sequence[str | Path], col
     """Whether any IPv6 column holds a value: the footers' null counts answer without a scan."""
     unknown_or_used = _scalar(
         con,
-        f"SELECT count(*) FROM parquet_metadata({literal_list(paths)}) WHERE list_contains({literal_list(columns)}, path_in_schema) "
+        f"SELECT count(*) FROM parquet_metadata({path_list(paths)}) WHERE list_contains({literal_list(columns)}, path_in_schema) "
         "AND (stats_null_count IS NULL OR stats_null_count < num_values)",
     )
     if not unknown_or_used:

@@ -106,7 +106,7 @@ class ParquetRowCounts:
         self.seen: dict[str, tuple[int, int, int]] = {}
 
     def rows(self, con, files: list[str]) -> int:
-        from .sql import literal_list
+        from .sql import path_list
 
         stats = {f: os.stat(f) for f in files}
         stale = [f for f, st in stats.items()
@@ -114,7 +114,7 @@ class ParquetRowCounts:
         counted = {}
         for start in range(0, len(stale), 5000):
             chunk = stale[start:start + 5000]
-            counted.update(con.sql(f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({literal_list(chunk)}) "
+            counted.update(con.sql(f"SELECT file_name, sum(num_rows) FROM parquet_file_metadata({path_list(chunk)}) "
                                    "GROUP BY file_name").fetchall())
         total = 0
         for f, st in stats.items():
@@ -156,13 +156,14 @@ def holds_flow_columns(paths: list[str], con=None) -> bool:
     import duckdb
 
     from .schema import FLOW_SCHEMA
+    from .sql import glob_escaped
 
     own = con is None
     con = duck.connect() if own else con
     try:
         con.execute("SET parquet_metadata_cache = true")
         found = dict(con.sql("SELECT name, count(*) FROM parquet_schema($files) WHERE name <> 'duckdb_schema' "
-                             "GROUP BY name", params={"files": [str(p) for p in paths]}).fetchall())
+                             "GROUP BY name", params={"files": [glob_escaped(p) for p in paths]}).fetchall())
     except duckdb.Error:
         return False
     finally:
@@ -208,10 +209,6 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
 
 def hourly_path(base: str | Path, asset: str, hour: datetime, ext: str = "parquet") -> Path:
     return Path(base) / asset / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}.{ext}"
-
-
-def hourly_glob(base: str | Path, asset: str, ext: str = "parquet") -> str:
-    return str(Path(base) / asset / "dt=*" / f"hour=*.{ext}")
 
 
 def monthly_path(base: str | Path, asset: str, month: datetime, ext: str = "parquet") -> Path:

@@ -1,0 +1,41 @@
+"""Folders whose names hold glob characters (d[1], a*b): every read goes to that folder's files,
+never to a sibling's the pattern would also match (DuckDB's readers expand * ? [ in names)."""
+
+import pyarrow as pa
+import pytest
+
+from conftest import START, flows, write_landing
+from vlf_dagster.analysis.catalog import build_catalog, connect
+from vlf_dagster.flows import duck
+from vlf_dagster.flows.archive import pack_hour
+from vlf_dagster.flows.segments import Segmented, relation_sql
+from vlf_dagster.flows.sql import glob_escaped
+from vlf_dagster.flows.storage import archive_files, write_parquet
+
+
+@pytest.mark.parametrize("ours, sibling", [("d[1]", "d1"), ("a*b", "axb"), ("q?", "qx")])
+def test_a_data_folder_with_glob_characters_reads_only_its_own_files(tmp_path, site, ours, sibling):
+    for name, packets in ((ours, 7), (sibling, 99)):  # the sibling's flows would be read if the name were a pattern
+        data = tmp_path / name
+        (data / "site.toml").parent.mkdir(parents=True, exist_ok=True)
+        write_landing(data, START, flows([dict(sIP="4.3.2.1", dIP="10.1.24.5", packets=packets, sTime=1_143_849_600_000 + i)
+                                          for i in range(2 if name == ours else 3)]))
+        pack_hour(data, START, site)
+    data = tmp_path / ours
+    files = archive_files(data, [START])
+    con = duck.connect()
+    assert con.sql(f"SELECT packets FROM ({relation_sql(files)})").fetchall() == [(7,), (7,)]
+    # the catalog's views name the folder and keep the pattern for the files under it
+    build_catalog(data)
+    assert connect(data).sql("SELECT count(*), min(packets), max(packets) FROM flows").fetchall() == [(2, 7, 7)]
+    # segmented artifacts read their own base and delta
+    seg = Segmented(tmp_path / ours / "seg")
+    seg.write_full(lambda path: write_parquet(pa.table({"sIP": pa.array([1], pa.uint32()), "sIPv6": pa.nulls(1, pa.binary())}), path))
+    Segmented(tmp_path / sibling / "seg").write_full(
+        lambda path: write_parquet(pa.table({"sIP": pa.array([2, 3], pa.uint32()), "sIPv6": pa.nulls(2, pa.binary())}), path))
+    assert con.sql(f"SELECT sIP FROM ({seg.relation_sql()})").fetchall() == [(1,)]
+
+
+def test_glob_characters_are_escaped_one_by_one():
+    assert glob_escaped("/data/d[1]/a*b/q?.parquet") == "/data/d[[]1]/a[*]b/q[?].parquet"
+    assert glob_escaped("/plain/path.parquet") == "/plain/path.parquet"
