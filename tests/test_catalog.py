@@ -136,7 +136,24 @@ def test_vlf_sql_prints_rows_and_one_line_errors(data):
     assert done.stdout.splitlines() == ["a", "4.3.2.1", "5.5.5.5"]
     listing = vlf_sql(stdin="")
     assert listing.returncode == 0 and "hourly_source_bags" in listing.stdout and "ip_sets" in listing.stdout
-    for args, message in ((["SELEC 1"], "Parser Error"), (["DELETE FROM ip_sets"], "read-only"),
-                          (["--catalog", str(data / "nope.duckdb"), "SELECT 1"], "no catalog yet")):
+    for args, message in ((["SELEC 1"], "Parser Error"), (["DELETE FROM ip_sets"], "queries only"),
+                          (["--catalog", str(data / "nope.duckdb"), "SELECT 1"], "no catalog yet"),
+                          ([f"COPY (SELECT 42) TO '{data}/x.csv'"], "not COPY"),
+                          (["SET enable_external_access = true"], "not SET"),
+                          (["SELECT * FROM read_text('/etc/hostname')"], "Permission Error")):
         done = vlf_sql(*args)
         assert done.returncode == 1 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert not (data / "x.csv").exists()
+
+
+def test_a_catalog_reader_reads_the_data_folder_and_nothing_else(data, tmp_path):
+    build_catalog(data)
+    con = connect(data)
+    assert con.sql("SELECT count(*) FROM flows").fetchall() == [(3,)]  # the views' files are allowed
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a\n1\n")
+    for query in (f"SELECT * FROM read_csv('{outside}')", f"COPY (SELECT 1) TO '{tmp_path}/y.csv'", f"ATTACH '{tmp_path}/z.db'"):
+        with pytest.raises(duckdb.PermissionException):
+            con.execute(query)
+    with pytest.raises(duckdb.Error, match="lock"):
+        con.execute("SET enable_external_access = true")

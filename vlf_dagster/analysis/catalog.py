@@ -214,6 +214,7 @@ def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSu
                 con.execute(f"CREATE VIEW {ident(name)} AS SELECT ipv4, ipv6 FROM ip_sets WHERE set_name = {literal(name)}")
                 objects[name] = con.sql(f"SELECT count(*) FROM {ident(name)}").fetchall()[0][0]
                 entries.append((name, "view", description, str(base / f"{name}.set")))
+            con.execute("CREATE TABLE catalog_source AS SELECT ? AS data_dir", [str(base)])  # what readers may read
             con.execute("CREATE TABLE catalog (name VARCHAR, kind VARCHAR, description VARCHAR, files VARCHAR, "
                         "rows_at_refresh UBIGINT)")
             con.executemany("INSERT INTO catalog VALUES (?, ?, ?, ?, ?)",
@@ -235,6 +236,19 @@ def connect(base: str | Path, path: str | Path | None = None) -> duckdb.DuckDBPy
     if not target.exists():
         raise CatalogError(f"{target}: no catalog yet; materialize the sql_catalog asset (make demo does)")
     try:
-        return duck.connect(str(target), read_only=True)
+        con = duck.connect(str(target), read_only=True)
+        found = con.sql("SELECT data_dir FROM catalog_source").fetchall() if _has_table(con, "catalog_source") else []
     except duckdb.Error as exc:
         raise CatalogError(f"{target}: not a DuckDB catalog ({str(exc).splitlines()[0]})") from None
+    # Queries read the data folder's files and nothing else: no other file, no write, no setting
+    # changed back (the views name the folder glob-escaped, so both spellings are allowed).
+    folder = Path(found[0][0]) if found else target.resolve().parent
+    allowed = [f"{folder}/", f"{glob_escaped(folder)}/"]
+    con.execute(f"SET allowed_directories = [{', '.join(literal(a) for a in allowed)}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.sql(f"SELECT count(*) FROM duckdb_tables() WHERE table_name = {literal(name)}").fetchall()[0][0])

@@ -17,10 +17,17 @@ archive, with flowtype_name), `quarantine`, `hourly_source_bags`, `hourly_contac
 their `hour`), `monthly_*` (with their `month`), the window bags, `vlf_flows`,
 `matched_vlf_flows`, `vlf_categories`, the IP sets (`ip_sets`, `vlf_fd_set`, ...) and a
 `catalog` table describing them.  Macros: ipv4_text(sIP), ip_text(sIP, sIPv6), flag_text(flags),
-ms_time(sTime).  The catalog is opened read-only; several readers may run at once.
+ms_time(sTime).  The catalog is opened read-only; several readers may run at once.  Only
+queries run (SELECT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE), and they read the data folder's files
+and no other: no COPY ... TO, no read_text('/etc/...'), no ATTACH, no SET.
 
   vlf sql "SELECT ip_text(sIP, sIPv6) AS source, count(*) FROM vlf_flows GROUP BY 1 ORDER BY 2 DESC LIMIT 5"
 """
+
+
+# Statements that only read: anything else (COPY ... TO, SET, ATTACH, INSTALL, ...) is refused
+# before it runs; the connection itself reads only the data folder's files (analysis.catalog).
+QUERY_STATEMENTS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 
 
 def register(subparsers) -> None:
@@ -52,6 +59,9 @@ def run(args) -> int:
     except CatalogError as exc:
         raise VerbError(str(exc)) from None
     try:
+        refused = [s.type.name for s in duckdb.extract_statements(query) if s.type not in QUERY_STATEMENTS]
+        if refused:
+            raise VerbError(f"vlf sql runs queries only (SELECT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE), not {refused[0]}")
         if delimiter is not None:
             cursor = con.execute(query)  # streams: rows are fetched in chunks, never all at once
             if cursor.description is None:
