@@ -68,8 +68,8 @@ bench-28d: install geoip  ## issue 8's shape: 28 days x 400,000 sources, side by
 	$(BIN)/python bench/seed_scale.py --days 28 --sources 400000 --start 2006-04-01T00:00 --data-dir data/bench-28d
 
 ui: install  ## the Dagster UI on http://127.0.0.1:3000
-	$(BIN)/python -c "from vlf_dagster.runs import write_instance_config; write_instance_config('$(DAGSTER_HOME)')"
+	$(BIN)/python -c "import os; from vlf_dagster.runs import write_instance_config; write_instance_config(os.environ['DAGSTER_HOME'])"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:  ## remove generated data and the Dagster instance (keeps the venv)
-	rm -rf data/landing data/archive data/quarantine data/reports data/sim data/hourly_* data/monthly_* data/*.parquet data/*.set data/site.toml $(DAGSTER_HOME)
+	rm -rf data/landing data/archive data/quarantine data/reports data/sim data/hourly_* data/monthly_* data/*.parquet data/*.set data/site.toml "$$DAGSTER_HOME"

@@ -39,3 +39,19 @@ def test_a_data_folder_with_glob_characters_reads_only_its_own_files(tmp_path, s
 def test_glob_characters_are_escaped_one_by_one():
     assert glob_escaped("/data/d[1]/a*b/q?.parquet") == "/data/d[[]1]/a[*]b/q[?].parquet"
     assert glob_escaped("/plain/path.parquet") == "/plain/path.parquet"
+
+
+def test_make_passes_dagster_home_as_a_value_never_as_code(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    root = Path(__file__).resolve().parents[1]
+    hostile = str(tmp_path / "h');print('INJECTED');('")
+    for target in ("ui", "clean"):
+        shown = subprocess.run(["make", "-n", "-o", "install", target], cwd=root, capture_output=True, text=True,
+                               env={**os.environ, "DAGSTER_HOME": hostile}).stdout
+        assert "INJECTED" not in shown and shown.strip(), (target, shown)
