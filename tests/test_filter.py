@@ -499,3 +499,17 @@ def test_help_documents_every_option(capsys):
         for option in action.option_strings:
             assert option in text
         assert action.help, action.dest
+
+
+def test_written_flows_are_the_same_bytes_whatever_order_they_were_read_in(tmp_path):
+    from vlf_dagster.flows.filter import FilterSpec, write_filtered
+
+    # records that tie on start time and source and differ in everything else
+    rows = [dict(sIP="4.3.2.1", dIP=f"10.1.24.{i % 5}", dPort=1000 + (i * 7) % 13, packets=1 + i % 3, sTime=1_143_849_600_000)
+            for i in range(40)]
+    outputs = []
+    for k, order in enumerate((rows, rows[::-1], rows[7:] + rows[:7])):
+        source = write_parquet(flows(order), tmp_path / f"in{k}.parquet")
+        write_filtered([source], FilterSpec(protocol="0-255"), tmp_path / f"out{k}.parquet")
+        outputs.append((tmp_path / f"out{k}.parquet").read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]

@@ -22,14 +22,14 @@ import pyarrow as pa
 
 from ..flows import duck
 from ..flows.filter import FilterSpec, write_filtered
-from ..flows.schema import FLOW_SCHEMA
+from ..flows.schema import FLOW_SCHEMA, TIME_ORDER
 from ..flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, keys_of_set, rows_of_sources, set_of_keys
 from ..flows.sets import IPSet
 from ..flows.sql import ident, path_literal, path_list
 from ..flows.storage import fingerprint, write_parquet, write_text, holds_state_lock
 
 STATE_VERSION = 1
-ORDER = "sTime, sIP"  # a full extraction's order (the delta keeps it too)
+ORDER = TIME_ORDER  # a full extraction's order (the delta keeps it too): total, so re-runs give the same bytes
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 
 from .flags import FLAG_BITS, parse_flags, parse_high_mask
 from .flowtypes import DEFAULT_TYPES, FLOWTYPES, parse_types
-from .schema import ATTR_IPV6, FIELD_NAMES, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, conform, ipv4_mapped
+from .schema import ATTR_IPV6, FIELD_NAMES, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, TIME_ORDER, conform, ipv4_mapped
 from .sets import IPSet
 from .site import Site
 from .sql import glob_escaped, ident, literal, path_literal
@@ -1052,7 +1052,7 @@ def partition(table: pa.Table, spec: FilterSpec | CompiledFilter) -> tuple[pa.Ta
 
 
 def write_filtered(
-    files: Sequence[str | Path], spec: FilterSpec | CompiledFilter, out: str | Path, *, order_by: str | None = "sTime, sIP"
+    files: Sequence[str | Path], spec: FilterSpec | CompiledFilter, out: str | Path, *, order_by: str | None = TIME_ORDER
 ) -> int:
     """``--pass-destination=FILE.parquet`` streamed by DuckDB: the passing records never pass
     through Python, so memory stays flat however many there are.  Returns the record count."""
