@@ -847,3 +847,13 @@ def test_tz_reads_local_wall_clock_times_across_daylight_saving(tmp_path, capsys
         im.import_file(conn, "zeek", tz="Europe/Prague")
     assert main(["import", "--format", "binetflow", "--tz", "Europe/Prague", "--dry-run", "--data-dir", str(tmp_path / "d"), str(src)]) == 0
     assert "3 records" in capsys.readouterr().out
+
+
+def test_a_time_past_the_year_9999_is_quarantined_not_a_traceback():
+    text = ("#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tconn_state\t"
+            "orig_pkts\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\n"
+            "253402300800\tC1\t4.3.2.1\t1\t10.1.24.5\t22\ttcp\tS0\t1\t40\t0\t0\n"
+            "1655071198.4\tC2\t4.3.2.1\t1\t10.1.24.5\t22\ttcp\tS0\t1\t40\t0\t0\n")
+    result = accounted(im.parse_zeek(text.encode(), "y10k.log"))
+    assert origins(result) == ["y10k.log:3"] and reasons(result) == ["time after the year 9999 (not a time any clock gives)"]
+    assert result.records == 1 and [h.year for h in result.hours()] == [2022]

@@ -73,6 +73,7 @@ OLD_TIME_POLICIES = ("keep", "quarantine")
 # Zeek logs read from a capture with relative time start in 1970 on purpose; elsewhere a time
 # before 1990 means an exporter whose clock was not set.
 DEFAULT_OLD_TIMES = {"zeek": "keep"}
+TIME_AFTER_LAST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: no datetime holds it
 NFCAPD_MAGIC = b"\x0c\xa5"  # nfcapd file header magic 0xA50C, little-endian
 PROTOCOL_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "protocol-numbers.xml"
 
@@ -714,8 +715,12 @@ def _partial(rows: _Rows, parts: list[tuple[np.ndarray, dict]], old_times: str) 
     """The records of every (emit mask, columns) part of a batch in line order, and its quarantine."""
     emits = [np.asarray(e, dtype=bool) for e, _ in parts]
     early = np.zeros(rows.n, dtype=bool)
+    late = np.zeros(rows.n, dtype=bool)
     for emit, (_, cols) in zip(emits, parts):
-        early |= emit & (np.asarray(cols["sTime"]) < TIME_1990_MS)
+        start = np.asarray(cols["sTime"])
+        early |= emit & (start < TIME_1990_MS)
+        late |= emit & (start + np.asarray(cols.get("duration", 0)) >= TIME_AFTER_LAST_MS)
+    rows.fail(late, "time after the year 9999 (not a time any clock gives)")
     if old_times == "quarantine":
         rows.fail(early, "start time before 1990 (exporter clock not set?)")
     ok = rows.ok
