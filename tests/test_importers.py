@@ -687,7 +687,13 @@ def test_vlf_import_verb(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text(NFDUMP_HEADER + "\nnot,a,flow\n")
     assert main(["import", "--data-dir", str(data), "--format", "nfdump-csv", str(bad)]) == 1
-    assert "nothing landed" in capsys.readouterr().err
+    assert f"nothing landed from {bad}" in capsys.readouterr().err
+    # a re-import that fails (the file emptied) leaves what the earlier import landed
+    path.write_text(NFDUMP_HEADER + "\n")
+    assert main(["import", "--data-dir", str(data), "--format", "nfdump-csv", str(path)]) == 1
+    assert "an earlier import under that name is kept" in capsys.readouterr().err
+    assert sum(pq.read_table(p).num_rows for p in (data / "landing").rglob("flows.csv.parquet")) == 3
+    path.write_text(two_hour_csv())
     # --source lands several files as one; --dry-run writes nothing
     other = tmp_path / "more.csv"
     other.write_text("\n".join([NFDUMP_HEADER, nf_line(ts="2018-01-12 17:00:00")]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from .common import HelpFormatter, VerbError
@@ -122,14 +123,21 @@ def run(args) -> int:
     # files landing under one name land together (a re-import of that name replaces them all)
     groups: dict[str, list] = {}
     for name, result in results:
-        groups.setdefault(args.source or source_name(name), []).append(result)
+        groups.setdefault(args.source or source_name(name), []).append((name, result))
     landed = 0
-    for source, group in groups.items():
+    for source, named in groups.items():
+        group = [result for _, result in named]
+        if not sum(r.records for r in group):
+            # a failed import leaves what an earlier import of this name landed (its input file
+            # is untouched: nothing is lost)
+            print(f"{', '.join(n for n, _ in named)}: no input line gave a record; nothing landed as {source}.parquet, "
+                  "an earlier import under that name is kept", file=sys.stderr)
+            continue
         outcome = land(group, data_dir, source)
         landed += outcome.records
         removed = f", removed {len(outcome.removed)} stale" if outcome.removed else ""
         print(f"landed {_plural(outcome.records, 'record')} as {source}.parquet in {_hour_span(list(outcome.hours))} "
               f"under {data_dir / 'landing'}{removed}; quarantine: {outcome.quarantine}")
     if not landed:
-        raise VerbError("nothing landed: no input line gave a record")
+        raise VerbError(f"nothing landed from {', '.join(args.files)}: no input line gave a record")
     return 0
