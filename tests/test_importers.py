@@ -863,3 +863,14 @@ def test_a_time_past_the_year_9999_is_quarantined_not_a_traceback():
     result = accounted(im.parse_zeek(text.encode(), "y10k.log"))
     assert origins(result) == ["y10k.log:3"] and reasons(result) == ["time after the year 9999 (not a time any clock gives)"]
     assert result.records == 1 and [h.year for h in result.hours()] == [2022]
+
+
+def test_vlf_import_says_which_hours_the_site_window_leaves_out(tmp_path, capsys, site):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "site.toml").write_text(site.to_toml())  # 2006-04-01 00:00 .. 03:00
+    path = tmp_path / "flows.csv"
+    path.write_text(two_hour_csv())  # 2018-01-12 15:00 and 16:00
+    assert main(["import", "--data-dir", str(data), str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 hours (2018-01-12 15:00 .. 2018-01-12 16:00 UTC) lie outside the site's window 2006-04-01 00:00 .. 2006-04-01 03:00" in err

@@ -96,6 +96,25 @@ def describe(name: str, result) -> list[str]:
     return out
 
 
+def _warn_outside_window(data_dir: Path, hours: list) -> None:
+    """Say which landed hours the data folder's site window leaves out: they land, but no hourly
+    partition packs them until the window (site.toml's start and end) takes them in."""
+    from ..flows.site import SiteConfigError, load_site
+
+    if not (data_dir / "site.toml").is_file():
+        return
+    try:
+        site = load_site(data_dir / "site.toml")
+    except SiteConfigError:
+        return
+    outside = sorted({h for h in hours if h < site.start or (site.end is not None and h >= site.end)})
+    if outside:
+        end = f"{site.end:%Y-%m-%d %H}:00" if site.end else "now (live)"
+        print(f"warning: {_hour_span(outside)} lie outside the site's window {site.start:%Y-%m-%d %H}:00 .. {end} UTC "
+              f"({data_dir / 'site.toml'}): they landed, but are not archived until the window takes them in",
+              file=sys.stderr)
+
+
 def run(args) -> int:
     from ..flows.importers import ImportFormatError, check_source_name, import_file, land, source_name
 
@@ -140,4 +159,5 @@ def run(args) -> int:
               f"under {data_dir / 'landing'}{removed}; quarantine: {outcome.quarantine}")
     if not landed:
         raise VerbError(f"nothing landed from {', '.join(args.files)}: no input line gave a record")
+    _warn_outside_window(data_dir, [h for _, r in results for h in r.hours()])
     return 0
