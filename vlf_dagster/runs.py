@@ -7,6 +7,7 @@ Runs go to the Dagster instance in ``$DAGSTER_HOME`` (``.dagster_home``), so the
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -104,11 +105,21 @@ def write_instance_config(home: str | Path) -> Path:
     return config
 
 
+INSTANCE_LOCK = ".vlf-instance.lock"
+
+
 def ensure_instance_home(home: str | Path | None = None) -> Path:
     """Point ``$DAGSTER_HOME`` at ``home`` (default ``.dagster_home``), configured as above."""
     path = Path(home or os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
-    write_instance_config(path)
-    os.environ["DAGSTER_HOME"] = str(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / INSTANCE_LOCK, "a") as lock:
+        # Two first starts at once would both create the instance's SQLite storages (two alembic
+        # heads, "table runs already exists"): one creates them while the other waits, then finds them.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_instance_config(path)
+        os.environ["DAGSTER_HOME"] = str(path)
+        with dg.DagsterInstance.get():
+            pass
     return path
 
 

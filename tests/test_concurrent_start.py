@@ -1,0 +1,22 @@
+"""Two first starts on one new Dagster home: the instance's storages are created once."""
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+START = ("import sys, dagster as dg; from vlf_dagster.runs import ensure_instance_home; "
+         "ensure_instance_home(sys.argv[1]); i = dg.DagsterInstance.get(); print(len(i.get_runs()))")
+
+
+def test_first_starts_at_once_create_the_instance_once(tmp_path):
+    for attempt in range(3):
+        home = tmp_path / f"home{attempt}"
+        started = [subprocess.Popen([sys.executable, "-c", START, str(home)], cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        for process in started:
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0 and out.strip() == "0", err[-2000:]
+        runs_db = next(home.rglob("runs.db"))
+        assert sqlite3.connect(runs_db).execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
