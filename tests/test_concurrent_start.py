@@ -20,3 +20,22 @@ def test_first_starts_at_once_create_the_instance_once(tmp_path):
             assert process.returncode == 0 and out.strip() == "0", err[-2000:]
         runs_db = next(home.rglob("runs.db"))
         assert sqlite3.connect(runs_db).execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+
+
+def test_a_failed_run_is_one_line_naming_the_step_and_its_error(tmp_path, capsys):
+    import dagster as dg
+    import pytest
+
+    from vlf_dagster.cli import _is_user_error
+    from vlf_dagster.runs import RunFailed, RunLog, _execute
+
+    @dg.asset
+    def broken_asset():
+        raise OSError("No space left on device: data/archive/x.parquet")
+
+    job = dg.Definitions(assets=[broken_asset], jobs=[dg.define_asset_job("broken_job")]).resolve_job_def("broken_job")
+    with dg.instance_for_test() as instance, pytest.raises(RunFailed) as failed:
+        _execute(job, instance, {}, "2006-04-01", RunLog(), print)
+    message = str(failed.value)
+    assert "\n" not in message and _is_user_error(failed.value)
+    assert "of broken_job [2006-04-01] failed at broken_asset:" in message and "No space left on device" in message

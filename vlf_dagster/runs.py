@@ -145,15 +145,33 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict, la
     started, clock = time.perf_counter(), compute_seconds()
     result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
     _record(log, job.name, label, result.run_id, result.success, time.perf_counter() - started,
-            compute_seconds() - clock, echo)
+            compute_seconds() - clock, echo, _first_failure(result))
 
 
-def _record(log: RunLog, job: str, label: str, run_id: str, success: bool, elapsed: float, compute: float, echo) -> None:
+class RunFailed(ValueError):
+    """A run of the pipeline failed: one line naming the run, its job, partitions and first error."""
+
+
+def _first_failure(result) -> str:
+    """The first failed step and its error's first line, e.g. "vlf_flows: IO Error: ..."."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.event_specific_data.error
+            while error is not None and error.cause is not None:  # Dagster wraps the asset's own error
+                error = error.cause
+            message = (error.message if error is not None else "").strip().splitlines()
+            return f"{event.step_key}: {message[0] if message else 'failed'}"
+    return ""
+
+
+def _record(log: RunLog, job: str, label: str, run_id: str, success: bool, elapsed: float, compute: float, echo,
+            failure: str = "") -> None:
     log.runs.append((job, label, elapsed))
     log.run_ids.append(run_id)
     log.compute_seconds += compute
     if not success:
-        raise RuntimeError(f"run {run_id} of {job} [{label}] failed; see the Dagster UI or `dagster run` logs")
+        why = f" at {failure}" if failure else ""
+        raise RunFailed(f"run {run_id} of {job} [{label}] failed{why}; the run's events are in the Dagster UI")
     echo(f"  {job:<12} {label:<36} {elapsed:6.1f} s  run {run_id[:8]}")
 
 
@@ -172,13 +190,13 @@ def _worker_start(data_dir: str, site_config: str, instance_ref) -> None:
     _WORKER = (defs.resolve_job_def("hourly_job"), dg.DagsterInstance.from_ref(instance_ref))
 
 
-def _worker_run(tags: dict) -> tuple[str, bool, float, float]:
+def _worker_run(tags: dict) -> tuple[str, bool, float, float, str]:
     from .assets.clock import compute_seconds
 
     job, instance = _WORKER
     started, clock = time.perf_counter(), compute_seconds()
     result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
-    return result.run_id, result.success, time.perf_counter() - started, compute_seconds() - clock
+    return result.run_id, result.success, time.perf_counter() - started, compute_seconds() - clock, _first_failure(result)
 
 
 def hourly_batches(defs: dg.Definitions, hours_per_run: int = HOURLY_BATCH) -> list[dict]:
@@ -215,8 +233,8 @@ def materialize_hourly(defs: dg.Definitions, instance: dg.DagsterInstance, *, ho
     log.workers = workers
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
                              initargs=(str(store.data_dir), str(store.site_config), instance.get_ref())) as pool:
-        for tags, (run_id, success, elapsed, compute) in zip(batches, pool.map(_worker_run, batches)):
-            _record(log, hourly.name, label(tags), run_id, success, elapsed, compute, echo)
+        for tags, (run_id, success, elapsed, compute, failure) in zip(batches, pool.map(_worker_run, batches)):
+            _record(log, hourly.name, label(tags), run_id, success, elapsed, compute, echo, failure)
     return log
 
 
