@@ -55,3 +55,18 @@ def test_make_passes_dagster_home_as_a_value_never_as_code(tmp_path):
         shown = subprocess.run(["make", "-n", "-o", "install", target], cwd=root, capture_output=True, text=True,
                                env={**os.environ, "DAGSTER_HOME": hostile}).stdout
         assert "INJECTED" not in shown and shown.strip(), (target, shown)
+
+
+def test_a_data_folder_that_is_a_file_is_one_line_not_a_traceback(tmp_path, capsys):
+    from vlf_dagster.cli import main
+
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("")
+    log = tmp_path / "one.csv"
+    log.write_text("StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,SrcBytes,Label\n"
+                   "2022/06/12 17:00:00.000000,1.0,tcp,4.3.2.1,40000,->,10.1.24.5,22,S_,0,0,1,60,60,x\n")
+    assert main(["import", "--data-dir", str(not_a_folder), str(log)]) == 1
+    assert main(["simulate", "--data-dir", str(not_a_folder), "--days", "1", "--sources", "50"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2].startswith("vlf import: Not a directory: ") and str(not_a_folder) in err[-2]
+    assert err[-1] == f"vlf simulate: File exists: {not_a_folder}"

@@ -217,6 +217,12 @@ def _run_command(argv: list[str] | None) -> tuple[str, int]:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return args.command, 0
+    except OSError as exc:
+        # the file system said no (a data folder that is a file, read-only, a full disk): one line
+        # naming the path; whatever was written before is complete (every write is a rename)
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"vlf {args.command}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return args.command, 1
     except Exception as exc:
         if _is_user_error(exc):
             print(f"vlf {args.command}: {exc}", file=sys.stderr)
