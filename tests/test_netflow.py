@@ -368,6 +368,11 @@ def test_v5_sequence_gaps_count_lost_records():
     assert acc.lost == 0  # wraps modulo 2^32
     _, acc, _ = decode_datagrams([v5_datagram(recs, sequence=s) for s in (0, 10, 20, 10)])
     assert acc.lost == 0 and acc.out_of_order == 1  # a duplicate is not loss
+    # a jump no exporter could lose between two datagrams (a restart, a mangled header) is a reset,
+    # and the stream goes on from its new number: 1,700,000,000 records are not "lost"
+    _, acc, _ = decode_datagrams([v5_datagram(recs, sequence=s) for s in (0, 10, 1_700_000_000, 1_700_000_010, 1_700_000_030)])
+    assert acc.lost_records == 10 and acc.sequence_resets == 1 and list(acc.exporters.values())[0].sequence_resets == 1
+    assert acc.to_dict()["sequence_resets"] == 1
 
 
 def test_v9_and_ipfix_sequence_gaps():

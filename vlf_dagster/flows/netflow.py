@@ -28,7 +28,8 @@ No per-record Python loop on the hot path, and for the bulk of a stream no per-d
 
 Accounting (:class:`Accounting`): datagrams, flow records, option records, sequence gaps per
 exporter (lost records for v5 ``flow_sequence`` and IPFIX sequence numbers, lost datagrams for the
-v9 package sequence), undecodable datagrams by reason, and every input byte in exactly one of the
+v9 package sequence; a jump beyond :data:`MAX_RECORD_GAP` / :data:`MAX_DATAGRAM_GAP` counts as a
+stream reset, not loss), undecodable datagrams by reason, and every input byte in exactly one of the
 ``bytes`` categories (headers, templates, records, options, other records, padding, held,
 quarantined): ``accounting.bytes_balanced()`` checks it.  Exporters disagree on what a sequence
 number counts (softflowd's IPFIX counts the message's own records, and no options records): the
@@ -111,6 +112,10 @@ MIN_PLAUSIBLE_MS = 788_918_400_000  # 1995-01-01T00:00Z
 # ... or starting this long after the datagram was exported.
 MAX_AHEAD_MS = 86_400_000
 
+# A jump ahead this far between two datagrams of one stream is no loss an exporter could have had
+# (a restart, a damaged or mutated header): it counts as a reset, and the new number is the baseline.
+MAX_RECORD_GAP = 10_000_000  # v5 flow_sequence, IPFIX sequence (records)
+MAX_DATAGRAM_GAP = 1_000_000  # v9 package_sequence (datagrams)
 V5_HEADER = struct.Struct(">HHIIIIBBH")  # version count sysUptime unix_secs unix_nsecs flow_sequence engine_type engine_id sampling
 V9_HEADER = struct.Struct(">HHIIII")  # version count sysUptime unix_secs package_sequence source_id
 IPFIX_HEADER = struct.Struct(">HHIII")  # version length export_time sequence observation_domain
@@ -157,6 +162,7 @@ class ExporterStats:
     lost_datagrams: int = 0  # v9 package_sequence gaps
     undecodable: int = 0
     out_of_order: int = 0  # sequence numbers that went backwards (reordering, duplicates, restarts)
+    sequence_resets: int = 0  # jumps too far ahead to be loss (MAX_RECORD_GAP / MAX_DATAGRAM_GAP)
     versions: set = field(default_factory=set)
 
     def to_dict(self) -> dict:
@@ -183,6 +189,7 @@ class Accounting:
     lost_records: int = 0
     lost_datagrams: int = 0
     out_of_order: int = 0
+    sequence_resets: int = 0
     reasons: Counter = field(default_factory=Counter)  # quarantine reason (without details) -> count
     warnings: Counter = field(default_factory=Counter)  # oddities that did not stop decoding
     bytes: Counter = field(default_factory=Counter)  # "input" and one entry per BYTE_CATEGORIES
@@ -1255,7 +1262,10 @@ class Decoder:
             else:
                 expected = next(c[2] for c in ordered)
                 gap = (sequence - expected) & 0xFFFFFFFF
-                if gap < 0x80000000:
+                if gap > (MAX_RECORD_GAP if per_record else MAX_DATAGRAM_GAP) and gap < 0x80000000:
+                    self.accounting.sequence_resets += 1  # a restart or a damaged header, not loss
+                    stats.sequence_resets += 1
+                elif gap < 0x80000000:
                     if per_record:
                         self.accounting.lost_records += gap
                         stats.lost_records += gap
