@@ -34,8 +34,36 @@ def test_a_failed_run_is_one_line_naming_the_step_and_its_error(tmp_path, capsys
         raise OSError("No space left on device: data/archive/x.parquet")
 
     job = dg.Definitions(assets=[broken_asset], jobs=[dg.define_asset_job("broken_job")]).resolve_job_def("broken_job")
-    with dg.instance_for_test() as instance, pytest.raises(RunFailed) as failed:
-        _execute(job, instance, {}, "2006-04-01", RunLog(), print)
+    with dg.instance_for_test() as instance:
+        with pytest.raises(RunFailed) as failed:
+            _execute(job, instance, {}, "2006-04-01", RunLog(), print)
+        import os
+
+        from vlf_dagster.runs import PID_TAG
+        assert instance.get_runs()[0].tags[PID_TAG] == str(os.getpid())  # a later start can tell if it was killed
     message = str(failed.value)
     assert "\n" not in message and _is_user_error(failed.value)
     assert "of broken_job [2006-04-01] failed at broken_asset:" in message and "No space left on device" in message
+
+
+def test_runs_a_killed_process_left_started_are_marked_failed_on_the_next_start():
+    import os
+    import socket
+
+    import dagster as dg
+
+    from vlf_dagster.runs import HOST_TAG, PID_TAG, fail_orphaned_runs
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id no longer in use
+    here = socket.gethostname()
+    cases = {"killed": {PID_TAG: str(gone.pid), HOST_TAG: here}, "running": {PID_TAG: str(os.getpid()), HOST_TAG: here},
+             "elsewhere": {PID_TAG: str(gone.pid), HOST_TAG: here + "-other"}, "untagged": {}}
+    with dg.instance_for_test() as instance:
+        for run_id, tags in cases.items():
+            instance.add_run(dg.DagsterRun(job_name="hourly_job", run_id=run_id, status=dg.DagsterRunStatus.STARTED, tags=tags))
+        assert fail_orphaned_runs(instance) == ["killed"]
+        status = {run_id: instance.get_run_by_id(run_id).status for run_id in cases}
+        assert status == {"killed": dg.DagsterRunStatus.FAILURE, "running": dg.DagsterRunStatus.STARTED,
+                          "elsewhere": dg.DagsterRunStatus.STARTED, "untagged": dg.DagsterRunStatus.STARTED}
+        assert fail_orphaned_runs(instance) == []  # once

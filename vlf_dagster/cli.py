@@ -48,13 +48,15 @@ def cmd_materialize(args) -> dict:
 
     from .assets.archive import HOURLY_BATCH
     from .definitions import build_definitions
-    from .runs import ensure_instance_home, materialize_all
+    from .runs import ensure_instance_home, fail_orphaned_runs, materialize_all
 
     data = _data_dir(args)
     home = ensure_instance_home(args.dagster_home)
     defs = build_definitions(data)
     print(f"materializing every asset through Dagster (instance {home})")
     with dg.DagsterInstance.get() as instance:
+        for run_id in fail_orphaned_runs(instance):
+            print(f"  run {run_id[:8]} was left STARTED by a killed process: marked failed")
         log = materialize_all(defs, instance, hours_per_run=args.hours_per_run or HOURLY_BATCH, workers=args.workers)
     print(f"{len(log.runs)} runs, {log.seconds:.1f} s")
     return {"runs": len(log.runs), "seconds": log.seconds}

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,11 +140,44 @@ class RunLog:
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+# An in-process run names the process that runs it, so that a later start can tell a run whose
+# process was killed (it stays STARTED forever) from one still running elsewhere.
+PID_TAG, HOST_TAG = "vlf/pid", "vlf/host"
+
+
+def _process_tags() -> dict[str, str]:
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def fail_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs left STARTED by a process of this host that no longer exists (a kill
+    -9 of `vlf materialize`); runs of live processes and of other hosts are left alone."""
+    failed = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if pid is None or host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, f"its process {pid} ended without finishing the run (killed)")
+        failed.append(run.run_id)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict, label: str, log: RunLog, echo) -> None:
     from .assets.clock import compute_seconds
 
     started, clock = time.perf_counter(), compute_seconds()
-    result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
+    result = job.execute_in_process(instance=instance, tags={**tags, **_process_tags()}, raise_on_error=False,
+                                    run_config=QUIET)
     _record(log, job.name, label, result.run_id, result.success, time.perf_counter() - started,
             compute_seconds() - clock, echo, _first_failure(result))
 
@@ -195,7 +229,8 @@ def _worker_run(tags: dict) -> tuple[str, bool, float, float, str]:
 
     job, instance = _WORKER
     started, clock = time.perf_counter(), compute_seconds()
-    result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=False, run_config=QUIET)
+    result = job.execute_in_process(instance=instance, tags={**tags, **_process_tags()}, raise_on_error=False,
+                                    run_config=QUIET)
     return result.run_id, result.success, time.perf_counter() - started, compute_seconds() - clock, _first_failure(result)
 
 
