@@ -67,3 +67,24 @@ def test_runs_a_killed_process_left_started_are_marked_failed_on_the_next_start(
         assert status == {"killed": dg.DagsterRunStatus.FAILURE, "running": dg.DagsterRunStatus.STARTED,
                           "elsewhere": dg.DagsterRunStatus.STARTED, "untagged": dg.DagsterRunStatus.STARTED}
         assert fail_orphaned_runs(instance) == []  # once
+
+
+def test_a_kill_s_temporary_files_are_swept_and_a_writer_s_are_not(tmp_path):
+    import os
+    import time
+
+    from vlf_dagster.flows.storage import atomic_path, sweep_temp_files
+
+    folder = tmp_path / "data" / "archive" / "in"
+    folder.mkdir(parents=True)
+    with atomic_path(folder / "x.parquet") as writing:  # the temporary name atomic_path gives
+        writing.write_bytes(b"half")
+        left = folder / writing.name.replace(".tmp", "9.tmp")
+        left.write_bytes(b"half")  # as a kill leaves one
+        old = time.time() - 7200
+        os.utime(left, (old, old))
+        keep = folder / ".hidden-notes.txt"
+        keep.write_text("not ours")
+        assert sweep_temp_files(tmp_path / "data") == [left]
+        assert writing.exists() and keep.exists()  # a write under way and foreign files stay
+    assert (folder / "x.parquet").read_bytes() == b"half" and not left.exists()

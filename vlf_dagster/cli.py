@@ -48,6 +48,7 @@ def cmd_materialize(args) -> dict:
 
     from .assets.archive import HOURLY_BATCH
     from .definitions import build_definitions
+    from .flows.storage import sweep_temp_files
     from .runs import ensure_instance_home, fail_orphaned_runs, materialize_all
 
     data = _data_dir(args)
@@ -57,6 +58,9 @@ def cmd_materialize(args) -> dict:
     with dg.DagsterInstance.get() as instance:
         for run_id in fail_orphaned_runs(instance):
             print(f"  run {run_id[:8]} was left STARTED by a killed process: marked failed")
+        swept = sweep_temp_files(data)
+        if swept:
+            print(f"  removed {len(swept)} temporary file(s) a killed run left under {data}")
         log = materialize_all(defs, instance, hours_per_run=args.hours_per_run or HOURLY_BATCH, workers=args.workers)
     print(f"{len(log.runs)} runs, {log.seconds:.1f} s")
     return {"runs": len(log.runs), "seconds": log.seconds}

@@ -37,12 +37,15 @@ os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone gives 0600
 
 
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"  # atomic_path's temporary files: .<name>.<random>.tmp
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -52,6 +55,29 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+STALE_TEMP_SECONDS = 3600  # no write of this project takes an hour: older temporaries are a kill's
+
+
+def sweep_temp_files(base: str | Path, older_than_s: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove the temporary files a killed writer left under ``base`` (``atomic_path``'s, older
+    than ``older_than_s``: a writer running now is never touched).  Returns what went."""
+    import time
+
+    cutoff = time.time() - older_than_s
+    gone = []
+    for folder, _, names in os.walk(base):
+        for name in names:
+            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX) and name.count(".") >= 3:
+                path = Path(folder) / name
+                try:
+                    if path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        gone.append(path)
+                except FileNotFoundError:
+                    continue  # its writer finished or removed it meanwhile
+    return sorted(gone)
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> Path:
