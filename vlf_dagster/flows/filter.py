@@ -839,7 +839,7 @@ def compile_filter(spec: FilterSpec, *, prefix: str = "p") -> CompiledFilter:
         value = getattr(spec, name)
         if value is not None:
             lo, hi = parse_integer_range(value, what=option_name(name))
-            c.add(c.ranges(f'"{name}"', [(lo, hi)], 2**64 - 1))
+            c.add(c.ranges(ident(name), [(lo, hi)], 2**64 - 1))
     if spec.bytes_per_packet is not None:
         lo, hi = parse_decimal_range(spec.bytes_per_packet, what="--bytes-per-packet")
         bpp = '("bytes" / "packets")'

@@ -20,6 +20,8 @@ import ipaddress
 import numpy as np
 import pyarrow as pa
 
+from .sql import ident
+
 ATTR_IPV6 = 0x80
 
 IPV6_TYPE = pa.binary(16)
@@ -82,7 +84,7 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
 FIELD_NAMES: tuple[str, ...] = tuple(FLOW_SCHEMA.names)
 # A total order of flow records (by start, source, then every other field): records written in it
 # come out in the same order whatever order they were read in, so re-runs give the same bytes.
-TIME_ORDER = ", ".join(f'"{f}"' for f in ("sTime", "sIP", *(n for n in FIELD_NAMES if n not in ("sTime", "sIP"))))
+TIME_ORDER = ", ".join(ident(f) for f in ("sTime", "sIP", *(n for n in FIELD_NAMES if n not in ("sTime", "sIP"))))
 IPV6_FIELDS = ("sIPv6", "dIPv6", "nhIPv6")
 # Fields a producer must supply; the rest default to 0 (or null for IPv6 columns).
 REQUIRED_FIELDS = ("sIP", "dIP", "sPort", "dPort", "protocol", "packets", "bytes", "sTime")

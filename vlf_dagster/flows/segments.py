@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from .schema import ipv6_words
 from .sets import IPSet
-from .sql import path_literal, path_list
+from .sql import ident, path_literal, path_list
 from .storage import write_parquet, write_parquet_batches, write_text
 from . import duck
 
@@ -111,7 +111,7 @@ class Summary:
     select: str
 
     def counts_sql(self, rows: str, sign: int = 1) -> str:
-        keys = ", ".join(f'"{k}"' for k in self.keys)
+        keys = ", ".join(ident(k) for k in self.keys)
         return (f"WITH summarized AS ({rows}) SELECT {keys}, ({int(sign)} * count(*))::BIGINT AS n "
                 f"FROM ({self.select}) GROUP BY ALL")
 
@@ -210,7 +210,7 @@ class Segmented:
             return pq.read_table(self.base, columns=columns, pre_buffer=False)
         con = duck.connect()
         try:
-            select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+            select = ", ".join(ident(c) for c in columns) if columns else "*"
             table = con.sql(f"SELECT {select} FROM ({self.relation_sql(m)})").to_arrow_table()
         finally:
             con.close()
@@ -324,7 +324,7 @@ class Segmented:
         con = duck.connect()
         try:
             for summary in self.summaries:
-                keys = ", ".join(f'"{k}"' for k in summary.keys)
+                keys = ", ".join(ident(k) for k in summary.keys)
                 if summary.name in kept and previous is not None:
                     if not (added is not None and added.num_rows) and not (old_rows is not None and old_rows.num_rows):
                         out[summary.name] = kept[summary.name]  # nothing changed: the same file
