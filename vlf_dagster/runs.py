@@ -172,14 +172,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict, label: str, log: RunLog, echo) -> None:
+def _run_in_process(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict) -> tuple[str, bool, float, float, str]:
+    """One run here, tagged with this process: (run id, success, seconds, compute seconds, first failure)."""
     from .assets.clock import compute_seconds
 
     started, clock = time.perf_counter(), compute_seconds()
     result = job.execute_in_process(instance=instance, tags={**tags, **_process_tags()}, raise_on_error=False,
                                     run_config=QUIET)
-    _record(log, job.name, label, result.run_id, result.success, time.perf_counter() - started,
-            compute_seconds() - clock, echo, _first_failure(result))
+    return result.run_id, result.success, time.perf_counter() - started, compute_seconds() - clock, _first_failure(result)
+
+
+def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict, label: str, log: RunLog, echo) -> None:
+    run_id, success, elapsed, compute, failure = _run_in_process(job, instance, tags)
+    _record(log, job.name, label, run_id, success, elapsed, compute, echo, failure)
 
 
 class RunFailed(ValueError):
@@ -225,13 +230,8 @@ def _worker_start(data_dir: str, site_config: str, instance_ref) -> None:
 
 
 def _worker_run(tags: dict) -> tuple[str, bool, float, float, str]:
-    from .assets.clock import compute_seconds
-
     job, instance = _WORKER
-    started, clock = time.perf_counter(), compute_seconds()
-    result = job.execute_in_process(instance=instance, tags={**tags, **_process_tags()}, raise_on_error=False,
-                                    run_config=QUIET)
-    return result.run_id, result.success, time.perf_counter() - started, compute_seconds() - clock, _first_failure(result)
+    return _run_in_process(job, instance, tags)
 
 
 def hourly_batches(defs: dg.Definitions, hours_per_run: int = HOURLY_BATCH) -> list[dict]:
