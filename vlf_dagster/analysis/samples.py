@@ -85,7 +85,7 @@ def _flow_table(table: pa.Table) -> pa.Table:
     return conform(table.select(keep), source="sample")
 
 
-def lines_text(table: pa.Table, fields: str) -> str:
+def _lines_text(table: pa.Table, fields: str) -> str:
     return "\n".join(format_records(table, fields)) + "\n"
 
 
@@ -136,7 +136,12 @@ def one_flow_sample_table(categories_or_flows: Source, n: int = 13, seed: int = 
 def one_flow_sample(categories_or_flows: Source, n: int = 13, seed: int = 0) -> str:
     """"A small sample of 1 flow / host data" as rwcut text (title line first, newline at the
     end): fields sIP, dIP, sPort, dPort, protocol, packets, bytes, flags, sTime, duration."""
-    return lines_text(one_flow_sample_table(categories_or_flows, n, seed), ONE_FLOW_FIELDS)
+    return one_flow_text(one_flow_sample_table(categories_or_flows, n, seed))
+
+
+def one_flow_text(table: pa.Table) -> str:
+    """A :func:`one_flow_sample_table` in the sample's rwcut layout."""
+    return _lines_text(table, ONE_FLOW_FIELDS)
 
 
 # --- 6. matched flows ----------------------------------------------------------------------------
@@ -222,7 +227,7 @@ def matched_sample(matched_vlf_flows: Source, n: int = 7, seed: int = 0,
                    matched_fraction: float | None = 0.5) -> str:
     """"A sample of matched flows" in cutmatch layout (fields match, sIP, dIP, sPort, dPort,
     protocol, packets, bytes, flags, sTime); see :func:`matched_sample_table`."""
-    return lines_text(matched_sample_table(matched_vlf_flows, n, seed, matched_fraction), MATCHED_FIELDS)
+    return _lines_text(matched_sample_table(matched_vlf_flows, n, seed, matched_fraction), MATCHED_FIELDS)
 
 
 # The matched sample drawn from the conversations with the lowest hashes only.  The state keeps,
@@ -476,4 +481,4 @@ def near_matches_text(table_or_vlf_flows: pa.Table | Source, outbound: Source | 
     packets, bytes, flags): pass the table :func:`near_matches` returned, or its inputs
     (``vlf_flows``, ``outbound`` and its keyword arguments)."""
     table = table_or_vlf_flows if outbound is None else near_matches(table_or_vlf_flows, outbound, **kwargs)
-    return lines_text(table, NEAR_MATCH_FIELDS)
+    return _lines_text(table, NEAR_MATCH_FIELDS)

@@ -206,7 +206,7 @@ def _samples(inputs: StudyInputs) -> list[Piece]:
     candidates = samples.refresh_sample_candidates(inputs.matched, state_dir(inputs.data_dir, "report_samples"))
     matched = samples.matched_sample_of_candidates(candidates)
     return [Piece("A small sample of 1 flow / host data",
-                  text=samples.lines_text(ones, samples.ONE_FLOW_FIELDS) if ones.num_rows else None,
+                  text=samples.one_flow_text(ones) if ones.num_rows else None,
                   empty="No VLF source sent a single flow in the window."),
             Piece("A sample of matched flows", text=matched if candidates.rows else None,
                   note="-> query (outside to inside), <- response; the number is the match id.",
