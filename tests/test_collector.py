@@ -288,3 +288,163 @@ def test_split_by_hour():
     parts = split_by_hour(table)
     assert [(hour_of_index(h), t.num_rows) for h, t in parts] == [(HOUR, 3), (HOUR + timedelta(hours=1), 2), (HOUR + timedelta(hours=2), 1)]
     assert split_by_hour(FLOW_SCHEMA.empty_table()) == []
+
+
+# --- durability and bounds -------------------------------------------------------------------------
+
+
+def spool_files(data: Path) -> list[Path]:
+    return sorted(p for p in data.rglob(".collector-*.spool"))
+
+
+def test_kill_9_loses_nothing_that_was_flushed(tmp_path):
+    """A collector killed with SIGKILL leaves its spools; the next start publishes every whole batch."""
+    import signal
+    import sys
+
+    from vlf_dagster.flows.collector import _spool_batches
+
+    data = tmp_path / "data"
+    port = free_udp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vlf_dagster.cli", "collect", "--port", str(port), "--data-dir", str(data),
+                             "--grace", "3600"], stderr=subprocess.PIPE, text=True)
+    try:
+        assert "collecting on udp" in proc.stderr.readline()
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        now = int(time.time())
+        sent = 0
+        for i in range(200):  # 6,000 records of the current hour
+            sender.sendto(v5_at(now - 20, n=30, sequence=30 * i), ("127.0.0.1", port))
+            sent += 30
+            if i % 10 == 9:
+                time.sleep(0.005)
+        sender.close()
+        end = time.monotonic() + 30
+        on_disk = 0
+        while time.monotonic() < end and on_disk < sent:  # the flush interval is 1 s
+            time.sleep(0.2)
+            on_disk = sum(b.num_rows for s in spool_files(data / "landing") for b in _spool_batches(s, {}))
+        assert on_disk == sent
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    landing = [p for p in (data / "landing").rglob("collector-*.parquet")]
+    assert landing == [] and len(spool_files(data / "landing")) == 1  # nothing published yet, the spool is there
+    col = Collector(data, port=0)
+    recovery = col.recover()
+    assert (recovery.spools, recovery.records, recovery.torn) == (1, sent, 0)
+    published = [p for p in (data / "landing").rglob("collector-*.parquet")]
+    assert len(published) == 1 and pq.read_table(published[0]).num_rows == sent
+    assert spool_files(data) == []
+    col.close()
+
+
+def test_recovery_cuts_a_torn_tail_and_merges_with_the_published_file(tmp_path):
+    from vlf_dagster.flows.collector import Spool, recover_spools
+
+    data = tmp_path / "data"
+    col = Collector(data, grace=0, clock=Clock(H0 + 10))
+    exporter = ("192.0.2.9", 2055)
+    col.process([(v5_at(H0 + 100, n=5), exporter)])
+    col.close()  # 5 records published for HOUR
+    path = spool_path(data, HOUR, "192.0.2.9")
+    table = pq.read_table(path)
+    spool = Spool(path, FLOW_SCHEMA, hour=HOUR, exporter="192.0.2.9")
+    spool.append(table, 0.0)
+    spool._write_pending()
+    spool.append(table.slice(0, 3), 0.0)
+    spool._write_pending()
+    spool.writer = None  # the process dies: no end-of-stream marker, and the last batch is cut short
+    spool._file.close()
+    size = spool.tmp.stat().st_size
+    with open(spool.tmp, "r+b") as handle:
+        handle.truncate(size - 40)
+    found = recover_spools(data)
+    assert (found.spools, found.records, found.torn) == (1, 5, 1)
+    assert pq.read_table(path).num_rows == 10 and not spool.tmp.exists()
+
+
+def test_a_running_collectors_spool_is_not_taken(tmp_path):
+    from vlf_dagster.flows.collector import recover_spools
+
+    data = tmp_path / "data"
+    col = Collector(data, grace=3600, clock=Clock(H0 + 10))
+    col.process([(v5_at(H0 + 100, n=5), ("192.0.2.9", 2055))])
+    col.tick(H0 + 20)  # over the flush interval: the rows are on disk, the spool stays open
+    assert len(spool_files(data)) == 1
+    assert recover_spools(data).spools == 0 and len(spool_files(data)) == 1
+    counters = col.close()
+    assert counters["collector"]["records_landed"] == 5 and spool_files(data) == []
+
+
+def test_sigterm_under_a_flood_stops_within_seconds(tmp_path):
+    import signal
+    import sys
+
+    data = tmp_path / "data"
+    port = free_udp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vlf_dagster.cli", "collect", "--port", str(port), "--data-dir", str(data)],
+                            stderr=subprocess.PIPE, text=True)
+    flooding = threading.Event()
+    flooding.set()
+
+    def flood():
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        datagram = v5_at(time.time() - 20, n=30)
+        while flooding.is_set():
+            for _ in range(100):
+                sender.sendto(datagram, ("127.0.0.1", port))
+        sender.close()
+
+    try:
+        assert "collecting on udp" in proc.stderr.readline()
+        thread = threading.Thread(target=flood, daemon=True)
+        thread.start()
+        time.sleep(3)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        took = time.monotonic() - started
+        flooding.clear()
+        thread.join(5)
+        err = proc.stderr.read()
+    finally:
+        flooding.clear()
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    print(f"SIGTERM took {took:.2f} s")
+    assert proc.returncode == 0 and took < 10, (took, err)
+    counters = json.loads(next((data / "collector").glob("collector-127.0.0.1-*.json")).read_text())
+    landed = sum(pq.ParquetFile(p).metadata.num_rows for p in (data / "landing").rglob("collector-*.parquet"))
+    assert counters["records"] > 0 and landed == counters["collector"]["records_landed"] == counters["records"]
+    assert spool_files(data) == []
+
+
+def test_open_spools_and_future_hours_are_capped(tmp_path):
+    data = tmp_path / "data"
+    clock = Clock(H0 + 10 * 3600)
+    col = Collector(data, grace=3600, clock=clock, max_open_spools=4)
+    exporter = ("192.0.2.9", 2055)
+    col.process([(v5_at(H0 + 3600 * h + 100, n=2, sequence=2 * h), exporter) for h in range(10)])
+    assert len(col.spools) == 4 and col.stats.spools_evicted == 6
+    col.process([(v5_at(H0 + 3 * 86400, n=7, sequence=20), exporter)])  # two days after the clock
+    assert col.stats.ahead == 7
+    counters = col.close()
+    for h in range(10):
+        assert pq.read_table(spool_path(data, HOUR + timedelta(hours=h), "192.0.2.9")).num_rows == 2
+    assert counters["collector"]["records_landed"] == 20
+    ahead = pq.read_table(quarantine_spool_path(data, HOUR + timedelta(hours=10), "192.0.2.9")).to_pylist()
+    assert len(ahead) == 7 and ahead[0]["reason"].startswith("start time ahead of the collector's clock")
+
+
+def test_sidecar_holds_its_exporters_counters_only(tmp_path):
+    data = tmp_path / "data"
+    col = Collector(data, grace=0, clock=Clock(H0 + 7200))
+    col.process([(v5_at(H0 + 100), ("192.0.2.9", 2055)), (v5_at(H0 + 100, sequence=0), ("192.0.2.10", 2055))])
+    col.close()
+    info = json.loads((landing_dir(data, HOUR) / ".collector-192.0.2.9.json").read_text())
+    assert list(info["collector"]["decoder"]["exporters"]) == ["192.0.2.9"] and info["collector"]["datagrams"] == 2

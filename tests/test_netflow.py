@@ -733,3 +733,67 @@ def test_fuzz_batches_decode_like_single_datagrams(data):
             datagram = datagram[: data.draw(st.integers(0, len(datagram)))]
         datagrams.append(bytes(datagram))
     _same_decoding(datagrams)
+
+
+# --- caps: a flood of made-up exporters, domains, templates or streams cannot grow the decoder -----
+
+
+def test_observation_domains_per_exporter_are_capped():
+    from vlf_dagster.flows.netflow import MAX_DOMAINS_PER_EXPORTER
+
+    decoder = Decoder()
+    template = set_bytes(2, template_record(300, [(8, 4), (12, 4)]))
+    extra = 44
+    for domain in range(MAX_DOMAINS_PER_EXPORTER + extra):
+        decoder.feed([ipfix_message([template], domain=domain)], ("192.0.2.1", 4739))
+    acc = decoder.accounting
+    assert len(decoder.templates) == MAX_DOMAINS_PER_EXPORTER and acc.reasons["domain cap"] == extra
+    assert_accounted(acc, MAX_DOMAINS_PER_EXPORTER + extra)
+    # a template replaced in a domain already held passes, and another exporter has its own room
+    decoder.feed([ipfix_message([template], domain=0)], ("192.0.2.1", 4739))
+    decoder.feed([ipfix_message([template], domain=999)], ("192.0.2.2", 4739))
+    assert acc.reasons["domain cap"] == extra and len(decoder.templates) == MAX_DOMAINS_PER_EXPORTER + 1
+    # withdrawing a domain's templates frees its place
+    decoder.feed([ipfix_message([set_bytes(2, struct.pack(">HH", 300, 0))], domain=0)], ("192.0.2.1", 4739))
+    decoder.feed([ipfix_message([template], domain=5000)], ("192.0.2.1", 4739))
+    assert acc.reasons["domain cap"] == extra and ("192.0.2.1", 10, 5000, 300) in decoder.templates
+
+
+def test_templates_per_exporter_are_capped():
+    from vlf_dagster.flows.netflow import MAX_TEMPLATES_PER_EXPORTER
+
+    decoder = Decoder()
+    records = b"".join(template_record(256 + i, [(8, 4)]) for i in range(MAX_TEMPLATES_PER_EXPORTER + 100))
+    half = len(records) // 2 // 8 * 8  # two messages: a template set must fit in a datagram
+    for sequence, body in enumerate((records[:half], records[half:])):
+        decoder.feed([ipfix_message([set_bytes(2, body)], sequence=0)], ("192.0.2.1", 4739))
+    acc = decoder.accounting
+    assert len(decoder.templates) == MAX_TEMPLATES_PER_EXPORTER and acc.reasons["template cap"] == 1
+    assert acc.template_records == MAX_TEMPLATES_PER_EXPORTER
+    assert_accounted(acc, 2)
+
+
+def test_exporters_are_capped():
+    from vlf_dagster.flows.netflow import MAX_EXPORTERS
+
+    decoder = Decoder()
+    datagram = v5_datagram([v5_record()])
+    for i in range(MAX_EXPORTERS + 6):
+        decoder.feed([datagram], (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 2055))
+    acc = decoder.accounting
+    assert len(acc.exporters) == MAX_EXPORTERS and acc.records == MAX_EXPORTERS
+    assert acc.undecodable == 6 and acc.reasons["exporter cap"] == 6
+    assert_accounted(acc, MAX_EXPORTERS + 6)
+    # a known exporter is still decoded
+    assert decoder.feed([datagram], ("10.0.0.0", 2055)).records == 1
+
+
+def test_sequence_streams_are_capped(monkeypatch):
+    from vlf_dagster.flows import netflow
+
+    monkeypatch.setattr(netflow, "MAX_STREAMS", 10)
+    decoder = Decoder()
+    for port in range(1000, 1030):
+        decoder.feed([v5_datagram([v5_record()], sequence=5)], ("192.0.2.1", port))
+    assert len(decoder.sequences) == 10
+    assert [key[0] for key in decoder.sequences] == [f"192.0.2.1:{p}" for p in range(1020, 1030)]  # the newest stay

@@ -9,13 +9,25 @@ records to a spool per (hour in which the flow *started*, exporter address)::
 
     landing/dt=YYYY-MM-DD/hour=HH/collector-<exporter>.parquet      (flow schema)
 
-A spool collects rows in memory and writes them (on a writer thread: Arrow lets go of the GIL while
-it encodes) as row groups of a hidden temporary Parquet file beside its final path
-(``.collector-...tmp``: the pipeline ignores dot files), and is renamed into
-place when it closes: ``grace`` seconds after both the end of its hour and the last record
-appended to it, or on shutdown.  A spool of an hour that was closed before (late records, a
-restarted collector) is merged with the file already there, so an hour never loses records and
-the pipeline's landing sensor sees the file change and re-packs the hour.
+A spool keeps rows in memory for at most a second (``SPOOL_FLUSH_SECONDS``) and then appends
+them, on a writer thread, to a hidden append-only Arrow IPC stream beside its final path
+(``.collector-<exporter>.parquet.<pid>-<n>.spool``: the pipeline ignores dot files).  When the
+spool closes (``grace`` seconds after both the end of its hour and the last record appended to it,
+on shutdown, or early when more than ``max_open_spools`` are open) the stream becomes the final
+Parquet file in one rename.  A spool of an hour that was closed before (late records, a restarted
+collector) is merged with the file already there, so an hour never loses records and the
+pipeline's landing sensor sees the file change and re-packs the hour.
+
+Durability: a collector killed with ``kill -9`` (or a crash) loses at most the records decoded in
+its last second and what waited in the socket buffer; the next collector started on the same data
+directory publishes every whole batch of the spools left behind (:func:`recover_spools`; a spool
+a running collector holds is locked with ``flock`` and left alone).  SIGTERM and Ctrl-C stop the
+receiving thread at once, decode what is already received, and publish every spool.
+
+Bounds: at most ``MAX_OPEN_SPOOLS`` open spools (the least recently appended is published first),
+records starting more than a day after the collector's clock are quarantined, and the decoder caps
+exporters, observation domains and templates (:mod:`.netflow`), quarantining and counting the
+excess.
 
 Undecodable datagrams and rejected records go to
 ``quarantine/collector/dt=YYYY-MM-DD/hour=HH/collector-<exporter>.parquet`` (by arrival hour) in
@@ -24,15 +36,18 @@ observation domain, sequence number, offset and the bytes in hex).
 
 Counters (datagrams, records, lost, undecodable, held, bytes by category, per exporter) are
 printed on shutdown and written as JSON: beside every closed spool
-(``.collector-<exporter>.json``, hidden so the pipeline does not read it as input) and for the
-whole run in ``collector/collector-<bind>-<port>.json``.
+(``.collector-<exporter>.json``, hidden so the pipeline does not read it as input, holding the
+totals and that exporter's counters only) and for the whole run in
+``collector/collector-<bind>-<port>.json`` (with the last ``RECENT_FILES`` files published).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import fcntl
 import gc
+import itertools
 import json
 import os
 import select
@@ -46,20 +61,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .ingest import QUARANTINE_SCHEMA
+from .ingest import QUARANTINE_SCHEMA, records_as_json
+from .ingest import quarantine_table as ingest_quarantine_table
 from .netflow import Decoder, Quarantined, quarantine_table
 from .schema import FLOW_SCHEMA, MS_PER_HOUR
-from .storage import FILE_MODE, PARQUET_OPTIONS, landing_dir, write_bytes, write_parquet
+from .storage import PARQUET_OPTIONS, atomic_path, landing_dir, write_bytes
 
 DEFAULT_PORT = 9995
 DEFAULT_GRACE = 300.0
 DEFAULT_RCVBUF = 64 << 20
 MAX_DATAGRAM = 65535
+MAX_OPEN_SPOOLS = 256  # open landing (and quarantine) spools; the least recently appended is published first
+MAX_AHEAD_OF_CLOCK_MS = 86_400_000  # a record starting later than this after the collector's clock is quarantined
+RECENT_FILES = 100  # published files the run's counters name (the count is spools_closed)
 PROCESS_CHUNK = 4096  # datagrams decoded together: bounded memory, and no long C call holds the GIL
 # Dictionary encoding and statistics of every column cost the collector more than half its Parquet
 # time; landing files are read whole once by the pipeline, so the spool skips them (zstd stays).
@@ -242,17 +262,32 @@ def split_by_hour(table: pa.Table) -> list[tuple[int, pa.Table]]:
     return [(int(sorted_hours[s]), table.take(pa.array(order[s:e]))) for s, e in zip(starts, ends)]
 
 
-class Spool:
-    """Rows for one final Parquet file, buffered in memory and a hidden temporary file.
+SPOOL_ROW_GROUP = 262_144  # rows per spool batch on disk and per row group of a published file
+SPOOL_SUFFIX = ".spool"  # never ``.tmp``: a spool outlives sweep_temp_files' hour while it is open
+SPOOL_FLUSH_SECONDS = 1.0  # records decoded this long ago are on disk: the window a kill -9 can lose
+SPOOL_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
 
-    With an ``executor`` (one writer thread), row groups are written in the background (Arrow
-    lets go of the GIL while it encodes and compresses), at most ``MAX_WRITES_IN_FLIGHT`` ahead.
+
+class Spool:
+    """Rows for one final Parquet file, kept in an append-only hidden Arrow IPC stream until it closes.
+
+    Rows are buffered in memory for at most ``flush_seconds`` (or ``max_rows``) and then appended
+    to ``.<final name>.<pid>-<n>.spool`` beside the final path as one IPC record batch.  A stream
+    is readable up to its last whole batch, so a collector killed with ``kill -9`` loses at most
+    the rows of its last ``flush_seconds``: :func:`recover_spools` publishes the rest when a
+    collector starts again.  The file is held under an exclusive ``flock`` while open, so a
+    recovering collector never takes a live collector's spool.  ``close()`` turns the stream into
+    the final Parquet file (merged after the rows of a file already there) in one atomic rename.
+
+    With an ``executor`` (one writer thread), batches are written in the background (Arrow lets go
+    of the GIL while it compresses), at most ``MAX_WRITES_IN_FLIGHT`` ahead.
     """
 
     _serial = 0
     MAX_WRITES_IN_FLIGHT = 4
 
-    def __init__(self, path: Path, schema: pa.Schema, *, hour: datetime, exporter: str, max_rows: int = 262_144, executor=None):
+    def __init__(self, path: Path, schema: pa.Schema, *, hour: datetime, exporter: str, max_rows: int = SPOOL_ROW_GROUP,
+                 flush_seconds: float = SPOOL_FLUSH_SECONDS, executor=None):
         self.executor = executor
         self._writes: deque = deque()
         self.path = path
@@ -260,16 +295,21 @@ class Spool:
         self.hour = hour
         self.exporter = exporter
         self.max_rows = max_rows
+        self.flush_seconds = flush_seconds
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
+        self.pending_since = 0.0
         self.rows = 0
         self.last_append = 0.0
         self.tmp: Path | None = None
-        self.writer: pq.ParquetWriter | None = None
+        self._file = None
+        self.writer: pa.ipc.RecordBatchStreamWriter | None = None
 
     def append(self, table: pa.Table, now: float) -> None:
         if table.num_rows == 0:
             return
+        if not self.pending:
+            self.pending_since = now
         self.pending.append(table)
         self.pending_rows += table.num_rows
         self.rows += table.num_rows
@@ -277,54 +317,168 @@ class Spool:
         if self.pending_rows >= self.max_rows:
             self._write_pending()
 
+    def flush_due(self, now: float) -> None:
+        """Write what has waited in memory for ``flush_seconds`` or more."""
+        if self.pending and now - self.pending_since >= self.flush_seconds:
+            self._write_pending()
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        Spool._serial += 1
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{Spool._serial}{SPOOL_SUFFIX}")
+        self._file = open(self.tmp, "wb", buffering=0)  # unbuffered: each batch reaches the kernel whole
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.writer = pa.ipc.new_stream(self._file, self.schema, options=SPOOL_IPC_OPTIONS)
+
     def _write_pending(self) -> None:
         if not self.pending:
             return
         if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            Spool._serial += 1
-            self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{Spool._serial}.tmp")
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, **SPOOL_PARQUET_OPTIONS)
-        table = pa.concat_tables(self.pending)
+            self._open()
+        table = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_rows = [], 0
         if self.executor is None:
-            self.writer.write_table(table)
+            self.writer.write_table(table, max_chunksize=self.max_rows)
             return
         while len(self._writes) >= self.MAX_WRITES_IN_FLIGHT:
             self._writes.popleft().result()
-        self._writes.append(self.executor.submit(self.writer.write_table, table))
+        self._writes.append(self.executor.submit(self.writer.write_table, table, self.max_rows))
 
     def _wait(self) -> None:
         while self._writes:
             self._writes.popleft().result()
 
+    def _close_stream(self) -> None:
+        self._wait()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self._file is not None:
+            self._file.close()  # also lets go of the flock
+            self._file = None
+
     def close(self) -> Path | None:
-        """Rename the spool into place (merged with an existing file); None when it was empty."""
+        """Publish the spool as its final file (merged with an existing one); None when it was empty."""
         if self.rows == 0:
             return None
         self._write_pending()
-        self._wait()
-        assert self.writer is not None and self.tmp is not None
-        self.writer.close()
-        self.writer = None
+        self._close_stream()
+        assert self.tmp is not None
         try:
-            if self.path.exists():
-                merged = pa.concat_tables([pq.read_table(self.path).cast(self.schema), pq.read_table(self.tmp)])
-                write_parquet(merged, self.path)
-            else:
-                os.chmod(self.tmp, FILE_MODE)
-                os.replace(self.tmp, self.path)
+            publish_spool(self.tmp, self.path, self.schema)  # a torn tail cannot happen in a live close
         finally:
             if self.tmp.exists():
                 self.tmp.unlink()
         return self.path
 
     def abandon(self) -> None:
-        self._wait()
-        if self.writer is not None:
-            self.writer.close()
+        self._close_stream()
         if self.tmp is not None and self.tmp.exists():
             self.tmp.unlink()
+
+
+def _spool_batches(spool: Path, outcome: dict) -> Iterator[pa.RecordBatch]:
+    """A spool stream's whole record batches, one at a time; ``outcome["torn"]`` tells whether the
+    stream ended in a batch cut short (a kill mid-write: that batch is lost)."""
+    outcome["torn"] = False
+    try:
+        with pa.OSFile(str(spool), "rb") as source:
+            reader = pa.ipc.open_stream(source)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                yield batch
+    except (pa.ArrowInvalid, OSError):
+        outcome["torn"] = True
+
+
+def publish_spool(spool: Path, path: Path, schema: pa.Schema) -> tuple[int, bool]:
+    """Write a spool stream's rows as ``path`` (after the rows already in ``path``), atomically.
+
+    Returns the rows taken from the spool and whether its tail was torn.  Row groups of at most
+    ``SPOOL_ROW_GROUP`` rows, written as they are read: memory stays at about one row group,
+    whatever the hour holds.
+    """
+    outcome: dict = {}
+    batches = _spool_batches(spool, outcome)
+    first = next(batches, None)
+    if first is None:
+        return 0, outcome["torn"]
+    rows = 0
+    with atomic_path(path) as out:
+        with pq.ParquetWriter(out, schema, **SPOOL_PARQUET_OPTIONS) as writer:
+            if path.exists():
+                for earlier in pq.ParquetFile(path).iter_batches(batch_size=SPOOL_ROW_GROUP):
+                    writer.write_table(pa.Table.from_batches([earlier]).cast(schema))
+            pending: list[pa.RecordBatch] = []
+            count = 0
+            for batch in itertools.chain([first], batches):
+                pending.append(batch)
+                count += batch.num_rows
+                rows += batch.num_rows
+                if count >= SPOOL_ROW_GROUP:
+                    writer.write_table(pa.Table.from_batches(pending, schema))
+                    pending, count = [], 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending, schema))
+    return rows, outcome["torn"]
+
+
+def spool_final_path(spool: Path) -> Path:
+    """``.collector-X.parquet.<pid>-<n>.spool`` -> ``collector-X.parquet``."""
+    name = spool.name[1 : -len(SPOOL_SUFFIX)]
+    return spool.with_name(name.rsplit(".", 1)[0])
+
+
+@dataclass
+class Recovery:
+    spools: int = 0
+    records: int = 0  # flow records published from spools a killed collector left
+    quarantine_rows: int = 0
+    torn: int = 0  # spools whose last batch was cut short by the kill (that batch is lost)
+    files: list = field(default_factory=list)
+
+
+def recover_spools(data_dir: str | Path) -> Recovery:
+    """Publish the spools a killed collector left in the landing and collector quarantine areas.
+
+    A spool still locked by a running collector is left alone.  What a spool holds is merged into
+    its final file as a normal close would have done, so the pipeline's landing sensor sees the
+    hour change and re-packs it.
+    """
+    found = Recovery()
+    data_dir = Path(data_dir)
+    for area, schema in ((data_dir / "landing", FLOW_SCHEMA), (data_dir / "quarantine" / "collector", QUARANTINE_SCHEMA)):
+        if not area.is_dir():
+            continue
+        for folder, _, names in os.walk(area):
+            for name in names:
+                if not (name.startswith(".collector-") and name.endswith(SPOOL_SUFFIX)):
+                    continue
+                spool = Path(folder) / name
+                try:
+                    handle = open(spool, "rb")
+                except FileNotFoundError:
+                    continue
+                with handle:
+                    try:
+                        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # a running collector's open spool
+                    final = spool_final_path(spool)
+                    rows, torn = publish_spool(spool, final, schema)
+                    spool.unlink()
+                found.spools += 1
+                found.torn += torn
+                if schema is FLOW_SCHEMA:
+                    found.records += rows
+                else:
+                    found.quarantine_rows += rows
+                if rows:
+                    found.files.append(str(final))
+    return found
 
 
 @dataclass
@@ -339,7 +493,9 @@ class CollectorStats:
     truncated: int = 0  # datagrams larger than a receive slot (64 KiB): cannot happen over UDP/IPv4
     inbox_peak: int = 0  # most datagrams waiting between the receiving thread and the decoder
     rcvbuf: int = 0  # the socket's receive buffer as the kernel granted it
-    files: list = field(default_factory=list)
+    ahead: int = 0  # records quarantined for starting over a day after the collector's clock
+    spools_evicted: int = 0  # spools published early to stay under max_open_spools
+    files: deque = field(default_factory=lambda: deque(maxlen=RECENT_FILES))
 
 
 class Collector:
@@ -361,6 +517,7 @@ class Collector:
         rcvbuf: int = DEFAULT_RCVBUF,
         max_inbox_bytes: int = 256 << 20,
         sensor: int = 0,
+        max_open_spools: int = MAX_OPEN_SPOOLS,
         clock=time.time,
     ):
         self.data_dir = Path(data_dir)
@@ -369,6 +526,8 @@ class Collector:
         self.grace = float(grace)
         self.rcvbuf = rcvbuf
         self.max_inbox_bytes = max_inbox_bytes
+        self.max_open_spools = max_open_spools
+        self.recovery = Recovery()
         self._inbox: deque = deque()
         self._inbox_size = 0
         self._inbox_bytes = 0
@@ -387,7 +546,13 @@ class Collector:
 
     # -- socket ------------------------------------------------------------------------------
 
+    def recover(self) -> Recovery:
+        """Publish what a killed collector left in its spools (see :func:`recover_spools`)."""
+        self.recovery = recover_spools(self.data_dir)
+        return self.recovery
+
     def open(self) -> "Collector":
+        self.recover()
         family = socket.AF_INET6 if ":" in self.bind else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
@@ -479,7 +644,7 @@ class Collector:
         while self._receiving.is_set():
             if not poller.poll(50):
                 continue
-            while True:
+            while self._receiving.is_set():  # under a flood the socket never runs dry: look at the flag
                 try:
                     payloads, senders = receiver.receive()
                 except OSError:
@@ -522,33 +687,60 @@ class Collector:
             self._quarantine(out.quarantine, now)
 
     def _spool(self, table: pa.Table, exporter: str, now: float) -> None:
+        latest_hour = int((now * 1000 + MAX_AHEAD_OF_CLOCK_MS) // MS_PER_HOUR)
         for hour_index, part in split_by_hour(table):
+            if hour_index > latest_hour:
+                self._quarantine_ahead(part, exporter, now)
+                continue
             self._spool_for(hour_index, exporter, now).append(part, now)
+
+    def _quarantine_ahead(self, part: pa.Table, exporter: str, now: float) -> None:
+        """Records that start over a day after the collector's clock: no exporter can have seen them yet."""
+        records = records_as_json(part)
+        reason = "start time ahead of the collector's clock: more than 1 day"
+        table = ingest_quarantine_table([f"collector:{exporter}"] * len(records), [reason] * len(records), records)
+        self.stats.ahead += len(records)
+        self._quarantine_table(table, exporter, now)
 
     def _spool_for(self, hour_index: int, exporter: str, now: float) -> Spool:
         key = (hour_index, exporter)
         spool = self.spools.get(key)
         if spool is None:
+            if len(self.spools) >= self.max_open_spools:
+                self._close_least_recent(self.spools, landing=True)
             hour = hour_of_index(hour_index)
             spool = self.spools[key] = Spool(spool_path(self.data_dir, hour, exporter), FLOW_SCHEMA, hour=hour, exporter=exporter, executor=self._writer)
             spool.last_append = now
         return spool
 
+    def _close_least_recent(self, spools: dict, *, landing: bool) -> None:
+        """Publish the spool appended to longest ago: open spools (memory, file handles) stay under the cap.
+        Records that come later for its hour are merged into the file, as for any closed hour."""
+        key = min(spools, key=lambda k: spools[k].last_append)
+        self.stats.spools_evicted += 1
+        self._close_spool(spools.pop(key), landing=landing)
+
     def _quarantine(self, entries: list[Quarantined], now: float) -> None:
         if not entries:
             return
-        hour_index = int(now * 1000) // MS_PER_HOUR
         by_exporter: dict[str, list[Quarantined]] = defaultdict(list)
         for q in entries:
             by_exporter[q.exporter.rsplit(":", 1)[0]].append(q)
         for exporter, items in by_exporter.items():
-            key = (hour_index, exporter)
-            spool = self.quarantine_spools.get(key)
-            if spool is None:
-                hour = hour_of_index(hour_index)
-                spool = self.quarantine_spools[key] = Spool(quarantine_spool_path(self.data_dir, hour, exporter), QUARANTINE_SCHEMA, hour=hour, exporter=exporter, max_rows=4096)
-            spool.append(quarantine_table(items, origin="collector"), now)
-            self.stats.quarantine_rows += len(items)
+            self._quarantine_table(quarantine_table(items, origin="collector"), exporter, now)
+
+    def _quarantine_table(self, table: pa.Table, exporter: str, now: float) -> None:
+        """Append rejected datagrams or records to the spool of their arrival hour and exporter."""
+        hour_index = int(now * 1000) // MS_PER_HOUR
+        key = (hour_index, exporter)
+        spool = self.quarantine_spools.get(key)
+        if spool is None:
+            if len(self.quarantine_spools) >= self.max_open_spools:
+                self._close_least_recent(self.quarantine_spools, landing=False)
+            hour = hour_of_index(hour_index)
+            spool = self.quarantine_spools[key] = Spool(quarantine_spool_path(self.data_dir, hour, exporter), QUARANTINE_SCHEMA, hour=hour, exporter=exporter, max_rows=4096)
+        spool.append(table, now)
+        self.stats.quarantine_rows += table.num_rows
 
     def tick(self, now: float | None = None) -> list[Path]:
         """Close the spools whose hour ended, and whose last record came, over ``grace`` seconds ago."""
@@ -560,6 +752,8 @@ class Collector:
                 hour_end = (key[0] + 1) * 3600
                 if now >= max(hour_end, spool.last_append) + self.grace:
                     closed += self._close_spool(spools.pop(key), landing=spools is self.spools)
+                else:
+                    spool.flush_due(now)
         return closed
 
     def _close_spool(self, spool: Spool, *, landing: bool) -> list[Path]:
@@ -567,7 +761,7 @@ class Collector:
         if path is None:
             return []
         self.stats.spools_closed += 1
-        self.stats.files.append(str(path))
+        self.stats.files.append(str(path))  # a deque: the most recent files only
         if landing:
             self.stats.records_landed += spool.rows
             info = {
@@ -576,13 +770,15 @@ class Collector:
                 "records_appended": spool.rows,
                 "file_records": pq.ParquetFile(path).metadata.num_rows,
                 "closed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "collector": self.counters(),
+                # this exporter's counters and the totals, not every exporter's: a sidecar stays small
+                "collector": self.counters(exporters=[spool.exporter]),
             }
             write_bytes(json.dumps(info, indent=2, sort_keys=True).encode(), path.with_name(f".{path.stem}.json"))
         return [path]
 
-    def counters(self) -> dict:
-        acc = self.decoder.accounting.to_dict()
+    def counters(self, exporters: list[str] | None = None) -> dict:
+        """The collector's counters; ``exporters`` limits the per-exporter part to those addresses."""
+        acc = self.decoder.accounting.to_dict(exporters)
         return {
             "bind": self.bind,
             "port": self.port,
@@ -593,6 +789,7 @@ class Collector:
             "undecodable": acc["undecodable"],
             "held": acc["held_sets"],
             "collector": {k: v for k, v in self.stats.__dict__.items() if k != "files"},
+            "recovered": self.recovery.__dict__ if self.recovery.spools else {},
             "decoder": acc,
         }
 
@@ -616,7 +813,7 @@ class Collector:
             self.sock = None
         self._writer.shutdown(wait=True)
         counters = self.counters()
-        counters["files"] = list(self.stats.files)
+        counters["files"] = list(self.stats.files)  # the last RECENT_FILES published
         write_bytes(json.dumps(counters, indent=2, sort_keys=True).encode(), self.counters_path())
         return counters
 

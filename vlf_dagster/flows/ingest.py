@@ -253,7 +253,7 @@ def read_landing_batch(files: Sequence[tuple[Path, int, int]], *, plausibility: 
         names = np.array([name for name, _ in origin_parts], dtype=object)
         origins = [f"{names[f]}:{r}" for f, r in zip(file_of_row[bad], row_in_file[bad])]  # only rejected rows
         texts = [_REASON_TEXT[c] for c in reason[bad]]
-        records = _records_as_json(flows.take(pa.array(bad)))
+        records = records_as_json(flows.take(pa.array(bad)))
         q_tables.append(quarantine_table(origins, texts, records))
         q_hours.append(flow_hours[bad])
         for h, text in zip(flow_hours[bad], texts):
@@ -265,7 +265,7 @@ def read_landing_batch(files: Sequence[tuple[Path, int, int]], *, plausibility: 
     return BatchIngest(flows, flow_hours, quarantine, quarantine_hours, reasons)
 
 
-def _records_as_json(table: pa.Table) -> list[str]:
+def records_as_json(table: pa.Table) -> list[str]:
     """Each row as JSON text, as read_landing_parquet keeps a rejected record (DuckDB's to_json)."""
     con = duck.connect()
     try:

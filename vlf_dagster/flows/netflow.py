@@ -117,6 +117,14 @@ MAX_AHEAD_MS = 86_400_000
 MAX_RECORD_GAP = 10_000_000  # v5 flow_sequence, IPFIX sequence (records)
 MAX_DATAGRAM_GAP = 1_000_000  # v9 package_sequence (datagrams)
 V5_HEADER = struct.Struct(">HHIIIIBBH")  # version count sysUptime unix_secs unix_nsecs flow_sequence engine_type engine_id sampling
+# What one decoder keeps state for; beyond these, datagrams and template records are quarantined
+# with a "... cap" reason and counted, so a flood of made-up exporters, domains or templates cannot
+# grow the collector's memory without bound.
+MAX_EXPORTERS = 1024  # exporter addresses (their counters, templates, sequence streams)
+MAX_DOMAINS_PER_EXPORTER = 256  # observation domains / v9 source IDs holding templates, per exporter address
+MAX_TEMPLATES_PER_EXPORTER = 4096  # templates in force, per exporter address (all its domains)
+MAX_TEMPLATES = 65_536  # templates in force, all exporters
+MAX_STREAMS = 16_384  # sequence-number streams (address:port, version, domain); the oldest baseline goes first
 V9_HEADER = struct.Struct(">HHIIII")  # version count sysUptime unix_secs package_sequence source_id
 IPFIX_HEADER = struct.Struct(">HHIII")  # version length export_time sequence observation_domain
 SET_HEADER = struct.Struct(">HH")
@@ -216,7 +224,8 @@ class Accounting:
         """Every input byte is in exactly one category."""
         return self.bytes["input"] == sum(self.bytes[c] for c in BYTE_CATEGORIES)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, exporters: list[str] | None = None) -> dict:
+        """The counters as JSON-ready values; ``exporters`` limits the per-exporter part to those."""
         out = {
             k: v
             for k, v in self.__dict__.items()
@@ -229,7 +238,8 @@ class Accounting:
         out["warnings"] = dict(self.warnings.most_common())
         out["bytes"] = {k: int(self.bytes[k]) for k in ("input", *BYTE_CATEGORIES)}
         out["bytes_balanced"] = self.bytes_balanced()
-        out["exporters"] = {a: s.to_dict() for a, s in sorted(self.exporters.items())}
+        chosen = self.exporters if exporters is None else {a: self.exporters[a] for a in exporters if a in self.exporters}
+        out["exporters"] = {a: s.to_dict() for a, s in sorted(chosen.items())}
         return out
 
     def summary(self) -> str:
@@ -422,6 +432,8 @@ class Decoder:
 
     def __init__(self, *, max_held_bytes: int = 8 << 20, max_held_sets: int = 10_000, sensor: int = 0):
         self.templates: dict[tuple, Template] = {}
+        self._templates_of: Counter = Counter()  # exporter address -> templates in force
+        self._domains_of: dict[str, Counter] = {}  # exporter address -> (version, domain) -> templates in force
         self.sequences: dict[tuple, int] = {}
         self.exporter_options: dict[tuple, dict] = {}  # (address, version, domain) -> {"sampling": .., "init_ms": ..}
         self.held: OrderedDict[int, tuple] = OrderedDict()  # serial -> (key, body, ctx, offset)
@@ -450,9 +462,16 @@ class Decoder:
     def feed(self, datagrams: Iterable[bytes], exporter: tuple[str, int] | str) -> Decoded:
         address, port = _split_exporter(exporter)
         label = f"{address}:{port}"
-        stats = self.accounting.exporter(address)
         if not isinstance(datagrams, list):
             datagrams = list(datagrams)
+        if address not in self.accounting.exporters and len(self.accounting.exporters) >= MAX_EXPORTERS:
+            acc = self.accounting
+            for datagram in datagrams:
+                acc.datagrams += 1
+                acc.bytes["input"] += len(datagram)
+                self._reject(label, f"exporter cap: the collector already keeps {MAX_EXPORTERS} exporters", datagram, 0, whole=True)
+            return self._flush()
+        stats = self.accounting.exporter(address)
         if len(datagrams) >= 4 and (self._v5_batch(datagrams, label, stats) or self._template_batch(datagrams, address, label, stats)):
             return self._flush()
         for datagram in datagrams:
@@ -1063,6 +1082,11 @@ class Decoder:
             except DecodeError as exc:
                 self._reject(ctx.exporter, str(exc), body[start:], base + start, version=ctx.version, domain=ctx.domain, sequence=ctx.sequence)
                 return n
+            try:
+                self._admit_template(address, ctx, template.tid)
+            except DecodeError as exc:
+                self._reject(ctx.exporter, str(exc), body[start:], base + start, version=ctx.version, domain=ctx.domain, sequence=ctx.sequence)
+                return n
             acc.bytes["templates"] += pos - start
             acc.template_records += 1
             n += 1
@@ -1070,14 +1094,39 @@ class Decoder:
             self._last_defined.append(template)
         return n
 
+    def _admit_template(self, address: str, ctx: _Ctx, tid: int) -> None:
+        """Raise DecodeError if a new template would pass a cap (a template replaced always passes)."""
+        if (address, ctx.version, ctx.domain, tid) in self.templates:
+            return
+        domains = self._domains_of.get(address)
+        if domains is not None and (ctx.version, ctx.domain) not in domains and len(domains) >= MAX_DOMAINS_PER_EXPORTER:
+            raise DecodeError(f"domain cap: exporter {address} already has templates in {MAX_DOMAINS_PER_EXPORTER} observation domains")
+        if self._templates_of[address] >= MAX_TEMPLATES_PER_EXPORTER:
+            raise DecodeError(f"template cap: exporter {address} already has {MAX_TEMPLATES_PER_EXPORTER} templates")
+        if len(self.templates) >= MAX_TEMPLATES:
+            raise DecodeError(f"template cap: the collector already holds {MAX_TEMPLATES} templates")
+
+    def _forget_template(self, key: tuple) -> None:
+        del self.templates[key]
+        address, domain = key[0], key[1:3]
+        self._templates_of[address] -= 1
+        if not self._templates_of[address]:
+            del self._templates_of[address]
+        domains = self._domains_of[address]
+        domains[domain] -= 1
+        if not domains[domain]:
+            del domains[domain]
+            if not domains:
+                del self._domains_of[address]
+
     def _withdraw(self, address: str, ctx: _Ctx, tid: int) -> None:
         self._withdrew = True
         if tid == 2 or tid == 3:  # all (options) templates of the domain
             for key in [k for k in self.templates if k[:3] == (address, ctx.version, ctx.domain)]:
                 if self.templates[key].options == (tid == 3):
-                    del self.templates[key]
-        else:
-            self.templates.pop((address, ctx.version, ctx.domain, tid), None)
+                    self._forget_template(key)
+        elif (address, ctx.version, ctx.domain, tid) in self.templates:
+            self._forget_template((address, ctx.version, ctx.domain, tid))
 
     def _define(self, address: str, ctx: _Ctx, template: Template) -> None:
         key = (address, ctx.version, ctx.domain, template.tid)
@@ -1085,6 +1134,9 @@ class Decoder:
         if old is not None and (old is template or old.same_as(template)):
             template = old  # keep the compiled one (and its group)
         else:
+            if old is None:
+                self._templates_of[address] += 1
+                self._domains_of.setdefault(address, Counter())[key[1:3]] += 1
             self.templates[key] = template
         for serial in self.held_by_key.pop(key, []):
             _, body, held_ctx, offset = self.held.pop(serial)
@@ -1286,6 +1338,8 @@ class Decoder:
 
     def _flush(self) -> Decoded:
         self._decode_v5()
+        while len(self.sequences) > MAX_STREAMS:  # the oldest stream's baseline: its next datagram starts anew
+            del self.sequences[next(iter(self.sequences))]
         groups, self._groups = self._groups, {}
         for group in groups.values():
             template = group.template
