@@ -71,7 +71,7 @@ def main() -> None:
         counters = col.close()
         reasons = counters["decoder"]["reasons"]
         print("quarantined by reason: " + ", ".join(f"{k} {v:,}" for k, v in reasons.items()))
-        print(f"records ahead of the clock {counters['collector']['ahead']:,}; spools published early {counters['collector']['spools_evicted']:,}; "
+        print(f"spools published early {counters['collector']['spools_evicted']:,}; "
               f"landed {counters['collector']['records_landed']:,}")
     print(f"end: peak RSS {rss_mb():,.0f} MB")
 

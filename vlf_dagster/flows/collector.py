@@ -25,7 +25,8 @@ a running collector holds is locked with ``flock`` and left alone).  SIGTERM and
 receiving thread at once, decode what is already received, and publish every spool.
 
 Bounds: at most ``MAX_OPEN_SPOOLS`` open spools (the least recently appended is published first),
-records starting more than a day after the collector's clock are quarantined, and the decoder caps
+records starting more than a day after the collector's clock are quarantined by the decoder, which
+also caps
 exporters, observation domains and templates (:mod:`.netflow`), quarantining and counting the
 excess.
 
@@ -67,8 +68,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .ingest import QUARANTINE_SCHEMA, records_as_json
-from .ingest import quarantine_table as ingest_quarantine_table
+from .ingest import QUARANTINE_SCHEMA
 from .netflow import Decoder, Quarantined, quarantine_table
 from .schema import FLOW_SCHEMA, MS_PER_HOUR
 from .storage import PARQUET_OPTIONS, atomic_path, landing_dir, write_bytes
@@ -78,7 +78,6 @@ DEFAULT_GRACE = 300.0
 DEFAULT_RCVBUF = 64 << 20
 MAX_DATAGRAM = 65535
 MAX_OPEN_SPOOLS = 256  # open landing (and quarantine) spools; the least recently appended is published first
-MAX_AHEAD_OF_CLOCK_MS = 86_400_000  # a record starting later than this after the collector's clock is quarantined
 RECENT_FILES = 100  # published files the run's counters name (the count is spools_closed)
 PROCESS_CHUNK = 4096  # datagrams decoded together: bounded memory, and no long C call holds the GIL
 # Dictionary encoding and statistics of every column cost the collector more than half its Parquet
@@ -493,7 +492,6 @@ class CollectorStats:
     truncated: int = 0  # datagrams larger than a receive slot (64 KiB): cannot happen over UDP/IPv4
     inbox_peak: int = 0  # most datagrams waiting between the receiving thread and the decoder
     rcvbuf: int = 0  # the socket's receive buffer as the kernel granted it
-    ahead: int = 0  # records quarantined for starting over a day after the collector's clock
     spools_evicted: int = 0  # spools published early to stay under max_open_spools
     files: deque = field(default_factory=lambda: deque(maxlen=RECENT_FILES))
 
@@ -534,7 +532,7 @@ class Collector:
         self._inbox_lock = threading.Condition()
         self._receiving = threading.Event()
         self.clock = clock
-        self.decoder = Decoder(sensor=sensor)
+        self.decoder = Decoder(sensor=sensor, clock=clock)
         self.spools: dict[tuple[int, str], Spool] = {}
         self.quarantine_spools: dict[tuple[int, str], Spool] = {}
         self.stats = CollectorStats()
@@ -687,20 +685,8 @@ class Collector:
             self._quarantine(out.quarantine, now)
 
     def _spool(self, table: pa.Table, exporter: str, now: float) -> None:
-        latest_hour = int((now * 1000 + MAX_AHEAD_OF_CLOCK_MS) // MS_PER_HOUR)
         for hour_index, part in split_by_hour(table):
-            if hour_index > latest_hour:
-                self._quarantine_ahead(part, exporter, now)
-                continue
             self._spool_for(hour_index, exporter, now).append(part, now)
-
-    def _quarantine_ahead(self, part: pa.Table, exporter: str, now: float) -> None:
-        """Records that start over a day after the collector's clock: no exporter can have seen them yet."""
-        records = records_as_json(part)
-        reason = "start time ahead of the collector's clock: more than 1 day"
-        table = ingest_quarantine_table([f"collector:{exporter}"] * len(records), [reason] * len(records), records)
-        self.stats.ahead += len(records)
-        self._quarantine_table(table, exporter, now)
 
     def _spool_for(self, hour_index: int, exporter: str, now: float) -> Spool:
         key = (hour_index, exporter)

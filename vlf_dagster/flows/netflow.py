@@ -430,7 +430,10 @@ class Decoder:
     waiting for their template.  ``accounting`` holds the cumulative counters.
     """
 
-    def __init__(self, *, max_held_bytes: int = 8 << 20, max_held_sets: int = 10_000, sensor: int = 0):
+    def __init__(self, *, max_held_bytes: int = 8 << 20, max_held_sets: int = 10_000, sensor: int = 0, clock=None):
+        """``clock`` (seconds since the epoch, e.g. ``time.time``): a live collector's clock; records
+        starting over a day after it are quarantined whatever the export header says."""
+        self.clock = clock
         self.templates: dict[tuple, Template] = {}
         self._templates_of: Counter = Counter()  # exporter address -> templates in force
         self._domains_of: dict[str, Counter] = {}  # exporter address -> (version, domain) -> templates in force
@@ -1571,7 +1574,9 @@ class Decoder:
         if no_init is None:
             no_init = np.zeros(n, dtype=bool)
         early = (start < MIN_PLAUSIBLE_MS) & ~no_init
-        ahead = start > export_ms + MAX_AHEAD_MS
+        # an exporter's clock can lie both ways: a live decoder also holds records to its own clock
+        limit = export_ms if self.clock is None else np.minimum(export_ms, int(self.clock() * 1000))
+        ahead = start > limit + MAX_AHEAD_MS
         bad = no_init | early | ahead
         neg = duration < 0
         if neg.any():
@@ -1587,7 +1592,7 @@ class Decoder:
                     if no_init[i]
                     else f"time in 1970: record starts {int(start[i])} ms after the epoch (exporter clock not set?)"
                     if early[i]
-                    else "time ahead: record starts over a day after its export time"
+                    else "time ahead: record starts over a day after its export time or the collector's clock"
                 )
                 k = int(rec_label[i])
                 record = {name: _jsonable(col, i) for name, col in cols.items() if col is not None}
