@@ -27,7 +27,7 @@ from ..flows.schema import FLOW_SCHEMA
 from ..flows.sets import IPSet
 from ..flows.sql import glob_escaped, ident, literal
 from ..flows.segments import Segmented, is_segmented
-from ..flows.storage import ParquetRowCounts, atomic_path
+from ..flows.storage import ParquetRowCounts, atomic_path, complete_publishes
 from .traffic import PORT_SCHEMA, VOLUME_SCHEMA
 
 CATALOG_FILE = "catalog.duckdb"
@@ -172,6 +172,7 @@ def _copy_sets(con, base: Path) -> list[str]:
 def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSummary:
     """Write ``catalog.duckdb`` under ``base`` (or at ``path``) atomically and describe what is in it."""
     base = Path(base).resolve()
+    complete_publishes(base)  # the views glob the folders: no hour half published by a kill
     target = Path(path) if path is not None else base / CATALOG_FILE
     objects: dict[str, int] = {}
     missing: list[str] = []
@@ -243,6 +244,7 @@ def connect(base: str | Path, path: str | Path | None = None) -> duckdb.DuckDBPy
     # Queries read the data folder's files and nothing else: no other file, no write, no setting
     # changed back (the views name the folder glob-escaped, so both spellings are allowed).
     folder = Path(found[0][0]) if found else target.resolve().parent
+    complete_publishes(folder)  # the views glob the archive's folders: no hour half published by a kill
     allowed = [f"{folder}/", f"{glob_escaped(folder)}/"]
     con.execute(f"SET allowed_directories = [{', '.join(literal(a) for a in allowed)}]")
     con.execute("SET enable_external_access = false")

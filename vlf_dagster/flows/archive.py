@@ -16,7 +16,7 @@ from .flowtypes import classify, type_name
 from .ingest import read_landing_batch
 from .schema import FLOW_SCHEMA, MS_PER_HOUR
 from .site import Site
-from .storage import archive_files, archive_path, hour_ms, landing_files, quarantine_path, write_parquet
+from .storage import archive_path, complete_publishes, hour_ms, landing_files, publishing_hours, quarantine_path
 
 
 @dataclass
@@ -63,7 +63,13 @@ def pack_batch(
     input no longer produces are removed, so re-packing an hour replaces it whole; an hour's files
     do not depend on which batch it was packed in.  Each result also carries the archive check of
     its hour (:class:`ArchiveCheck`), computed over exactly the records written.
+
+    The batch is published in one step (:func:`~.storage.publishing_hours`): files are written to
+    temporaries, then a journal renames them all into place and removes the stale ones, so a kill
+    leaves either the previous version of every hour or, once rolled forward, the new one, never
+    part of an hour.  A publish an earlier kill left is finished first.
     """
+    complete_publishes(data_dir)
     hours = list(hours)
     starts = [hour_ms(h) for h in hours]
     inputs = {i: landing_files(data_dir, h) for i, h in enumerate(hours)}
@@ -107,18 +113,15 @@ def pack_batch(
         if b > a:
             jobs.append((quarantine.slice(a, b - a), qpath))
             r.quarantine_file = qpath
-        elif qpath.exists():
-            qpath.unlink()
         r.quarantined = b - a
         r.reasons = dict(batch.reasons[i]) if i < len(batch.reasons) else {}
         r.archive_files.sort()
         r.check = checks[i]
         r.check.files = len(r.archive_files)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # pyarrow writes release the GIL
-        list(pool.map(lambda job: write_parquet(*job), jobs))
-    written = {path for r in results for path in r.archive_files}
-    for stale in set(archive_files(data_dir, hours)) - written:
-        stale.unlink()
+    # the hours' other archive and quarantine files (an old quarantine, a flowtype gone) go with the publish
+    with publishing_hours(data_dir, hours, threads=max(1, threads)) as publish:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # pyarrow writes release the GIL
+            list(pool.map(lambda job: publish.write_parquet(*job), jobs))
     return PackedBatch(results, flows)
 
 

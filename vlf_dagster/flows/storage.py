@@ -10,13 +10,20 @@ Layout (root ``data/`` by default, ``$VLF_DATA_DIR`` overrides):
 - ``reports/<window>/``: HTML report, CSV and PNG files
 
 Every write goes to a temporary file in the destination folder and is renamed into place, so a
-crash never leaves half a file and re-writing a partition replaces it whole.
+crash never leaves half a file and re-writing a partition replaces it whole.  An hour of the
+archive is several files in several folders: a batch of hours is published through a journal
+(``archive/.publish/``, :func:`publishing_hours`), so a kill never leaves part of an hour visible.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import sys
 import tempfile
+import threading
+import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,15 +47,21 @@ FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone gives 0600
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"  # atomic_path's temporary files: .<name>.<random>.tmp
 
 
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+def temp_beside(path: str | Path) -> Path:
+    """A new empty file beside ``path`` (made with its folder), named as a temporary of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
-    tmp_path = Path(tmp)
+    return Path(tmp)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    tmp_path = temp_beside(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -62,15 +75,22 @@ STALE_TEMP_SECONDS = 3600  # no write of this project takes an hour: older tempo
 
 def sweep_temp_files(base: str | Path, older_than_s: float = STALE_TEMP_SECONDS) -> list[Path]:
     """Remove the temporary files a killed writer left under ``base`` (``atomic_path``'s, older
-    than ``older_than_s``: a writer running now is never touched).  Returns what went."""
-    import time
+    than ``older_than_s``: a writer running now is never touched).  Returns what went.
 
+    A publish a kill interrupted is finished first (:func:`complete_publishes`), and a temporary
+    that a journal still names (one this process could not finish) is kept: it is that publish's
+    content, not litter."""
+    complete_publishes(base)
+    journaled = {Path(base) / folder / temp for journal in _journals(base)
+                 for folder, temp in _journal_temps(journal)}
     cutoff = time.time() - older_than_s
     gone = []
     for folder, _, names in os.walk(base):
         for name in names:
             if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX) and name.count(".") >= 3:
                 path = Path(folder) / name
+                if path in journaled:
+                    continue
                 try:
                     if path.stat().st_mtime < cutoff:
                         path.unlink()
@@ -356,7 +376,20 @@ def archive_files(
     """Existing archive files for the given hours, flowtypes (default all) and sensors (default all).
 
     In SiLK's order (hour, flowtype, sensor).  Each day folder is listed once, so selecting months costs one directory read per day and type.
+    Hours are seen whole: a publish a kill interrupted is finished first, and the listing holds
+    the publish lock (shared), so no publish is half applied while it reads the folders.
     """
+    with _archive_held(base):
+        return _listed_archive_files(base, hours, flowtypes, sensors)
+
+
+def _listed_archive_files(
+    base: str | Path,
+    hours: list[datetime],
+    flowtypes: list[int] | None = None,
+    sensors: list[str] | None = None,
+) -> list[Path]:
+    """:func:`archive_files` without the publish lock (for the publisher, which holds it)."""
     flowtypes = sorted(FLOWTYPES) if flowtypes is None else flowtypes
     days: dict[tuple[int, int, int], set[str]] = {}
     for hour in hours:
@@ -376,3 +409,262 @@ def archive_files(
                 if stamp in stamps and (sensors is None or sensor in sensors):
                     found.append((stamp, position, sensor, path))
     return [path for *_, path in sorted(found)]  # hour by hour, then flowtype, then sensor, as SiLK
+
+
+# --- publishing hours whole -------------------------------------------------------------------
+#
+# An hour of the archive is several files in several folders (one per flowtype and sensor, and its
+# quarantine file): no single rename replaces it.  A batch of hours is published through a journal:
+#   1. each file is written to a temporary beside its path (atomic_path's ``.<name>.<random>.tmp``);
+#   2. a journal ``archive/.publish/<time>-<pid>-<random>.json`` is written (atomically), naming
+#      each (path, temporary) pair and the files of those hours that the batch no longer writes;
+#   3. it is applied: each temporary renamed onto its path, the stale files removed, the journal
+#      removed last.
+# Killed before step 2, the previous version of the hours stays whole (sweep_temp_files removes the
+# temporaries); killed after it, the journal is rolled forward (complete_publishes) by the next
+# writer, reader or sweep, before anything is listed.  Applying takes archive/.publish/.lock
+# exclusive and archive_files takes it shared, so a listing never falls between two renames of a
+# publish under way.  No fsync: this guards against a killed process, as atomic_path does, not a
+# lost machine.
+
+PUBLISH_DIR = Path("archive") / ".publish"
+JOURNAL_SUFFIX = ".json"
+_LOCK_NAME = ".lock"
+_warned: set[str] = set()  # journals this process could not finish and said so (once each)
+
+
+def publish_dir(base: str | Path) -> Path:
+    """Where the journals of publishes under way (or interrupted by a kill) are kept."""
+    return Path(base) / PUBLISH_DIR
+
+
+def _journals(base: str | Path) -> list[Path]:
+    """The journals waiting to be applied, oldest first (one directory read; none if no folder)."""
+    try:
+        with os.scandir(publish_dir(base)) as entries:
+            return sorted(Path(e.path) for e in entries
+                          if e.name.endswith(JOURNAL_SUFFIX) and not e.name.startswith(TEMP_PREFIX))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _open_lock(base: str | Path, create: bool) -> int | None:
+    """A descriptor of the publish lock file (read-only: flock needs no more), or None if there
+    is none and ``create`` is false (nothing ever published through a journal here)."""
+    path = publish_dir(base) / _LOCK_NAME
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDONLY | os.O_CREAT, FILE_MODE)
+    try:
+        return os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _lock(fd: int | None, exclusive: bool) -> None:
+    import fcntl
+
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+
+
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # and the lock with it
+
+
+def _read_journal(journal: Path) -> dict:
+    entry = json.loads(journal.read_text(encoding="utf-8"))
+    if not isinstance(entry, dict) or not isinstance(entry.get("publish"), list) or not isinstance(entry.get("remove"), list):
+        raise ValueError("not a publish journal")
+    return entry
+
+
+def _journal_temps(journal: Path) -> list[tuple[str, str]]:
+    """The (folder relative to the data folder, temporary's name) pairs a journal names."""
+    try:
+        return [(str(Path(final).parent), temp) for final, temp in _read_journal(journal)["publish"]]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _apply(base: Path, journal: Path, threads: int = 1) -> None:
+    """Carry out a journal (idempotent: what an earlier try or another process did is skipped).
+
+    The renames may run on ``threads`` threads, as the writes do: on ext4 a rename over an
+    existing file (a re-pack) starts the writeback of the new one (auto_da_alloc), ~0.2 ms each."""
+    entry = _read_journal(journal)
+
+    def rename(pair) -> None:
+        final = base / pair[0]
+        try:
+            os.replace(final.parent / pair[1], final)
+        except FileNotFoundError:
+            pass  # renamed already, by an earlier try at this journal
+
+    if threads > 1 and len(entry["publish"]) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(rename, entry["publish"]))
+    else:
+        for pair in entry["publish"]:
+            rename(pair)
+    for stale in entry["remove"]:
+        try:
+            os.unlink(base / stale)
+        except FileNotFoundError:
+            continue
+    try:
+        os.unlink(journal)
+    except FileNotFoundError:
+        pass
+
+
+def _warn_unfinished(journal: Path, reason: str) -> None:
+    if str(journal) in _warned:
+        return
+    _warned.add(str(journal))
+    try:
+        hours = ", ".join(_read_journal(journal).get("hours", [])) or "unknown"
+    except (OSError, ValueError, TypeError):
+        hours = "unknown"
+    print(f"vlf: archive hour(s) {hours} may be incomplete: an interrupted publish ({journal}) "
+          f"could not be finished here ({reason})", file=sys.stderr)
+
+
+def complete_publishes(base: str | Path) -> list[Path]:
+    """Finish every publish a kill interrupted under the data folder ``base`` (roll forward: the
+    new version of its hours replaces the old whole).  Returns the journals finished.
+
+    Costs one directory read when there is none.  A process that cannot write here (a read-only
+    archive) says on stderr, once per journal, which hours may be incomplete, and goes on."""
+    if not _journals(base):
+        return []
+    base = Path(base)
+    done = []
+    try:
+        fd = _open_lock(base, create=True)
+    except OSError:
+        fd = _open_lock(base, create=False)  # cannot create it here: take it if it exists
+    try:
+        _lock(fd, exclusive=True)
+        for journal in _journals(base):  # again, under the lock: another process may have finished them
+            try:
+                _apply(base, journal)
+                done.append(journal)
+            except FileNotFoundError:
+                continue  # another process finished it between the listing and the read
+            except ValueError as exc:  # not a journal of ours (a machine crash can leave it empty)
+                _warn_unfinished(journal, f"unreadable journal: {exc}")
+            except OSError as exc:
+                _warn_unfinished(journal, exc.strerror or str(exc))
+    finally:
+        _close(fd)
+    return done
+
+
+@contextmanager
+def _archive_held(base: str | Path) -> Iterator[None]:
+    """Hold the archive still for a listing: any interrupted publish finished, and the publish
+    lock taken shared (when one exists) until the block ends."""
+    fd = _open_lock(base, create=False)
+    try:
+        _lock(fd, exclusive=False)
+        for _ in range(2):  # a kill between the roll-forward and the shared lock: once more
+            if not _journals(base):
+                break
+            _close(fd)
+            fd = None
+            complete_publishes(base)
+            fd = _open_lock(base, create=False)
+            _lock(fd, exclusive=False)
+        yield
+    finally:
+        _close(fd)
+
+
+def _relative(path: Path, base: Path) -> str:
+    """``path`` as the journal names it: relative to the data folder, so a folder moved (or named
+    otherwise) after a kill is still rolled forward; absolute if it is outside."""
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path.resolve())
+
+
+class HourPublish:
+    """The files of a batch of hours, each written to a temporary beside its path, then published
+    together in one step by :meth:`publish` (see the comment above :data:`PUBLISH_DIR`).  The
+    batch replaces its hours whole: their archive and quarantine files it did not write go."""
+
+    def __init__(self, base: str | Path, hours: Iterable[datetime], threads: int = 1):
+        self.base = Path(base)
+        self.hours = list(hours)
+        self.threads = threads
+        self.written: list[tuple[Path, Path]] = []  # (temporary, path)
+        self.journal: Path | None = None
+        self._guard = threading.Lock()  # write_parquet runs in a thread pool
+
+    def temp_for(self, path: str | Path) -> Path:
+        """A temporary for ``path`` that :meth:`publish` renames onto it."""
+        tmp = temp_beside(path)
+        with self._guard:
+            self.written.append((tmp, Path(path)))
+        return tmp
+
+    def write_parquet(self, table: pa.Table, path: str | Path) -> Path:
+        """:func:`write_parquet`'s bytes, to a temporary of ``path`` until :meth:`publish`."""
+        pq.write_table(table, self.temp_for(path), **PARQUET_OPTIONS)
+        return Path(path)
+
+    def _stale(self) -> list[Path]:
+        finals = {path for _, path in self.written}
+        old = _listed_archive_files(self.base, self.hours) + [
+            q for q in (quarantine_path(self.base, h) for h in self.hours) if q.exists()]
+        return sorted(set(old) - finals)
+
+    def publish(self) -> None:
+        """Journal, then apply: rename every temporary onto its path and remove the stale files."""
+        if not self.written and not self._stale():
+            return  # nothing written and nothing to remove (hours with no input): no journal, no folder
+        fd = _open_lock(self.base, create=True)
+        try:
+            _lock(fd, exclusive=True)
+            stale = self._stale()  # under the lock: what is there now, no publish half applied
+            if not self.written and not stale:
+                return
+            entry = {
+                "hours": sorted(f"{floor_hour(h):%Y-%m-%dT%H}Z" for h in self.hours),
+                "publish": [[_relative(path, self.base), tmp.name] for tmp, path in sorted(self.written, key=lambda w: w[1])],
+                "remove": [_relative(path, self.base) for path in stale],
+            }
+            name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}{JOURNAL_SUFFIX}"
+            self.journal = publish_dir(self.base) / name  # before it exists: discard then checks
+            write_text(json.dumps(entry, separators=(",", ":")), self.journal)
+            _apply(self.base, self.journal, self.threads)
+        finally:
+            _close(fd)
+
+    def discard(self) -> None:
+        """Remove the temporaries, unless a journal names them (then rolling forward needs them)."""
+        if self.journal is not None and self.journal.exists():
+            return
+        for tmp, _ in self.written:
+            tmp.unlink(missing_ok=True)
+        self.written = []
+
+
+@contextmanager
+def publishing_hours(base: str | Path, hours: Iterable[datetime], threads: int = 1) -> Iterator[HourPublish]:
+    """Write a batch of hours' files through the yielded :class:`HourPublish`; when the block
+    ends they are published in one step (renamed into place on ``threads`` threads), replacing
+    the hours whole.  If it fails before the journal, nothing of the batch is visible and its
+    temporaries go; after it, the journal is left for :func:`complete_publishes`."""
+    publish = HourPublish(base, hours, threads)
+    try:
+        yield publish
+        publish.publish()
+    except BaseException:
+        publish.discard()
+        raise
