@@ -70,3 +70,27 @@ def test_a_data_folder_that_is_a_file_is_one_line_not_a_traceback(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-2].startswith("vlf import: Not a directory: ") and str(not_a_folder) in err[-2]
     assert err[-1] == f"vlf simulate: File exists: {not_a_folder}"
+
+
+def test_a_damaged_archive_file_is_named_with_its_hour(site_file, site, capsys):
+    """A flipped byte in a footer: `vlf filter` over the archive names the file and its hour (DuckDB's
+    own error names neither), and a verb reading the file names it too."""
+    from vlf_dagster.cli import main
+
+    data = site_file
+    write_landing(data, START, flows([dict(sIP="4.3.2.1", dIP="10.1.24.5", sTime=1_143_849_600_000 + i) for i in range(3)]))
+    pack_hour(data, START, site)
+    (path,) = archive_files(data, [START])
+    raw = bytearray(path.read_bytes())
+    raw[-20] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    selection = ["--data-dir", str(data), "--start-date", "2006/04/01:00", "--type", "all"]
+    assert main(["filter", *selection, "--proto", "0-255", "--print-statistics"]) == 1
+    assert main(["filter", *selection, "--proto", "6", "--pass-destination", str(data / "out.parquet")]) == 1
+    assert main(["cut", str(path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3
+    for line in err[:2]:
+        assert line.startswith(f"vlf filter: {path}: damaged Parquet file (archive hour 2006-04-01T00)"), line
+    assert err[2].startswith(f"vlf cut: {path}: not a flow file")
+    assert not (data / "out.parquet").exists()

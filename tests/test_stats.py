@@ -358,3 +358,24 @@ def test_library_errors_are_value_errors(table):
         st.top_n(table, "sip", count=1, threshold=2)
     with pytest.raises(ValueError, match="sTime-Earliest cannot"):
         st.top_n(table, "sip", "stime", count=1)
+
+
+def test_uniq_output_path_is_written_whole_or_not_at_all(parquet, tmp_path, capsys, monkeypatch):
+    from vlf_dagster.cli import main
+    from vlf_dagster.flows import storage
+
+    out = tmp_path / "uniq.txt"
+    assert main(["uniq", "--fields=sip", "--output-path", str(out), parquet]) == 0
+    whole = out.read_text()
+    assert whole.count("\n") == 5 and "5.5.5.5" in whole
+    # a full disk mid-write: the earlier output stays as it was, no 0-byte file, one line
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "replace", full_disk)
+    assert main(["uniq", "--fields=dip", "--output-path", str(out), parquet]) == 1
+    assert out.read_text() == whole and [p.name for p in tmp_path.iterdir()] == ["uniq.txt"]
+    monkeypatch.undo()
+    assert main(["uniq", "--fields=sip", "--output-path", "/dev/full", parquet]) == 1  # a device is written in place
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"vlf uniq: {out}: cannot write: No space left on device", "vlf uniq: /dev/full: cannot write: No space left on device"]

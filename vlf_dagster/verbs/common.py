@@ -95,6 +95,24 @@ def parquet_flow_files(names: Sequence[str]) -> list[str] | None:
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
+def damaged_parquet_file(paths: Sequence[str | Path]) -> str | None:
+    """Which of many Parquet files a failed scan tripped on, as one line naming it (a query over
+    many files names none); None when every file reads.  Footers first, then the data pages."""
+    for check in (pq.read_metadata, lambda path: pq.read_table(path)):
+        for path in paths:
+            try:
+                check(path)
+            except (pa.ArrowException, OSError) as exc:
+                name = Path(path).name
+                hour = ""
+                if name.endswith(".parquet") and "_" in name:  # an archive file: <prefix>-<sensor>_YYYYMMDD.HH
+                    stamp = name[: -len(".parquet")].rsplit("_", 1)[1]
+                    if len(stamp) == 11 and stamp[8] == ".":
+                        hour = f" (archive hour {stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:]})"
+                return f"{path}: damaged Parquet file{hour}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return None
+
+
 def read_flows(names: Iterable[str]) -> pa.Table:
     """All records of the named inputs (``-`` is stdin) as one flow-schema table, in input order."""
     names = list(names) or ["-"]

@@ -6,6 +6,9 @@ import os
 import sys
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
+
 from ..flows.filter import (
     FilterError,
     FilterSpec,
@@ -20,7 +23,7 @@ from ..flows.filter import (
 )
 from ..flows.flowtypes import DEFAULT_TYPES, TYPE_IDS
 from ..flows.site import Site, load_site
-from .common import HelpFormatter, parquet_flow_files, read_flows, write_flows
+from .common import HelpFormatter, damaged_parquet_file, parquet_flow_files, read_flows, write_flows
 
 DESCRIPTION = """\
 Partition flow records into pass and fail streams (SiLK's rwfilter).
@@ -282,14 +285,20 @@ def run(args) -> int:
         if args.print_filenames:
             for path in files:
                 print(path, file=sys.stderr)
-    if files is not None and _streams(passes, fails, alls, stats_wanted, max_pass, compiled):
-        # one Parquet pass-destination: DuckDB copies the passing records file to file, in input order
-        write_filtered(files, compiled, passes[0], order_by=None)
-        return 0
-    if files is None:
-        result = execute(compiled, table=read_flows(inputs), **want)
-    else:
-        result = execute(compiled, files=files, **want)
+    try:
+        if files is not None and _streams(passes, fails, alls, stats_wanted, max_pass, compiled):
+            # one Parquet pass-destination: DuckDB copies the passing records file to file, in input order
+            write_filtered(files, compiled, passes[0], order_by=None)
+            return 0
+        if files is None:
+            result = execute(compiled, table=read_flows(inputs), **want)
+        else:
+            result = execute(compiled, files=files, **want)
+    except (FilterError, duckdb.Error, pa.ArrowException, OSError):  # the engine turns DuckDB's errors into FilterError
+        damaged = damaged_parquet_file(files) if files else None
+        if damaged is None:
+            raise
+        raise FilterError(damaged) from None
     if inputs and result.stats is not None:
         result.stats.files = len(inputs)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..flows import stats
 from ..flows.stats import TextOptions
+from ..flows.storage import write_text
 from .common import HelpFormatter, VerbError, parquet_flow_files, read_flows
 
 FIELDS_HELP = (
@@ -123,8 +124,12 @@ def read_input(args: argparse.Namespace):
 def write_lines(lines: list[str], args: argparse.Namespace) -> None:
     text = "".join(line + "\n" for line in lines)
     if args.output_path and args.output_path not in ("-", "stdout"):
+        path = Path(args.output_path)
         try:
-            Path(args.output_path).write_text(text)
+            if path.exists() and not path.is_file():
+                path.write_text(text)  # a FIFO or a device: a rename would replace the node itself
+            else:
+                write_text(text, path)  # temp file, then rename: a full disk leaves no truncated output
         except OSError as exc:
             raise VerbError(f"{args.output_path}: cannot write: {exc.strerror}") from None
         return
