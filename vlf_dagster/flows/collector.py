@@ -337,11 +337,16 @@ class Spool:
         table = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_rows = [], 0
         if self.executor is None:
-            self.writer.write_table(table, max_chunksize=self.max_rows)
+            self._write_table(table)
             return
         while len(self._writes) >= self.MAX_WRITES_IN_FLIGHT:
             self._writes.popleft().result()
-        self._writes.append(self.executor.submit(self.writer.write_table, table, self.max_rows))
+        self._writes.append(self.executor.submit(self._write_table, table))
+
+    def _write_table(self, table: pa.Table) -> None:
+        # one record batch per flush, not one per decoded chunk: thousands of tiny batches cost
+        # kilobytes each when read back, which made publishing a flood's quarantine take gigabytes
+        self.writer.write_table(table.combine_chunks(), max_chunksize=self.max_rows)
 
     def _wait(self) -> None:
         while self._writes:
