@@ -124,23 +124,29 @@ def main() -> int:
     print(f"reference: {clean_seconds:.1f} s, {len(reference)} outputs", flush=True)
 
     rng = random.Random(args.seed)
-    failures, killed_at = [], []
-    for kill in range(args.kills):
+    failures: list[str] = []
+    kills = finished_runs = 0
+    while kills < args.kills and finished_runs < 5 * args.kills:
         proc = subprocess.Popen(materialize(crash, work / "crashed-home"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         moment = rng.uniform(0.5, clean_seconds)
         try:
             proc.wait(moment)
-            finished = True
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            finished = False
-        killed_at.append(moment)
+        else:
+            # the run finished before its kill: start over from the landing files (a fresh copy and
+            # instance), so that every kill counted lands in the middle of a run
+            finished_runs += 1
+            shutil.rmtree(crash)
+            shutil.rmtree(work / "crashed-home", ignore_errors=True)
+            shutil.copytree(ref, crash, ignore=lambda folder, names: [n for n in names if Path(folder) == ref and n not in ("landing", "site.toml", "sim")])
+            continue
+        kills += 1
         problems = reader_view(crash, reference, hours)
-        failures += [f"kill {kill + 1} at {moment:.1f} s: {p}" for p in problems]
-        print(f"kill {kill + 1:2d} at {moment:5.1f} s{' (the run had finished)' if finished else ''}: "
-              f"{'ok' if not problems else f'{len(problems)} problem(s)'}", flush=True)
+        failures += [f"kill {kills} at {moment:.1f} s: {p}" for p in problems]
+        print(f"kill {kills:2d} at {moment:5.1f} s: {'ok' if not problems else f'{len(problems)} problem(s)'}", flush=True)
     started = time.monotonic()
     final = subprocess.run(materialize(crash, work / "crashed-home"), capture_output=True, text=True)
     final_seconds = time.monotonic() - started
@@ -149,7 +155,7 @@ def main() -> int:
     after = outputs(crash)
     differ = sorted(k for k in reference.keys() | after.keys() if reference.get(k) != after.get(k))
     failures += [f"after the kills: {k} differs from the reference" for k in differ]
-    print(f"{args.kills} kills; then a run to the end in {final_seconds:.1f} s; {len(reference)} outputs compared, "
+    print(f"{kills} kills mid-run ({finished_runs} runs finished before their kill and were started over); then a run to the end in {final_seconds:.1f} s; {len(reference)} outputs compared, "
           f"{len(differ)} differ; {len(failures)} failure(s)")
     for failure in failures:
         print("  " + failure)
