@@ -448,3 +448,41 @@ def test_sidecar_holds_its_exporters_counters_only(tmp_path):
     col.close()
     info = json.loads((landing_dir(data, HOUR) / ".collector-192.0.2.9.json").read_text())
     assert list(info["collector"]["decoder"]["exporters"]) == ["192.0.2.9"] and info["collector"]["datagrams"] == 2
+
+
+def test_kill_9_under_a_steady_feed_loses_at_most_the_documented_window(tmp_path):
+    """Killed while datagrams keep coming: what was received more than the flush interval (1 s)
+    before the kill lands after recovery (1 s more of slack for decoding on a busy CI machine)."""
+    import signal
+    import sys
+
+    data = tmp_path / "data"
+    port = free_udp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vlf_dagster.cli", "collect", "--port", str(port), "--data-dir", str(data),
+                             "--grace", "3600"], stderr=subprocess.PIPE, text=True)
+    rate = 300  # datagrams per second, 30 records each: gentle enough for a default socket buffer
+    sent_at: list[float] = []
+    try:
+        assert "collecting on udp" in proc.stderr.readline()
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        start = time.monotonic()
+        stamp = int(time.time()) - 20
+        while time.monotonic() - start < 4.0:
+            sender.sendto(v5_at(stamp, n=30, sequence=30 * len(sent_at)), ("127.0.0.1", port))
+            sent_at.append(time.monotonic())
+            time.sleep(max(0.0, start + len(sent_at) / rate - time.monotonic()))
+        killed = time.monotonic()
+        proc.send_signal(signal.SIGKILL)  # while the feed is still arriving
+        sender.sendto(v5_at(stamp, n=30, sequence=30 * len(sent_at)), ("127.0.0.1", port))
+        sender.close()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    recovery = Collector(data, port=0).recover()
+    landed = sum(pq.ParquetFile(p).metadata.num_rows for p in (data / "landing").rglob("collector-*.parquet"))
+    assert landed == recovery.records and recovery.spools >= 1
+    older = 30 * sum(1 for t in sent_at if t <= killed - 2.0)
+    print(f"sent {30 * len(sent_at):,} records, landed {landed:,} after kill -9 and recovery")
+    assert older <= landed <= 30 * len(sent_at), (older, landed, 30 * len(sent_at))
