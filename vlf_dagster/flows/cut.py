@@ -305,6 +305,9 @@ _FORMATTERS: dict[str, Callable[[pa.RecordBatch, _Options], pa.Array]] = {
     "sTime": _stime,
     "eTime": _etime,
     "duration": _duration,
+    "sTime+msec": _stime,
+    "eTime+msec": _etime,
+    "dur+msec": _duration,
     "sensor": _sensor,
     "class": _class,
     "type": _type,
@@ -321,16 +324,16 @@ def _width(name: str, opt: _Options) -> int:
         return 10 if opt.integer_ips else 15
     if name in ("flags", "initialFlags", "sessionFlags"):
         return 3 if opt.integer_tcp_flags else 8
-    if name in ("sTime", "eTime"):
+    if name in ("sTime", "eTime", "sTime+msec", "eTime+msec"):
         if opt.time_format == "epoch":
             return 10 if opt.no_msec else 14
         return 19 if opt.no_msec else 23
-    if name == "duration":
+    if name in ("duration", "dur+msec"):
         return 5 if opt.no_msec else 9
     if name == "sensor":
         if opt.integer_sensors or opt.sensor_names is None:
             return 5
-        return max((len(s) for s in opt.sensor_names), default=1)
+        return max(3, max((len(s) for s in opt.sensor_names), default=0))  # rwcut's "sen" at least
     if name == "type":
         return TYPE_WIDTH
     return _FIXED_WIDTHS[name]

@@ -41,6 +41,10 @@ FIELDS: tuple[Field, ...] = (
     Field("nhIP", 15, "nhIP", ("nhip", "nexthop"), "ip"),
     Field("class", 20, "0", (), "class"),
     Field("type", 21, "flowtype", ("flowtype",), "flowtype"),
+    # rwcut's millisecond variants: the same columns as sTime, eTime and duration print (with msec)
+    Field("sTime+msec", 22, "sTime", (), "time"),
+    Field("eTime+msec", 23, "(sTime + duration)", (), "time"),
+    Field("dur+msec", 24, "duration", (), "duration"),
     Field("iType", None, "CASE WHEN protocol = 1 OR (protocol = 58 AND attributes & 128 <> 0) THEN dPort >> 8 END", ("itype",)),
     Field("iCode", None, "CASE WHEN protocol = 1 OR (protocol = 58 AND attributes & 128 <> 0) THEN dPort & 255 END", ("icode",)),
     Field("initialFlags", 26, "initialFlags", ("initialflags",), "flags"),
@@ -56,13 +60,29 @@ for _f in FIELDS:
         _BY_KEY[_a.lower()] = _f
     if _f.number is not None:
         _BY_KEY[str(_f.number)] = _f
+# rwcut's field 25, icmpTypeCode, prints as the two columns iType and iCode
+_PAIRS: dict[str, tuple[str, str]] = {"icmptypecode": ("iType", "iCode"), "25": ("iType", "iCode")}
 
 
 def field(name: str) -> Field:
-    try:
-        return _BY_KEY[name.strip().lower()]
-    except KeyError:
-        raise FieldError(f"unknown field {name.strip()!r}") from None
+    """A field by name, alias or number; like SiLK, a unique prefix of a name or alias will do."""
+    key = name.strip().lower()
+    found = _BY_KEY.get(key)
+    if found is not None:
+        return found
+    candidates = {f.name: f for k, f in _BY_KEY.items() if not k.isdigit() and k.startswith(key)} if key else {}
+    if len(candidates) == 1:
+        return next(iter(candidates.values()))
+    if len(candidates) > 1:
+        raise FieldError(f"ambiguous field {name.strip()!r}: it starts {', '.join(sorted(candidates))}")
+    raise FieldError(f"unknown field {name.strip()!r}")
+
+
+def _expand(key: str) -> list[Field] | None:
+    pair = _PAIRS.get(key.strip().lower())
+    if pair is None and len(key.strip()) >= 5 and "icmptypecode".startswith(key.strip().lower()):
+        pair = _PAIRS["icmptypecode"]
+    return None if pair is None else [_BY_KEY[p.lower()] for p in pair]
 
 
 def parse_fields(text: str) -> list[Field]:
@@ -75,10 +95,11 @@ def parse_fields(text: str) -> list[Field]:
             lo, hi = (int(p) for p in item.split("-", 1))
             if lo > hi:
                 raise FieldError(f"invalid field range {item!r}")
-            numbered = [f for f in FIELDS if f.number is not None and lo <= f.number <= hi]
-            if len(numbered) != len([n for n in range(lo, hi + 1) if str(n) in _BY_KEY]) or not numbered:
+            known = [n for n in range(lo, hi + 1) if str(n) in _BY_KEY or str(n) in _PAIRS]
+            if len(known) != hi - lo + 1:
                 raise FieldError(f"invalid field range {item!r}")
-            out.extend(numbered)
+            for number in known:
+                out.extend(_expand(str(number)) or [_BY_KEY[str(number)]])
         else:
-            out.append(field(item))
+            out.extend(_expand(item) or [field(item)])
     return out

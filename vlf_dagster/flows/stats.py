@@ -141,7 +141,15 @@ def _make_value(kind: str, field: Field | None = None) -> Value:
     if kind == "etime":
         return Value("etime", "eTime-Latest", 19)
     assert field is not None
-    return Value("distinct", f"{field.name}-Distinct", 10, field)
+    # rwuniq sizes a distinct count as the field printed as an integer (dPort 5, flags 3, sIP 10),
+    # and cuts the title "<field>-Distinct" to that width like every title
+    return Value("distinct", f"{field.name}-Distinct", _DISTINCT_WIDTHS.get(field.name, 10), field)
+
+
+_DISTINCT_WIDTHS = {
+    "sPort": 5, "dPort": 5, "protocol": 3, "flags": 3, "initialFlags": 3, "sessionFlags": 3, "attributes": 3,
+    "sensor": 5, "in": 5, "out": 5, "application": 5, "class": 3, "type": 3, "iType": 3, "iCode": 3,
+}  # fmt: skip
 
 
 def parse_value(text: str) -> Value:
@@ -219,15 +227,15 @@ class Threshold:
     maximum: int | None = None
 
 
-_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d*)\s*)?$")  # MIN, MIN-MAX, or MIN- (no maximum)
 
 
 def parse_range(text: str, what: str) -> tuple[int, int | None]:
     m = _RANGE.match(text)
     if not m:
-        raise StatsError(f"invalid {what} range {text!r}: expected MIN or MIN-MAX (non-negative integers)")
+        raise StatsError(f"invalid {what} range {text!r}: expected MIN, MIN- or MIN-MAX (non-negative integers)")
     low = max(int(m.group(1)), 1)  # rwuniq treats a minimum of 0 as 1
-    high = int(m.group(2)) if m.group(2) is not None else None
+    high = int(m.group(2)) if m.group(2) else None
     if high is not None and high < low:
         raise StatsError(f"invalid {what} range {text!r}: maximum is below minimum")
     return low, high
@@ -807,6 +815,7 @@ class TextOptions:
     integer_flags: bool = False  # --integer-tcp-flags
     integer_ips: bool = False  # --integer-ips / --ip-format=decimal
     timestamp_format: str = "default"  # default | iso | m/d/y | epoch
+    sensor_names: tuple[str, ...] | None = None  # the site's sensors; None (or --integer-sensors): numbers
 
 
 TIMESTAMP_FORMATS = ("default", "iso", "m/d/y", "epoch")
@@ -884,7 +893,7 @@ def _format_key(field: Field, column: pa.Array, plan: Plan, opts: TextOptions) -
     """A key column as rwcut would print it, and its column width."""
     kind = field.kind
     if kind == "ip":
-        width = 39 if plan.ipv6 else 15
+        width = 39 if plan.ipv6 else 10 if opts.integer_ips else 15
         return _format_ips(column, opts), width
     if kind == "time":
         return format_times(column, opts, plan.msec), _time_width(opts, plan.msec)
@@ -908,12 +917,19 @@ def _format_key(field: Field, column: pa.Array, plan: Plan, opts: TextOptions) -
         return pa.array(_TYPE_NAMES[values], pa.string()), 7
     if kind == "class":
         return pa.array(np.full(len(column), "all", dtype=object), pa.string()), 3
+    if kind == "sensor" and opts.sensor_names is not None:
+        ids = column.to_numpy(zero_copy_only=False).astype(np.int64)
+        top = int(ids.max()) if len(ids) else 0
+        names = list(opts.sensor_names) + [f"S{i}" for i in range(len(opts.sensor_names), top + 1)]
+        return pa.array(np.array(names, dtype=object)[ids], pa.string()), max(3, max(map(len, opts.sensor_names), default=0))
     return _strings(column), _KEY_WIDTHS.get(field.name, 10)
 
 
 def _format_value(value: Value, column: pa.Array, plan: Plan, opts: TextOptions) -> tuple[pa.Array, int]:
     if value.kind in ("stime", "etime"):
         return format_times(column, opts, plan.msec), _time_width(opts, plan.msec)
+    if value.kind == "distinct" and value.field is not None and value.field.kind == "ip" and plan.ipv6:
+        return _strings(column), 20  # as wide as a 64-bit count, when the addresses may be IPv6
     return _strings(column), value.width
 
 
@@ -1009,7 +1025,7 @@ def format_count(table: pa.Table, bin_size: float | str = 30, opts: TextOptions 
     msec = parse_bin_size(bin_size) % 1000 != 0
     dates = table.column("Date").combine_chunks().cast(pa.int64())
     columns = [
-        ("Date", format_times(dates, opts, msec), _time_width(opts, msec)),
+        ("Date", format_times(dates, opts, msec), 23 if msec else 19),  # rwcount keeps the width for epoch times
         ("Records", _fixed(table.column("Records").to_numpy(), 2), 15),
         ("Bytes", _fixed(table.column("Bytes").to_numpy(), 2), 20),
         ("Packets", _fixed(table.column("Packets").to_numpy(), 2), 17),

@@ -90,6 +90,8 @@ def add_text_options(parser: argparse.ArgumentParser, *, keys: bool = True) -> N
     if keys:
         g.add_argument("--integer-tcp-flags", action="store_true", help="print TCP flag fields as numbers, not letters")
         g.add_argument("--integer-ips", action="store_true", help="print IP addresses as integers, not dotted quads")
+        g.add_argument("--integer-sensors", action="store_true", help="print sensors as numbers, not the site's sensor names")
+        g.add_argument("--site-config-file", metavar="PATH", help="site TOML for sensor names (default: the site lookup)")
     g.add_argument("--output-path", metavar="PATH", help="write the text to PATH instead of standard output")
 
 
@@ -112,7 +114,25 @@ def text_options(args: argparse.Namespace) -> TextOptions:
         integer_flags=getattr(args, "integer_tcp_flags", False),
         integer_ips=getattr(args, "integer_ips", False),
         timestamp_format=args.timestamp_format,
+        sensor_names=_sensor_names(args),
     )
+
+
+def _sensor_names(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The site's sensor names for a sensor key column, as rwuniq prints them (None: numbers)."""
+    from ..flows.fields import FieldError, parse_fields
+    from ..flows.site import load_site
+
+    if not hasattr(args, "integer_sensors") or args.integer_sensors or not getattr(args, "fields", None):
+        return None
+    try:
+        if not any(f.kind == "sensor" for f in parse_fields(args.fields)):
+            return None
+    except FieldError:
+        return None  # the verb itself reports the bad list
+
+    site = load_site(args.site_config_file) if args.site_config_file else load_site()
+    return tuple(site.sensors)
 
 
 def read_input(args: argparse.Namespace):

@@ -1,0 +1,75 @@
+"""Run SiLK 3.19.1 on the conformance cases and keep its outputs as golden files for the tests.
+
+    .venv/bin/python bench/silk_golden.py [--silk build/silk]
+
+Builds SiLK from ../shared/silk/ into ``--silk`` when it is not there yet (about three minutes),
+converts ``tests/silk/flows.parquet`` to a SiLK flow file with rwtuc (from ``vlf cut --delimited``
+text), builds SiLK's own sIP set and sIP/dPort bags from it, runs every SiLK command of
+``tests/silk_cases.py`` and writes its standard output to ``tests/silk/golden/<case>.txt``.
+The tests then need no SiLK: they compare vlf's output with these files byte for byte.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from silk_cases import CASES  # noqa: E402
+
+SILK_SOURCE = ROOT.parent / "shared" / "silk"
+if not SILK_SOURCE.is_dir():
+    SILK_SOURCE = Path("/work/shared/silk")
+RWTUC_FIELDS = ("sIP,dIP,sPort,dPort,protocol,packets,bytes,flags,sTime,duration,sensor,in,out,nhIP,"
+                "initialFlags,sessionFlags,attributes,application,class,type")
+
+
+def silk_env(prefix: Path) -> dict[str, str]:
+    if not (prefix / "bin" / "rwcut").exists():
+        subprocess.run(["bash", str(SILK_SOURCE / "build-silk.sh"), str(prefix)], check=True)
+    env = dict(os.environ)
+    env["PATH"] = f"{prefix / 'bin'}:{env['PATH']}"
+    env["SILK_CONFIG_FILE"] = str(prefix / "data" / "silk.conf")
+    env["SILK_DATA_ROOTDIR"] = str(prefix / "data")
+    env.pop("SILK_IPV6_POLICY", None)
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--silk", default=str(ROOT / "build" / "silk"), help="SiLK install prefix (built here if missing)")
+    args = parser.parse_args()
+    env = silk_env(Path(args.silk).resolve())
+    golden = ROOT / "tests" / "silk" / "golden"
+    golden.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        text = subprocess.run([sys.executable, "-m", "vlf_dagster.cli", "cut", str(ROOT / "tests" / "silk" / "flows.parquet"),
+                               f"--fields={RWTUC_FIELDS}", "--delimited", "--no-titles", "--timestamp-format=epoch",
+                               "--integer-sensors"], check=True, capture_output=True, text=True).stdout
+        (work / "flows.txt").write_text(text)
+        # --no-titles: without it rwtuc takes the first record for a title line
+        subprocess.run(["rwtuc", f"--fields={RWTUC_FIELDS}", "--no-titles", "--column-sep=|", f"--output-path={work / 'flows.rw'}",
+                        str(work / "flows.txt")], check=True, env=env)
+        subprocess.run(["rwset", f"--sip-file={work / 'sip.set'}", str(work / "flows.rw")], check=True, env=env)
+        subprocess.run(["rwbag", f"--sip-flows={work / 'sip.bag'}", f"--dport-flows={work / 'dport.bag'}", str(work / "flows.rw")],
+                       check=True, env=env)
+        names = {"flows": work / "flows.rw", "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag"}
+        for name, command, _ in CASES:
+            argv = [part.format(**{k: str(v) for k, v in names.items()}) for part in shlex.split(command)]
+            done = subprocess.run(argv, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise SystemExit(f"{name}: {command} failed: {done.stderr.strip()}")
+            (golden / f"{name}.txt").write_text(done.stdout)
+            print(f"{name}: {len(done.stdout.splitlines())} lines")
+
+
+if __name__ == "__main__":
+    main()
