@@ -46,6 +46,10 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("setcat-network-structure", "rwsetcat --network-structure {sip_set}", ["setcat", "--network-structure", "{sip_set}"]),
     ("setcat-network-structure-16-24-27", "rwsetcat --network-structure=16,24/27 {sip_set}", ["setcat", "--network-structure=16,24/27", "{sip_set}"]),
     ("setcat-network-structure-A-S", "rwsetcat --network-structure=A/S {sip_set}", ["setcat", "--network-structure=A/S", "{sip_set}"]),
+    ("setcat-v6", "rwsetcat {v6_set}", ["setcat", "{v6_set}"]),
+    ("setcat-v6-cidr-blocks", "rwsetcat --cidr-blocks {v6_set}", ["setcat", "--cidr-blocks", "{v6_set}"]),
+    ("setcat-v6-ip-ranges", "rwsetcat --ip-ranges {v6_set}", ["setcat", "--ip-ranges", "{v6_set}"]),
+    ("setcat-v6-statistics", "rwsetcat --print-statistics {v6_set}", ["setcat", "--print-statistics", "{v6_set}"]),
     ("bagcat-sip", "rwbagcat {sip_bag}", ["bagcat", "{sip_bag}"]),
     ("bagcat-dport", "rwbagcat {dport_bag}", ["bagcat", "{dport_bag}"]),
     ("bagcat-statistics", "rwbagcat --print-statistics {sip_bag}", ["bagcat", "--print-statistics", "{sip_bag}"]),
@@ -53,9 +57,6 @@ CASES: list[tuple[str, str, list[str]]] = [
 ]
 
 KNOWN: dict[str, str] = {
-    "setcat-cidr-blocks": "SiLK prints a lone host without /32",
-    "setcat-ip-ranges": "SiLK pads --ip-ranges columns",
-    "setcat-statistics": "SiLK pads the addresses of --print-statistics",
     "setcat-network-structure-16-24-27": "layout of multi-level network structures",
     "setcat-network-structure-A-S": "with a /, SiLK ignores S",
     "bagcat-dport": "integer bag keys print 10 wide in SiLK",

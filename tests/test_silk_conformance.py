@@ -20,12 +20,16 @@ HERE = Path(__file__).resolve().parent / "silk"
 def inputs(tmp_path_factory):
     """The flows, and vlf's own sIP set and sIP/dPort bags built from them (as SiLK built its own)."""
     from vlf_dagster.cli import main
+    from vlf_dagster.flows.sets import IPSet
 
     work = tmp_path_factory.mktemp("silk")
     flows = HERE / "flows.parquet"
     assert main(["set", f"--sip-file={work / 'sip.set'}", str(flows)]) == 0
     assert main(["bag", f"--sip-flows={work / 'sip.bag'}", f"--dport-flows={work / 'dport.bag'}", str(flows)]) == 0
-    return {"flows": flows, "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag"}
+    lines = (HERE / "ipv6.txt").read_text().split()
+    IPSet.from_strings(lines).write(work / "v6.set")  # as rwsetbuild builds it from the same lines
+    return {"flows": flows, "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
+            "v6_set": work / "v6.set"}
 
 
 @pytest.mark.parametrize(

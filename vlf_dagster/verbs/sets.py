@@ -88,19 +88,39 @@ def run_settool(args) -> int:
 # --- vlf setcat -------------------------------------------------------------------------------
 
 
+def _share(label: str, count: int, bits: int) -> str:
+    """rwsetcat's "label, pct% of 2^N" cell: the percentage right-aligned so that the two fill 25 columns."""
+    return f"{label}{100 * count / 2**bits:{25 - len(label)}.6f}% of 2^{bits}"
+
+
 def _statistics(ipset: IPSet) -> list[str]:
-    lines = []
+    """rwsetcat --print-statistics: IPv4 as SiLK prints an IPv4 set, IPv6 as it prints an IPv6 set.
+
+    A vlf set may hold both families (a SiLK set holds one); then the IPv6 part follows the IPv4
+    summary in SiLK's IPv6 layout."""
+    lines = ["Network Summary"]
     v4 = ipset.ipv4_array()
     if len(v4):
-        lines.append(f"Network Summary\n\tminimumIP = {ipaddress.IPv4Address(int(v4[0]))}\n\tmaximumIP = {ipaddress.IPv4Address(int(v4[-1]))}")
-        lines.append(f"\t{len(v4)} host{'s' if len(v4) != 1 else ''} (/32s), {100 * len(v4) / 2**32:.6f}% of 2^32")
+        lines.append(f"\tminimumIP = {str(ipaddress.IPv4Address(int(v4[0]))):>15}")
+        lines.append(f"\tmaximumIP = {str(ipaddress.IPv4Address(int(v4[-1]))):>15}")
+        hosts = "hosts (/32s)," if len(v4) != 1 else "host (/32),"
+        lines.append(f"\t{len(v4):10d} {_share(hosts, len(v4), 32)}")
         for n, count in S.ipv4_prefix_counts(ipset, (8, 16, 24, 27)).items():
-            lines.append(f"\t{count} occupied /{n}{'s' if count != 1 else ''}, {100 * count / 2**n:.6f}% of 2^{n}")
-    else:
-        lines.append("Network Summary\n\t0 IPv4 hosts")
+            lines.append(f"\t{count:10d} {_share(f'occupied /{n}' + ('s,' if count != 1 else ','), count, n)}")
     if len(ipset.v6):
         ints = ipset.ipv6_ints()
-        lines.append(f"\t{len(ints)} IPv6 host(s), minimumIP = {ipaddress.IPv6Address(ints[0])}, maximumIP = {ipaddress.IPv6Address(ints[-1])}")
+        lines.append(f"\tminimumIP = {str(ipaddress.IPv6Address(ints[0])):>39}")
+        lines.append(f"\tmaximumIP = {str(ipaddress.IPv6Address(ints[-1])):>39}")
+        hi, lo = ipset.v6["hi"].astype(np.uint64), ipset.v6["lo"].astype(np.uint64)
+        for n in range(8, 128, 8):
+            if n <= 64:
+                count = len(np.unique(hi >> np.uint64(64 - n)))
+            else:
+                count = len(np.unique(np.stack([hi, lo >> np.uint64(128 - n)], axis=1), axis=0))
+            lines.append(f"\t{count:39d} occupied /{n}{'s' if count != 1 else ''}")
+        lines.append(f"\t{len(ints):39d} {'hosts (/128s)' if len(ints) != 1 else 'host (/128)'}")
+    if len(lines) == 1:
+        lines.append("\t0 IPv4 hosts")
     return lines
 
 
@@ -123,16 +143,16 @@ def run_setcat(args) -> int:
             continue
         if args.ip_ranges:
             for start, end in S.ipv4_ranges(ipset):
-                out.write(f"{end - start + 1}|{ipaddress.IPv4Address(start)}|{ipaddress.IPv4Address(end)}|\n")
+                out.write(f"{end - start + 1:10d}|{str(ipaddress.IPv4Address(start)):>15}|{str(ipaddress.IPv4Address(end)):>15}|\n")
             for start, end in S.ipv6_ranges(ipset):
-                out.write(f"{end - start + 1}|{ipaddress.IPv6Address(start)}|{ipaddress.IPv6Address(end)}|\n")
+                out.write(f"{end - start + 1:39d}|{str(ipaddress.IPv6Address(start)):>39}|{str(ipaddress.IPv6Address(end)):>39}|\n")
             continue
         cidr = args.cidr_blocks
         v4_as_blocks = cidr == "1"
         v6_as_blocks = cidr != "0"  # IPv6 prints CIDR blocks unless --cidr-blocks=0
         if v4_as_blocks:
             for block in (b for b in S.cidr_blocks(IPSet(ipset.v4)) if ":" not in b):
-                out.write(block + "\n")
+                out.write(block.removesuffix("/32") + "\n")  # rwsetcat prints a lone host bare
         else:
             from ..flows.schema import ipv4_strings
 
@@ -141,7 +161,7 @@ def run_setcat(args) -> int:
         if len(ipset.v6):
             if v6_as_blocks:
                 for block in S.cidr_blocks(IPSet(v6=ipset.v6)):
-                    out.write(block + "\n")
+                    out.write(block.removesuffix("/128") + "\n")
             else:
                 for value in ipset.ipv6_ints():
                     out.write(str(ipaddress.IPv6Address(value)) + "\n")
