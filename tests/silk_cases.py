@@ -46,6 +46,11 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("setcat-network-structure", "rwsetcat --network-structure {sip_set}", ["setcat", "--network-structure", "{sip_set}"]),
     ("setcat-network-structure-16-24-27", "rwsetcat --network-structure=16,24/27 {sip_set}", ["setcat", "--network-structure=16,24/27", "{sip_set}"]),
     ("setcat-network-structure-A-S", "rwsetcat --network-structure=A/S {sip_set}", ["setcat", "--network-structure=A/S", "{sip_set}"]),
+    ("setcat-network-structure-8-16-24-32", "rwsetcat --network-structure=8,16,24,32 {sip_set}", ["setcat", "--network-structure=8,16,24,32", "{sip_set}"]),
+    ("setcat-network-structure-T-24-32-16-27", "rwsetcat --network-structure=T,24,32/16,27 {sip_set}",
+     ["setcat", "--network-structure=T,24,32/16,27", "{sip_set}"]),
+    ("setcat-network-structure-22-S", "rwsetcat --network-structure=22/S {sip_set}", ["setcat", "--network-structure=22/S", "{sip_set}"]),
+    ("setcat-v6-network-structure", "rwsetcat --network-structure=v6:T,64/120 {v6_set}", ["setcat", "--network-structure=v6:T,64/120", "{v6_set}"]),
     ("setcat-v6", "rwsetcat {v6_set}", ["setcat", "{v6_set}"]),
     ("setcat-v6-cidr-blocks", "rwsetcat --cidr-blocks {v6_set}", ["setcat", "--cidr-blocks", "{v6_set}"]),
     ("setcat-v6-ip-ranges", "rwsetcat --ip-ranges {v6_set}", ["setcat", "--ip-ranges", "{v6_set}"]),
@@ -54,12 +59,12 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("bagcat-dport", "rwbagcat {dport_bag}", ["bagcat", "{dport_bag}"]),
     ("bagcat-statistics", "rwbagcat --print-statistics {sip_bag}", ["bagcat", "--print-statistics", "{sip_bag}"]),
     ("bagcat-network-structure", "rwbagcat --network-structure {sip_bag}", ["bagcat", "--network-structure", "{sip_bag}"]),
+    ("bagcat-network-structure-T-16-24-27", "rwbagcat --network-structure=T,16,24/27 {sip_bag}",
+     ["bagcat", "--network-structure=T,16,24/27", "{sip_bag}"]),
+    ("bagcat-network-structure-24-32", "rwbagcat --network-structure=24,32 {sip_bag}", ["bagcat", "--network-structure=24,32", "{sip_bag}"]),
 ]
 
 KNOWN: dict[str, str] = {
-    "setcat-network-structure-16-24-27": "layout of multi-level network structures",
-    "setcat-network-structure-A-S": "with a /, SiLK ignores S",
     "bagcat-dport": "integer bag keys print 10 wide in SiLK",
     "bagcat-statistics": "SiLK's labels and number formats",
-    "bagcat-network-structure": "bagcat's network-structure layout",
 }

@@ -3,8 +3,12 @@
 Grammar: ``[v6:]LIST[/SUMMARY]`` or ``[v6:]LIST S``.  For IPv4, LIST holds prefix lengths 0-32 or
 letters T (/0, printed as TOTAL), A (/8), B (/16), C (/24), X (/27), H (hosts, /32); ``S`` means the
 summary 8,16,24,27.  For IPv6 (``v6:``), prefix lengths 0-128 or T and H (/128); ``S`` means 48,64.
-SUMMARY lists the prefix lengths whose occupied blocks are counted inside each row.  Rows come in
-address order, the blocks inside a larger block printed before it.
+SUMMARY lists the prefix lengths whose occupied blocks are counted inside each row, with the finer
+listed levels; after a slash ``S`` is ignored (SiLK 3.19.1 does so: ``A/S`` counts hosts only).
+Rows come in address order, the blocks inside a larger block printed before it, laid out as
+rwsetcat/rwbagcat lay them out (one level right-aligned; several indented two per level, the
+summary lengths finer than the first printed level taking a step too), checked byte for byte
+against SiLK 3.19.1 (tests/test_silk_conformance.py).
 
 An IPv4 structure counts the IPv4 members and the IPv6 members inside ::ffff:0:0/96 (the caller
 reports the IPv6 members it leaves out); an IPv6 structure counts everything, IPv4 members mapped
@@ -37,6 +41,7 @@ class Structure:
     bits: int  # 32 or 128
     levels: tuple[int, ...]  # row prefix lengths
     summary: tuple[int, ...]  # prefix lengths counted inside each row
+    described: bool = False  # rows say "N hosts in ...": a summary was asked for (``/...`` or ``S``)
 
 
 def _lengths(text: str, bits: int) -> list[int]:
@@ -64,16 +69,19 @@ def parse_structure(spec: str) -> Structure:
     spec = spec or "TS"
     default_summary = SUMMARY_V4 if bits == 32 else SUMMARY_V6
     summary: list[int] = []
-    if "/" in spec:
+    described = False
+    if "/" in spec:  # as SiLK: after a slash, S is ignored and only the listed lengths are counted
         spec, summary_text = spec.split("/", 1)
-        summary_text = summary_text.strip()
-        summary = list(default_summary) if summary_text.upper() in ("", "S") else _lengths(summary_text, bits)
+        summary = [n for n in _lengths(summary_text.upper().replace("S", ""), bits)]
+        described = True
+        if spec.upper().endswith("S") and len(spec) > 1:
+            spec = spec[:-1]  # "TS/": the S before a slash says nothing more
     elif spec.upper().endswith("S"):
-        spec, summary = spec[:-1], list(default_summary)
+        spec, summary, described = spec[:-1], list(default_summary), True
     levels = sorted(set(_lengths(",".join(spec.upper()) if spec.isalpha() else spec, bits)))
     if not levels:
         raise NetworkStructureError("empty network structure")
-    return Structure(bits, tuple(levels), tuple(sorted(set(summary))))
+    return Structure(bits, tuple(levels), tuple(sorted(set(summary))), described)
 
 
 def _plural(count: int, length: int) -> str:
@@ -148,6 +156,19 @@ def network_structure(
         hi, lo = hi[first], lo[first]
     full = lambda i: (int(hi[i]) << 64) | int(lo[i])  # noqa: E731
 
+    bits = 32 if offset == 96 else 128
+    address_width = 15 if bits == 32 else 39
+    # rwsetcat's layout: one level is right-aligned in its label's width; several levels are
+    # left-aligned, each indented two more than the level above it, in the widest row's width
+    label_width = {n: 5 if n == 0 else address_width if n == bits else address_width + len(f"/{n}") for n in structure.levels}
+    # as SiLK: a summary length finer than the first printed netblock level takes an indentation
+    # step of its own between the printed levels; one coarser than it does not
+    printed = [n for n in structure.levels if n > 0]
+    stepped = sorted({*structure.levels, *(n for n in structure.summary if printed and n > min(printed))})
+    indent = {n: 2 * stepped.index(n) for n in structure.levels}
+    width = max(indent[n] + label_width[n] for n in structure.levels)
+    single = len(structure.levels) == 1
+
     rows: list[tuple[int, int, str]] = []  # (block end, -length, text)
     for length in structure.levels:
         wide = length + offset  # the prefix length in 128-bit terms
@@ -155,26 +176,26 @@ def network_structure(
         hosts = np.diff(np.append(starts, len(hi)))
         sums = np.add.reduceat(values, starts) if bagged and len(starts) else None
         inner = {}
-        for m in structure.summary:
-            if m > length:
-                nested = _block_starts(hi, lo, m + offset)
-                bounds = np.append(starts, len(hi))
-                inner[m] = np.diff(np.searchsorted(nested, bounds))
+        if structure.described:  # finer listed levels and summary lengths, counted per row
+            bounds = np.append(starts, len(hi))
+            for m in sorted({n for n in (*structure.levels, *structure.summary) if length < n < bits}):  # hosts are the count
+                inner[m] = np.diff(np.searchsorted(_block_starts(hi, lo, m + offset), bounds))
         span = 1 << (128 - wide)
         for i, first in enumerate(starts.tolist()):
             start = full(first) & ~(span - 1)
             label = _label(start, length, 128) if offset == 0 else _label(start & 0xFFFF_FFFF, length, 32)
-            text = label if length == 0 else label + " "
-            if bagged:
-                text += f"| {int(sums[i])}|"
-            if inner:
-                described = _join([_plural(int(inner[m][i]), m) for m in sorted(inner)])
-                text += f"{'' if bagged else '|'} {int(hosts[i])} host{'s' if hosts[i] != 1 else ''} in {described}"
-            elif not bagged:
-                text += f"| {int(hosts[i])}"
+            text = label.rjust(width) if single else (" " * indent[length] + label).ljust(width)
+            text += f"|{int(sums[i]):20d}|" if bagged else "|"
+            if structure.described and length != bits:  # a host row is its address (and counter) alone
+                text += f" {int(hosts[i])} host{'s' if hosts[i] != 1 else ''}"
+                if inner:
+                    text += " in " + _join([_plural(int(inner[m][i]), m) for m in inner])
+            elif not bagged and length != bits:
+                text += f" {int(hosts[i])}"
             rows.append((start + span - 1, -length, text))
         if length == 0 and not len(hi):
-            rows.append(((1 << 128) - 1, 0, "TOTAL| 0|" if bagged else "TOTAL| 0"))
+            total = "TOTAL".rjust(width) if single else "TOTAL".ljust(width)
+            rows.append(((1 << 128) - 1, 0, total + (f"|{0:20d}|" if bagged else "| 0") + (" 0 hosts" if structure.described else "")))
     rows.sort(key=lambda r: (r[0], r[1]))
     return [r[2] for r in rows]
 

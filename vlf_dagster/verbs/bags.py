@@ -335,7 +335,8 @@ def register(sub) -> None:
                        description="Print `key|counter|` rows in key order, or a network structure, bins or statistics.")
     p.add_argument("files", nargs="*", help="bag files; `-` reads stdin")
     p.add_argument("--network-structure", nargs="?", const="TS", metavar="LIST[/SUMMARY]",
-                   help="per-netblock counter sums, e.g. `A/S` or `16,24`; IPv6: `v6:48,64` or `v6:TS` (summary /48,/64)")
+                   help="per-netblock counter sums, in rwbagcat's layout, e.g. `16,24`, `TS` or `T,16,24/27` (see setcat); "
+                   "IPv6: `v6:48,64` or `v6:TS` (summary /48,/64)")
     p.add_argument("--bin-ips", nargs="?", const="linear", choices=["linear", "binary", "decimal"],
                    help="invert while printing: number of keys per counter (bin)")
     p.add_argument("--sort-counters", nargs="?", const="decreasing", choices=["decreasing", "increasing"],

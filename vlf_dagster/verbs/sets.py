@@ -202,7 +202,8 @@ def register(sub) -> None:
     p.add_argument("--cidr-blocks", nargs="?", const="1", choices=["0", "1"], help="1: print CIDR blocks; 0: print single addresses")
     p.add_argument("--ip-ranges", action="store_true", help="print `count|start|end|` ranges")
     p.add_argument("--network-structure", nargs="?", const="TS", metavar="LIST[/SUMMARY]",
-                   help="per-netblock host counts: letters T A B C X H or prefix lengths, e.g. `16,24` or `TS` (default); "
-                   "IPv6: `v6:` then T, H or 0-128, e.g. `v6:48,64` or `v6:TS` (summary /48,/64)")
+                   help="per-netblock host counts, in rwsetcat's layout: letters T A B C X H or prefix lengths, e.g. "
+                   "`16,24`, `TS` (default: TOTAL with /8,/16,/24,/27 counted), `16,24/27` (/27s counted in each row; after "
+                   "a slash S is ignored, as in SiLK); IPv6: `v6:` then T, H or 0-128, e.g. `v6:48,64` or `v6:TS` (/48,/64)")
     p.add_argument("--print-statistics", action="store_true", help="minimum/maximum address, host count, occupied /8,/16,/24,/27")
     p.set_defaults(func=run_setcat)
