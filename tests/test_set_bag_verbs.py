@@ -185,7 +185,8 @@ def test_bagcat_layouts(tmp_path, capsys):
     assert vlf(capsys, "bagcat", "--bin-ips", b)[1].splitlines() == [
         "                   1|                   1|", "                   5|                   2|", "                   9|                   1|"]
     stats = vlf(capsys, "bagcat", "--print-statistics", b)[1]
-    assert "keys: 4" in stats and "sum: 20" in stats and "mean: 5.0" in stats
+    assert "    number of keys:  4\n" in stats and "   sum of counters:  20\n" in stats and "              mean:  5\n" in stats
+    assert "       minimum key:  10.1.2.1\n" in stats and "          variance:  10.67\n" in stats
 
 
 def test_bad_files_give_one_line_and_pipeline_through_stdout(tmp_path, flow_file):

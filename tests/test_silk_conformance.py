@@ -25,11 +25,14 @@ def inputs(tmp_path_factory):
     work = tmp_path_factory.mktemp("silk")
     flows = HERE / "flows.parquet"
     assert main(["set", f"--sip-file={work / 'sip.set'}", str(flows)]) == 0
-    assert main(["bag", f"--sip-flows={work / 'sip.bag'}", f"--dport-flows={work / 'dport.bag'}", str(flows)]) == 0
+    assert main(["bag", f"--sip-flows={work / 'sip.bag'}", f"--dport-flows={work / 'dport.bag'}",
+                 f"--bag-file=sensor,flows,{work / 'sensor.bag'}", f"--bag-file=flags,flows,{work / 'flags.bag'}",
+                 f"--bag-file=sTime,flows,{work / 'stime.bag'}", str(flows)]) == 0
     lines = (HERE / "ipv6.txt").read_text().split()
     IPSet.from_strings(lines).write(work / "v6.set")  # as rwsetbuild builds it from the same lines
     return {"flows": flows, "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
-            "v6_set": work / "v6.set"}
+            "v6_set": work / "v6.set", "sensor_bag": work / "sensor.bag", "flags_bag": work / "flags.bag",
+            "stime_bag": work / "stime.bag"}
 
 
 @pytest.mark.parametrize(
@@ -52,3 +55,23 @@ def test_same_bytes_as_silk(name, vlf_args, inputs, capsys, monkeypatch):
         pytest.fail(f"{name}: line {first + 1} differs (SiLK {len(theirs)} lines, vlf {len(ours)})\n"
                     f"  SiLK: {theirs[first] if first < len(theirs) else '<end>'!r}\n"
                     f"  vlf:  {ours[first] if first < len(ours) else '<end>'!r}")
+
+
+def test_bagcat_statistics_equal_silk_but_kurtosis(inputs, capsys):
+    """Every line of rwbagcat --print-statistics but SiLK's kurtosis ((n-1)^2/n, a slip in its
+    formula) and its two lines about tree internals; ours is the textbook excess kurtosis."""
+    import pyarrow.parquet as pq
+
+    from vlf_dagster.cli import main
+
+    assert main(["bagcat", "--print-statistics", str(inputs["sip_bag"])]) == 0
+    ours = capsys.readouterr().out.splitlines()
+    silk = (HERE / "golden" / "bagcat-statistics.txt").read_text().splitlines()
+    dropped = ("kurtosis", "nodes allocated", "counter density")
+    assert [line for line in silk if line.split(":")[0].strip() not in dropped] == [line for line in ours if not line.strip().startswith("kurtosis")]
+    n = int(silk[2].split(":")[1])
+    assert float(next(line for line in silk if "kurtosis" in line).split(":")[1]) == float(f"{(n - 1) ** 2 / n:.4g}")
+    counts = pq.read_table(inputs["sip_bag"]).column("records").to_numpy().astype(float)
+    deviation = counts - counts.mean()
+    textbook = (deviation**4).mean() / (deviation**2).mean() ** 2 - 3
+    assert next(line for line in ours if "kurtosis" in line) == f"          kurtosis:  {textbook:.4g}"

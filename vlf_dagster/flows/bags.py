@@ -574,7 +574,13 @@ def invert(bag: Bag) -> Bag:
 
 
 def statistics(bag: Bag) -> dict[str, float | int]:
-    """rwbagcat --print-statistics: keys, sum, min/max key and counter, mean, variance, sd, skew, kurtosis."""
+    """rwbagcat --print-statistics: keys, sum, min/max key and counter, mean, sample variance and
+    standard deviation, skew as rwbagcat computes it (third central moment over n * s^3), and the
+    excess kurtosis (fourth central moment over the squared population variance, minus 3).
+
+    rwbagcat 3.19.1 prints (n-1)^2/n as its kurtosis (its formula squares the second moment where
+    the fourth belongs); this one is the textbook value.  Undefined values (one key, equal
+    counters) are NaN, as SiLK's 0/0."""
     info = bag.info
     counter = bag.table.column(info.counter).to_numpy().astype(np.float64)
     n = len(counter)
@@ -584,10 +590,12 @@ def statistics(bag: Bag) -> dict[str, float | int]:
         stats.update(min_key=pc.min(key).as_py(), max_key=pc.max(key).as_py(),
                      min_counter=int(counter.min()), max_counter=int(counter.max()))
         mean = counter.mean()
-        var = counter.var(ddof=1) if n > 1 else 0.0
-        sd = float(np.sqrt(var))
-        m2 = ((counter - mean) ** 2).mean()
-        stats.update(mean=float(mean), variance=float(var), standard_deviation=sd,
-                     skew=float(((counter - mean) ** 3).mean() / m2**1.5) if m2 else 0.0,
-                     kurtosis=float(((counter - mean) ** 4).mean() / m2**2 - 3) if m2 else 0.0)
+        deviation = counter - mean
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var = np.float64((deviation**2).sum()) / np.float64(n - 1)
+            sd = np.sqrt(var)
+            m2 = (deviation**2).mean()
+            stats.update(mean=float(mean), variance=float(var), standard_deviation=float(sd),
+                         skew=float(np.float64((deviation**3).sum()) / (n * var * sd)),
+                         kurtosis=float(np.float64((deviation**4).mean()) / np.float64(m2 * m2) - 3))
     return stats

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..flows import bags as B
 from ..flows.bags import Bag, BagInfo
+from ..flows.flags import flag_strings
 from ..flows.netstruct import ipv6_left_out, network_structure
 from ..flows.schema import IPV6_TYPE, ipv4_strings, ipv6_words
 from .common import HelpFormatter, VerbError, parquet_flow_files, read_binary_input, read_flows, write_binary_output
@@ -180,24 +182,50 @@ def run_bagtool(args) -> int:
 # --- vlf bagcat -------------------------------------------------------------------------------
 
 
-def key_strings(bag: Bag) -> list[np.ndarray]:
-    """Printable key columns: dotted quads / IPv6 text for IP keys, integers otherwise."""
+_FLAG_KEYS = ("flags", "initialFlags", "sessionFlags")
+_ATTRIBUTE_LETTERS = (("T", 0x20), ("C", 0x40), ("F", 0x08), ("S", 0x10))
+
+
+def key_strings(bag: Bag, sensor_names: tuple[str, ...] | None = None, *, integer: bool = False) -> list[tuple[np.ndarray, int]]:
+    """Printable key columns and their widths, as rwbagcat prints each key type: dotted quads (15)
+    or IPv6 text (39) for IP keys, TCP flags and attributes as letters (8), sTime/eTime as times
+    (19), sensors by name (at least 3), other integers 10 wide; ``integer``: every key a number."""
     out = []
     for key in bag.info.keys:
         columns = B.KEYS[key]
-        if key in B.IP_KEYS:
-            v4 = bag.table.column(columns[0][0]).to_numpy()
-            text = ipv4_strings(v4).astype(object)
+        values = bag.table.column(columns[0][0]).to_numpy()
+        if integer and key in B.IP_KEYS and bag.table.column(columns[1][0]).null_count < len(bag):
+            v6 = bag.table.column(columns[1][0]).to_pylist()
+            text = [str(int.from_bytes(p, "big")) if p is not None else str(0xFFFF00000000 | int(v)) for p, v in zip(v6, values)]
+            out.append((np.array(text, dtype=object), 39))
+        elif integer:
+            out.append((values.astype(np.uint64).astype(str).astype(object), 10))
+        elif key in B.IP_KEYS:
+            text = ipv4_strings(values).astype(object)
             v6 = bag.table.column(columns[1][0])
+            width = 15
             if v6.null_count < len(v6):
                 # a bag holding IPv6 keys prints its IPv4 keys mapped into ::ffff:0:0/96, as rwbagcat does
                 text = np.char.add("::ffff:", text.astype(str)).astype(object)
                 for i, packed in enumerate(v6.to_pylist()):  # IPv6 keys only
                     if packed is not None:
                         text[i] = str(ipaddress.IPv6Address(packed))
-            out.append(text)
+                width = 39
+            out.append((text, width))
+        elif key in _FLAG_KEYS:
+            out.append((flag_strings(values.astype(np.uint8), columns=False), 8))
+        elif key == "attributes":
+            lut = np.array(["".join(c for c, bit in _ATTRIBUTE_LETTERS if v & bit) for v in range(256)], dtype=object)
+            out.append((lut[values.astype(np.uint8)], 8))
+        elif key in ("sTime", "eTime"):
+            stamps = pa.array(values.astype(np.int64), pa.int64()).cast(pa.timestamp("s", tz="UTC"))
+            out.append((np.asarray(pc.strftime(stamps, format="%Y/%m/%dT%H:%M:%S").to_pylist(), dtype=object), 19))
+        elif key == "sensor" and sensor_names is not None:
+            top = int(values.max()) if len(values) else 0
+            names = np.array(list(sensor_names) + [f"S{i}" for i in range(len(sensor_names), top + 1)], dtype=object)
+            out.append((names[values.astype(np.int64)], max(3, max(map(len, sensor_names), default=0))))
         else:
-            out.append(bag.table.column(columns[0][0]).to_numpy().astype(str).astype(object))
+            out.append((values.astype(str).astype(object), 10))
     return out
 
 
@@ -238,6 +266,36 @@ def _bins(counters: np.ndarray, mode: str) -> list[tuple[str, int]]:
     return rows
 
 
+def _g4(value: float) -> str:
+    """C's %.4g, with glibc's spelling of an undefined value (0/0)."""
+    return "-nan" if math.isnan(value) else f"{value:.4g}"
+
+
+def _statistics_text(bag: Bag, args) -> str:
+    """rwbagcat --print-statistics' block: SiLK's labels and number formats, keys printed as the
+    key type prints (dotted quads for IP keys).  Left out: SiLK's two lines about its tree's
+    internals ("nodes allocated", "counter density"), which describe no property of the data."""
+    stats = B.statistics(bag)
+    rows = [("number of keys", str(stats["keys"])), ("sum of counters", str(stats["sum"]))]
+    if stats["keys"]:
+        texts, _ = key_strings(bag, _sensor_names(args) if "sensor" in bag.info.keys else None, integer=args.integer_keys)[0]
+        order = _key_order(bag)
+        rows += [("minimum key", str(texts[order[0]])), ("maximum key", str(texts[order[-1]])),
+                 ("minimum counter", str(stats["min_counter"])), ("maximum counter", str(stats["max_counter"]))]
+        rows += [(label, _g4(stats[key])) for label, key in (("mean", "mean"), ("variance", "variance"),
+                 ("standard deviation", "standard_deviation"), ("skew", "skew"), ("kurtosis", "kurtosis"))]
+    return "\nStatistics\n" + "".join(f"{label:>18}:  {value}\n" for label, value in rows)
+
+
+def _sensor_names(args) -> tuple[str, ...] | None:
+    """The site's sensor names for a sensor-keyed bag (None with --integer-keys: numbers)."""
+    if getattr(args, "integer_keys", False):
+        return None
+    from ..flows.site import load_site
+
+    return tuple((load_site(args.site_config_file) if getattr(args, "site_config_file", None) else load_site()).sensors)
+
+
 def run_bagcat(args) -> int:
     out = sys.stdout
     for name in args.files or ["-"]:
@@ -251,8 +309,7 @@ def run_bagcat(args) -> int:
         )
         counters = bag.table.column(bag.info.counter).to_numpy()
         if args.print_statistics:
-            for label, value in B.statistics(bag).items():
-                out.write(f"{label:>20}: {value}\n")
+            out.write(_statistics_text(bag, args))
             continue
         if args.network_structure is not None:
             if bag.info.keys[0] not in B.IP_KEYS or len(bag.info.keys) != 1:
@@ -271,14 +328,13 @@ def run_bagcat(args) -> int:
             for label, count in _bins(counters, args.bin_ips):
                 out.write(f"{label:>20}|{count:>20}|\n")
             continue
-        keys = key_strings(bag)
+        keys = key_strings(bag, _sensor_names(args) if "sensor" in bag.info.keys else None, integer=args.integer_keys)
         order = _key_order(bag)
         if args.sort_counters:  # ties go to the smaller key (a stable sort of the key order)
             by_counter = counters[order] if args.sort_counters == "increasing" else -counters[order].astype(np.float64)
             order = order[np.argsort(by_counter, kind="stable")]
-        width = 39 if any(":" in str(k) for col in keys for k in col[:1000]) else 15
         for i in order:
-            cells = "".join(f"{col[i]:>{width}}|" for col in keys)
+            cells = "".join(f"{text[i]:>{width}}|" for text, width in keys)
             out.write(f"{cells}{counters[i]:>20}|\n")
     return 0
 
@@ -342,6 +398,8 @@ def register(sub) -> None:
     p.add_argument("--sort-counters", nargs="?", const="decreasing", choices=["decreasing", "increasing"],
                    help="order rows by counter; ties go to the smaller key")
     p.add_argument("--print-statistics", action="store_true", help="keys, sum, min/max, mean, variance, sd, skew, kurtosis")
+    p.add_argument("--integer-keys", action="store_true", help="print every key as an integer (rwbagcat's --key-format=decimal)")
+    p.add_argument("--site-config-file", metavar="PATH", help="site TOML for sensor names of a sensor-keyed bag (default: the site lookup)")
     p.add_argument("--mincounter", type=int, help="print counters >= this")
     p.add_argument("--maxcounter", type=int, help="print counters <= this")
     p.add_argument("--minkey", help="print keys >= this")
