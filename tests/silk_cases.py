@@ -61,6 +61,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("bagcat-flags-keys", "rwbagcat {flags_bag}", ["bagcat", "{flags_bag}"]),
     ("bagcat-stime-keys", "rwbagcat --mincounter=2 {stime_bag}", ["bagcat", "--mincounter=2", "{stime_bag}"]),
     ("bagcat-integer-keys", "rwbagcat --integer-keys {sip_bag}", ["bagcat", "--integer-keys", "{sip_bag}"]),
+    ("bagtool-add-sip-dip", "rwbagcat {sip_plus_dip_bag}", ["bagcat", "{sip_plus_dip_bag}"]),
     ("bagcat-statistics", "rwbagcat --print-statistics {sip_bag}", ["bagcat", "--print-statistics", "{sip_bag}"]),
     ("bagcat-network-structure", "rwbagcat --network-structure {sip_bag}", ["bagcat", "--network-structure", "{sip_bag}"]),
     ("bagcat-network-structure-T-16-24-27", "rwbagcat --network-structure=T,16,24/27 {sip_bag}",

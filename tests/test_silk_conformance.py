@@ -28,11 +28,13 @@ def inputs(tmp_path_factory):
     assert main(["bag", f"--sip-flows={work / 'sip.bag'}", f"--dport-flows={work / 'dport.bag'}",
                  f"--bag-file=sensor,flows,{work / 'sensor.bag'}", f"--bag-file=flags,flows,{work / 'flags.bag'}",
                  f"--bag-file=sTime,flows,{work / 'stime.bag'}", str(flows)]) == 0
+    assert main(["bag", f"--dip-flows={work / 'dip.bag'}", str(flows)]) == 0
+    assert main(["bagtool", "--add", str(work / "sip.bag"), str(work / "dip.bag"), "--output-path", str(work / "sum.bag")]) == 0
     lines = (HERE / "ipv6.txt").read_text().split()
     IPSet.from_strings(lines).write(work / "v6.set")  # as rwsetbuild builds it from the same lines
     return {"flows": flows, "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
             "v6_set": work / "v6.set", "sensor_bag": work / "sensor.bag", "flags_bag": work / "flags.bag",
-            "stime_bag": work / "stime.bag"}
+            "stime_bag": work / "stime.bag", "sip_plus_dip_bag": work / "sum.bag"}
 
 
 @pytest.mark.parametrize(

@@ -58,8 +58,11 @@ KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "eTime": (("eTime", "((sTime + duration) // 1000)"),),
     "duration": (("duration", "(duration // 1000)"),),
     "value": (("value", "value"),),  # a plain integer key: what --invert and --bag-input produce
+    # any address: what adding bags of different address keys gives (SiLK's any-IPv4 / any-IPv6)
+    "anyIP": (("anyIP", "anyIP"), ("anyIPv6", "anyIPv6")),
 }
-IP_KEYS = ("sIP", "dIP", "nhIP")
+IP_KEYS = ("sIP", "dIP", "nhIP", "anyIP")
+_ANY_IP_TYPES = {"anyIP": pa.uint32(), "anyIPv6": IPV6_TYPE}
 KEY_ALIASES = {
     "sipv4": "sIP", "sipv6": "sIP", "sip": "sIP", "dipv4": "dIP", "dipv6": "dIP", "dip": "dIP",
     "nhipv4": "nhIP", "nhipv6": "nhIP", "nhip": "nhIP", "sport": "sPort", "dport": "dPort",
@@ -67,6 +70,7 @@ KEY_ALIASES = {
     "initialflags": "initialFlags", "sessionflags": "sessionFlags", "attributes": "attributes",
     "application": "application", "sensor": "sensor", "input": "input", "output": "output",
     "stime": "sTime", "etime": "eTime", "duration": "duration", "value": "value", "custom": "value",
+    "anyip": "anyIP", "any-ipv4": "anyIP", "any-ipv6": "anyIP", "anyipv4": "anyIP", "anyipv6": "anyIP",
 }
 # counter name -> SQL aggregate over flow records
 COUNTERS: dict[str, str] = {"records": "count(*)", "packets": "sum(packets)", "bytes": "sum(bytes)"}
@@ -235,17 +239,21 @@ def _query_bag(con: duckdb.DuckDBPyConnection, sql: str, info: BagInfo, params: 
     return Bag(normalize(table, info), info)
 
 
+def _key_type(column: str) -> pa.DataType:
+    if column in FLOW_SCHEMA.names:
+        return FLOW_SCHEMA.field(column).type
+    return _ANY_IP_TYPES.get(column, pa.uint64())
+
+
 def normalize(table: pa.Table, info: BagInfo) -> pa.Table:
     """Key columns in the flow schema's types, counters uint64."""
-    fields = [FLOW_SCHEMA.field(c) if c in FLOW_SCHEMA.names else pa.field(c, pa.uint64()) for c in info.key_columns]
-    fields = [pa.field(f.name, f.type) for f in fields] + [pa.field(c, pa.uint64()) for c in info.counters]
+    fields = [pa.field(c, _key_type(c)) for c in info.key_columns] + [pa.field(c, pa.uint64()) for c in info.counters]
     columns = [table.column(f.name).cast(f.type) for f in fields]
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
 def empty_bag_table(info: BagInfo) -> pa.Table:
-    fields = [pa.field(c, FLOW_SCHEMA.field(c).type if c in FLOW_SCHEMA.names else pa.uint64()) for c in info.key_columns]
-    fields += [pa.field(c, pa.uint64()) for c in info.counters]
+    fields = [pa.field(c, _key_type(c)) for c in info.key_columns] + [pa.field(c, pa.uint64()) for c in info.counters]
     return pa.schema(fields).empty_table()
 
 
@@ -331,19 +339,25 @@ def _same_keys(bags: Sequence[Bag], op: str) -> BagInfo:
     if not bags:
         raise BagError(f"{op}: no input bags")
     keys = {b.info.keys for b in bags}
+    if len(keys) > 1 and all(len(k) == 1 and k[0] in IP_KEYS for k in keys):
+        keys = {("anyIP",)}  # sIP and dIP bags add up by address, as SiLK's any-IPv4
     if len(keys) != 1:
         raise BagError(f"{op}: input bags have different keys: {sorted(keys)}")
     for b in bags:
         b.info.counter  # noqa: B018 - raises unless one counter
-    return BagInfo(bags[0].info.keys, (bags[0].info.counter,))
+    return BagInfo(next(iter(keys)), (bags[0].info.counter,))
 
 
-def _register(con, bags: Sequence[Bag]) -> str:
-    """Register bags as b0, b1, ... and return a UNION ALL of (keys, c, i) over them."""
+def _register(con, bags: Sequence[Bag], info: BagInfo | None = None) -> str:
+    """Register bags as b0, b1, ... (their keys named as ``info``'s) and return a UNION ALL of
+    (keys, c, i) over them."""
     parts = []
     for i, bag in enumerate(bags):
-        con.register(f"b{i}", bag.table)
-        parts.append(f"SELECT {key_list(bag.info)}, {ident(bag.info.counter)}::HUGEINT AS c, {i} AS i FROM b{i}")
+        table = bag.table
+        if info is not None and bag.info.keys != info.keys:  # an sIP or dIP bag taking part as anyIP
+            table = table.rename_columns(list(info.key_columns) + table.column_names[len(info.key_columns):])
+        con.register(f"b{i}", table)
+        parts.append(f"SELECT {key_list(info or bag.info)}, {ident(bag.info.counter)}::HUGEINT AS c, {i} AS i FROM b{i}")
     return " UNION ALL ".join(parts)
 
 
@@ -364,7 +378,7 @@ def add(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --add: sum per key (missing keys count 0); overflow is an error."""
     info = _same_keys(bags, "--add")
     con = duck.connect()
-    sql = f"SELECT {key_list(info)}, sum(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) GROUP BY ALL"
+    sql = f"SELECT {key_list(info)}, sum(c) AS {ident(info.counter)} FROM ({_register(con, bags, info)}) GROUP BY ALL"
     _raise_on_overflow(con, sql, [info.counter], "--add")
     return _query_bag(con, sql, info)
 
@@ -405,7 +419,7 @@ def subtract(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --subtract: the first bag minus the others; keys at or below zero vanish."""
     info = _same_keys(bags, "--subtract")
     con = duck.connect()
-    union = _register(con, bags)
+    union = _register(con, bags, info)
     sql = (
         f"SELECT {key_list(info)}, sum(CASE WHEN i = 0 THEN c ELSE -c END) AS {ident(info.counter)} "
         f"FROM ({union}) GROUP BY ALL HAVING bool_or(i = 0) AND sum(CASE WHEN i = 0 THEN c ELSE -c END) > 0"
@@ -417,7 +431,7 @@ def minimize(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --minimize: keys present in every bag, with their smallest counter."""
     info = _same_keys(bags, "--minimize")
     con = duck.connect()
-    sql = (f"SELECT {key_list(info)}, min(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) "
+    sql = (f"SELECT {key_list(info)}, min(c) AS {ident(info.counter)} FROM ({_register(con, bags, info)}) "
            f"GROUP BY ALL HAVING count(DISTINCT i) = {len(bags)}")
     return _query_bag(con, sql, info)
 
@@ -426,7 +440,7 @@ def maximize(bags: Sequence[Bag]) -> Bag:
     """rwbagtool --maximize: the union of keys, with their largest counter."""
     info = _same_keys(bags, "--maximize")
     con = duck.connect()
-    return _query_bag(con, f"SELECT {key_list(info)}, max(c) AS {ident(info.counter)} FROM ({_register(con, bags)}) GROUP BY ALL", info)
+    return _query_bag(con, f"SELECT {key_list(info)}, max(c) AS {ident(info.counter)} FROM ({_register(con, bags, info)}) GROUP BY ALL", info)
 
 
 def _two(bags: Sequence[Bag], op: str) -> BagInfo:
@@ -442,7 +456,7 @@ def divide(bags: Sequence[Bag]) -> Bag:
     """
     info = _two(bags, "--divide")
     con = duck.connect()
-    _register(con, bags)
+    _register(con, bags, info)
     keys = " AND ".join(f"b0.{ident(c)} IS NOT DISTINCT FROM b1.{ident(c)}" for c in info.key_columns)
     c0, c1 = ident(bags[0].info.counter), ident(bags[1].info.counter)
     missing = con.sql(f"SELECT count(*) FROM b0 WHERE NOT EXISTS (SELECT 1 FROM b1 WHERE {keys})").fetchall()[0][0]
@@ -478,7 +492,7 @@ def compare(bags: Sequence[Bag], op: str) -> Bag:
     if op.lower() not in COMPARISONS:
         raise BagError(f"--compare={op}: use one of {', '.join(COMPARISONS)}")
     con = duck.connect()
-    _register(con, bags)
+    _register(con, bags, info)
     keys = " AND ".join(f"b0.{ident(c)} IS NOT DISTINCT FROM b1.{ident(c)}" for c in info.key_columns)
     c0, c1 = ident(bags[0].info.counter), ident(bags[1].info.counter)
     sql = (f"SELECT {key_list(info, 'b0.')}, 1 AS {ident(info.counter)} FROM b0 JOIN b1 ON {keys} "
