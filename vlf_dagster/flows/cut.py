@@ -14,7 +14,7 @@ Layout, as SiLK's ``rwascii.c`` prints it:
 * ``delimited`` (``--delimited[=C]``): no columns and no final separator.
 
 Widths follow rwcut: IPs 15 (39 when the table holds IPv6 records, as rwcut's ``mix`` policy;
-10 with ``integer_ips`` on IPv4-only tables), ports 5, protocol 3, packets/bytes 10, flag bytes 8
+10 decimal, 8 hexadecimal on IPv4-only tables: see :mod:`.iptext`), ports 5, protocol 3, packets/bytes 10, flag bytes 8
 (3 as integers), sTime/eTime 23 (``epoch``: 14; ``no-msec``: 19 / 10), duration 9, sensor the
 longest sensor name (5 when printed as integers), in/out/application 5, class 3, type 7,
 iType/iCode 3, attributes 8, and the cutmatch column ``match`` 10.
@@ -27,7 +27,6 @@ characters, as the plug-in does, also without columns.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -38,6 +37,7 @@ import pyarrow.compute as pc
 from .fields import Field, FieldError, parse_fields
 from .flags import flags_to_string
 from .flowtypes import FLOWTYPES
+from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .schema import ATTR_IPV6, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, conform, ipv6_words
 
 DEFAULT_FIELDS = "sIP,dIP,sPort,dPort,protocol,packets,bytes,flags,sTime,duration,eTime,sensor"
@@ -77,7 +77,7 @@ class _Options:
     titles: bool
     time_format: str
     no_msec: bool
-    integer_ips: bool
+    ip_format: IpFormat
     integer_tcp_flags: bool
     integer_sensors: bool
     sensor_names: tuple[str, ...] | None
@@ -116,43 +116,14 @@ def _np(batch: pa.RecordBatch, name: str) -> np.ndarray:
     return batch.column(name).to_numpy(zero_copy_only=False)
 
 
-def _ipv6_text(high: np.ndarray, low: np.ndarray, integer: bool) -> pa.Array:
-    """Canonical IPv6 text (mixed notation for ::ffff:0:0/96 and ::/96 as SiLK prints them),
-    computed once per distinct address."""
-    pairs = np.stack([high, low], axis=1)
-    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
-    texts = []
-    for hi, lo in uniq.tolist():
-        value = (hi << 64) | lo
-        if integer:
-            texts.append(str(value))
-            continue
-        v4 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
-        if hi == 0 and (lo >> 32) == 0xFFFF:
-            texts.append(f"::ffff:{v4}")
-        elif hi == 0 and (lo >> 32) == 0 and value > 1:
-            texts.append(f"::{v4}")
-        else:
-            texts.append(str(ipaddress.IPv6Address(value)))
-    return pa.array(texts, pa.string()).take(pa.array(inverse.reshape(-1)))
-
-
-def _ipv4_text(values: np.ndarray, integer: bool) -> pa.Array:
-    v = pa.array(np.asarray(values, dtype=np.uint32))
-    if integer:
-        return pc.cast(v, pa.string())
-    octets = [pc.cast(pc.bit_wise_and(pc.shift_right(v, s), 0xFF), pa.string()) for s in (24, 16, 8, 0)]
-    return pc.binary_join_element_wise(*octets, ".")
-
-
 def _ip_column(name: str) -> Callable[[pa.RecordBatch, _Options], pa.Array]:
     def fmt(batch: pa.RecordBatch, opt: _Options) -> pa.Array:
-        text = _ipv4_text(_np(batch, name), opt.integer_ips)
+        text = ipv4_text(_np(batch, name), opt.ip_format)
         v6 = (_np(batch, "attributes") & ATTR_IPV6) != 0
         if v6.any():
             rows = np.flatnonzero(v6)
             high, low = ipv6_words(batch.column(name + "v6").take(pa.array(rows)))
-            v6_text = _ipv6_text(high, low, opt.integer_ips)
+            v6_text = ipv6_text(high, low, opt.ip_format)
             text = pc.if_else(pa.array(v6), _scatter(v6_text, rows, len(v6)), text)
         return text
 
@@ -319,9 +290,7 @@ _FORMATTERS: dict[str, Callable[[pa.RecordBatch, _Options], pa.Array]] = {
 
 def _width(name: str, opt: _Options) -> int:
     if name in ("sIP", "dIP", "nhIP"):
-        if opt.any_ipv6:
-            return 39
-        return 10 if opt.integer_ips else 15
+        return ip_width(opt.ip_format, opt.any_ipv6)
     if name in ("flags", "initialFlags", "sessionFlags"):
         return 3 if opt.integer_tcp_flags else 8
     if name in ("sTime", "eTime", "sTime+msec", "eTime+msec"):
@@ -397,7 +366,7 @@ def _any_ipv6(table: pa.Table) -> bool:
 
 
 def _options(any_ipv6: bool, *, columns, delimiter, delimited, no_titles, no_final_delimiter,
-             timestamp_format, integer_ips, integer_tcp_flags, integer_sensors, site) -> _Options:
+             timestamp_format, integer_ips, integer_tcp_flags, integer_sensors, site, ip_format=None) -> _Options:
     if delimited:
         if isinstance(delimited, str):
             delimiter = delimited
@@ -412,7 +381,7 @@ def _options(any_ipv6: bool, *, columns, delimiter, delimited, no_titles, no_fin
         titles=not no_titles,
         time_format=fmt,
         no_msec=no_msec,
-        integer_ips=integer_ips,
+        ip_format=ip_format if ip_format is not None else (DECIMAL if integer_ips else CANONICAL),
         integer_tcp_flags=integer_tcp_flags,
         integer_sensors=integer_sensors,
         sensor_names=tuple(site.sensors) if site is not None else None,
@@ -468,6 +437,7 @@ def format_text(
     integer_tcp_flags: bool = False,
     integer_sensors: bool = False,
     site=None,
+    ip_format: IpFormat | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[bytes]:
     """rwcut's output as UTF-8 text blocks (each ends with a newline): the bulk path for `vlf cut`.
@@ -481,7 +451,7 @@ def format_text(
         _any_ipv6(table), columns=columns, delimiter=delimiter, delimited=delimited, no_titles=no_titles,
         no_final_delimiter=no_final_delimiter, timestamp_format=timestamp_format,
         integer_ips=integer_ips, integer_tcp_flags=integer_tcp_flags,
-        integer_sensors=integer_sensors, site=site,
+        integer_sensors=integer_sensors, site=site, ip_format=ip_format,
     )
     yield from _blocks(names, opt, table.to_batches(max_chunksize=batch_rows))
 
@@ -524,7 +494,7 @@ def format_flow_files(
 # format_text's formatting options and their defaults, for format_flow_files.
 _FORMAT_DEFAULTS = dict(columns=True, delimiter="|", delimited=False, no_titles=False, no_final_delimiter=False,
                         timestamp_format="default", integer_ips=False, integer_tcp_flags=False,
-                        integer_sensors=False, site=None)
+                        integer_sensors=False, site=None, ip_format=None)
 
 
 def _blocks(names: list[str], opt: _Options, batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:

@@ -22,7 +22,6 @@ addresses are printed as dotted quads again, as SiLK does.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -38,7 +37,8 @@ from . import fields as field_registry
 from .fields import Field, FieldError
 from .flags import flag_strings
 from .flowtypes import FLOWTYPES
-from .schema import FLOW_SCHEMA, SchemaError, conform, ipv4_strings
+from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
+from .schema import FLOW_SCHEMA, SchemaError, conform
 from .storage import holds_flow_columns
 from .sql import literal_list, path_list
 from . import duck
@@ -816,6 +816,7 @@ class TextOptions:
     integer_ips: bool = False  # --integer-ips / --ip-format=decimal
     timestamp_format: str = "default"  # default | iso | m/d/y | epoch
     sensor_names: tuple[str, ...] | None = None  # the site's sensors; None (or --integer-sensors): numbers
+    ip_format: IpFormat | None = None  # --ip-format; None: canonical, or decimal with integer_ips
 
 
 TIMESTAMP_FORMATS = ("default", "iso", "m/d/y", "epoch")
@@ -869,31 +870,31 @@ def _time_width(opts: TextOptions, msec: bool) -> int:
     return 23 if msec else 19
 
 
+def _ip_format(opts: TextOptions) -> IpFormat:
+    return opts.ip_format if opts.ip_format is not None else (DECIMAL if opts.integer_ips else CANONICAL)
+
+
 def _format_ips(column: pa.Array, opts: TextOptions) -> pa.Array:
+    fmt = _ip_format(opts)
     if pa.types.is_fixed_size_binary(column.type):
         n = len(column)
         raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)[column.offset * 16 : (column.offset + n) * 16]
         words = raw.reshape(n, 16).view(">u8").reshape(n, 2).astype(np.uint64)
         hi, lo = words[:, 0], words[:, 1]
         mapped = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
-        out = np.empty(n, dtype=object)
-        v4 = (lo & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        out[mapped] = v4[mapped].astype(str) if opts.integer_ips else ipv4_strings(v4[mapped])
-        for i in np.flatnonzero(~mapped):  # one per IPv6 bin (output rows, not records)
-            value = (int(hi[i]) << 64) | int(lo[i])
-            out[i] = str(value) if opts.integer_ips else str(ipaddress.IPv6Address(value))
-        return pa.array(out, pa.string())
-    values = column.to_numpy(zero_copy_only=False)
-    if opts.integer_ips:
-        return _strings(column)
-    return pa.array(ipv4_strings(values).astype(object), pa.string())
+        text = ipv6_text(hi, lo, fmt)  # one per IPv6 bin (output rows, not records)
+        if mapped.any():  # an IPv4 bin of a table that also holds IPv6: printed as IPv4
+            v4 = ipv4_text((lo & np.uint64(0xFFFFFFFF)).astype(np.uint32), fmt)
+            text = pc.if_else(pa.array(mapped), v4, text)
+        return text
+    return ipv4_text(column.to_numpy(zero_copy_only=False), fmt)
 
 
 def _format_key(field: Field, column: pa.Array, plan: Plan, opts: TextOptions) -> tuple[pa.Array, int]:
     """A key column as rwcut would print it, and its column width."""
     kind = field.kind
     if kind == "ip":
-        width = 39 if plan.ipv6 else 10 if opts.integer_ips else 15
+        width = ip_width(_ip_format(opts), plan.ipv6)
         return _format_ips(column, opts), width
     if kind == "time":
         return format_times(column, opts, plan.msec), _time_width(opts, plan.msec)

@@ -33,7 +33,9 @@ def register(subparsers) -> None:
         help="default (YYYY/MM/DDThh:mm:ss.sss), iso, m/d/y or epoch; add ',no-msec' to drop milliseconds",
     )
     p.add_argument("--epoch-time", action="store_true", help="same as --timestamp-format=epoch")
-    p.add_argument("--integer-ips", action="store_true", help="print IP addresses as integers")
+    p.add_argument("--integer-ips", action="store_true", help="print IP addresses as integers (--ip-format=decimal)")
+    p.add_argument("--ip-format", metavar="FORMAT", help="canonical (default), decimal or hexadecimal, optionally ,zero-padded "
+                   "(e.g. decimal,zero-padded), as rwcut's --ip-format")
     p.add_argument("--integer-tcp-flags", action="store_true", help="print TCP flags as integers")
     p.add_argument("--integer-sensors", action="store_true", help="print sensor ids instead of names")
     p.add_argument("--no-titles", action="store_true", help="do not print the title line")
@@ -63,7 +65,13 @@ def run(args) -> int:
     if args.num_recs < 0:
         raise VerbError(f"invalid --num-recs {args.num_recs}: must be >= 0")
     timestamp_format = "epoch" if args.epoch_time else args.timestamp_format
+    from ..flows.iptext import IpFormatError, parse_ip_format
+
     site = load_site(args.site_config_file) if args.site_config_file else load_site()
+    try:
+        parse_ip_format(args.ip_format)
+    except IpFormatError as exc:
+        raise VerbError(str(exc)) from None
     options = dict(
         columns=not args.no_columns,
         delimiter=args.column_separator,
@@ -76,6 +84,7 @@ def run(args) -> int:
         integer_tcp_flags=args.integer_tcp_flags,
         integer_sensors=args.integer_sensors,
         site=site,
+        ip_format=parse_ip_format(args.ip_format, integer_ips=args.integer_ips),
     )
     if args.dry_run:
         blocks = format_text(empty_table(), args.fields, **options)

@@ -90,6 +90,7 @@ def add_text_options(parser: argparse.ArgumentParser, *, keys: bool = True) -> N
     if keys:
         g.add_argument("--integer-tcp-flags", action="store_true", help="print TCP flag fields as numbers, not letters")
         g.add_argument("--integer-ips", action="store_true", help="print IP addresses as integers, not dotted quads")
+        g.add_argument("--ip-format", metavar="FORMAT", help="canonical (default), decimal or hexadecimal, optionally ,zero-padded")
         g.add_argument("--integer-sensors", action="store_true", help="print sensors as numbers, not the site's sensor names")
         g.add_argument("--site-config-file", metavar="PATH", help="site TOML for sensor names (default: the site lookup)")
     g.add_argument("--output-path", metavar="PATH", help="write the text to PATH instead of standard output")
@@ -115,7 +116,17 @@ def text_options(args: argparse.Namespace) -> TextOptions:
         integer_ips=getattr(args, "integer_ips", False),
         timestamp_format=args.timestamp_format,
         sensor_names=_sensor_names(args),
+        ip_format=_ip_format(args),
     )
+
+
+def _ip_format(args: argparse.Namespace):
+    from ..flows.iptext import IpFormatError, parse_ip_format
+
+    try:
+        return parse_ip_format(getattr(args, "ip_format", None), integer_ips=getattr(args, "integer_ips", False))
+    except IpFormatError as exc:
+        raise VerbError(str(exc)) from None
 
 
 def _sensor_names(args: argparse.Namespace) -> tuple[str, ...] | None:
