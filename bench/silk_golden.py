@@ -66,10 +66,13 @@ def main() -> None:
         subprocess.run(["rwbag", f"--dip-flows={work / 'dip.bag'}", str(work / "flows.rw")], check=True, env=env)
         subprocess.run(["rwbagtool", "--add", str(work / "sip.bag"), str(work / "dip.bag"), f"--output-path={work / 'sum.bag'}"],
                        check=True, env=env)
+        subprocess.run(["rwtuc", "--column-sep=|", f"--output-path={work / 'mixed.rw'}", str(ROOT / "tests" / "silk" / "mixed.txt")],
+                       check=True, env=env)
         subprocess.run(["rwsetbuild", str(ROOT / "tests" / "silk" / "ipv6.txt"), str(work / "v6.set")], check=True, env=env)
         names = {"flows": work / "flows.rw", "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
                  "v6_set": work / "v6.set", "sensor_bag": work / "sensor.bag", "flags_bag": work / "flags.bag",
-                 "stime_bag": work / "stime.bag", "sip_plus_dip_bag": work / "sum.bag"}
+                 "stime_bag": work / "stime.bag", "sip_plus_dip_bag": work / "sum.bag",
+                 "mixed": work / "mixed.rw"}
         for name, command, _ in CASES:
             argv = [part.format(**{k: str(v) for k, v in names.items()}) for part in shlex.split(command)]
             done = subprocess.run(argv, capture_output=True, text=True, env=env)

@@ -30,11 +30,15 @@ def inputs(tmp_path_factory):
                  f"--bag-file=sTime,flows,{work / 'stime.bag'}", str(flows)]) == 0
     assert main(["bag", f"--dip-flows={work / 'dip.bag'}", str(flows)]) == 0
     assert main(["bagtool", "--add", str(work / "sip.bag"), str(work / "dip.bag"), "--output-path", str(work / "sum.bag")]) == 0
+    # the mixed IPv4/IPv6 records, through vlf's rwcut-text importer (as rwtuc reads the same text)
+    assert main(["import", "--format", "rwcut", "--data-dir", str(work / "mixed"), str(HERE / "mixed.txt")]) == 0
+    (mixed,) = (work / "mixed" / "landing").rglob("mixed.txt.parquet")
     lines = (HERE / "ipv6.txt").read_text().split()
     IPSet.from_strings(lines).write(work / "v6.set")  # as rwsetbuild builds it from the same lines
     return {"flows": flows, "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
             "v6_set": work / "v6.set", "sensor_bag": work / "sensor.bag", "flags_bag": work / "flags.bag",
-            "stime_bag": work / "stime.bag", "sip_plus_dip_bag": work / "sum.bag"}
+            "stime_bag": work / "stime.bag", "sip_plus_dip_bag": work / "sum.bag",
+            "mixed": mixed}
 
 
 @pytest.mark.parametrize(

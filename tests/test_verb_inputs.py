@@ -197,3 +197,21 @@ def test_a_segmented_window_artifact_is_read_as_its_current_rows(tmp_path, capsy
     assert read_flows([str(seg.directory)]).column("sTime").to_pylist() == [T0, T0 + 7]
     assert main(["cut", str(seg.directory), "--fields=sIP", "--no-titles", "--delimited"]) in (0, None)
     assert capsys.readouterr().out.split() == ["1.0.0.1", "1.0.0.2"]
+
+
+def test_a_flow_file_under_key_value_folders_is_its_columns_alone(tmp_path, capsys):
+    """A landing file (landing/dt=.../hour=...) read by the verbs: DuckDB must not add dt and hour
+    as columns (cut refused the file with "unknown flow field(s): dt, hour")."""
+    table = flows([dict(sIP="4.3.2.1", dIP="10.1.24.5", packets=3, sTime=1_143_849_600_000 + i) for i in range(3)])
+    nested = tmp_path / "landing" / "dt=2006-04-01" / "hour=00" / "x.parquet"
+    plain = tmp_path / "x.parquet"
+    for path in (nested, plain):
+        write_parquet(table, path)
+    for verb in (["cut"], ["uniq", "--fields=sip"], ["stats", "--fields=sip", "--count=2"], ["count"],
+                 ["filter", "--proto=0-255", "--print-statistics"]):
+        outputs = []
+        for path in (nested, plain):
+            assert main([*verb, str(path)]) == 0, verb
+            captured = capsys.readouterr()
+            outputs.append(captured.out + captured.err)
+        assert outputs[0] == outputs[1] and outputs[0], verb

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from .schema import FLOW_SCHEMA, IPV6_TYPE, MS_PER_HOUR
 from .sets import IPSet
-from .sql import glob_escaped, ident, literal, path_list
+from .sql import NO_HIVE, glob_escaped, ident, literal, path_list
 from .storage import atomic_path, read_parquet_bytes
 from . import duck
 
@@ -264,7 +264,7 @@ def _flows_source(con: duckdb.DuckDBPyConnection, flows: Sequence[str | Path] | 
     if isinstance(flows, pa.Table):
         con.register("flow_input", flows)
         return "flow_input"
-    return f"read_parquet({path_list(flows)})"
+    return f"read_parquet({path_list(flows)}, {NO_HIVE})"
 
 
 def bag_sql(source: str, info: BagInfo, where: str = "TRUE", *, hour_key: bool = False) -> str:

@@ -38,6 +38,7 @@ from .fields import Field, FieldError, parse_fields
 from .flags import flags_to_string
 from .flowtypes import FLOWTYPES
 from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
+from .ipv6policy import WIDE, apply_policy
 from .schema import ATTR_IPV6, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, conform, ipv6_words
 
 DEFAULT_FIELDS = "sIP,dIP,sPort,dPort,protocol,packets,bytes,flags,sTime,duration,eTime,sensor"
@@ -438,6 +439,7 @@ def format_text(
     integer_sensors: bool = False,
     site=None,
     ip_format: IpFormat | None = None,
+    ipv6_policy: str | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[bytes]:
     """rwcut's output as UTF-8 text blocks (each ends with a newline): the bulk path for `vlf cut`.
@@ -446,9 +448,9 @@ def format_text(
     the string array's data buffer: no Python object per record.
     """
     names = resolve_fields(fields)
-    table = _prepare(table, num_recs)
+    table = _prepare(apply_policy(table, ipv6_policy), num_recs)
     opt = _options(
-        _any_ipv6(table), columns=columns, delimiter=delimiter, delimited=delimited, no_titles=no_titles,
+        _any_ipv6(table) if ipv6_policy is None else ipv6_policy in WIDE, columns=columns, delimiter=delimiter, delimited=delimited, no_titles=no_titles,
         no_final_delimiter=no_final_delimiter, timestamp_format=timestamp_format,
         integer_ips=integer_ips, integer_tcp_flags=integer_tcp_flags,
         integer_sensors=integer_sensors, site=site, ip_format=ip_format,
@@ -469,7 +471,7 @@ def format_flow_files(
     format_text's."""
     from . import duck
 
-    from .sql import path_list
+    from .sql import NO_HIVE, path_list
 
     unknown = set(options) - set(_FORMAT_DEFAULTS)
     if unknown:
@@ -479,13 +481,18 @@ def format_flow_files(
         raise CutError(f"invalid record count {num_recs}: must be >= 0")
     con = duck.connect()
     try:
-        files = f"read_parquet({path_list([str(p) for p in paths])})"
+        files = f"read_parquet({path_list([str(p) for p in paths])}, {NO_HIVE})"
         # one narrow column decides the address width for every batch to come
-        any_ipv6 = con.sql(f"SELECT coalesce(bool_or((attributes & {ATTR_IPV6}) <> 0), false) FROM {files}").fetchall()[0][0]
-        opt = _options(bool(any_ipv6), **{k: options.get(k, v) for k, v in _FORMAT_DEFAULTS.items()})
+        policy = options.get("ipv6_policy")
+        if policy is None:
+            any_ipv6 = con.sql(f"SELECT coalesce(bool_or((attributes & {ATTR_IPV6}) <> 0), false) FROM {files}").fetchall()[0][0]
+        else:
+            any_ipv6 = policy in WIDE
+        opt = _options(bool(any_ipv6), **{k: options.get(k, v) for k, v in _FORMAT_DEFAULTS.items() if k != "ipv6_policy"})
+        where = {"ignore": f" WHERE (attributes & {ATTR_IPV6}) = 0", "only": f" WHERE (attributes & {ATTR_IPV6}) <> 0"}.get(policy, "")
         limit = f" LIMIT {int(num_recs)}" if num_recs else ""
-        reader = con.sql(f"SELECT * FROM {files}{limit}").to_arrow_reader(batch_rows)
-        batches = (b for raw in reader for b in conform(pa.Table.from_batches([raw])).to_batches())
+        reader = con.sql(f"SELECT * FROM {files}{where}{limit}").to_arrow_reader(batch_rows)
+        batches = (b for raw in reader for b in apply_policy(conform(pa.Table.from_batches([raw])), policy).to_batches())
         yield from _blocks(names, opt, batches)
     finally:
         con.close()
@@ -494,7 +501,7 @@ def format_flow_files(
 # format_text's formatting options and their defaults, for format_flow_files.
 _FORMAT_DEFAULTS = dict(columns=True, delimiter="|", delimited=False, no_titles=False, no_final_delimiter=False,
                         timestamp_format="default", integer_ips=False, integer_tcp_flags=False,
-                        integer_sensors=False, site=None, ip_format=None)
+                        integer_sensors=False, site=None, ip_format=None, ipv6_policy=None)
 
 
 def _blocks(names: list[str], opt: _Options, batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:

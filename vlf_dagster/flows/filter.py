@@ -40,7 +40,7 @@ from .flowtypes import DEFAULT_TYPES, FLOWTYPES, parse_types
 from .schema import ATTR_IPV6, FIELD_NAMES, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, TIME_ORDER, conform, ipv4_mapped
 from .sets import IPSet
 from .site import Site
-from .sql import glob_escaped, ident, literal, path_literal
+from .sql import NO_HIVE, glob_escaped, ident, literal, path_literal
 from .storage import archive_files, hours_between
 from . import duck
 
@@ -980,12 +980,12 @@ def execute(
                 con.register("__vlf_files", pa.table({"filename": [str(f) for f in files],
                                                       "__vlf_file": list(range(len(files)))}))
                 source = (
-                    "(SELECT * FROM read_parquet($__vlf_files, filename = true, file_row_number = true) "
+                    f"(SELECT * FROM read_parquet($__vlf_files, filename = true, file_row_number = true, {NO_HIVE}) "
                     'JOIN "__vlf_files" USING (filename))'
                 )
                 order = ' ORDER BY "__vlf_file", "file_row_number"'
             else:
-                source, order = "read_parquet($__vlf_files)", ""
+                source, order = f"read_parquet($__vlf_files, {NO_HIVE})", ""
         if not ordered:
             order = ""
         where = compiled.where

@@ -35,6 +35,11 @@ def path_literal(path: str | Path) -> str:
     return literal(glob_escaped(path))
 
 
+# Flow files may sit under key=value folders (landing/dt=.../hour=...): DuckDB would add those as
+# columns (dt, hour) unless told not to, and a flow file is its columns alone.
+NO_HIVE = "hive_partitioning = false"
+
+
 def path_list(paths: Sequence[str | Path]) -> str:
     """A SQL list of :func:`path_literal` files."""
     return "[" + ", ".join(path_literal(p) for p in paths) + "]"

@@ -40,7 +40,7 @@ from .flowtypes import FLOWTYPES
 from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .schema import FLOW_SCHEMA, SchemaError, conform
 from .storage import holds_flow_columns
-from .sql import literal_list, path_list
+from .sql import NO_HIVE, literal_list, path_list
 from . import duck
 
 
@@ -84,7 +84,7 @@ def _connect(source: Source) -> tuple[duckdb.DuckDBPyConnection, bool]:
         raise StatsError(f"no such flow file: {missing[0]}")
     # matching files are scanned as they are (binding by name costs a footer pass per query)
     by_name = "false" if holds_flow_columns([str(p) for p in paths], con) else "true"
-    con.execute(f"CREATE VIEW flows AS SELECT * FROM read_parquet({path_list(paths)}, union_by_name = {by_name})")
+    con.execute(f"CREATE VIEW flows AS SELECT * FROM read_parquet({path_list(paths)}, union_by_name = {by_name}, {NO_HIVE})")
     columns = {row[0] for row in con.sql("DESCRIBE flows").fetchall()}
     v6 = [c for c in ("sIPv6", "dIPv6", "nhIPv6") if c in columns]
     return con, bool(v6) and _holds_ipv6(con, paths, v6)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ..flows.schema import FLOW_SCHEMA, SchemaError, conform
 from ..flows.segments import Segmented, is_segmented
-from ..flows.sql import glob_escaped
+from ..flows.sql import NO_HIVE, glob_escaped
 from ..flows.storage import holds_flow_columns, read_parquet_bytes
 from ..flows import duck
 
@@ -119,7 +119,7 @@ def read_flows(names: Iterable[str]) -> pa.Table:
     paths = parquet_flow_files(names)
     if paths is not None:
         with duck.connect() as con:
-            table = con.sql("SELECT * FROM read_parquet($files)", params={"files": [glob_escaped(p) for p in paths]}).to_arrow_table()
+            table = con.sql(f"SELECT * FROM read_parquet($files, {NO_HIVE})", params={"files": [glob_escaped(p) for p in paths]}).to_arrow_table()
         return conform(table.replace_schema_metadata(None))
     tables = [_read_segmented(n) if is_segmented(n) else read_flow_table(*_open_bytes(n)) for n in names]
     return pa.concat_tables(tables) if tables else FLOW_SCHEMA.empty_table()

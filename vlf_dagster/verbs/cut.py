@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--epoch-time", action="store_true", help="same as --timestamp-format=epoch")
     p.add_argument("--integer-ips", action="store_true", help="print IP addresses as integers (--ip-format=decimal)")
+    p.add_argument("--ipv6-policy", metavar="POLICY", help="ignore, asv4, mix, force or only, as SiLK's (default $SILK_IPV6_POLICY; "
+                   "unset: IPv4-only input prints 15 wide as asv4, input holding IPv6 39 wide as mix)")
     p.add_argument("--ip-format", metavar="FORMAT", help="canonical (default), decimal or hexadecimal, optionally ,zero-padded "
                    "(e.g. decimal,zero-padded), as rwcut's --ip-format")
     p.add_argument("--integer-tcp-flags", action="store_true", help="print TCP flags as integers")
@@ -66,11 +68,13 @@ def run(args) -> int:
         raise VerbError(f"invalid --num-recs {args.num_recs}: must be >= 0")
     timestamp_format = "epoch" if args.epoch_time else args.timestamp_format
     from ..flows.iptext import IpFormatError, parse_ip_format
+    from ..flows.ipv6policy import Ipv6PolicyError, resolve_policy
 
     site = load_site(args.site_config_file) if args.site_config_file else load_site()
     try:
         parse_ip_format(args.ip_format)
-    except IpFormatError as exc:
+        policy = resolve_policy(args.ipv6_policy)
+    except (IpFormatError, Ipv6PolicyError) as exc:
         raise VerbError(str(exc)) from None
     options = dict(
         columns=not args.no_columns,
@@ -85,6 +89,7 @@ def run(args) -> int:
         integer_sensors=args.integer_sensors,
         site=site,
         ip_format=parse_ip_format(args.ip_format, integer_ips=args.integer_ips),
+        ipv6_policy=policy,
     )
     if args.dry_run:
         blocks = format_text(empty_table(), args.fields, **options)
