@@ -13,10 +13,12 @@ Layout, as SiLK's ``rwascii.c`` prints it:
 * ``columns=False`` (``--no-columns``): no padding, and TCP flags print only their set letters.
 * ``delimited`` (``--delimited[=C]``): no columns and no final separator.
 
-Widths follow rwcut: IPs 15 (39 when the table holds IPv6 records, as rwcut's ``mix`` policy;
-10 decimal, 8 hexadecimal on IPv4-only tables: see :mod:`.iptext`), ports 5, protocol 3, packets/bytes 10, flag bytes 8
-(3 as integers), sTime/eTime 23 (``epoch``: 14; ``no-msec``: 19 / 10), duration 9, sensor the
-longest sensor name (5 when printed as integers), in/out/application 5, class 3, type 7,
+Widths follow rwcut: IPs 15 on IPv4-only input (as rwcut under ``asv4``, or a SiLK built without
+IPv6) and 39 when the input holds IPv6 records (as ``mix``); with an ``ipv6_policy``, as SiLK
+under that policy (:mod:`.ipv6policy`); 10 decimal, 8 hexadecimal (:mod:`.iptext`); ports 5,
+protocol 3, packets/bytes 10, flag bytes 8 (3 as integers), sTime/eTime 23 (``epoch``: 14;
+``no-msec``: 19 / 10), duration 9, sensor the longest sensor name but at least 3 (5 when printed
+as integers), in/out/application 5, class 3, type 7,
 iType/iCode 3, attributes 8, and the cutmatch column ``match`` 10.
 
 The ``match`` pseudo-field is SiLK's cutmatch plug-in: titled ``<->Match#``; ``->`` for a query
