@@ -513,3 +513,18 @@ def test_written_flows_are_the_same_bytes_whatever_order_they_were_read_in(tmp_p
         write_filtered([source], FilterSpec(protocol="0-255"), tmp_path / f"out{k}.parquet")
         outputs.append((tmp_path / f"out{k}.parquet").read_bytes())
     assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_print_statistics_to_a_file_and_a_bare_switch_before_an_input(tmp_path, capsys):
+    """rwfilter's --print-statistics[=FILE]: bare, the next word is an input file, not the target."""
+    from vlf_dagster.cli import main
+
+    flows_file = tmp_path / "f.parquet"
+    pq.write_table(table([dict(sIP="1.1.1.1", dIP="10.0.0.1", protocol=6), dict(sIP="2.2.2.2", dIP="10.0.0.2", protocol=17)]), flows_file)
+    assert main(["filter", "--proto=6", "--print-statistics", str(flows_file)]) == 0
+    line = "Files     1.  Read          2.  Pass          1. Fail           1."
+    assert capsys.readouterr().err.strip() == line
+    assert main(["filter", "--proto=6", f"--print-statistics={tmp_path / 'stats.txt'}", str(flows_file)]) == 0
+    assert (tmp_path / "stats.txt").read_text() == line + "\n" and capsys.readouterr().err == ""
+    assert main(["filter", "--proto=6", f"--print-volume-statistics={tmp_path / 'volume.txt'}", str(flows_file)]) == 0
+    assert (tmp_path / "volume.txt").read_text().splitlines()[0].split("|")[1].strip() == "Recs"

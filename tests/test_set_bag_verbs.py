@@ -265,3 +265,15 @@ def test_an_address_and_its_ipv4_mapped_form_are_one_host(tmp_path, capsys):
     assert out == "        1.2.3.4|\n" and "1 IPv6 address(es) not counted" in err
     b = _bag(tmp_path, "m", "1.2.3.4|5\n::ffff:1.2.3.4|2\n2001:db8::1|7\n")
     assert vlf(capsys, "bagcat", "--network-structure=H", b)[1] == "        1.2.3.4|                   7|\n"  # counters added
+
+
+def test_settool_union_with_mask_or_fill_blocks_as_rwsettool(tmp_path, capsys):
+    a = make_set(tmp_path, "a.set", "10.1.2.1", "10.1.2.200")
+    b = make_set(tmp_path, "b.set", "10.1.3.7", "192.168.0.1")
+    assert vlf(capsys, "settool", "--union", "--mask=24", a, b, "--output-path", tmp_path / "m.set")[0] == 0
+    assert members(tmp_path / "m.set") == ["10.1.2.0", "10.1.3.0", "192.168.0.0"]  # the union, then masked
+    assert vlf(capsys, "settool", "--union", "--fill-blocks=30", a, b, "--output-path", tmp_path / "f.set")[0] == 0
+    assert len(members(tmp_path / "f.set")) == 16
+    for other in ("--intersect", "--difference"):
+        code, _, err = vlf(capsys, "settool", other, "--mask=24", a, b)
+        assert code == 1 and f"switches {other} and --mask are incompatible" in err

@@ -188,13 +188,20 @@ def _is_user_error(exc: BaseException) -> bool:
 
 # Options whose value is optional (SiLK's `--opt[=VALUE]`): a following file name is not a value.
 OPTIONAL_VALUE_OPTIONS = {"--bin-ips": "linear", "--network-structure": "TS", "--sort-counters": "decreasing", "--cidr-blocks": "1"}
+# ... and, per verb, those that as in SiLK take a value only when it is attached with `=`: the next
+# word is always an input (`vlf filter --print-statistics flows.parquet` reads flows.parquet).
+ATTACHED_VALUE_ONLY = {"filter": {"--print-statistics": "stderr", "--print-volume-statistics": "stderr"}}
 
 
 def _bind_optional_values(argv: list[str]) -> list[str]:
+    attached_only = ATTACHED_VALUE_ONLY.get(argv[0], {}) if argv else {}
     out = []
     for i, token in enumerate(argv):
         following = argv[i + 1] if i + 1 < len(argv) else None
-        if token in OPTIONAL_VALUE_OPTIONS and (following is None or following == "-" or following.startswith("-") or Path(following).exists()):
+        if token in attached_only:
+            token = f"{token}={attached_only[token]}"
+        elif token in OPTIONAL_VALUE_OPTIONS and (following is None or following == "-" or following.startswith("-")
+                                                  or Path(following).exists()):
             token = f"{token}={OPTIONAL_VALUE_OPTIONS[token]}"
         out.append(token)
     return out

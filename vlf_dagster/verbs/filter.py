@@ -23,6 +23,7 @@ from ..flows.filter import (
 )
 from ..flows.flowtypes import DEFAULT_TYPES, TYPE_IDS
 from ..flows.site import Site, load_site
+from ..flows.storage import write_text
 from .common import HelpFormatter, damaged_parquet_file, parquet_flow_files, read_flows, write_flows
 
 DESCRIPTION = """\
@@ -103,9 +104,10 @@ def register(subparsers) -> None:
                    help="write records that pass every test here ('-' or 'stdout': Arrow IPC stream; *.parquet: Parquet); repeatable")
     g.add_argument("--fail-destination", action="append", default=[], metavar="PATH", help="write records that fail any test here; repeatable")
     g.add_argument("--all-destination", action="append", default=[], metavar="PATH", help="write every record read here; repeatable")
-    g.add_argument("--print-statistics", action="store_true", help="print files, records read, passed and failed to stderr")
-    g.add_argument("--print-volume-statistics", action="store_true",
-                   help="print records, packets and bytes for total, pass and fail (and files) to stderr")
+    g.add_argument("--print-statistics", nargs="?", const="stderr", metavar="FILE",
+                   help="print files, records read, passed and failed to stderr, or with =FILE to FILE (stdout: standard output)")
+    g.add_argument("--print-volume-statistics", nargs="?", const="stderr", metavar="FILE",
+                   help="print records, packets and bytes for total, pass and fail (and files) to stderr, or with =FILE to FILE")
     g.add_argument("--max-pass-records", type=str, metavar="N", **once, help="write at most N records to each pass destination")
     g.add_argument("--max-fail-records", type=str, metavar="N", **once, help="write at most N records to each fail destination")
 
@@ -313,5 +315,12 @@ def run(args) -> int:
         write_flows(records, dest)
     if result.stats is not None:
         text = result.stats.volume() if args.print_volume_statistics else result.stats.summary()
+        target = args.print_volume_statistics or args.print_statistics
+        if target not in ("stderr", "stdout", "-"):
+            write_text(text + "\n", target)  # rwfilter's --print-statistics=FILE
+            return 0
+        if target in ("stdout", "-"):
+            print(text)
+            return 0
         print(text, file=sys.stderr)
     return 0

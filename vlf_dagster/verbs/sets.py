@@ -48,6 +48,11 @@ def run_set(args) -> int:
 
 def run_settool(args) -> int:
     ops = [o for o in ("union", "intersect", "difference", "symmetric_difference", "mask", "fill_blocks", "sample") if getattr(args, o) not in (None, False)]
+    if ops[:1] == ["union"] and len(ops) == 2 and ops[1] in ("mask", "fill_blocks"):
+        ops = ops[1:]  # as rwsettool: --union with --mask or --fill-blocks masks (fills) the union
+    if len(ops) > 1:
+        names = [f"--{o.replace('_', '-')}" for o in ops[:2]]
+        raise VerbError(f"switches {names[0]} and {names[1]} are incompatible")
     if len(ops) != 1:
         raise VerbError("give exactly one of --union, --intersect, --difference, --symmetric-difference, --mask, --fill-blocks, --sample")
     op = ops[0]
