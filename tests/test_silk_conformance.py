@@ -81,3 +81,22 @@ def test_bagcat_statistics_equal_silk_but_kurtosis(inputs, capsys):
     deviation = counts - counts.mean()
     textbook = (deviation**4).mean() / (deviation**2).mean() ** 2 - 3
     assert next(line for line in ours if "kurtosis" in line) == f"          kurtosis:  {textbook:.4g}"
+
+
+def test_where_silk_is_the_odd_one_out_vlf_keeps_its_answer(inputs, capsys):
+    """Pinned divergences: one bin for the one class (SiLK: one per flowtype); non-ICMP records
+    in a blank iType/iCode bin (SiLK: 0|0, which reads as ICMP echo reply); --scidr=0.0.0.0/0
+    matches every IPv4 source (SiLK refuses a /0)."""
+    from vlf_dagster.cli import main
+
+    flows = str(inputs["flows"])
+    assert main(["uniq", "--fields=class", flows]) == 0
+    assert capsys.readouterr().out.splitlines() == ["cla|   Records|", "all|      9081|"]
+    silk = (HERE / "golden" / "uniq-class.txt").read_text().splitlines()
+    assert len(silk) > 2 and {line.split("|")[0] for line in silk[1:]} == {"all"}  # SiLK: a bin per flowtype
+    assert main(["uniq", "--fields=itype,icode", "--sort-output", flows]) == 0
+    ours = capsys.readouterr().out.splitlines()
+    silk = (HERE / "golden" / "uniq-icmp-type-code.txt").read_text().splitlines()
+    assert ours[1] == "   |   |      8983|" and silk[1] == "  0|  0|      8983|" and ours[2:] == silk[2:]
+    assert main(["filter", "--scidr=0.0.0.0/0", "--print-statistics", flows]) == 0
+    assert "Pass       9081." in capsys.readouterr().err

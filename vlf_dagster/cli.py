@@ -198,8 +198,9 @@ def _bind_optional_values(argv: list[str]) -> list[str]:
     out = []
     for i, token in enumerate(argv):
         following = argv[i + 1] if i + 1 < len(argv) else None
-        if token in attached_only:
-            token = f"{token}={attached_only[token]}"
+        prefix_of = [o for o in attached_only if o.startswith(token)] if token.startswith("--") and "=" not in token else []
+        if len(prefix_of) == 1:  # the option or an abbreviation of it, as argparse and SiLK accept
+            token = f"{prefix_of[0]}={attached_only[prefix_of[0]]}"
         elif token in OPTIONAL_VALUE_OPTIONS and (following is None or following == "-" or following.startswith("-")
                                                   or Path(following).exists()):
             token = f"{token}={OPTIONAL_VALUE_OPTIONS[token]}"
