@@ -42,6 +42,30 @@ def silk_env(prefix: Path) -> dict[str, str]:
     return env
 
 
+SILK_FILES = ROOT / "tests" / "silk" / "files"
+
+
+def write_silk_files(work: Path, env: dict[str, str]) -> None:
+    """Small SiLK flow files in the formats SiLK writes, for the reader's tests: the first 300
+    records of flows.parquet as rwtuc writes them (FT_RWIPV6ROUTING), zlib-compressed,
+    big-endian, IPv4-only (FT_RWGENERIC), sorted by rwsort, and the mixed IPv4/IPv6 records."""
+    SILK_FILES.mkdir(parents=True, exist_ok=True)
+    first = work / "first.rw"
+    subprocess.run(["rwfilter", "--proto=0-255", "--max-pass-records=300", f"--pass={first}", str(work / "flows.rw")], check=True, env=env)
+    commands = {
+        "routing.rw": ["rwcat", "--compression-method=none", "--output-path={out}", str(first)],
+        "routing-zlib.rw": ["rwcat", "--compression-method=zlib", "--output-path={out}", str(first)],
+        "routing-big-endian.rw": ["rwcat", "--byte-order=big", "--compression-method=none", "--output-path={out}", str(first)],
+        "generic-ipv4.rw": ["rwcat", "--ipv4-output", "--compression-method=none", "--output-path={out}", str(first)],
+        "sorted-by-dport.rw": ["rwsort", "--fields=dport,stime", "--output-path={out}", str(first)],
+        "mixed.rw": ["rwcat", "--compression-method=none", "--output-path={out}", str(work / "mixed.rw")],
+    }
+    for name, argv in commands.items():
+        out = SILK_FILES / name
+        out.unlink(missing_ok=True)
+        subprocess.run([a.format(out=out) for a in argv], check=True, env=env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--silk", default=str(ROOT / "build" / "silk"), help="SiLK install prefix (built here if missing)")
@@ -73,6 +97,7 @@ def main() -> None:
                  "v6_set": work / "v6.set", "sensor_bag": work / "sensor.bag", "flags_bag": work / "flags.bag",
                  "stime_bag": work / "stime.bag", "sip_plus_dip_bag": work / "sum.bag",
                  "mixed": work / "mixed.rw"}
+        write_silk_files(work, env)
         for name, command, _ in CASES:
             argv = [part.format(**{k: str(v) for k, v in names.items()}) for part in shlex.split(command)]
             done = subprocess.run(argv, capture_output=True, text=True, env=env)

@@ -18,6 +18,8 @@ Formats (``FORMATS``):
   (rules in :func:`parse_zeek`).
 * ``rwcut``: SiLK rwcut text, ``|``- or tab-separated, padded or not, with a title line or with
   the columns given as ``fields`` (rwcut's ``--fields`` syntax).
+* ``silk``: SiLK's own binary flow files (rwtuc, rwcat, rwfilter, rwsort output), read by
+  :mod:`.silkfile`; ``netflow-pcap``: NetFlow/IPFIX export datagrams in a pcap.
 
 Every importer returns an :class:`ImportResult`: the flows (flow schema), the quarantine
 (:data:`~vlf_dagster.flows.ingest.QUARANTINE_SCHEMA`: origin ``FILE:LINE``, reason, the input line
@@ -68,13 +70,14 @@ from .schema import (ATTR_IPV6, FLOW_SCHEMA, IPV6_FIELDS, IPV6_TYPE, MS_PER_HOUR
                      TIME_1990_MS, conform)
 from .storage import landing_dir, write_parquet
 
-FORMATS = ("nfdump-csv", "nfcapd", "binetflow", "zeek", "rwcut", "netflow-pcap")
+FORMATS = ("nfdump-csv", "nfcapd", "binetflow", "zeek", "rwcut", "netflow-pcap", "silk")
 OLD_TIME_POLICIES = ("keep", "quarantine")
 # Zeek logs read from a capture with relative time start in 1970 on purpose; elsewhere a time
 # before 1990 means an exporter whose clock was not set.
 DEFAULT_OLD_TIMES = {"zeek": "keep"}
 TIME_AFTER_LAST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: no datetime holds it
 NFCAPD_MAGIC = b"\x0c\xa5"  # nfcapd file header magic 0xA50C, little-endian
+SILK_MAGIC = b"\xde\xad\xbe\xef"  # every SiLK file (flows, sets, bags) starts with it
 PROTOCOL_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "protocol-numbers.xml"
 
 _U32 = np.uint64(0xFFFFFFFF)
@@ -1482,6 +1485,8 @@ def sniff_format(data: bytes) -> str | None:
     """The format of an input from its first bytes and lines, or None."""
     if data[:2] == NFCAPD_MAGIC:
         return "nfcapd"
+    if data[:4] == SILK_MAGIC:
+        return "silk"
     head = data[:65536].decode("utf-8", errors="replace")
     lines = [line.strip() for line in head.splitlines() if line.strip()][:20]
     if not lines:
@@ -1544,6 +1549,8 @@ def import_file(path: str | Path, format: str = "auto", *, fields: str | Sequenc
         return import_nfcapd(path, old_times=old_times)
     if format == "netflow-pcap":
         return import_netflow_pcap(path)
+    if format == "silk":
+        return import_silk(path)
     if format not in _PARSERS:
         raise ImportFormatError(f"unknown format {format!r}: expected auto or one of {', '.join(FORMATS)}")
     if head[:2] == NFCAPD_MAGIC or b"\0" in head[:4096]:
@@ -1554,6 +1561,20 @@ def import_file(path: str | Path, format: str = "auto", *, fields: str | Sequenc
     if tz is not None:
         return _PARSERS[format](data, str(path), old_times=old_times, tz=tz)
     return _PARSERS[format](data, str(path), old_times=old_times)
+
+
+def import_silk(path: str | Path) -> ImportResult:
+    """A SiLK flow file (rwtuc, rwcat, rwfilter or rwsort output): its records as SiLK stored them,
+    sensor and flowtype ids kept (the site's sensor list names the ids)."""
+    from .silkfile import SilkFileError, read_silk_file
+
+    try:
+        flows = read_silk_file(path)
+    except SilkFileError as exc:
+        raise ImportFormatError(str(exc)) from None
+    from .ingest import empty_quarantine
+
+    return ImportResult(flows, empty_quarantine(), {"records": flows.num_rows}, origin=str(path), format="silk")
 
 
 def import_netflow_pcap(path: str | Path) -> ImportResult:

@@ -19,6 +19,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..flows.schema import FLOW_SCHEMA, SchemaError, conform
+from ..flows.silkfile import SilkFileError, is_silk_file, read_silk_flows
 from ..flows.segments import Segmented, is_segmented
 from ..flows.sql import NO_HIVE, glob_escaped
 from ..flows.storage import holds_flow_columns, read_parquet_bytes
@@ -54,6 +55,11 @@ def _open_bytes(name: str) -> tuple[bytes, str]:
 
 def read_flow_table(data: bytes, label: str) -> pa.Table:
     """Decode one flow file or stream and conform it to the flow schema."""
+    if is_silk_file(data[:4]):  # a SiLK flow file (rwtuc, rwcat, rwfilter output)
+        try:
+            return read_silk_flows(data, label)
+        except SilkFileError as exc:
+            raise VerbError(str(exc)) from None
     try:
         if data[:4] == b"PAR1":
             table = read_parquet_bytes(data)

@@ -22,6 +22,9 @@ Formats (--format, default auto: sniffed from the first lines):
   binetflow   Argus / CTU-13 bidirectional CSV: split into src->dst and dst->src flows
   zeek        Zeek conn.log, TSV or JSON lines: orig->resp and resp->orig flows
   rwcut       SiLK rwcut text, '|' or tab separated; without a title line give --fields
+  silk        SiLK flow files (rwtuc, rwcat, rwfilter, rwsort output: FT_RWIPV6ROUTING, FT_RWGENERIC;
+              uncompressed or zlib); rwflowpack's packed repository formats are not read yet
+  netflow-pcap  NetFlow v5/v9/IPFIX export datagrams captured in a pcap
 
 Examples:
   vlf import capture.binetflow
@@ -35,7 +38,7 @@ def register(subparsers) -> None:
     from ..flows.importers import FORMATS, OLD_TIME_POLICIES
 
     p = subparsers.add_parser(
-        "import", help="import nfdump, Argus, Zeek or rwcut flow exports into the landing area",
+        "import", help="import nfdump, Argus, Zeek, rwcut or SiLK flow files into the landing area",
         description=DESCRIPTION, formatter_class=HelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILES", help="input files")
@@ -69,17 +72,21 @@ def _hour_span(hours) -> str:
     return f"{_plural(len(hours), 'hour')} ({first:%Y-%m-%d %H}:00 .. {last:%Y-%m-%d %H}:00 UTC)"
 
 
-_MAIN_KEYS = ("lines", "data_lines", "skipped_lines", "quarantined_lines", "records")
+_MAIN_KEYS = ("lines", "data_lines", "skipped_lines", "quarantined_lines", "records")  # said in the first line
 
 
 def describe(name: str, result) -> list[str]:
     """The per-file report lines."""
     c = result.counts
-    out = [
-        f"{name} [{result.format}]: {_plural(c.get('lines', 0), 'line')} -> {_plural(result.records, 'record')} "
-        f"from {c.get('data_lines', 0):,} data lines; {c.get('skipped_lines', 0):,} skipped, "
-        f"{result.quarantined:,} quarantined; {_hour_span(result.hours())}"
-    ]
+    if "lines" not in c:  # binary input (SiLK files, pcaps): records, not lines
+        out = [f"{name} [{result.format}]: {_plural(result.records, 'record')}, {result.quarantined:,} quarantined; "
+               f"{_hour_span(result.hours())}"]
+    else:
+        out = [
+            f"{name} [{result.format}]: {_plural(c.get('lines', 0), 'line')} -> {_plural(result.records, 'record')} "
+            f"from {c.get('data_lines', 0):,} data lines; {c.get('skipped_lines', 0):,} skipped, "
+            f"{result.quarantined:,} quarantined; {_hour_span(result.hours())}"
+        ]
     skipped = [f"{k.removesuffix('_lines').replace('_', ' ')} {v:,}" for k, v in c.items()
                if k.endswith(("_lines", "without_packets")) and k not in _MAIN_KEYS]
     if skipped:

@@ -1,0 +1,106 @@
+"""SiLK's own flow files, as real SiLK 3.19.1 wrote them (tests/silk/files/, made by
+bench/silk_golden.py), read by every verb: the same records as the flows they were made from."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from vlf_dagster.flows.schema import conform
+from vlf_dagster.flows.silkfile import SilkFileError, read_silk_file
+
+HERE = Path(__file__).resolve().parent / "silk"
+FILES = HERE / "files"
+
+
+@pytest.fixture(scope="module")
+def first_300():
+    return conform(pq.read_table(HERE / "flows.parquet")).slice(0, 300)
+
+
+@pytest.mark.parametrize("name", ["routing.rw", "routing-zlib.rw", "routing-big-endian.rw", "generic-ipv4.rw"])
+def test_silk_files_hold_the_records_they_were_made_from(name, first_300):
+    table = read_silk_file(FILES / name)
+    assert table.schema.equals(first_300.schema, check_metadata=False)
+    assert table.equals(first_300)
+
+
+def test_a_file_sorted_by_rwsort_keeps_rwsorts_order(first_300):
+    table = read_silk_file(FILES / "sorted-by-dport.rw")
+    order = pc.sort_indices(first_300, sort_keys=[("dPort", "ascending"), ("sTime", "ascending")])
+    assert table.column("dPort").to_pylist() == first_300.take(order).column("dPort").to_pylist()
+    assert sorted(table.column("sTime").to_pylist()) == sorted(first_300.column("sTime").to_pylist())
+
+
+def test_ipv6_records_and_their_addresses(capsys):
+    from vlf_dagster.cli import main
+
+    table = read_silk_file(FILES / "mixed.rw")
+    assert [bool(a & 0x80) for a in table.column("attributes").to_pylist()] == [False, True, True, True, False]
+    assert main(["cut", "--fields=sip,dip,nhip", "--ipv6-policy=mix", str(FILES / "mixed.rw")]) == 0
+    golden = (HERE / "golden" / "cut-mixed-policy-mix.txt").read_text().splitlines()
+    ours = capsys.readouterr().out.splitlines()
+    assert [line.split("|")[:3] for line in ours] == [line.split("|")[:3] for line in golden]  # as rwcut printed them
+
+
+def test_every_verb_reads_a_silk_file_as_the_parquet_it_came_from(tmp_path, capsys):
+    from vlf_dagster.cli import main
+
+    subset = tmp_path / "first.parquet"
+    pq.write_table(conform(pq.read_table(HERE / "flows.parquet")).slice(0, 300), subset)
+    for verb in (["cut", "--num-recs=20"], ["uniq", "--fields=sip,proto"], ["stats", "--fields=dport", "--count=5"],
+                 ["count", "--bin-size=3600"], ["filter", "--proto=6", "--print-statistics"]):
+        outputs = []
+        for path in (FILES / "routing-zlib.rw", subset):
+            assert main([*verb, str(path)]) == 0, verb
+            captured = capsys.readouterr()
+            outputs.append(captured.out + captured.err)
+        assert outputs[0] == outputs[1] and outputs[0], verb
+    assert main(["set", f"--sip-file={tmp_path / 'a.set'}", str(FILES / "routing.rw")]) == 0
+    assert main(["set", f"--sip-file={tmp_path / 'b.set'}", str(subset)]) == 0
+    assert (tmp_path / "a.set").read_bytes() == (tmp_path / "b.set").read_bytes()
+
+
+def test_what_is_not_read_is_one_line_naming_the_file(tmp_path, capsys):
+    from vlf_dagster.cli import main
+
+    lzo = tmp_path / "lzo.rw"
+    raw = bytearray((FILES / "routing.rw").read_bytes())
+    raw[7] = 2  # the compression method byte: lzo1x
+    lzo.write_bytes(bytes(raw))
+    with pytest.raises(SilkFileError, match="compressed with lzo1x"):
+        read_silk_file(lzo)
+    packed = tmp_path / "augmented.rw"
+    raw = bytearray((FILES / "routing.rw").read_bytes())
+    raw[5] = 0x14  # FT_RWAUGMENTED, what rwflowpack writes
+    packed.write_bytes(bytes(raw))
+    truncated = tmp_path / "truncated.rw"
+    shutil.copy(FILES / "routing.rw", truncated)
+    with open(truncated, "r+b") as handle:
+        handle.truncate(truncated.stat().st_size - 10)
+    for path, why in ((lzo, "compressed with lzo1x"), (packed, "FT_RWAUGMENTED version 1 is not read yet"),
+                      (truncated, "trailing byte(s) after the last whole record")):
+        assert main(["cut", str(path)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(path) in err and why in err, err
+
+
+def test_vlf_import_lands_a_silk_file_by_hour(tmp_path, capsys, first_300):
+    from vlf_dagster.cli import main
+    from vlf_dagster.flows.storage import landing_hours
+
+    data = tmp_path / "data"
+    assert main(["import", "--data-dir", str(data), str(FILES / "routing-zlib.rw")]) == 0  # sniffed: DEADBEEF
+    assert "[silk]: 300 records, 0 quarantined; 2 hours" in capsys.readouterr().out
+    landed = conform(pq.read_table(sorted((data / "landing").rglob("routing-zlib.rw.parquet"))[0]))
+    hours = landing_hours(data)
+    assert len(hours) == 2
+    files = sorted((data / "landing").rglob("*.parquet"))
+    total = sum(pq.read_metadata(f).num_rows for f in files)
+    assert total == 300 and landed.num_rows > 0
+    assert sorted(conform(pq.read_table(files[0])).column("sTime").to_pylist() + conform(pq.read_table(files[1])).column("sTime").to_pylist()) \
+        == sorted(first_300.column("sTime").to_pylist())

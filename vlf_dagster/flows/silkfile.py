@@ -1,0 +1,245 @@
+"""Reading SiLK's own flow files (what rwtuc, rwcat, rwfilter and rwsort write) as flow records.
+
+A SiLK file (file version 16 and later) starts with a 16-byte header in network byte order:
+magic ``DEADBEEF``, flags (bit 0: records are big-endian), file format, file version, compression
+method, SiLK version, record size and record version; then header entries (id, length, data),
+the last one with id 0.  The records follow, whole or in compressed blocks, each block preceded by
+its compressed and uncompressed sizes (network order).
+
+Read here, vectorised with numpy structured dtypes (no Python loop per record):
+
+- ``FT_RWIPV6ROUTING`` versions 1 to 3 (rwtuc's, rwcat's, rwfilter's default in an IPv6-enabled
+  SiLK), and ``FT_RWGENERIC`` versions 2 to 5 (IPv4 only; what ``rwcat --ipv4-output`` writes);
+- compression none and zlib (what SiLK builds with by default); lzo and snappy files are a
+  one-line error naming the method.
+
+Not read yet: the packed hourly formats rwflowpack writes into a repository (``FT_RWAUGMENTED``,
+``FT_RWAUGWEB``, ``FT_RWAUGROUTING``, ``FT_RWAUGSNMPOUT``, ``FT_RWIPV6``, ...): each is a one-line
+error naming the format.  Field meaning follows SiLK's record: the TCP state byte's attribute bits
+become ``attributes`` (0x80 marks IPv6), and initial/session flags are kept only where the state
+says they are valid, as libsilk's reader does.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .schema import ATTR_IPV6, FLOW_SCHEMA, IPV6_TYPE, conform
+
+MAGIC = b"\xde\xad\xbe\xef"
+HEADER_START = struct.Struct(">4sBBBBIHH")
+ENTRY = struct.Struct(">II")
+EXPANDED_HEADERS = 16  # file versions before this have SiLK's legacy headers, not read here
+
+FT_RWIPV6ROUTING = 0x0C
+FT_RWGENERIC = 0x16
+FORMAT_NAMES = {
+    0x00: "FT_TCPDUMP", 0x01: "FT_GRAPH", 0x02: "FT_ADDRESSES", 0x03: "FT_PORTMAP", 0x04: "FT_SERVICEMAP",
+    0x05: "FT_NIDSMAP", 0x06: "FT_EXPERIMENT1", 0x07: "FT_EXPERIMENT2", 0x08: "FT_TEMPFILE", 0x09: "FT_AGGREGATEBAG",
+    0x0A: "FT_IPFIX", 0x0B: "FT_RWIPV6", 0x0C: "FT_RWIPV6ROUTING", 0x0D: "FT_RWAUGSNMPOUT", 0x0E: "FT_RWAUGROUTING",
+    0x0F: "FT_RESERVED_0F", 0x10: "FT_RWROUTED", 0x11: "FT_RWNOTROUTED", 0x12: "FT_RWSPLIT", 0x13: "FT_RWFILTER",
+    0x14: "FT_RWAUGMENTED", 0x15: "FT_RWAUGWEB", 0x16: "FT_RWGENERIC", 0x17: "FT_RESERVED_17", 0x18: "FT_RWDAILY",
+    0x19: "FT_RWSCAN", 0x1A: "FT_RWACL", 0x1B: "FT_RWCOUNT", 0x1C: "FT_FLOWCAP", 0x1D: "FT_IPSET", 0x1E: "FT_TAGTREE",
+    0x1F: "FT_RWWWW", 0x20: "FT_SHUFFLE", 0x21: "FT_RWBAG", 0x22: "FT_BLOOM", 0x23: "FT_RWPRINTSTATS",
+    0x24: "FT_PDUFILE", 0x25: "FT_PREFIXMAP",
+}
+COMPRESSION = {0: "none", 1: "zlib", 2: "lzo1x", 3: "snappy"}
+
+TCPSTATE_EXPANDED = 0x01  # initial and session flags are valid
+TCPSTATE_ATTRIBUTES = 0x78  # F, S, T, C: rwcut's attributes
+TCPSTATE_IPV6 = 0x80
+PROTO_TCP = 6
+
+
+class SilkFileError(ValueError):
+    """Not a SiLK flow file this reader knows; the message names the file and why."""
+
+
+def _routing_dtype(order: str, version: int) -> np.dtype:
+    """FT_RWIPV6ROUTING records: v1/v2 88 bytes (16-bit interfaces, 32-bit volumes), v3 100 bytes."""
+    fields = [("sTime", f"{order}i8"), ("elapsed", f"{order}u4"), ("sPort", f"{order}u2"), ("dPort", f"{order}u2"),
+              ("proto", "u1"), ("flow_type", "u1"), ("sensor", f"{order}u2"), ("flags", "u1"), ("init_flags", "u1"),
+              ("rest_flags", "u1"), ("tcp_state", "u1"), ("application", f"{order}u2"), ("memo", f"{order}u2")]
+    if version >= 3:
+        fields += [("input", f"{order}u4"), ("pkts", f"{order}u8"), ("bytes", f"{order}u8"),
+                   ("sIP", "V16"), ("dIP", "V16"), ("nhIP", "V16"), ("output", f"{order}u4")]
+    else:
+        fields += [("input", f"{order}u2"), ("output", f"{order}u2"), ("pkts", f"{order}u4"), ("bytes", f"{order}u4"),
+                   ("sIP", "V16"), ("dIP", "V16"), ("nhIP", "V16")]
+    return np.dtype(fields)
+
+
+def _generic_dtype(order: str, version: int) -> np.dtype:
+    """FT_RWGENERIC records: v5 52 bytes (ms times); v2-v4 with second times and msec fractions."""
+    if version >= 5:
+        return np.dtype([
+            ("sTime", f"{order}i8"), ("elapsed", f"{order}u4"), ("sPort", f"{order}u2"), ("dPort", f"{order}u2"),
+            ("proto", "u1"), ("flow_type", "u1"), ("sensor", f"{order}u2"), ("flags", "u1"), ("init_flags", "u1"),
+            ("rest_flags", "u1"), ("tcp_state", "u1"), ("application", f"{order}u2"), ("memo", f"{order}u2"),
+            ("input", f"{order}u2"), ("output", f"{order}u2"), ("pkts", f"{order}u4"), ("bytes", f"{order}u4"),
+            ("sIP", f"{order}u4"), ("dIP", f"{order}u4"), ("nhIP", f"{order}u4"),
+        ])
+    fields = [("sIP", f"{order}u4"), ("dIP", f"{order}u4"), ("sPort", f"{order}u2"), ("dPort", f"{order}u2"),
+              ("nhIP", f"{order}u4"), ("input", f"{order}u2"), ("output", f"{order}u2"), ("sTime_s", f"{order}u4"),
+              ("elapsed_s", f"{order}u4"), ("pkts", f"{order}u4"), ("bytes", f"{order}u4"), ("proto", "u1"),
+              ("flow_type", "u1"), ("sensor", f"{order}u2"), ("flags", "u1"), ("init_flags", "u1"), ("rest_flags", "u1"),
+              ("tcp_state", "u1")]
+    if version >= 3:
+        fields += [("bpp", f"{order}u4"), ("sTime_ms", f"{order}u2"), ("elapsed_ms", f"{order}u2"),
+                   ("application", f"{order}u2"), ("pad", "V2")]
+    else:
+        fields += [("bpp", f"{order}u4"), ("sTime_ms", f"{order}u2"), ("elapsed_ms", f"{order}u2")]
+    return np.dtype(fields)
+
+
+def is_silk_file(head: bytes) -> bool:
+    return head[:4] == MAGIC
+
+
+def read_silk_flows(data: bytes, label: str = "<silk>") -> pa.Table:
+    """The flow records of a SiLK flow file's bytes, in the flow schema."""
+    if len(data) < HEADER_START.size or not is_silk_file(data):
+        raise SilkFileError(f"{label}: not a SiLK file (no DEADBEEF magic)")
+    _, flags, fmt, file_version, compression, _, rec_size, rec_version = HEADER_START.unpack_from(data)
+    name = FORMAT_NAMES.get(fmt, f"format 0x{fmt:02X}")
+    if file_version < EXPANDED_HEADERS:
+        raise SilkFileError(f"{label}: SiLK file version {file_version} (before SiLK 1.0) is not read; convert it with rwcat")
+    offset = HEADER_START.size
+    while True:  # header entries up to the one with id 0
+        if offset + ENTRY.size > len(data):
+            raise SilkFileError(f"{label}: truncated SiLK header")
+        entry_id, length = ENTRY.unpack_from(data, offset)
+        if length < ENTRY.size or offset + length > len(data):
+            raise SilkFileError(f"{label}: damaged SiLK header entry at byte {offset}")
+        offset += length
+        if entry_id == 0:
+            break
+    if fmt == FT_RWIPV6ROUTING and 1 <= rec_version <= 3:
+        dtype = _routing_dtype(">" if flags & 1 else "<", rec_version)
+    elif fmt == FT_RWGENERIC and 2 <= rec_version <= 5:
+        dtype = _generic_dtype(">" if flags & 1 else "<", rec_version)
+    else:
+        raise SilkFileError(f"{label}: {name} version {rec_version} is not read yet (FT_RWIPV6ROUTING and FT_RWGENERIC are; "
+                            f"rwcat it into one of them)")
+    if dtype.itemsize != rec_size:
+        raise SilkFileError(f"{label}: {name} v{rec_version} records are {dtype.itemsize} bytes, the header says {rec_size}")
+    body = _records_bytes(data, offset, compression, label)
+    if len(body) % rec_size:
+        raise SilkFileError(f"{label}: {len(body) % rec_size} trailing byte(s) after the last whole record (a truncated file?)")
+    records = np.frombuffer(body, dtype=dtype)
+    return _routing_table(records) if fmt == FT_RWIPV6ROUTING else _generic_table(records, rec_version)
+
+
+def read_silk_file(path: str | Path) -> pa.Table:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SilkFileError(f"{path}: cannot read: {exc.strerror}") from None
+    return read_silk_flows(data, str(path))
+
+
+def _records_bytes(data: bytes, offset: int, compression: int, label: str) -> bytes:
+    if compression == 0:
+        return data[offset:]
+    if compression != 1:
+        method = COMPRESSION.get(compression, f"method {compression}")
+        raise SilkFileError(f"{label}: compressed with {method}, which is not read (zlib and none are); rwcat it with "
+                            f"--compression-method=zlib")
+    blocks = []
+    while offset < len(data):
+        if offset + 8 > len(data):
+            raise SilkFileError(f"{label}: truncated compressed block header at byte {offset}")
+        compressed, uncompressed = struct.unpack_from(">II", data, offset)
+        offset += 8
+        if offset + compressed > len(data):
+            raise SilkFileError(f"{label}: truncated compressed block at byte {offset - 8}")
+        try:
+            block = zlib.decompress(data[offset : offset + compressed])
+        except zlib.error as exc:
+            raise SilkFileError(f"{label}: damaged zlib block at byte {offset - 8}: {exc}") from None
+        if len(block) != uncompressed:
+            raise SilkFileError(f"{label}: block at byte {offset - 8} holds {len(block)} bytes, its header says {uncompressed}")
+        blocks.append(block)
+        offset += compressed
+    return b"".join(blocks)
+
+
+def _flags(records: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(initial flags, session flags, attributes) as libsilk reads them."""
+    state = records["tcp_state"]
+    initial, session = records["init_flags"].copy(), records["rest_flags"].copy()
+    # libsilk clears initial/session flags unless the state says they are valid (TCP, not both 0)
+    invalid = ((state & TCPSTATE_EXPANDED) == 0) | (records["proto"] != PROTO_TCP) | ((initial == 0) & (session == 0))
+    initial[invalid] = 0
+    session[invalid] = 0
+    attributes = (state & TCPSTATE_ATTRIBUTES) | np.where(state & TCPSTATE_IPV6, ATTR_IPV6, 0).astype(np.uint8)
+    return initial, session, attributes.astype(np.uint8)
+
+
+def _ipv4_of(raw: np.ndarray) -> np.ndarray:
+    """The IPv4 address in the last 4 bytes of 16-byte fields (network order)."""
+    return np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(-1, 16)[:, 12:].copy().view(">u4").reshape(-1).astype(np.uint32)
+
+
+def _ipv6_column(raw: np.ndarray, v6: np.ndarray) -> pa.Array:
+    """16-byte addresses of the IPv6 records; null on IPv4 records."""
+    n = len(raw)
+    if not v6.any():
+        return pa.nulls(n, IPV6_TYPE)
+    values = pa.FixedSizeBinaryArray.from_buffers(IPV6_TYPE, n, [None, pa.py_buffer(raw.tobytes())])
+    return pc.if_else(pa.array(~v6), pa.nulls(n, IPV6_TYPE), values)
+
+
+def _flow_table(columns: dict[str, np.ndarray]) -> pa.Table:
+    """Native-order arrays in the flow schema's types (SiLK files may be big-endian)."""
+    return pa.table({k: pa.array(np.ascontiguousarray(v).astype(FLOW_SCHEMA.field(k).type.to_pandas_dtype()))
+                     for k, v in columns.items()})
+
+
+def _routing_table(records: np.ndarray) -> pa.Table:
+    v6 = (records["tcp_state"] & TCPSTATE_IPV6) != 0
+    initial, session, attributes = _flags(records)
+    zero = np.zeros(len(records), np.uint32)
+    columns = {
+        "sIP": np.where(v6, zero, _ipv4_of(records["sIP"])),
+        "dIP": np.where(v6, zero, _ipv4_of(records["dIP"])),
+        "sPort": records["sPort"], "dPort": records["dPort"], "protocol": records["proto"],
+        "packets": records["pkts"].astype(np.uint64), "bytes": records["bytes"].astype(np.uint64),
+        "flags": records["flags"], "initialFlags": initial, "sessionFlags": session,
+        "sTime": records["sTime"].astype(np.int64), "duration": records["elapsed"].astype(np.uint32),
+        "sensor": records["sensor"], "flowtype": records["flow_type"],
+        "in": records["input"].astype(np.uint16), "out": records["output"].astype(np.uint16),
+        "nhIP": np.where(v6, zero, _ipv4_of(records["nhIP"])),
+        "application": records["application"], "attributes": attributes,
+    }
+    table = _flow_table(columns)
+    for name in ("sIP", "dIP", "nhIP"):
+        table = table.append_column(f"{name}v6", _ipv6_column(records[name], v6))
+    return conform(table)
+
+
+def _generic_table(records: np.ndarray, version: int) -> pa.Table:
+    initial, session, attributes = _flags(records)
+    if version >= 5:
+        start, duration = records["sTime"].astype(np.int64), records["elapsed"].astype(np.uint32)
+    else:
+        start = records["sTime_s"].astype(np.int64) * 1000 + records["sTime_ms"].astype(np.int64)
+        duration = (records["elapsed_s"].astype(np.int64) * 1000 + records["elapsed_ms"].astype(np.int64)).astype(np.uint32)
+    application = records["application"] if "application" in records.dtype.names else np.zeros(len(records), np.uint16)
+    columns = {
+        "sIP": records["sIP"], "dIP": records["dIP"], "sPort": records["sPort"], "dPort": records["dPort"],
+        "protocol": records["proto"], "packets": records["pkts"].astype(np.uint64), "bytes": records["bytes"].astype(np.uint64),
+        "flags": records["flags"], "initialFlags": initial, "sessionFlags": session, "sTime": start, "duration": duration,
+        "sensor": records["sensor"], "flowtype": records["flow_type"], "in": records["input"], "out": records["output"],
+        "nhIP": records["nhIP"], "application": application, "attributes": attributes & np.uint8(~ATTR_IPV6 & 0xFF),
+    }
+    table = _flow_table(columns)
+    for name in ("sIPv6", "dIPv6", "nhIPv6"):
+        table = table.append_column(name, pa.nulls(len(records), IPV6_TYPE))
+    return conform(table)
