@@ -93,7 +93,10 @@ def main() -> None:
         subprocess.run(["rwtuc", "--column-sep=|", f"--output-path={work / 'mixed.rw'}", str(ROOT / "tests" / "silk" / "mixed.txt")],
                        check=True, env=env)
         subprocess.run(["rwsetbuild", str(ROOT / "tests" / "silk" / "ipv6.txt"), str(work / "v6.set")], check=True, env=env)
-        names = {"flows": work / "flows.rw", "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
+        subprocess.run(["rwsetbuild", str(ROOT / "tests" / "silk" / "setbuild.txt"), str(work / "built.set")], check=True, env=env)
+        subprocess.run(["rwsetbuild", "--ip-ranges", str(ROOT / "tests" / "silk" / "setbuild-ranges.txt"), str(work / "ranges.set")],
+                       check=True, env=env)
+        names = {"flows": work / "flows.rw", "built_set": work / "built.set", "built_ranges_set": work / "ranges.set", "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
                  "v6_set": work / "v6.set", "sensor_bag": work / "sensor.bag", "flags_bag": work / "flags.bag",
                  "stime_bag": work / "stime.bag", "sip_plus_dip_bag": work / "sum.bag",
                  "mixed": work / "mixed.rw"}

@@ -66,6 +66,8 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["setcat", "--network-structure=T,24,32/16,27", "{sip_set}"]),
     ("setcat-network-structure-22-S", "rwsetcat --network-structure=22/S {sip_set}", ["setcat", "--network-structure=22/S", "{sip_set}"]),
     ("setcat-v6-network-structure", "rwsetcat --network-structure=v6:T,64/120 {v6_set}", ["setcat", "--network-structure=v6:T,64/120", "{v6_set}"]),
+    ("setbuild", "rwsetcat --cidr-blocks {built_set}", ["setcat", "--cidr-blocks", "{built_set}"]),
+    ("setbuild-ip-ranges", "rwsetcat --ip-ranges {built_ranges_set}", ["setcat", "--ip-ranges", "{built_ranges_set}"]),
     ("setcat-v6", "rwsetcat {v6_set}", ["setcat", "{v6_set}"]),
     ("setcat-v6-cidr-blocks", "rwsetcat --cidr-blocks {v6_set}", ["setcat", "--cidr-blocks", "{v6_set}"]),
     ("setcat-v6-ip-ranges", "rwsetcat --ip-ranges {v6_set}", ["setcat", "--ip-ranges", "{v6_set}"]),

@@ -277,3 +277,16 @@ def test_settool_union_with_mask_or_fill_blocks_as_rwsettool(tmp_path, capsys):
     for other in ("--intersect", "--difference"):
         code, _, err = vlf(capsys, "settool", other, "--mask=24", a, b)
         assert code == 1 and f"switches {other} and --mask are incompatible" in err
+
+
+def test_setbuild_reads_text_and_names_a_bad_line(tmp_path, capsys):
+    text = tmp_path / "in.txt"
+    text.write_text("10.1.2.1\n# a comment\n\n10.1.3.0/31  # block\n10.1.4.1-2\nbogus\n")
+    code, _, err = vlf(capsys, "setbuild", text, tmp_path / "bad.set")
+    assert code == 1 and err.strip() == f"vlf setbuild: {text}:6: invalid IP address, CIDR block or wildcard 'bogus'"
+    assert not (tmp_path / "bad.set").exists()
+    text.write_text("10.1.2.1\n10.1.3.0/31\n10.1.4.1-2\n")
+    assert vlf(capsys, "setbuild", text, tmp_path / "ok.set")[0] == 0
+    assert members(tmp_path / "ok.set") == ["10.1.2.1", "10.1.3.0", "10.1.3.1", "10.1.4.1", "10.1.4.2"]
+    code, _, err = vlf(capsys, "setbuild", text, tmp_path / "ok.set")  # no clobbering, as SiLK
+    assert code == 1 and "exists" in err

@@ -20,8 +20,6 @@ HERE = Path(__file__).resolve().parent / "silk"
 def inputs(tmp_path_factory):
     """The flows, and vlf's own sIP set and sIP/dPort bags built from them (as SiLK built its own)."""
     from vlf_dagster.cli import main
-    from vlf_dagster.flows.sets import IPSet
-
     work = tmp_path_factory.mktemp("silk")
     flows = HERE / "flows.parquet"
     assert main(["set", f"--sip-file={work / 'sip.set'}", str(flows)]) == 0
@@ -33,9 +31,10 @@ def inputs(tmp_path_factory):
     # the mixed IPv4/IPv6 records, through vlf's rwcut-text importer (as rwtuc reads the same text)
     assert main(["import", "--format", "rwcut", "--data-dir", str(work / "mixed"), str(HERE / "mixed.txt")]) == 0
     (mixed,) = (work / "mixed" / "landing").rglob("mixed.txt.parquet")
-    lines = (HERE / "ipv6.txt").read_text().split()
-    IPSet.from_strings(lines).write(work / "v6.set")  # as rwsetbuild builds it from the same lines
-    return {"flows": flows, "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
+    assert main(["setbuild", str(HERE / "ipv6.txt"), str(work / "v6.set")]) == 0  # as rwsetbuild built it
+    assert main(["setbuild", str(HERE / "setbuild.txt"), str(work / "built.set")]) == 0
+    assert main(["setbuild", "--ip-ranges", str(HERE / "setbuild-ranges.txt"), str(work / "ranges.set")]) == 0
+    return {"flows": flows, "built_set": work / "built.set", "built_ranges_set": work / "ranges.set", "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
             "v6_set": work / "v6.set", "sensor_bag": work / "sensor.bag", "flags_bag": work / "flags.bag",
             "stime_bag": work / "stime.bag", "sip_plus_dip_bag": work / "sum.bag",
             "mixed": mixed}

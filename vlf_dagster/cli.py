@@ -190,7 +190,8 @@ def _is_user_error(exc: BaseException) -> bool:
 OPTIONAL_VALUE_OPTIONS = {"--bin-ips": "linear", "--network-structure": "TS", "--sort-counters": "decreasing", "--cidr-blocks": "1"}
 # ... and, per verb, those that as in SiLK take a value only when it is attached with `=`: the next
 # word is always an input (`vlf filter --print-statistics flows.parquet` reads flows.parquet).
-ATTACHED_VALUE_ONLY = {"filter": {"--print-statistics": "stderr", "--print-volume-statistics": "stderr"}}
+ATTACHED_VALUE_ONLY = {"filter": {"--print-statistics": "stderr", "--print-volume-statistics": "stderr"},
+                       "setbuild": {"--ip-ranges": "-"}}
 
 
 def _bind_optional_values(argv: list[str]) -> list[str]:

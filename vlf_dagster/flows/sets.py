@@ -76,6 +76,51 @@ class IPSet:
         return cls(v4, _v6_unique(hi, lo))
 
     @classmethod
+    def from_text(cls, text: str, label: str = "<text>", *, ip_ranges: str | None = None) -> "IPSet":
+        """rwsetbuild's input: one address per line, as an address, CIDR block, IPv4 integer or
+        SiLK wildcard (``10.1.x.1-5``); with ``ip_ranges`` (the delimiter), ``LOW-HIGH`` ranges of
+        addresses or integers instead of wildcards.  ``#`` starts a comment; blank lines are skipped.
+        A bad line raises ValueError naming ``label`` and the line number."""
+        from .filter import FilterError, parse_address
+
+        v4, v6_ranges = BitMap(), []
+        v4_lo, v4_hi = 0xFFFF << 32, (0xFFFF << 32) | 0xFFFFFFFF
+
+        def add(lo: int, hi: int, where: str) -> None:
+            if v4_lo <= lo and hi <= v4_hi:
+                v4.add_range(lo - v4_lo, hi - v4_lo + 1)
+            elif hi - lo >= 1 << 20:
+                raise ValueError(f"{where}: IPv6 block of {hi - lo + 1:,} addresses is too large to enumerate")
+            else:
+                v6_ranges.append((lo, hi))
+
+        for number, line in enumerate(text.splitlines(), 1):
+            item = line.split("#", 1)[0].strip()
+            if not item:
+                continue
+            where = f"{label}:{number}"
+            try:
+                if ip_ranges is not None and ip_ranges in item:
+                    low, high = (parse_address(part.strip(), what=where) for part in item.split(ip_ranges, 1))
+                    if not (hasattr(low, "lo") and hasattr(high, "lo")) or high.hi < low.lo:
+                        raise ValueError(f"{where}: invalid range {item!r}")
+                    add(low.lo, high.hi, where)
+                    continue
+                parsed = parse_address(item, what=where)
+            except FilterError as exc:
+                raise ValueError(str(exc)) from None
+            if hasattr(parsed, "lo"):
+                add(parsed.lo, parsed.hi, where)
+            elif ip_ranges is not None:
+                raise ValueError(f"{where}: wildcards are off with --ip-ranges: {item!r}")
+            else:
+                _add_wildcard(v4, parsed, where)
+        v6 = [value for lo, hi in v6_ranges for value in range(lo, hi + 1)]
+        hi_words = np.array([a >> 64 for a in v6], dtype=np.uint64)
+        lo_words = np.array([a & (2**64 - 1) for a in v6], dtype=np.uint64)
+        return cls(v4, _v6_unique(hi_words, lo_words))
+
+    @classmethod
     def from_flow_column(cls, table: pa.Table, column: str) -> "IPSet":
         """The set of ``column`` ('sIP', 'dIP' or 'nhIP') addresses of a flow table."""
         if table.num_rows == 0:
@@ -188,6 +233,24 @@ class IPSet:
 # --- rwsettool operations ---------------------------------------------------------------------
 
 V4_BITS, V6_BITS = 32, 128
+
+
+def _add_wildcard(v4: BitMap, wildcard, where: str) -> None:
+    """An IPv4 SiLK wildcard's addresses: every combination of the first three octets' values,
+    each with the last octet's ranges."""
+    fields = wildcard.fields
+    if len(fields) != 4 or any(offset < 96 for offset, _, _ in fields):
+        raise ValueError(f"{where}: IPv6 wildcards are not read by setbuild")
+    octets = [[v for lo, hi in ranges for v in range(lo, hi + 1)] for _, _, ranges in fields[:3]]
+    if len(octets[0]) * len(octets[1]) * len(octets[2]) > 1 << 24:
+        raise ValueError(f"{where}: wildcard too large")
+    last = fields[3][2]
+    for a in octets[0]:
+        for b in octets[1]:
+            for c in octets[2]:
+                base = (a << 24) | (b << 16) | (c << 8)
+                for lo, hi in last:
+                    v4.add_range(base | lo, (base | hi) + 1)
 
 
 def _check_prefix(n: int, bits: int) -> None:

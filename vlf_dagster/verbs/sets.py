@@ -173,6 +173,33 @@ def run_setcat(args) -> int:
     return 0
 
 
+# --- vlf setbuild -----------------------------------------------------------------------------
+
+
+def run_setbuild(args) -> int:
+    source = args.input or "-"
+    if source in ("-", "stdin"):
+        if sys.stdin.isatty():
+            raise VerbError("no input: give INPUT_FILE or pipe addresses into stdin")
+        text, label = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            text, label = Path(source).read_text(errors="replace"), source
+        except OSError as exc:
+            raise VerbError(f"{source}: cannot read: {exc.strerror}") from None
+    delimiter = args.ip_ranges
+    if delimiter is not None and len(delimiter) != 1:
+        raise VerbError(f"--ip-ranges delimiter must be one character, not {delimiter!r}")
+    try:
+        ipset = IPSet.from_text(text, label, ip_ranges=delimiter)
+    except ValueError as exc:
+        raise VerbError(str(exc)) from None
+    output = args.output or "-"
+    _no_clobber(output)
+    write_binary_output(ipset.to_bytes(), output)
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("set", help="rwset: IP sets of the addresses in flow records", formatter_class=HelpFormatter,
                        description="Build IP set files from flow records (files or an Arrow IPC stream on stdin).\n"
@@ -199,6 +226,16 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, help="--sample: random seed")
     p.add_argument("--output-path", default="-", help="output set file (default: stdout)")
     p.set_defaults(func=run_settool)
+
+    p = sub.add_parser("setbuild", help="rwsetbuild: an IP set from text", formatter_class=HelpFormatter,
+                       description="Read IP addresses from text (one per line: an address, CIDR block, IPv4 integer or SiLK "
+                       "wildcard such as 10.1.x.1-5; `#` comments) and write an IP set.\nINPUT_FILE and OUTPUT_FILE "
+                       "default to stdin and stdout; the output must not exist unless SILK_CLOBBER is set.")
+    p.add_argument("input", nargs="?", metavar="INPUT_FILE", help="text input ('-' or 'stdin': standard input)")
+    p.add_argument("output", nargs="?", metavar="OUTPUT_FILE", help="set output ('-' or 'stdout': standard output)")
+    p.add_argument("--ip-ranges", nargs="?", const="-", metavar="DELIM",
+                   help="lines may hold LOW-HIGH ranges of addresses or integers (DELIM, default '-'); wildcards are then off")
+    p.set_defaults(func=run_setbuild)
 
     p = sub.add_parser("setcat", help="rwsetcat: print IP sets", formatter_class=HelpFormatter,
                        description="Print IP set files: one IPv4 address per line and IPv6 as CIDR blocks by default.")
