@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from silk_cases import CASES  # noqa: E402
+from silk_cases import CASES, PIPELINES  # noqa: E402
 
 SILK_SOURCE = ROOT.parent / "shared" / "silk"
 if not SILK_SOURCE.is_dir():
@@ -96,14 +96,18 @@ def main() -> None:
         subprocess.run(["rwsetbuild", str(ROOT / "tests" / "silk" / "setbuild.txt"), str(work / "built.set")], check=True, env=env)
         subprocess.run(["rwsetbuild", "--ip-ranges", str(ROOT / "tests" / "silk" / "setbuild-ranges.txt"), str(work / "ranges.set")],
                        check=True, env=env)
-        names = {"flows": work / "flows.rw", "built_set": work / "built.set", "built_ranges_set": work / "ranges.set", "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
+        names = {"text": ROOT / "tests" / "silk" / "tuc.txt", "flows": work / "flows.rw", "built_set": work / "built.set", "built_ranges_set": work / "ranges.set", "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
                  "v6_set": work / "v6.set", "sensor_bag": work / "sensor.bag", "flags_bag": work / "flags.bag",
                  "stime_bag": work / "stime.bag", "sip_plus_dip_bag": work / "sum.bag",
                  "mixed": work / "mixed.rw"}
         write_silk_files(work, env)
-        for name, command, _ in CASES:
-            argv = [part.format(**{k: str(v) for k, v in names.items()}) for part in shlex.split(command)]
-            done = subprocess.run(argv, capture_output=True, text=True, env=env)
+        for name, command, _ in CASES + PIPELINES:
+            if "|" in command:  # a SiLK pipeline (rwsort ... | rwcut ...): run by the shell
+                done = subprocess.run(command.format(**{k: shlex.quote(str(v)) for k, v in names.items()}), shell=True,
+                                      capture_output=True, text=True, env=env)
+            else:
+                argv = [part.format(**{k: str(v) for k, v in names.items()}) for part in shlex.split(command)]
+                done = subprocess.run(argv, capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 raise SystemExit(f"{name}: {command} failed: {done.stderr.strip()}")
             (golden / f"{name}.txt").write_text(done.stdout)

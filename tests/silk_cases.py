@@ -86,6 +86,19 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("bagcat-network-structure-24-32", "rwbagcat --network-structure=24,32 {sip_bag}", ["bagcat", "--network-structure=24,32", "{sip_bag}"]),
 ]
 
+# SiLK pipelines whose vlf side is a chain of verbs (tests/test_silk_conformance.py runs each):
+# (name, SiLK command line, vlf steps; each step's {out} is the next step's {in})
+PIPELINES: list[tuple[str, str, list[list[str]]]] = [
+    ("sort-sip-dport-stime", f"rwsort --fields=sip,dport,stime {{flows}} | rwcut {V4} --fields=sip,dport,stime,bytes --num-recs=1500",
+     [["sort", "--fields=sip,dport,stime", "{flows}", "--output-path={out}"], ["cut", "--fields=sip,dport,stime,bytes", "--num-recs=1500", "{in}"]]),
+    ("sort-reverse-bytes", f"rwsort --fields=bytes,stime --reverse {{flows}} | rwcut {V4} --fields=bytes,stime,sip --num-recs=200",
+     [["sort", "--fields=bytes,stime", "--reverse", "{flows}", "--output-path={out}"], ["cut", "--fields=bytes,stime,sip", "--num-recs=200", "{in}"]]),
+    ("tuc-all-fields", f"rwtuc {{text}} | rwcut {V4} --fields=1-15,20-21,26-29",
+     [["tuc", "{text}", "--output-path={out}"], ["cut", "--fields=1-15,20-21,26-29", "{in}"]]),
+    ("cat-two-files", "rwcat {mixed} {flows} | rwcut --fields=sip,dip,stime --num-recs=40",
+     [["cat", "{mixed}", "{flows}", "--output-path={out}"], ["cut", "--fields=sip,dip,stime", "--num-recs=40", "{in}"]]),
+]
+
 KNOWN: dict[str, str] = {
     # where SiLK is the odd one out, vlf keeps its own answer (pinned in test_silk_conformance.py)
     "uniq-class": "SiLK prints one 'all' bin per flowtype; vlf one bin for the one class",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from silk_cases import CASES, KNOWN
+from silk_cases import CASES, KNOWN, PIPELINES
 
 HERE = Path(__file__).resolve().parent / "silk"
 
@@ -34,7 +34,7 @@ def inputs(tmp_path_factory):
     assert main(["setbuild", str(HERE / "ipv6.txt"), str(work / "v6.set")]) == 0  # as rwsetbuild built it
     assert main(["setbuild", str(HERE / "setbuild.txt"), str(work / "built.set")]) == 0
     assert main(["setbuild", "--ip-ranges", str(HERE / "setbuild-ranges.txt"), str(work / "ranges.set")]) == 0
-    return {"flows": flows, "built_set": work / "built.set", "built_ranges_set": work / "ranges.set", "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
+    return {"text": HERE / "tuc.txt", "flows": flows, "built_set": work / "built.set", "built_ranges_set": work / "ranges.set", "sip_set": work / "sip.set", "sip_bag": work / "sip.bag", "dport_bag": work / "dport.bag",
             "v6_set": work / "v6.set", "sensor_bag": work / "sensor.bag", "flags_bag": work / "flags.bag",
             "stime_bag": work / "stime.bag", "sip_plus_dip_bag": work / "sum.bag",
             "mixed": mixed}
@@ -99,3 +99,20 @@ def test_where_silk_is_the_odd_one_out_vlf_keeps_its_answer(inputs, capsys):
     assert ours[1] == "   |   |      8983|" and silk[1] == "  0|  0|      8983|" and ours[2:] == silk[2:]
     assert main(["filter", "--scidr=0.0.0.0/0", "--print-statistics", flows]) == 0
     assert "Pass       9081." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, steps", [pytest.param(name, steps, id=name) for name, _, steps in PIPELINES])
+def test_pipelines_give_silks_bytes(name, steps, inputs, capsys, monkeypatch, tmp_path):
+    """rwsort, rwtuc and rwcat into rwcut, against vlf sort, tuc and cat into vlf cut."""
+    from vlf_dagster.cli import main
+
+    monkeypatch.setenv("VLF_SITE_CONFIG", str(HERE / "site.toml"))
+    names = {k: str(v) for k, v in inputs.items()}
+    previous = None
+    for i, step in enumerate(steps):
+        out = str(tmp_path / f"step{i}.parquet")
+        argv = [arg.format(**names, out=out, **{"in": previous or ""}) for arg in step]
+        capsys.readouterr()
+        assert main(argv) == 0, argv
+        previous = out
+    assert capsys.readouterr().out == (HERE / "golden" / f"{name}.txt").read_text()

@@ -1385,7 +1385,8 @@ def _attributes(text: str) -> int | None:
 
 
 def parse_rwcut(data: bytes | str, origin: str = "<rwcut>", *, fields: str | Sequence[str] | None = None,
-                delimiter: str | None = None, old_times: str | None = None, tz: str | None = None) -> ImportResult:
+                delimiter: str | None = None, old_times: str | None = None, tz: str | None = None,
+                sensor_names: Sequence[str] | None = None, keep_types: bool = False) -> ImportResult:
     """rwcut text -> flows.
 
     Separator: ``delimiter``, else ``|`` or a tab, whichever the first line holds (the study's
@@ -1397,7 +1398,8 @@ def parse_rwcut(data: bytes | str, origin: str = "<rwcut>", *, fields: str | Seq
     epoch, with or without milliseconds; duration in seconds.  ``duration`` may come from
     ``eTime``; ``class``, ``type``, ``iType``, ``iCode`` (when ``dPort`` is there) and cutmatch's
     ``match`` are ignored (flowtypes are assigned by the pipeline); sensor names (not numbers)
-    become sensor 0 (``sensor_names_dropped``).
+    become sensor 0 (``sensor_names_dropped``).  ``vlf tuc`` keeps the ``type`` column
+    (``keep_types``) and reads sensor names through the site's ``sensor_names``.
     """
     lines = _Lines(data, origin)
     lines.skip_blank()
@@ -1461,7 +1463,17 @@ def parse_rwcut(data: bytes | str, origin: str = "<rwcut>", *, fields: str | Seq
             text = _filled(col["sensor"])
             numeric = _np_bool(pc.match_substring_regex(text, r"^[0-9]{1,5}$"))
             extra["sensor"] = rows.uint(pc.if_else(pa.array(numeric), text, pa.scalar("0", pa.large_string())), "sensor", 0xFFFF)
-            rows.note("sensor_names_dropped", ~numeric & rows.ok)
+            if sensor_names is not None:  # vlf tuc: names of the site's sensors, as rwtuc reads silk.conf's
+                index = {name: i for i, name in enumerate(sensor_names)}
+                named, known = rows.lookup(pc.if_else(pa.array(numeric), pa.scalar("", pa.large_string()), text), "sensor",
+                                           lambda t: index.get(t, 0 if t == "" else None), reason="unknown sensor name")
+                extra["sensor"] = np.where(numeric, extra["sensor"], named)
+            else:
+                rows.note("sensor_names_dropped", ~numeric & rows.ok)
+        if keep_types and "type" in col:  # vlf tuc keeps the type column, as rwtuc does
+            from .flowtypes import TYPE_IDS
+
+            extra["flowtype"], _ = rows.lookup(col["type"], "type", TYPE_IDS.get, reason="unknown flow type")
         if "nhIP" in col:
             nh = rows.addresses(col["nhIP"], "nhIP", integer_ok=True, empty_ok=True)
             same = nh.is_v6 == v6
