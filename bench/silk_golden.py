@@ -60,10 +60,31 @@ def write_silk_files(work: Path, env: dict[str, str]) -> None:
         "sorted-by-dport.rw": ["rwsort", "--fields=dport,stime", "--output-path={out}", str(first)],
         "mixed.rw": ["rwcat", "--compression-method=none", "--output-path={out}", str(work / "mixed.rw")],
     }
+    setbuild = str(ROOT / "tests" / "silk" / "setbuild.txt")
+    ipv6 = str(ROOT / "tests" / "silk" / "ipv6.txt")
+    commands.update({
+        # IP sets in each record version SiLK writes: 2 (IPv4 default), 3 (IPv6 default), 4; zlib
+        "sip-v2.set": ["rwset", "--sip-file={out}", str(first)],
+        "setbuild-v4.set": ["rwsetbuild", "--record-version=4", setbuild, "{out}"],
+        "ipv6-v3.set": ["rwsetbuild", ipv6, "{out}"],
+        "ipv6-v4.set": ["rwsetbuild", "--record-version=4", ipv6, "{out}"],
+        "setbuild-zlib.set": ["rwsetbuild", "--compression-method=zlib", setbuild, "{out}"],
+        # bags: IPv4 address, port, sensor and flags keys; an IPv6 address bag; an any-IPv4 sum
+        "sip-flows.bag": ["rwbag", "--bag-file=sIPv4,flows,{out}", str(first)],
+        "dport-bytes.bag": ["rwbag", "--bag-file=dPort,sum-bytes,{out}", str(first)],
+        "sensor-packets.bag": ["rwbag", "--bag-file=sensor,sum-packets,{out}", str(first)],
+        "flags-flows.bag": ["rwbag", "--bag-file=flags,flows,{out}", str(first)],
+        "sipv6-bytes.bag": ["rwbag", "--bag-file=sIPv6,sum-bytes,{out}", str(work / "mixed.rw")],
+    })
     for name, argv in commands.items():
         out = SILK_FILES / name
         out.unlink(missing_ok=True)
         subprocess.run([a.format(out=out) for a in argv], check=True, env=env)
+    for name in [n for n in commands if n.endswith((".set", ".bag"))]:  # what SiLK prints of each
+        tool = "rwsetcat" if name.endswith(".set") else "rwbagcat"
+        extra = ["--cidr-blocks"] if name.endswith(".set") else []
+        done = subprocess.run([tool, *extra, str(SILK_FILES / name)], check=True, env=env, capture_output=True, text=True)
+        (SILK_FILES / f"{name}.txt").write_text(done.stdout)
 
 
 def main() -> None:

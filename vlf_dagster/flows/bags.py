@@ -168,7 +168,13 @@ class Bag:
         return write_bag(self.table, path, self.info)
 
     @classmethod
+    def _from_silk(cls, data: bytes, source: str) -> "Bag":
+        return _silk_bag(data, source)
+
+    @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "<bytes>") -> "Bag":
+        if data[:4] == b"\xde\xad\xbe\xef":  # a SiLK bag file (rwbag, rwbagbuild, rwbagtool)
+            return cls._from_silk(data, source)
         try:
             table = read_parquet_bytes(data)
         except (pa.ArrowInvalid, OSError) as exc:
@@ -214,6 +220,38 @@ def write_bag(table: pa.Table, path: str | Path, info: BagInfo) -> Path:
     with atomic_path(path) as tmp:
         pq.write_table(_with_meta(table, info), tmp, compression="zstd")
     return Path(path)
+
+
+def _silk_bag(data: bytes, source: str) -> "Bag":
+    """A SiLK bag file as a vlf bag: IPv4 keys of IPv6 bags (::ffff:a.b.c.d) become IPv4 keys."""
+    from .silkfile import SilkFileError, read_silk_bag
+
+    try:
+        silk = read_silk_bag(data, source)
+    except SilkFileError as exc:
+        raise BagError(str(exc)) from None
+    info = BagInfo((silk.key,), (silk.counter,))
+    counters = pa.array(silk.counters, pa.uint64())
+    if silk.key in IP_KEYS:
+        v4_col, v6_col = (col for col, _ in KEYS[silk.key])
+        if silk.ipv6:
+            raw = silk.keys
+            mapped = (raw[:, :10] == 0).all(axis=1) & (raw[:, 10] == 0xFF) & (raw[:, 11] == 0xFF)
+            v4 = np.where(mapped, raw[:, 12:].copy().view(">u4").reshape(-1), 0).astype(np.uint32)
+            v6 = pa.FixedSizeBinaryArray.from_buffers(IPV6_TYPE, len(raw), [None, pa.py_buffer(raw.tobytes())])
+            v6 = pc.if_else(pa.array(mapped), pa.nulls(len(raw), IPV6_TYPE), v6)
+        else:
+            v4, v6 = silk.keys.astype(np.uint32), pa.nulls(len(silk.keys), IPV6_TYPE)
+        table = pa.table({v4_col: pa.array(v4, pa.uint32()), v6_col: v6, silk.counter: counters})
+    else:
+        column = KEYS[silk.key][0][0]
+        table = pa.table({column: pa.array(silk.keys), silk.counter: counters})
+    con = duck.connect()
+    try:
+        con.register("silk_bag", normalize(table, info))
+        return _query_bag(con, "SELECT * FROM silk_bag", info)  # in vlf's key order
+    finally:
+        con.close()
 
 
 def read_bag(path: str | Path) -> pa.Table:

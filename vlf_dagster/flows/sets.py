@@ -194,6 +194,8 @@ class IPSet:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "<bytes>") -> "IPSet":
+        if data[:4] == b"\xde\xad\xbe\xef":  # a SiLK IP set file (rwset, rwsetbuild, rwsettool)
+            return cls._from_silk(data, source)
         if len(data) < HEADER.size:
             raise SetFileError(f"{source}: not an IP set file (too short: {len(data)} bytes)")
         magic, version, _, v4_len = HEADER.unpack_from(data)
@@ -214,6 +216,31 @@ class IPSet:
         if not increasing.all():
             raise SetFileError(f"{source}: corrupt IPv6 part (addresses not sorted and unique)")
         return cls(v4, v6)
+
+    @classmethod
+    def _from_silk(cls, data: bytes, source: str) -> "IPSet":
+        from .silkfile import SilkFileError, read_silk_ipset
+
+        try:
+            v4_ranges, v6_ranges = read_silk_ipset(data, source)
+        except SilkFileError as exc:
+            raise SetFileError(str(exc)) from None
+        v4 = BitMap()
+        for lo, hi in v4_ranges:
+            v4.add_range(lo, hi + 1)
+        mapped = [(lo, hi) for lo, hi in v6_ranges if lo >> 32 == 0xFFFF and hi >> 32 == 0xFFFF]  # IPv4 in an IPv6 set
+        for lo, hi in mapped:
+            v4.add_range(lo & 0xFFFFFFFF, (hi & 0xFFFFFFFF) + 1)
+        values = []
+        for lo, hi in v6_ranges:
+            if (lo, hi) in mapped:
+                continue
+            if hi - lo >= 1 << 20:
+                raise SetFileError(f"{source}: IPv6 block of {hi - lo + 1:,} addresses is too large to enumerate")
+            values.extend(range(lo, hi + 1))
+        hi_words = np.array([v >> 64 for v in values], dtype=np.uint64)
+        lo_words = np.array([v & (2**64 - 1) for v in values], dtype=np.uint64)
+        return cls(v4, _v6_unique(hi_words, lo_words))
 
     def write(self, path: str | Path) -> Path:
         return write_bytes(self.to_bytes(), path)

@@ -1,4 +1,5 @@
-"""Reading SiLK's own flow files (what rwtuc, rwcat, rwfilter and rwsort write) as flow records.
+"""Reading SiLK's own files: flow records (what rwtuc, rwcat, rwfilter and rwsort write), IP sets
+and bags.
 
 A SiLK file (file version 16 and later) starts with a 16-byte header in network byte order:
 magic ``DEADBEEF``, flags (bit 0: records are big-endian), file format, file version, compression
@@ -13,6 +14,10 @@ Read here, vectorised with numpy structured dtypes (no Python loop per record):
 - compression none and zlib (what SiLK builds with by default); lzo and snappy files are a
   one-line error naming the method.
 
+IP sets (``FT_IPSET``): record versions 2 (/24 bitmaps), 3 (radix tree, read through its sorted
+CIDR leaves) and 4 (CIDR blocks and bitmaps), IPv4 and IPv6; version 5 is a one-line error.  Bags
+(``FT_RWBAG``): 1- to 16-byte keys with 4- or 8-byte counters, key types mapped to vlf's bag keys.
+
 Not read yet: the packed hourly formats rwflowpack writes into a repository (``FT_RWAUGMENTED``,
 ``FT_RWAUGWEB``, ``FT_RWAUGROUTING``, ``FT_RWAUGSNMPOUT``, ``FT_RWIPV6``, ...): each is a one-line
 error naming the format.  Field meaning follows SiLK's record: the TCP state byte's attribute bits
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +45,7 @@ EXPANDED_HEADERS = 16  # file versions before this have SiLK's legacy headers, n
 
 FT_RWIPV6ROUTING = 0x0C
 FT_RWGENERIC = 0x16
+FT_IPSET = 0x1D
 FORMAT_NAMES = {
     0x00: "FT_TCPDUMP", 0x01: "FT_GRAPH", 0x02: "FT_ADDRESSES", 0x03: "FT_PORTMAP", 0x04: "FT_SERVICEMAP",
     0x05: "FT_NIDSMAP", 0x06: "FT_EXPERIMENT1", 0x07: "FT_EXPERIMENT2", 0x08: "FT_TEMPFILE", 0x09: "FT_AGGREGATEBAG",
@@ -102,38 +109,195 @@ def is_silk_file(head: bytes) -> bool:
     return head[:4] == MAGIC
 
 
-def read_silk_flows(data: bytes, label: str = "<silk>") -> pa.Table:
-    """The flow records of a SiLK flow file's bytes, in the flow schema."""
+@dataclass
+class Header:
+    flags: int
+    format: int
+    file_version: int
+    compression: int
+    rec_size: int
+    rec_version: int
+    entries: dict  # header entry id -> its data (after id and length)
+    offset: int  # where the records start
+
+    @property
+    def name(self) -> str:
+        return FORMAT_NAMES.get(self.format, f"format 0x{self.format:02X}")
+
+    @property
+    def order(self) -> str:
+        return ">" if self.flags & 1 else "<"
+
+
+def read_header(data: bytes, label: str) -> Header:
     if len(data) < HEADER_START.size or not is_silk_file(data):
         raise SilkFileError(f"{label}: not a SiLK file (no DEADBEEF magic)")
     _, flags, fmt, file_version, compression, _, rec_size, rec_version = HEADER_START.unpack_from(data)
-    name = FORMAT_NAMES.get(fmt, f"format 0x{fmt:02X}")
     if file_version < EXPANDED_HEADERS:
         raise SilkFileError(f"{label}: SiLK file version {file_version} (before SiLK 1.0) is not read; convert it with rwcat")
-    offset = HEADER_START.size
+    offset, entries = HEADER_START.size, {}
     while True:  # header entries up to the one with id 0
         if offset + ENTRY.size > len(data):
             raise SilkFileError(f"{label}: truncated SiLK header")
         entry_id, length = ENTRY.unpack_from(data, offset)
         if length < ENTRY.size or offset + length > len(data):
             raise SilkFileError(f"{label}: damaged SiLK header entry at byte {offset}")
+        entries.setdefault(entry_id, data[offset + ENTRY.size : offset + length])
         offset += length
         if entry_id == 0:
             break
+    return Header(flags, fmt, file_version, compression, rec_size, rec_version, entries, offset)
+
+
+def read_silk_flows(data: bytes, label: str = "<silk>") -> pa.Table:
+    """The flow records of a SiLK flow file's bytes, in the flow schema."""
+    header = read_header(data, label)
+    fmt, rec_version, rec_size, name = header.format, header.rec_version, header.rec_size, header.name
     if fmt == FT_RWIPV6ROUTING and 1 <= rec_version <= 3:
-        dtype = _routing_dtype(">" if flags & 1 else "<", rec_version)
+        dtype = _routing_dtype(header.order, rec_version)
     elif fmt == FT_RWGENERIC and 2 <= rec_version <= 5:
-        dtype = _generic_dtype(">" if flags & 1 else "<", rec_version)
+        dtype = _generic_dtype(header.order, rec_version)
+    elif fmt == FT_IPSET:
+        raise SilkFileError(f"{label}: a SiLK IP set, not flow records")
+    elif fmt == FT_RWBAG:
+        raise SilkFileError(f"{label}: a SiLK bag, not flow records")
     else:
         raise SilkFileError(f"{label}: {name} version {rec_version} is not read yet (FT_RWIPV6ROUTING and FT_RWGENERIC are; "
                             f"rwcat it into one of them)")
     if dtype.itemsize != rec_size:
         raise SilkFileError(f"{label}: {name} v{rec_version} records are {dtype.itemsize} bytes, the header says {rec_size}")
-    body = _records_bytes(data, offset, compression, label)
+    body = _records_bytes(data, header.offset, header.compression, label)
     if len(body) % rec_size:
         raise SilkFileError(f"{label}: {len(body) % rec_size} trailing byte(s) after the last whole record (a truncated file?)")
     records = np.frombuffer(body, dtype=dtype)
     return _routing_table(records) if fmt == FT_RWIPV6ROUTING else _generic_table(records, rec_version)
+
+
+# --- IP sets --------------------------------------------------------------------------------------
+
+IPSET_ENTRY_ID = 7  # the header entry describing an IP set's layout (leaf size: 4/8 IPv4, 16/24 IPv6)
+
+
+def read_silk_ipset(data: bytes, label: str = "<silk>") -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """A SiLK IP set file's contents as inclusive (low, high) ranges: (IPv4 ranges, IPv6 ranges).
+
+    Record versions 2 (/24 bitmaps), 3 (radix tree: its sorted CIDR leaves) and 4 (CIDR blocks and
+    /24 or /120 bitmaps) are read; 5 (the /64 layout) is a one-line error."""
+    header = read_header(data, label)
+    if header.format != FT_IPSET:
+        raise SilkFileError(f"{label}: {header.name}, not a SiLK IP set")
+    body = _records_bytes(data, header.offset, header.compression, label)
+    order, version = header.order, header.rec_version
+    layout = header.entries.get(IPSET_ENTRY_ID)
+    fields = struct.unpack(">6I", layout[:24]) if layout is not None and len(layout) >= 24 else None
+    if version in (0, 1, 2):
+        words = np.frombuffer(body[: len(body) - len(body) % 36], dtype=f"{order}u4").reshape(-1, 9)
+        bits = np.unpackbits(words[:, 1:].astype("<u4").view(np.uint8).reshape(-1, 32), axis=1, bitorder="little")
+        rows, offsets = np.nonzero(bits)
+        addresses = words[rows, 0].astype(np.int64) + offsets
+        return _runs(addresses), []
+    if version == 3:
+        if fields is None:
+            raise SilkFileError(f"{label}: IP set v3 without its layout header entry")
+        _, leaf_count, leaf_size, node_count, node_size, _ = fields
+        leaves = body[node_count * node_size : node_count * node_size + leaf_count * leaf_size]
+        if leaf_size == 8:
+            leaf = np.frombuffer(leaves, dtype=np.dtype([("prefix", "u1"), ("pad", "V3"), ("ip", f"{order}u4")]))[1:]
+            return [(int(ip), int(ip) + (1 << (32 - int(p))) - 1) for ip, p in zip(leaf["ip"], leaf["prefix"])], []
+        if leaf_size == 24:
+            leaf = np.frombuffer(leaves, dtype=np.dtype([("prefix", "u1"), ("pad", "V7"), ("hi", f"{order}u8"), ("lo", f"{order}u8")]))[1:]
+            return [], [((int(h) << 64) | int(lo), ((int(h) << 64) | int(lo)) + (1 << (128 - int(p))) - 1)
+                        for h, lo, p in zip(leaf["hi"], leaf["lo"], leaf["prefix"])]
+        raise SilkFileError(f"{label}: IP set v3 with {leaf_size}-byte leaves")
+    if version == 4:
+        width = fields[2] if fields is not None else 4
+        if width not in (4, 16):
+            raise SilkFileError(f"{label}: IP set v4 with {width}-byte addresses")
+        v4, v6, pos = [], [], 0
+        while pos < len(body):
+            if pos + width + 1 > len(body):
+                raise SilkFileError(f"{label}: truncated IP set block at byte {pos}")
+            raw = body[pos : pos + width]
+            base = int.from_bytes(raw, "big" if width == 16 or order == ">" else "little")
+            kind = body[pos + width]
+            pos += width + 1
+            bits_total = 32 if width == 4 else 128
+            target = v4 if width == 4 else v6
+            if kind <= 0x80:
+                target.append((base, base + (1 << (bits_total - kind)) - 1))
+            elif kind == 0x81:
+                words = np.frombuffer(body[pos : pos + 32], dtype=f"{order}u4")
+                pos += 32
+                bits = np.unpackbits(words.astype("<u4").view(np.uint8), bitorder="little")
+                target += [(base + int(i), base + int(i)) for i in np.flatnonzero(bits)]
+            else:
+                raise SilkFileError(f"{label}: unknown IP set block kind 0x{kind:02x} at byte {pos - 1}")
+        return v4, v6
+    raise SilkFileError(f"{label}: SiLK IP set record version {version} is not read yet (2, 3 and 4 are; "
+                        f"rwsettool --record-version=4 converts)")
+
+
+# --- bags -----------------------------------------------------------------------------------------
+
+BAG_ENTRY_ID = 6  # key type, key length, counter type, counter length (uint16 each)
+FT_RWBAG = 0x21
+# SiLK's bag key types -> vlf's bag keys (IPv4 and IPv6 forms of one field are one key here)
+BAG_KEYS = {0: "sIP", 1: "dIP", 2: "sPort", 3: "dPort", 4: "protocol", 5: "packets", 6: "bytes", 7: "flags",
+            8: "sTime", 9: "duration", 10: "eTime", 11: "sensor", 12: "input", 13: "output", 14: "nhIP",
+            15: "initialFlags", 16: "sessionFlags", 17: "attributes", 18: "application", 25: "sIP", 26: "dIP",
+            27: "nhIP", 32: "anyIP", 33: "anyIP"}
+BAG_COUNTERS = {28: "records", 29: "packets", 30: "bytes"}
+
+
+@dataclass
+class SilkBag:
+    key: str  # a vlf bag key name (``value`` for SiLK's custom and unmapped key types)
+    counter: str
+    ipv6: bool  # 16-byte keys
+    keys: np.ndarray  # uint64 (4-byte and smaller keys) or (n, 16) uint8 (16-byte keys)
+    counters: np.ndarray  # uint64
+
+
+def read_silk_bag(data: bytes, label: str = "<silk>") -> SilkBag:
+    """A SiLK bag file (rwbag, rwbagbuild, rwbagtool): keys and counters, in the file's order."""
+    header = read_header(data, label)
+    if header.format != FT_RWBAG:
+        raise SilkFileError(f"{label}: {header.name}, not a SiLK bag")
+    version = header.rec_version
+    key_type, key_len, counter_type, counter_len = 255, 4, 28, 8
+    entry = header.entries.get(BAG_ENTRY_ID)
+    if entry is not None and len(entry) >= 8:
+        key_type, entry_key_len, counter_type, entry_counter_len = struct.unpack(">4H", entry[:8])
+        if version >= 4:
+            key_len, counter_len = entry_key_len, entry_counter_len
+    if version == 1:
+        counter_len = 4
+    if key_len not in (1, 2, 4, 16) or counter_len not in (4, 8):
+        raise SilkFileError(f"{label}: bag with {key_len}-byte keys and {counter_len}-byte counters is not read")
+    body = _records_bytes(data, header.offset, header.compression, label)
+    size = key_len + counter_len
+    if len(body) % size:
+        raise SilkFileError(f"{label}: {len(body) % size} trailing byte(s) after the last whole bag entry")
+    order = header.order
+    key_field = ("key", "V16") if key_len == 16 else ("key", f"{order}u{key_len}")
+    rows = np.frombuffer(body, dtype=np.dtype([key_field, ("counter", f"{order}u{counter_len}")]))
+    if key_len == 16:
+        keys = np.frombuffer(rows["key"].tobytes(), dtype=np.uint8).reshape(-1, 16)
+    else:
+        keys = rows["key"].astype(np.uint64)
+    return SilkBag(BAG_KEYS.get(key_type, "value"), BAG_COUNTERS.get(counter_type, "records"), key_len == 16, keys,
+                   rows["counter"].astype(np.uint64))
+
+
+def _runs(addresses: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted distinct integers as inclusive runs."""
+    if not len(addresses):
+        return []
+    values = np.unique(addresses)
+    breaks = np.flatnonzero(np.diff(values) != 1)
+    starts = np.r_[values[0], values[breaks + 1]]
+    ends = np.r_[values[breaks], values[-1]]
+    return [(int(a), int(b)) for a, b in zip(starts, ends)]
 
 
 def read_silk_file(path: str | Path) -> pa.Table:
