@@ -146,3 +146,26 @@ def test_silk_sets_and_bags_work_in_the_tools(tmp_path, capsys, first_300):
                  "--output-path", str(tmp_path / "diff.bag")]) == 0
     assert main(["bagcat", str(tmp_path / "diff.bag")]) == 0
     assert capsys.readouterr().out == ""  # SiLK's counts equal ours, key for key
+
+
+def test_written_silk_files_hold_silks_own_record_bytes(first_300, tmp_path, capsys):
+    """vlf cat --silk writes FT_RWIPV6ROUTING v1 records byte for byte as SiLK's rwcat wrote them."""
+    from vlf_dagster.cli import main
+    from vlf_dagster.flows.silkfile import read_header, silk_flow_bytes
+
+    silk = (FILES / "routing.rw").read_bytes()
+    ours = silk_flow_bytes(first_300)
+    assert ours[read_header(ours, "ours").offset:] == silk[read_header(silk, "silk").offset:]
+    assert read_silk_file_bytes(ours).equals(first_300)
+    subset = tmp_path / "first.parquet"
+    pq.write_table(first_300, subset)
+    assert main(["cat", "--silk", str(subset), "--output-path", str(tmp_path / "out.rw")]) == 0
+    assert (tmp_path / "out.rw").read_bytes() == ours
+    mixed = read_silk_file(FILES / "mixed.rw")
+    assert read_silk_file_bytes(silk_flow_bytes(mixed)).equals(mixed)
+
+
+def read_silk_file_bytes(data: bytes):
+    from vlf_dagster.flows.silkfile import read_silk_flows
+
+    return read_silk_flows(data, "<test>")

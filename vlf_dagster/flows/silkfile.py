@@ -407,3 +407,49 @@ def _generic_table(records: np.ndarray, version: int) -> pa.Table:
     for name in ("sIPv6", "dIPv6", "nhIPv6"):
         table = table.append_column(name, pa.nulls(len(records), IPV6_TYPE))
     return conform(table)
+
+
+# --- writing flow files SiLK reads -----------------------------------------------------------------
+
+SILK_VERSION = 3_019_001  # the SiLK release whose layout these files follow (3.19.1)
+_IP4IN6 = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
+
+
+def silk_flow_bytes(table: pa.Table) -> bytes:
+    """Flow records as an FT_RWIPV6ROUTING file (little-endian, uncompressed) that SiLK reads:
+    record version 1 (88 bytes), or 3 (100 bytes) when a volume or interface needs the wider fields.
+    IPv4 addresses are stored in ::ffff:0:0/96 as SiLK stores them; the attributes' IPv6 bit marks
+    IPv6 records."""
+    table = conform(table)
+    n = table.num_rows
+    col = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names if not name.endswith("v6")}
+    wide = n and (int(col["packets"].max()) > 0xFFFFFFFF or int(col["bytes"].max()) > 0xFFFFFFFF)
+    version = 3 if wide else 1
+    dtype = _routing_dtype("<", version)
+    records = np.zeros(n, dtype=dtype)
+    records["sTime"], records["elapsed"] = col["sTime"], col["duration"]
+    records["sPort"], records["dPort"], records["proto"] = col["sPort"], col["dPort"], col["protocol"]
+    records["flow_type"], records["sensor"], records["flags"] = col["flowtype"], col["sensor"], col["flags"]
+    records["init_flags"], records["rest_flags"] = col["initialFlags"], col["sessionFlags"]
+    expanded = ((col["initialFlags"] | col["sessionFlags"]) != 0).astype(np.uint8) * TCPSTATE_EXPANDED
+    v6 = (col["attributes"] & ATTR_IPV6) != 0
+    records["tcp_state"] = (col["attributes"] & TCPSTATE_ATTRIBUTES) | expanded | np.where(v6, TCPSTATE_IPV6, 0).astype(np.uint8)
+    records["application"], records["input"], records["output"] = col["application"], col["in"], col["out"]
+    records["pkts"], records["bytes"] = col["packets"], col["bytes"]
+    for name in ("sIP", "dIP", "nhIP"):
+        raw = np.zeros((n, 16), dtype=np.uint8)
+        raw[:, :12] = _IP4IN6
+        raw[:, 12:] = col[name].astype(">u4").view(np.uint8).reshape(-1, 4)
+        if v6.any():
+            packed = table.column(name + "v6").combine_chunks()
+            rows = np.flatnonzero(v6)
+            if packed.null_count < len(packed):
+                values = np.frombuffer(packed.buffers()[1], dtype=np.uint8)[packed.offset * 16 : (packed.offset + n) * 16].reshape(n, 16)
+                raw[rows] = values[rows]
+        records[name] = raw.view("V16").reshape(-1)
+    size = dtype.itemsize
+    header = HEADER_START.pack(MAGIC, 0, FT_RWIPV6ROUTING, EXPANDED_HEADERS, 0, SILK_VERSION, size, version)
+    pad = size - len(header) % size if len(header) % size else size  # the end entry pads the header to a record size
+    while pad < ENTRY.size:
+        pad += size
+    return header + ENTRY.pack(0, pad) + bytes(pad - ENTRY.size) + records.tobytes()

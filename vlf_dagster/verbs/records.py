@@ -32,7 +32,14 @@ def _inputs(files: list[str]) -> list[str]:
 
 def run_cat(args) -> int:
     dest = _output(args.output_path)
-    write_flows(read_flows(_inputs(args.files)), dest)
+    table = read_flows(_inputs(args.files))
+    if args.silk:  # a SiLK flow file, to pipe back into SiLK's tools
+        from ..flows.silkfile import silk_flow_bytes
+        from .common import write_binary_output
+
+        write_binary_output(silk_flow_bytes(table), dest)
+        return 0
+    write_flows(table, dest)
     return 0
 
 
@@ -118,6 +125,7 @@ def register(sub) -> None:
                        description="Concatenate flow files (Parquet, Arrow IPC, SiLK flow files; stdin) into one output, in input order.")
     p.add_argument("files", nargs="*", help="flow files; none or `-` reads stdin")
     p.add_argument("--output-path", metavar="PATH", help="output file (.parquet: Parquet, else Arrow IPC; default stdout)")
+    p.add_argument("--silk", action="store_true", help="write a SiLK flow file (FT_RWIPV6ROUTING) that SiLK's tools read")
     p.set_defaults(func=run_cat)
 
     p = sub.add_parser("sort", help="rwsort: sort flow records by fields", formatter_class=HelpFormatter,
