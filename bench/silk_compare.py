@@ -57,9 +57,10 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     flows, rw = work / "flows.parquet", work / "flows.rw"
     if not flows.exists():
-        days = max(1, round(args.flows / 260_000))  # the simulated site: ~260 k flows a day at 20 k sources
+        # the simulated site gives ~13 flows per source over its first days, whatever the days
+        sources = max(1000, args.flows // 13)
         data = work / "site"
-        subprocess.run([VLF, "simulate", "--data-dir", str(data), "--days", str(days), "--sources", "20000", "--seed", "3",
+        subprocess.run([VLF, "simulate", "--data-dir", str(data), "--days", "2", "--sources", str(sources), "--seed", "3",
                         "--start", "2006-04-01T00:00"], check=True, env=env, stdout=subprocess.DEVNULL)
         landing = sorted(str(p) for p in (data / "landing").rglob("*.parquet"))
         subprocess.run([VLF, "cat", *landing, "--output-path", str(flows)], check=True, env=env)
