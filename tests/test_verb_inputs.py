@@ -215,3 +215,21 @@ def test_a_flow_file_under_key_value_folders_is_its_columns_alone(tmp_path, caps
             captured = capsys.readouterr()
             outputs.append(captured.out + captured.err)
         assert outputs[0] == outputs[1] and outputs[0], verb
+
+
+def test_the_verb_map_names_every_verb_and_its_module():
+    """The CLI loads only the invoked verb's module: the map must match what each module registers."""
+    import argparse
+    import importlib
+    import pkgutil
+
+    from vlf_dagster import verbs
+
+    registered = {}
+    for info in pkgutil.iter_modules(verbs.__path__):
+        module = importlib.import_module(f"vlf_dagster.verbs.{info.name}")
+        if hasattr(module, "register"):
+            sub = argparse.ArgumentParser().add_subparsers()
+            module.register(sub)
+            registered.update({name: info.name for name in sub.choices})
+    assert registered == verbs.VERB_MODULES

@@ -131,7 +131,8 @@ def cmd_demo_real(args) -> None:
     _print_catalog(data)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `vlf` parser; with ``command`` (the invoked verb), only that verb's module is loaded."""
     parser = argparse.ArgumentParser(prog="vlf", description="Very-low-frequency flow analysis (SiLK-compatible toolbox + Dagster).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .verbs import register_all
 
-    register_all(sub)
+    register_all(sub, only=command)
     return parser
 
 
@@ -221,7 +222,7 @@ def _run_command(argv: list[str] | None) -> tuple[str, int]:
     from .verbs.common import VerbError
 
     argv = _bind_optional_values(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         result = args.func(args)
     except VerbError as exc:
