@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +15,7 @@ from ..flows.bags import Bag, BagInfo
 from ..flows.flags import flag_strings
 from ..flows.netstruct import ipv6_left_out, network_structure
 from ..flows.schema import IPV6_TYPE, ipv4_strings, ipv6_words
-from .common import HelpFormatter, VerbError, parquet_flow_files, read_binary_input, read_flows, write_binary_output
+from .common import HelpFormatter, VerbError, check_clobber, parquet_flow_files, read_binary_input, read_flows, write_binary_output
 from .sets import read_set
 
 
@@ -27,8 +25,7 @@ def read_bag_input(name: str) -> Bag:
 
 
 def _write(bag_or_bytes, path: str) -> None:
-    if path != "-" and Path(path).exists() and not os.environ.get("SILK_CLOBBER"):
-        raise VerbError(f"{path}: output file exists (remove it or set SILK_CLOBBER=1)")
+    check_clobber(path)
     write_binary_output(bag_or_bytes if isinstance(bag_or_bytes, bytes) else bag_or_bytes.to_bytes(), path)
 
 

@@ -191,5 +191,11 @@ def read_binary_input(name: str) -> tuple[bytes, str]:
     return _open_bytes(name)
 
 
+def check_clobber(path: str) -> None:
+    """SiLK's rule for output files: an existing one is replaced only with SILK_CLOBBER set."""
+    if path != "-" and Path(path).exists() and not os.environ.get("SILK_CLOBBER"):
+        raise VerbError(f"{path}: output file exists (remove it or set SILK_CLOBBER=1)")
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keep the hand-wrapped descriptions and show defaults."""

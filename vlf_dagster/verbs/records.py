@@ -7,19 +7,17 @@ stream, or `vlf cut` text on a terminal).  Output files must not exist unless SI
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pyarrow as pa
 
-from .common import HelpFormatter, VerbError, read_flows, write_flows
+from .common import HelpFormatter, VerbError, check_clobber, read_flows, write_flows
 
 
 def _output(path: str | None) -> str:
     dest = "-" if path in (None, "-", "stdout") else path
-    if dest != "-" and Path(dest).exists() and not os.environ.get("SILK_CLOBBER"):
-        raise VerbError(f"{dest}: output file exists (remove it or set SILK_CLOBBER=1)")
+    check_clobber(dest)
     return dest
 
 

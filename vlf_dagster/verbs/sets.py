@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import sys
 from pathlib import Path
 
@@ -12,17 +11,12 @@ import numpy as np
 from ..flows import sets as S
 from ..flows.netstruct import ipv6_left_out, network_structure
 from ..flows.sets import IPSet
-from .common import HelpFormatter, VerbError, read_binary_input, read_flows, write_binary_output
+from .common import HelpFormatter, VerbError, check_clobber, read_binary_input, read_flows, write_binary_output
 
 
 def read_set(name: str) -> IPSet:
     data, label = read_binary_input(name)
     return IPSet.from_bytes(data, source=label)
-
-
-def _no_clobber(path: str) -> None:
-    if path != "-" and Path(path).exists() and not os.environ.get("SILK_CLOBBER"):
-        raise VerbError(f"{path}: output file exists (remove it or set SILK_CLOBBER=1)")
 
 
 # --- vlf set ----------------------------------------------------------------------------------
@@ -35,7 +29,7 @@ def run_set(args) -> int:
     if sum(p == "-" for _, p in outputs) > 1:
         raise VerbError("only one output may go to stdout")
     for _, path in outputs:
-        _no_clobber(path)
+        check_clobber(path)
     table = read_flows(args.files)
     for column, path in outputs:
         ipset = IPSet.from_flow_column(table, "sIP") | IPSet.from_flow_column(table, "dIP") if column == "any" else IPSet.from_flow_column(table, column)
@@ -85,7 +79,7 @@ def run_settool(args) -> int:
         result = IPSet()
         for s in sets:
             result = result | S.sample(s, size=args.size, ratio=args.ratio, seed=args.seed)
-    _no_clobber(args.output_path)
+    check_clobber(args.output_path)
     write_binary_output(result.to_bytes(), args.output_path)
     return 0
 
@@ -195,7 +189,7 @@ def run_setbuild(args) -> int:
     except ValueError as exc:
         raise VerbError(str(exc)) from None
     output = args.output or "-"
-    _no_clobber(output)
+    check_clobber(output)
     write_binary_output(ipset.to_bytes(), output)
     return 0
 
