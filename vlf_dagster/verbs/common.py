@@ -42,10 +42,10 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def _open_bytes(name: str) -> tuple[bytes, str]:
+def _open_bytes(name: str, what: str = "a flow stream") -> tuple[bytes, str]:
     if name == "-":
         if sys.stdin.isatty():
-            raise VerbError("no input: give FILES or pipe a flow stream into stdin")
+            raise VerbError(f"no input: give FILES or pipe {what} into stdin")
         return stdin_binary().read(), "<stdin>"
     try:
         return Path(name).read_bytes(), name
@@ -187,8 +187,9 @@ def write_binary_output(data: bytes, dest: str) -> None:
     write_bytes(data, dest)
 
 
-def read_binary_input(name: str) -> tuple[bytes, str]:
-    return _open_bytes(name)
+def read_binary_input(name: str, what: str = "a flow stream") -> tuple[bytes, str]:
+    """A named input's bytes and its label (``-``: standard input, labelled ``<stdin>``)."""
+    return _open_bytes(name, what)
 
 
 def check_clobber(path: str) -> None:

@@ -8,11 +8,10 @@ stream, or `vlf cut` text on a terminal).  Output files must not exist unless SI
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pyarrow as pa
 
-from .common import HelpFormatter, VerbError, check_clobber, read_flows, write_flows
+from .common import HelpFormatter, VerbError, check_clobber, read_binary_input, read_flows, write_flows
 
 
 def _output(path: str | None) -> str:
@@ -88,16 +87,7 @@ def run_sort(args) -> int:
 def run_tuc(args) -> int:
     from ..flows.importers import ImportFormatError, parse_rwcut
 
-    source = args.file or "-"
-    if source in ("-", "stdin"):
-        if sys.stdin.isatty():
-            raise VerbError("no input: give FILE or pipe rwcut text into stdin")
-        data, label = sys.stdin.buffer.read(), "<stdin>"
-    else:
-        try:
-            data, label = Path(source).read_bytes(), source
-        except OSError as exc:
-            raise VerbError(f"{source}: cannot read: {exc.strerror}") from None
+    data, label = read_binary_input(_inputs([args.file] if args.file else [])[0], "rwcut text")
     dest = _output(args.output_path)
     fields = args.fields
     if args.no_titles and not fields:

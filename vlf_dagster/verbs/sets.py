@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -172,15 +171,8 @@ def run_setcat(args) -> int:
 
 def run_setbuild(args) -> int:
     source = args.input or "-"
-    if source in ("-", "stdin"):
-        if sys.stdin.isatty():
-            raise VerbError("no input: give INPUT_FILE or pipe addresses into stdin")
-        text, label = sys.stdin.read(), "<stdin>"
-    else:
-        try:
-            text, label = Path(source).read_text(errors="replace"), source
-        except OSError as exc:
-            raise VerbError(f"{source}: cannot read: {exc.strerror}") from None
+    data, label = read_binary_input("-" if source == "stdin" else source, "addresses")
+    text = data.decode("utf-8", errors="replace")
     delimiter = args.ip_ranges
     if delimiter is not None and len(delimiter) != 1:
         raise VerbError(f"--ip-ranges delimiter must be one character, not {delimiter!r}")
