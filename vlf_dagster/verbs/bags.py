@@ -290,7 +290,7 @@ def _sensor_names(args) -> tuple[str, ...] | None:
         return None
     from ..flows.site import load_site
 
-    return tuple((load_site(args.site_config_file) if getattr(args, "site_config_file", None) else load_site()).sensors)
+    return tuple(load_site(getattr(args, "site_config_file", None)).sensors)
 
 
 def run_bagcat(args) -> int:

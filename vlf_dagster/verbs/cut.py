@@ -70,7 +70,7 @@ def run(args) -> int:
     from ..flows.iptext import IpFormatError, parse_ip_format
     from ..flows.ipv6policy import Ipv6PolicyError, resolve_policy
 
-    site = load_site(args.site_config_file) if args.site_config_file else load_site()
+    site = load_site(args.site_config_file)
     try:
         parse_ip_format(args.ip_format)
         policy = resolve_policy(args.ipv6_policy)

@@ -96,7 +96,7 @@ def run_tuc(args) -> int:
         fields = DEFAULT_FIELDS
     from ..flows.site import load_site
 
-    site = load_site(args.site_config_file) if args.site_config_file else load_site()
+    site = load_site(args.site_config_file)
     try:
         result = parse_rwcut(data, label, fields=fields if args.no_titles or fields else None, delimiter=args.column_separator,
                              sensor_names=site.sensors, keep_types=True)

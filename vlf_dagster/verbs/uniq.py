@@ -142,7 +142,7 @@ def _sensor_names(args: argparse.Namespace) -> tuple[str, ...] | None:
     except FieldError:
         return None  # the verb itself reports the bad list
 
-    site = load_site(args.site_config_file) if args.site_config_file else load_site()
+    site = load_site(args.site_config_file)
     return tuple(site.sensors)
 
 
