@@ -694,13 +694,18 @@ class Collector:
             self._spool_for(hour_index, exporter, now).append(part, now)
 
     def _spool_for(self, hour_index: int, exporter: str, now: float) -> Spool:
+        return self._open_spool(self.spools, hour_index, exporter, now, lambda hour: Spool(
+            spool_path(self.data_dir, hour, exporter), FLOW_SCHEMA, hour=hour, exporter=exporter, executor=self._writer))
+
+    def _open_spool(self, spools: dict, hour_index: int, exporter: str, now: float, make) -> Spool:
+        """The open spool of (hour, exporter) in ``spools``, made by ``make(hour)`` when there is none;
+        the least recently appended one is published first when ``max_open_spools`` are open."""
         key = (hour_index, exporter)
-        spool = self.spools.get(key)
+        spool = spools.get(key)
         if spool is None:
-            if len(self.spools) >= self.max_open_spools:
-                self._close_least_recent(self.spools, landing=True)
-            hour = hour_of_index(hour_index)
-            spool = self.spools[key] = Spool(spool_path(self.data_dir, hour, exporter), FLOW_SCHEMA, hour=hour, exporter=exporter, executor=self._writer)
+            if len(spools) >= self.max_open_spools:
+                self._close_least_recent(spools, landing=spools is self.spools)
+            spool = spools[key] = make(hour_of_index(hour_index))
             spool.last_append = now
         return spool
 
@@ -722,14 +727,8 @@ class Collector:
 
     def _quarantine_table(self, table: pa.Table, exporter: str, now: float) -> None:
         """Append rejected datagrams or records to the spool of their arrival hour and exporter."""
-        hour_index = int(now * 1000) // MS_PER_HOUR
-        key = (hour_index, exporter)
-        spool = self.quarantine_spools.get(key)
-        if spool is None:
-            if len(self.quarantine_spools) >= self.max_open_spools:
-                self._close_least_recent(self.quarantine_spools, landing=False)
-            hour = hour_of_index(hour_index)
-            spool = self.quarantine_spools[key] = Spool(quarantine_spool_path(self.data_dir, hour, exporter), QUARANTINE_SCHEMA, hour=hour, exporter=exporter, max_rows=4096)
+        spool = self._open_spool(self.quarantine_spools, int(now * 1000) // MS_PER_HOUR, exporter, now, lambda hour: Spool(
+            quarantine_spool_path(self.data_dir, hour, exporter), QUARANTINE_SCHEMA, hour=hour, exporter=exporter, max_rows=4096))
         spool.append(table, now)
         self.stats.quarantine_rows += table.num_rows
 
