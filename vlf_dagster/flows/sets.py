@@ -38,6 +38,11 @@ def _v6_unique(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return np.unique(pairs)  # sorts by (hi, lo)
 
 
+def _v6_of_ints(values: list[int]) -> np.ndarray:
+    """128-bit addresses (Python ints) as the set's sorted, distinct (hi, lo) words."""
+    return _v6_unique(np.array([v >> 64 for v in values], np.uint64), np.array([v & (2**64 - 1) for v in values], np.uint64))
+
+
 class IPSet:
     """A set of IPv4 and IPv6 addresses."""
 
@@ -71,9 +76,7 @@ class IPSet:
                 if net.num_addresses > 1 << 20:
                     raise ValueError(f"IPv6 block {text} is too large to enumerate")
                 v6.extend(int(a) for a in net)
-        hi = np.array([a >> 64 for a in v6], dtype=np.uint64)
-        lo = np.array([a & (2**64 - 1) for a in v6], dtype=np.uint64)
-        return cls(v4, _v6_unique(hi, lo))
+        return cls(v4, _v6_of_ints(v6))
 
     @classmethod
     def from_text(cls, text: str, label: str = "<text>", *, ip_ranges: str | None = None) -> "IPSet":
@@ -115,10 +118,7 @@ class IPSet:
                 raise ValueError(f"{where}: wildcards are off with --ip-ranges: {item!r}")
             else:
                 _add_wildcard(v4, parsed, where)
-        v6 = [value for lo, hi in v6_ranges for value in range(lo, hi + 1)]
-        hi_words = np.array([a >> 64 for a in v6], dtype=np.uint64)
-        lo_words = np.array([a & (2**64 - 1) for a in v6], dtype=np.uint64)
-        return cls(v4, _v6_unique(hi_words, lo_words))
+        return cls(v4, _v6_of_ints([value for lo, hi in v6_ranges for value in range(lo, hi + 1)]))
 
     @classmethod
     def from_flow_column(cls, table: pa.Table, column: str) -> "IPSet":
@@ -238,9 +238,7 @@ class IPSet:
             if hi - lo >= 1 << 20:
                 raise SetFileError(f"{source}: IPv6 block of {hi - lo + 1:,} addresses is too large to enumerate")
             values.extend(range(lo, hi + 1))
-        hi_words = np.array([v >> 64 for v in values], dtype=np.uint64)
-        lo_words = np.array([v & (2**64 - 1) for v in values], dtype=np.uint64)
-        return cls(v4, _v6_unique(hi_words, lo_words))
+        return cls(v4, _v6_of_ints(values))
 
     def write(self, path: str | Path) -> Path:
         return write_bytes(self.to_bytes(), path)
@@ -327,7 +325,7 @@ def fill_blocks(ipset: IPSet, v4_prefix: int, v6_prefix: int | None = None) -> I
             raise SetOperationError(f"--fill-blocks={n} on IPv6 would enumerate {block * len(v6):,} addresses")
         starts = [(int(h) << 64) | int(l) for h, l in zip(v6["hi"], v6["lo"])]
         values = [s + i for s in starts for i in range(block)]
-        v6 = _v6_unique(np.array([v >> 64 for v in values], np.uint64), np.array([v & (2**64 - 1) for v in values], np.uint64))
+        v6 = _v6_of_ints(values)
     return IPSet(v4, v6)
 
 
