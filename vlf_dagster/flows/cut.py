@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .fields import Field, FieldError, parse_fields
-from .flags import flags_to_string
+from .flags import attribute_strings, flags_to_string
 from .flowtypes import FLOWTYPES
 from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .ipv6policy import WIDE, apply_policy
@@ -94,20 +94,8 @@ _FLAGS_COMPACT = pa.array([flags_to_string(v, columns=False) for v in range(256)
 _INT_0_255 = pa.array([str(v) for v in range(256)], pa.string())
 
 
-def _attributes_string(value: int, padded: bool) -> str:
-    # SiLK's skTCPStateString: T (0x20), C (0x40), F (0x08), S (0x10); padded to 8 columns.
-    out = []
-    for letter, bit in (("T", 0x20), ("C", 0x40), ("F", 0x08), ("S", 0x10)):
-        if value & bit:
-            out.append(letter)
-        elif padded:
-            out.append(" ")
-    text = "".join(out)
-    return text.ljust(8) if padded else text
-
-
-_ATTR_PADDED = pa.array([_attributes_string(v, True) for v in range(256)], pa.string())
-_ATTR_COMPACT = pa.array([_attributes_string(v, False) for v in range(256)], pa.string())
+_ATTR_PADDED = pa.array(attribute_strings(np.arange(256), columns=True), pa.string())
+_ATTR_COMPACT = pa.array(attribute_strings(np.arange(256), columns=False), pa.string())
 _TYPE_NAMES = pa.array([FLOWTYPES[i][0] if i in FLOWTYPES else str(i) for i in range(256)], pa.string())
 TYPE_WIDTH = max(len(name) for name, _ in FLOWTYPES.values())
 

@@ -30,6 +30,27 @@ def flag_strings(values: np.ndarray, *, columns: bool = False) -> np.ndarray:
     return lut[np.asarray(values, dtype=np.uint8)]
 
 
+# SiLK's attributes (skTCPStateString): T timed out, C continuation, F FIN followed by more, S
+# uniform packet sizes; padded to 8 columns, as flags are.
+ATTRIBUTE_LETTERS = (("T", 0x20), ("C", 0x40), ("F", 0x08), ("S", 0x10))
+
+
+def attributes_to_string(value: int, *, columns: bool = True) -> str:
+    if columns:
+        return "".join(c if value & bit else " " for c, bit in ATTRIBUTE_LETTERS).ljust(8)
+    return "".join(c for c, bit in ATTRIBUTE_LETTERS if value & bit)
+
+
+_ATTR_COLUMNS_LUT = np.array([attributes_to_string(v, columns=True) for v in range(256)], dtype=object)
+_ATTR_COMPACT_LUT = np.array([attributes_to_string(v, columns=False) for v in range(256)], dtype=object)
+
+
+def attribute_strings(values: np.ndarray, *, columns: bool = False) -> np.ndarray:
+    """Vectorised :func:`attributes_to_string` over an array of attribute bytes."""
+    lut = _ATTR_COLUMNS_LUT if columns else _ATTR_COMPACT_LUT
+    return lut[np.asarray(values, dtype=np.uint8)]
+
+
 def parse_flags(text: str) -> int:
     """'FS PA' or 'fspa' -> bit value; spaces are ignored, case is not significant."""
     value = 0

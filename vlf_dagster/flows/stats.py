@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 
 from . import fields as field_registry
 from .fields import Field, FieldError
-from .flags import flag_strings
+from .flags import attribute_strings, flag_strings
 from .flowtypes import FLOWTYPES
 from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .schema import FLOW_SCHEMA, SchemaError, conform
@@ -822,11 +822,6 @@ class TextOptions:
 TIMESTAMP_FORMATS = ("default", "iso", "m/d/y", "epoch")
 _STRFTIME = {"default": "%Y/%m/%dT%H:%M:%S", "iso": "%Y-%m-%d %H:%M:%S", "m/d/y": "%m/%d/%Y %H:%M:%S"}
 
-_ATTRIBUTE_LETTERS = (("T", 0x20), ("C", 0x40), ("F", 0x08), ("S", 0x10))
-_ATTR_PADDED = np.array(
-    ["".join(c if v & bit else " " for c, bit in _ATTRIBUTE_LETTERS).ljust(8) for v in range(256)], dtype=object
-)
-_ATTR_COMPACT = np.array(["".join(c for c, bit in _ATTRIBUTE_LETTERS if v & bit) for v in range(256)], dtype=object)
 _TYPE_NAMES = np.array([FLOWTYPES.get(i, (str(i),))[0] for i in range(256)], dtype=object)
 
 _KEY_WIDTHS = {
@@ -910,9 +905,7 @@ def _format_key(field: Field, column: pa.Array, plan: Plan, opts: TextOptions) -
         values = column.to_numpy(zero_copy_only=False)
         return pa.array(flag_strings(values, columns=opts.columns), pa.string()), 8
     if kind == "attributes":
-        values = column.to_numpy(zero_copy_only=False).astype(np.uint8)
-        lut = _ATTR_PADDED if opts.columns else _ATTR_COMPACT
-        return pa.array(lut[values], pa.string()), 8
+        return pa.array(attribute_strings(column.to_numpy(zero_copy_only=False), columns=opts.columns), pa.string()), 8
     if kind == "flowtype":
         values = column.to_numpy(zero_copy_only=False).astype(np.uint8)
         return pa.array(_TYPE_NAMES[values], pa.string()), 7

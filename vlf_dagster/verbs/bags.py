@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from ..flows import bags as B
 from ..flows.bags import Bag, BagInfo
-from ..flows.flags import flag_strings
+from ..flows.flags import attribute_strings, flag_strings
 from ..flows.netstruct import ipv6_left_out, network_structure
 from ..flows.schema import IPV6_TYPE, ipv4_strings, ipv6_words
 from .common import HelpFormatter, VerbError, check_clobber, parquet_flow_files, read_binary_input, read_flows, write_binary_output
@@ -180,7 +180,6 @@ def run_bagtool(args) -> int:
 
 
 _FLAG_KEYS = ("flags", "initialFlags", "sessionFlags")
-_ATTRIBUTE_LETTERS = (("T", 0x20), ("C", 0x40), ("F", 0x08), ("S", 0x10))
 
 
 def key_strings(bag: Bag, sensor_names: tuple[str, ...] | None = None, *, integer: bool = False) -> list[tuple[np.ndarray, int]]:
@@ -212,8 +211,7 @@ def key_strings(bag: Bag, sensor_names: tuple[str, ...] | None = None, *, intege
         elif key in _FLAG_KEYS:
             out.append((flag_strings(values.astype(np.uint8), columns=False), 8))
         elif key == "attributes":
-            lut = np.array(["".join(c for c, bit in _ATTRIBUTE_LETTERS if v & bit) for v in range(256)], dtype=object)
-            out.append((lut[values.astype(np.uint8)], 8))
+            out.append((attribute_strings(values), 8))
         elif key in ("sTime", "eTime"):
             stamps = pa.array(values.astype(np.int64), pa.int64()).cast(pa.timestamp("s", tz="UTC"))
             out.append((np.asarray(pc.strftime(stamps, format="%Y/%m/%dT%H:%M:%S").to_pylist(), dtype=object), 19))
