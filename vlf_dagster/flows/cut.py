@@ -42,6 +42,7 @@ from .flowtypes import FLOWTYPES
 from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .ipv6policy import WIDE, apply_policy
 from .schema import ATTR_IPV6, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, conform, ipv6_words
+from .site import sensor_labels, sensor_width
 
 DEFAULT_FIELDS = "sIP,dIP,sPort,dPort,protocol,packets,bytes,flags,sTime,duration,eTime,sensor"
 MATCH_FIELD = "match"
@@ -216,9 +217,7 @@ def _sensor(batch, opt):
     ids = batch.column("sensor")
     if opt.integer_sensors or opt.sensor_names is None:
         return pc.cast(ids, pa.string())
-    top = int(pc.max(ids).as_py() or 0) if len(ids) else 0
-    names = list(opt.sensor_names) + [f"S{i}" for i in range(len(opt.sensor_names), top + 1)]
-    return pa.array(names, pa.string()).take(ids)
+    return pa.array(sensor_labels(ids.to_numpy(zero_copy_only=False), opt.sensor_names), pa.string())
 
 
 def _class(batch, opt):
@@ -293,7 +292,7 @@ def _width(name: str, opt: _Options) -> int:
     if name == "sensor":
         if opt.integer_sensors or opt.sensor_names is None:
             return 5
-        return max(3, max((len(s) for s in opt.sensor_names), default=0))  # rwcut's "sen" at least
+        return sensor_width(opt.sensor_names)
     if name == "type":
         return TYPE_WIDTH
     return _FIXED_WIDTHS[name]

@@ -215,3 +215,21 @@ def load_site(path: str | Path | None = None) -> Site:
     except tomllib.TOMLDecodeError as exc:
         raise SiteConfigError(f"{source}: {exc}") from None
     return site_from_mapping(data, source=source)
+
+
+SENSOR_MIN_WIDTH = 3  # rwcut's "sen": a sensor column is never narrower
+
+
+def sensor_labels(ids, names):
+    """:meth:`Site.sensor_name` over an array of sensor ids (a table lookup): an object array."""
+    import numpy as np  # here, not at the top: the CLI imports this module before any verb
+
+    ids = np.asarray(ids, dtype=np.int64)
+    top = int(ids.max()) if len(ids) else 0
+    labels = np.array(list(names) + [f"S{i}" for i in range(len(names), top + 1)], dtype=object)
+    return labels[ids]
+
+
+def sensor_width(names) -> int:
+    """The width of a column of sensor names, as rwcut sizes it."""
+    return max(SENSOR_MIN_WIDTH, max(map(len, names), default=0))

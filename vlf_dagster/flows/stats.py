@@ -37,6 +37,7 @@ from . import fields as field_registry
 from .fields import Field, FieldError
 from .flags import attribute_strings, flag_strings
 from .flowtypes import FLOWTYPES
+from .site import sensor_labels, sensor_width
 from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .schema import FLOW_SCHEMA, SchemaError, conform
 from .storage import holds_flow_columns
@@ -912,10 +913,8 @@ def _format_key(field: Field, column: pa.Array, plan: Plan, opts: TextOptions) -
     if kind == "class":
         return pa.array(np.full(len(column), "all", dtype=object), pa.string()), 3
     if kind == "sensor" and opts.sensor_names is not None:
-        ids = column.to_numpy(zero_copy_only=False).astype(np.int64)
-        top = int(ids.max()) if len(ids) else 0
-        names = list(opts.sensor_names) + [f"S{i}" for i in range(len(opts.sensor_names), top + 1)]
-        return pa.array(np.array(names, dtype=object)[ids], pa.string()), max(3, max(map(len, opts.sensor_names), default=0))
+        labels = sensor_labels(column.to_numpy(zero_copy_only=False), opts.sensor_names)
+        return pa.array(labels, pa.string()), sensor_width(opts.sensor_names)
     return _strings(column), _KEY_WIDTHS.get(field.name, 10)
 
 

@@ -14,6 +14,7 @@ from ..flows import bags as B
 from ..flows.bags import Bag, BagInfo
 from ..flows.flags import attribute_strings, flag_strings
 from ..flows.netstruct import ipv6_left_out, network_structure
+from ..flows.site import sensor_labels, sensor_width
 from ..flows.schema import IPV6_TYPE, ipv4_strings, ipv6_words
 from .common import HelpFormatter, VerbError, check_clobber, parquet_flow_files, read_binary_input, read_flows, write_binary_output
 from .sets import read_set
@@ -216,9 +217,7 @@ def key_strings(bag: Bag, sensor_names: tuple[str, ...] | None = None, *, intege
             stamps = pa.array(values.astype(np.int64), pa.int64()).cast(pa.timestamp("s", tz="UTC"))
             out.append((np.asarray(pc.strftime(stamps, format="%Y/%m/%dT%H:%M:%S").to_pylist(), dtype=object), 19))
         elif key == "sensor" and sensor_names is not None:
-            top = int(values.max()) if len(values) else 0
-            names = np.array(list(sensor_names) + [f"S{i}" for i in range(len(sensor_names), top + 1)], dtype=object)
-            out.append((names[values.astype(np.int64)], max(3, max(map(len, sensor_names), default=0))))
+            out.append((sensor_labels(values, sensor_names), sensor_width(sensor_names)))
         else:
             out.append((values.astype(str).astype(object), 10))
     return out
