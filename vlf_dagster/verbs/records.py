@@ -108,11 +108,14 @@ def run_tuc(args) -> int:
     return 0
 
 
+OUTPUT_HELP = "output file (.parquet: Parquet, else Arrow IPC; default stdout)"
+
+
 def register(sub) -> None:
     p = sub.add_parser("cat", help="rwcat: concatenate flow files into one", formatter_class=HelpFormatter,
                        description="Concatenate flow files (Parquet, Arrow IPC, SiLK flow files; stdin) into one output, in input order.")
     p.add_argument("files", nargs="*", help="flow files; none or `-` reads stdin")
-    p.add_argument("--output-path", metavar="PATH", help="output file (.parquet: Parquet, else Arrow IPC; default stdout)")
+    p.add_argument("--output-path", metavar="PATH", help=OUTPUT_HELP)
     p.add_argument("--silk", action="store_true", help="write a SiLK flow file (FT_RWIPV6ROUTING) that SiLK's tools read")
     p.set_defaults(func=run_cat)
 
@@ -123,7 +126,7 @@ def register(sub) -> None:
     p.add_argument("files", nargs="*", help="flow files; none or `-` reads stdin")
     p.add_argument("--fields", required=True, help="sort keys, e.g. sip,dport,stime or 1-5")
     p.add_argument("--reverse", action="store_true", help="largest first")
-    p.add_argument("--output-path", metavar="PATH", help="output file (.parquet: Parquet, else Arrow IPC; default stdout)")
+    p.add_argument("--output-path", metavar="PATH", help=OUTPUT_HELP)
     p.set_defaults(func=run_sort)
 
     p = sub.add_parser("tuc", help="rwtuc: flow records from rwcut text", formatter_class=HelpFormatter,
@@ -136,5 +139,5 @@ def register(sub) -> None:
     p.add_argument("--no-titles", action="store_true", help="the first line is a record, not titles")
     p.add_argument("--column-separator", metavar="C", help="the separator (default: '|' or tab, sniffed)")
     p.add_argument("--site-config-file", metavar="PATH", help="site TOML naming the sensors (default: the site lookup)")
-    p.add_argument("--output-path", metavar="PATH", help="output file (.parquet: Parquet, else Arrow IPC; default stdout)")
+    p.add_argument("--output-path", metavar="PATH", help=OUTPUT_HELP)
     p.set_defaults(func=run_tuc)
