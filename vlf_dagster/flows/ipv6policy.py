@@ -56,11 +56,11 @@ def apply_policy(table: pa.Table | pa.RecordBatch, policy: str | None):
 
 
 def _as_ipv4(table, v6: np.ndarray):
+    if not v6.any():
+        return table
     words = {name: ipv6_words(table.column(name + "v6")) for name in _ADDRESSES}
     mapped = {name: (hi == 0) & ((lo >> np.uint64(32)) == _MAPPED) for name, (hi, lo) in words.items()}
     keep = ~v6 | (mapped["sIP"] & mapped["dIP"])
-    if not v6.any():
-        return table
     for name, (hi, lo) in words.items():
         current = table.column(name).to_numpy(zero_copy_only=False).astype(np.uint32)
         converted = np.where(v6 & mapped[name], (lo & np.uint64(0xFFFFFFFF)).astype(np.uint32), np.where(v6, 0, current))
