@@ -9,12 +9,16 @@ Traffic with an unspecified (all-zero) address goes to ``other``.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
-
-from .schema import ATTR_IPV6, PROTO_TCP, ipv6_words, is_icmp
 from .site import Site
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+# numpy and pyarrow are imported by the functions that classify: the names below are what every
+# verb's parser needs (`vlf filter --help` lists the types), and they must not cost 0.3 s.
 
 # id -> (type name, flowtype name used in archive file names), as in SiLK's twoway silk.conf.
 FLOWTYPES: dict[int, tuple[str, str]] = {
@@ -64,6 +68,8 @@ def parse_types(text: str) -> list[int]:
 
 
 def _internal_v4(addresses: np.ndarray, site: Site) -> np.ndarray:
+    import numpy as np
+
     inside = np.zeros(addresses.shape, dtype=bool)
     for network, mask in site.ipv4_networks:
         inside |= (addresses & np.uint32(mask)) == np.uint32(network)
@@ -71,6 +77,10 @@ def _internal_v4(addresses: np.ndarray, site: Site) -> np.ndarray:
 
 
 def _internal_v6(column: pa.ChunkedArray | pa.Array, site: Site) -> np.ndarray:
+    import numpy as np
+
+    from .schema import ipv6_words
+
     high, low = ipv6_words(column)
     inside = np.zeros(high.shape, dtype=bool)
     for net in site.ipv6_networks:
@@ -83,6 +93,10 @@ def _internal_v6(column: pa.ChunkedArray | pa.Array, site: Site) -> np.ndarray:
 
 def is_internal(table: pa.Table, column: str, site: Site) -> np.ndarray:
     """Whether each record's ``column`` address ('sIP' or 'dIP') is inside the site."""
+    import numpy as np
+
+    from .schema import ATTR_IPV6
+
     v4 = table.column(column).to_numpy()
     v6_rows = (table.column("attributes").to_numpy() & ATTR_IPV6) != 0
     inside = _internal_v4(v4, site)
@@ -92,6 +106,10 @@ def is_internal(table: pa.Table, column: str, site: Site) -> np.ndarray:
 
 
 def _is_unspecified(table: pa.Table, column: str) -> np.ndarray:
+    import numpy as np
+
+    from .schema import ATTR_IPV6, ipv6_words
+
     v6_rows = (table.column("attributes").to_numpy() & ATTR_IPV6) != 0
     zero = table.column(column).to_numpy() == 0
     if v6_rows.any():
@@ -102,6 +120,10 @@ def _is_unspecified(table: pa.Table, column: str) -> np.ndarray:
 
 def classify(table: pa.Table, site: Site) -> np.ndarray:
     """The flowtype id of each record of a flow-schema table, as a uint8 array."""
+    import numpy as np
+
+    from .schema import PROTO_TCP, is_icmp
+
     src_in = is_internal(table, "sIP", site)
     dst_in = is_internal(table, "dIP", site)
     protocol = table.column("protocol").to_numpy()

@@ -68,13 +68,8 @@ from .flags import ACK, FIN, FLAG_BITS, PSH, RST, SYN
 from .ingest import QUARANTINE_SCHEMA
 from .schema import (ATTR_IPV6, FLOW_SCHEMA, IPV6_FIELDS, IPV6_TYPE, MS_PER_HOUR, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
                      TIME_1990_MS, conform)
+from .import_formats import DEFAULT_OLD_TIMES, FORMATS, OLD_TIME_POLICIES
 from .storage import landing_dir, write_parquet
-
-FORMATS = ("nfdump-csv", "nfcapd", "binetflow", "zeek", "rwcut", "netflow-pcap", "silk")
-OLD_TIME_POLICIES = ("keep", "quarantine")
-# Zeek logs read from a capture with relative time start in 1970 on purpose; elsewhere a time
-# before 1990 means an exporter whose clock was not set.
-DEFAULT_OLD_TIMES = {"zeek": "keep"}
 TIME_AFTER_LAST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: no datetime holds it
 NFCAPD_MAGIC = b"\x0c\xa5"  # nfcapd file header magic 0xA50C, little-endian
 SILK_MAGIC = b"\xde\xad\xbe\xef"  # every SiLK file (flows, sets, bags) starts with it

@@ -5,22 +5,24 @@ from __future__ import annotations
 import ipaddress
 import math
 import sys
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from ..flows import bags as B
-from ..flows.bags import Bag, BagInfo
-from ..flows.flags import attribute_strings, flag_strings
-from ..flows.netstruct import ipv6_left_out, network_structure
 from ..flows.site import sensor_labels, sensor_width
-from ..flows.schema import IPV6_TYPE, ipv4_strings, ipv6_words
 from .common import HelpFormatter, VerbError, check_clobber, parquet_flow_files, read_binary_input, read_flows, write_binary_output
 from .sets import read_set
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..flows.bags import Bag
+
+# numpy, pyarrow and the engines are imported where they are used: building the parser (and
+# --help) stays light.
+
 
 def read_bag_input(name: str) -> Bag:
+    from ..flows.bags import Bag
+
     data, label = read_binary_input(name)
     return Bag.from_bytes(data, source=label)
 
@@ -34,6 +36,10 @@ def _write(bag_or_bytes, path: str) -> None:
 
 
 def run_bag(args) -> int:
+    import numpy as np
+
+    from ..flows import bags as B
+
     specs = []
     for item in args.bag_file or []:
         parts = item.rsplit(",", 2)
@@ -65,6 +71,8 @@ def run_bag(args) -> int:
 
 def _parse_bag_text(text: str, delimiter: str, label: str) -> tuple[list[int], list[bytes | None], list[int], bool]:
     """key[|count] lines -> (v4 keys, v6 keys, counts, keys_are_ips)."""
+    from ..flows import bags as B
+
     v4, v6, counts, ip_keys, int_keys = [], [], [], False, False
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -101,6 +109,12 @@ def _parse_bag_text(text: str, delimiter: str, label: str) -> tuple[list[int], l
 
 
 def run_bagbuild(args) -> int:
+    import pyarrow as pa
+
+    from ..flows import bags as B
+    from ..flows.bags import Bag, BagInfo
+    from ..flows.schema import IPV6_TYPE
+
     if bool(args.set_input) == bool(args.bag_input):
         raise VerbError("give exactly one of --set-input or --bag-input")
     if args.default_count is not None and not 1 <= args.default_count <= B.COUNTER_MAX:
@@ -140,6 +154,8 @@ def _parse_key_bound(text: str | None) -> int | None:
 
 
 def run_bagtool(args) -> int:
+    from ..flows import bags as B
+
     chosen = [o for o in OPERATIONS if getattr(args, o) not in (None, False)]
     if len(chosen) > 1:
         raise VerbError(f"give one operation, not {', '.join('--' + c.replace('_', '-') for c in chosen)}")
@@ -187,6 +203,14 @@ def key_strings(bag: Bag, sensor_names: tuple[str, ...] | None = None, *, intege
     """Printable key columns and their widths, as rwbagcat prints each key type: dotted quads (15)
     or IPv6 text (39) for IP keys, TCP flags and attributes as letters (8), sTime/eTime as times
     (19), sensors by name (at least 3), other integers 10 wide; ``integer``: every key a number."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..flows import bags as B
+    from ..flows.flags import attribute_strings, flag_strings
+    from ..flows.schema import ipv4_strings
+
     out = []
     for key in bag.info.keys:
         columns = B.KEYS[key]
@@ -226,6 +250,11 @@ def key_strings(bag: Bag, sensor_names: tuple[str, ...] | None = None, *, intege
 def _key_order(bag: Bag) -> np.ndarray:
     """Rows in key order.  The bag is stored in (IPv4, IPv6) column order; a one-IP-key bag that
     holds IPv6 keys is printed in 128-bit order, its IPv4 keys at ::ffff:a.b.c.d."""
+    import numpy as np
+
+    from ..flows import bags as B
+    from ..flows.schema import IPV6_TYPE, ipv6_words
+
     rows = np.arange(len(bag))
     if len(bag.info.keys) != 1 or bag.info.keys[0] not in B.IP_KEYS:
         return rows
@@ -241,6 +270,8 @@ def _key_order(bag: Bag) -> np.ndarray:
 
 
 def _bins(counters: np.ndarray, mode: str) -> list[tuple[str, int]]:
+    import numpy as np
+
     if mode == "linear":
         values, counts = np.unique(counters, return_counts=True)
         return [(str(v), int(c)) for v, c in zip(values, counts)]
@@ -269,6 +300,8 @@ def _statistics_text(bag: Bag, args) -> str:
     """rwbagcat --print-statistics' block: SiLK's labels and number formats, keys printed as the
     key type prints (dotted quads for IP keys).  Left out: SiLK's two lines about its tree's
     internals ("nodes allocated", "counter density"), which describe no property of the data."""
+    from ..flows import bags as B
+
     stats = B.statistics(bag)
     rows = [("number of keys", str(stats["keys"])), ("sum of counters", str(stats["sum"]))]
     if stats["keys"]:
@@ -291,6 +324,13 @@ def _sensor_names(args) -> tuple[str, ...] | None:
 
 
 def run_bagcat(args) -> int:
+    import numpy as np
+
+    from ..flows import bags as B
+    from ..flows.bags import Bag, BagInfo
+    from ..flows.netstruct import ipv6_left_out, network_structure
+    from ..flows.schema import IPV6_TYPE, ipv6_words
+
     out = sys.stdout
     for name in args.files or ["-"]:
         bag = read_bag_input(name)

@@ -12,18 +12,13 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import BinaryIO, Iterable, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Sequence
 
-import pyarrow as pa
-import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-from ..flows.schema import FLOW_SCHEMA, SchemaError, conform
-from ..flows.silkfile import SilkFileError, is_silk_file, read_silk_flows
-from ..flows.segments import Segmented, is_segmented
-from ..flows.sql import NO_HIVE, glob_escaped
-from ..flows.storage import holds_flow_columns, read_parquet_bytes
-from ..flows import duck
+# pyarrow, DuckDB and the flow library are imported where they are used: a verb's parser (and its
+# --help) is built from this module and must not pay their 0.3-0.5 s import.
 
 
 class VerbError(Exception):
@@ -55,6 +50,13 @@ def _open_bytes(name: str, what: str = "a flow stream") -> tuple[bytes, str]:
 
 def read_flow_table(data: bytes, label: str) -> pa.Table:
     """Decode one flow file or stream and conform it to the flow schema."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from ..flows.schema import FLOW_SCHEMA, SchemaError, conform
+    from ..flows.silkfile import SilkFileError, is_silk_file, read_silk_flows
+    from ..flows.storage import read_parquet_bytes
+
     if is_silk_file(data[:4]):  # a SiLK flow file (rwtuc, rwcat, rwfilter output)
         try:
             return read_silk_flows(data, label)
@@ -84,6 +86,8 @@ def parquet_flow_files(names: Sequence[str]) -> list[str] | None:
     Scanning the files in DuckDB reads them in parallel and only the columns a query needs, where
     reading them one by one into Python costs a read and a conform per file.
     """
+    from ..flows.storage import holds_flow_columns
+
     if not names or any(name == "-" or _GLOB_CHARACTERS.intersection(name) for name in names):
         return None  # DuckDB would expand *, ? and [..] in a name: read such files by name instead
     for name in names:
@@ -104,6 +108,9 @@ _GLOB_CHARACTERS = frozenset("*?[")
 def damaged_parquet_file(paths: Sequence[str | Path]) -> str | None:
     """Which of many Parquet files a failed scan tripped on, as one line naming it (a query over
     many files names none); None when every file reads.  Footers first, then the data pages."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     for check in (pq.read_metadata, lambda path: pq.read_table(path)):
         for path in paths:
             try:
@@ -121,6 +128,13 @@ def damaged_parquet_file(paths: Sequence[str | Path]) -> str | None:
 
 def read_flows(names: Iterable[str]) -> pa.Table:
     """All records of the named inputs (``-`` is stdin) as one flow-schema table, in input order."""
+    import pyarrow as pa
+
+    from ..flows import duck
+    from ..flows.schema import FLOW_SCHEMA, conform
+    from ..flows.segments import is_segmented
+    from ..flows.sql import NO_HIVE, glob_escaped
+
     names = list(names) or ["-"]
     paths = parquet_flow_files(names)
     if paths is not None:
@@ -134,6 +148,9 @@ def read_flows(names: Iterable[str]) -> pa.Table:
 def _read_segmented(name: str) -> pa.Table:
     """A window artifact kept segmented (``data/vlf_flows``, ``data/matched_vlf_flows``): its
     current rows, base then delta, as one flow table."""
+    from ..flows.schema import SchemaError, conform
+    from ..flows.segments import Segmented
+
     try:
         return conform(Segmented(Path(name)).read().replace_schema_metadata(None), source=name)
     except SchemaError as exc:
@@ -142,6 +159,11 @@ def _read_segmented(name: str) -> pa.Table:
 
 def write_flow_stream(batches: Iterable[pa.RecordBatch] | pa.Table, sink: BinaryIO) -> int:
     """Write flow records as an Arrow IPC stream; returns the number of records."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from ..flows.schema import FLOW_SCHEMA
+
     if isinstance(batches, pa.Table):
         batches = batches.to_batches()
     count = 0
@@ -154,6 +176,8 @@ def write_flow_stream(batches: Iterable[pa.RecordBatch] | pa.Table, sink: Binary
 
 def write_flows(table: pa.Table, dest: str) -> int:
     """Write to ``-`` (stdout: IPC stream, or text via `vlf cut` on a terminal) or a file."""
+    import pyarrow.parquet as pq
+
     if dest == "-":
         if stdout_is_terminal():
             from ..flows.cut import format_text

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..flows import stats
 from .common import HelpFormatter
-from .uniq import add_input_argument, add_text_options, read_input, text_options, write_lines
+from .text_options import add_input_argument, add_text_options, read_input, text_options, write_lines
 
 SCHEME_HELP = (
     "how a flow spanning several bins is counted, by name (any unique prefix) or number: "
@@ -55,6 +54,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..flows import stats
+
     if args.epoch_slots:
         args.timestamp_format = "epoch"
     opts = text_options(args)

@@ -5,26 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import duckdb
-import pyarrow as pa
-
-from ..flows.filter import (
-    FilterError,
-    FilterSpec,
-    compile_filter,
-    execute,
-    option_name,
-    parse_flowtypes,
-    parse_sensors,
-    parse_type_list,
-    select_archive_files,
-    write_filtered,
-)
-from ..flows.flowtypes import DEFAULT_TYPES, TYPE_IDS
-from ..flows.site import Site, load_site
-from ..flows.storage import write_text
 from .common import HelpFormatter, damaged_parquet_file, parquet_flow_files, read_flows, write_flows
+
+if TYPE_CHECKING:
+    from ..flows.filter import FilterSpec
+    from ..flows.site import Site
+
+# The engine (DuckDB, pyarrow) is imported inside the functions that run it, so that building the
+# parser (and --help) stays light.
 
 DESCRIPTION = """\
 Partition flow records into pass and fail streams (SiLK's rwfilter).
@@ -75,6 +65,8 @@ _SELECTION_SINGLE = ("start_date", "end_date", "data_dir", "site_config_file", "
 
 
 def register(subparsers) -> None:
+    from ..flows.flowtypes import DEFAULT_TYPES, TYPE_IDS
+
     p = subparsers.add_parser(
         "filter",
         help="partition flow records into pass and fail streams (rwfilter)",
@@ -161,6 +153,8 @@ def register(subparsers) -> None:
 
 def _one(args, name: str):
     """The value of a once-only switch (stored as a list to notice repeats)."""
+    from ..flows.filter import FilterError, option_name
+
     values = getattr(args, name, None)
     if not values:
         return None
@@ -171,6 +165,8 @@ def _one(args, name: str):
 
 
 def spec_from_args(args) -> FilterSpec:
+    from ..flows.filter import FilterSpec
+
     spec = FilterSpec()
     for name in _SPEC_SINGLE:
         setattr(spec, name, _one(args, name))
@@ -183,6 +179,8 @@ def spec_from_args(args) -> FilterSpec:
 
 def _types(args) -> list[int] | None:
     """Flowtype ids from --class/--type/--flowtypes, or None when none is given."""
+    from ..flows.filter import FilterError, parse_flowtypes, parse_type_list
+
     klass, types, flowtypes = _one(args, "klass"), _one(args, "type"), _one(args, "flowtypes")
     if klass is not None and klass != "all":
         raise FilterError(f"--class: unknown class {klass!r} (the only class is 'all')")
@@ -198,6 +196,8 @@ def _types(args) -> list[int] | None:
 
 
 def _site(args, data_dir: Path | None) -> Site:
+    from ..flows.site import load_site
+
     path = _one(args, "site_config_file")
     if path is not None:
         return load_site(path)
@@ -207,6 +207,8 @@ def _site(args, data_dir: Path | None) -> Site:
 
 
 def _max_records(args, name: str) -> int | None:
+    from ..flows.filter import FilterError, option_name
+
     value = _one(args, name)
     if value is None:
         return None
@@ -229,6 +231,12 @@ def _streams(passes, fails, alls, stats_wanted, max_pass, compiled) -> bool:
 
 
 def run(args) -> int:
+    import duckdb
+    import pyarrow as pa
+
+    from ..flows.filter import FilterError, compile_filter, execute, option_name, parse_sensors, select_archive_files, write_filtered
+    from ..flows.storage import write_text
+
     spec = spec_from_args(args)
     for name in _SELECTION_SINGLE:
         _one(args, name)  # reject repeated selection switches early

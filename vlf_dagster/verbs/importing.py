@@ -35,7 +35,7 @@ Examples:
 
 
 def register(subparsers) -> None:
-    from ..flows.importers import FORMATS, OLD_TIME_POLICIES
+    from ..flows.import_formats import FORMATS, OLD_TIME_POLICIES
 
     p = subparsers.add_parser(
         "import", help="import nfdump, Argus, Zeek, rwcut or SiLK flow files into the landing area",

@@ -8,10 +8,15 @@ stream, or `vlf cut` text on a terminal).  Output files must not exist unless SI
 from __future__ import annotations
 
 import sys
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from .common import HelpFormatter, VerbError, check_clobber, read_binary_input, read_flows, write_flows
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# numpy, pyarrow and the engines are imported where they are used: building the parser (and
+# --help) stays light.
 
 
 def _output(path: str | None) -> str:
@@ -48,6 +53,8 @@ def sort_flows(table: pa.Table, fields: str, *, reverse: bool = False) -> pa.Tab
 
     Addresses order as 128-bit values, IPv4 at ::ffff:a.b.c.d (where an IPv6-enabled SiLK puts
     them); eTime is sTime + duration; iType/iCode order non-ICMP records first."""
+    import pyarrow as pa
+
     from ..flows import duck
     from ..flows.fields import FieldError, parse_fields
     from ..flows.sql import ident

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ..flows import sets as S
-from ..flows.netstruct import ipv6_left_out, network_structure
-from ..flows.sets import IPSet
 from .common import HelpFormatter, VerbError, check_clobber, read_binary_input, read_flows, write_binary_output
+
+if TYPE_CHECKING:
+    from ..flows.sets import IPSet
+
+# numpy, pyarrow and the engines are imported where they are used: building the parser (and
+# --help) stays light.
 
 
 def read_set(name: str) -> IPSet:
+    from ..flows.sets import IPSet
+
     data, label = read_binary_input(name)
     return IPSet.from_bytes(data, source=label)
 
@@ -22,6 +26,8 @@ def read_set(name: str) -> IPSet:
 
 
 def run_set(args) -> int:
+    from ..flows.sets import IPSet
+
     outputs = [(c, p) for c, p in (("sIP", args.sip_file), ("dIP", args.dip_file), ("nhIP", args.nhip_file), ("any", args.any_file)) if p]
     if not outputs:
         raise VerbError("give at least one of --sip-file, --dip-file, --nhip-file, --any-file")
@@ -40,6 +46,9 @@ def run_set(args) -> int:
 
 
 def run_settool(args) -> int:
+    from ..flows import sets as S
+    from ..flows.sets import IPSet
+
     ops = [o for o in ("union", "intersect", "difference", "symmetric_difference", "mask", "fill_blocks", "sample") if getattr(args, o) not in (None, False)]
     if ops[:1] == ["union"] and len(ops) == 2 and ops[1] in ("mask", "fill_blocks"):
         ops = ops[1:]  # as rwsettool: --union with --mask or --fill-blocks masks (fills) the union
@@ -96,6 +105,10 @@ def _statistics(ipset: IPSet) -> list[str]:
 
     A vlf set may hold both families (a SiLK set holds one); then the IPv6 part follows the IPv4
     summary in SiLK's IPv6 layout."""
+    import numpy as np
+
+    from ..flows import sets as S
+
     lines = ["Network Summary"]
     v4 = ipset.ipv4_array()
     if len(v4):
@@ -123,6 +136,12 @@ def _statistics(ipset: IPSet) -> list[str]:
 
 
 def run_setcat(args) -> int:
+    import numpy as np
+
+    from ..flows import sets as S
+    from ..flows.netstruct import ipv6_left_out, network_structure
+    from ..flows.sets import IPSet
+
     names = args.files or ["-"]
     out = sys.stdout
     for name in names:
@@ -170,6 +189,8 @@ def run_setcat(args) -> int:
 
 
 def run_setbuild(args) -> int:
+    from ..flows.sets import IPSet
+
     source = args.input or "-"
     data, label = read_binary_input("-" if source == "stdin" else source, "addresses")
     text = data.decode("utf-8", errors="replace")

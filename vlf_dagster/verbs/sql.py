@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-import duckdb
-
 from .common import HelpFormatter, VerbError
+
+# DuckDB is imported where it is used: building the parser (and --help) stays light.
 
 DESCRIPTION = """\
 Run SQL on the catalog the sql_catalog asset writes (data/catalog.duckdb): views `flows` (the
@@ -27,7 +27,7 @@ and no other: no COPY ... TO, no read_text('/etc/...'), no ATTACH, no SET.
 
 # Statements that only read: anything else (COPY ... TO, SET, ATTACH, INSTALL, ...) is refused
 # before it runs; the connection itself reads only the data folder's files (analysis.catalog).
-QUERY_STATEMENTS = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+QUERY_STATEMENTS = ("SELECT", "EXPLAIN")  # duckdb.StatementType names
 
 
 def register(subparsers) -> None:
@@ -43,6 +43,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import duckdb
+
     from ..analysis.catalog import CatalogError, connect
 
     query, delimiter = args.query, args.delimited
@@ -59,7 +61,7 @@ def run(args) -> int:
     except CatalogError as exc:
         raise VerbError(str(exc)) from None
     try:
-        refused = [s.type.name for s in duckdb.extract_statements(query) if s.type not in QUERY_STATEMENTS]
+        refused = [s.type.name for s in duckdb.extract_statements(query) if s.type.name not in QUERY_STATEMENTS]
         if refused:
             raise VerbError(f"vlf sql runs queries only (SELECT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE), not {refused[0]}")
         if delimiter is not None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..flows import stats
 from .common import HelpFormatter
-from .uniq import FIELDS_HELP, OptionalValue, _is_number, add_input_argument, add_text_options, read_input, text_options, write_lines
+from .text_options import FIELDS_HELP, OptionalValue, add_input_argument, add_text_options, is_number, read_input, text_options, write_lines
 
 
 def _non_negative_int(text: str | None, switch: str) -> int | None:
+    from ..flows import stats
+
     if text is None:
         return None
     try:
@@ -22,6 +23,8 @@ def _non_negative_int(text: str | None, switch: str) -> int | None:
 
 
 def _percentage(text: str | None) -> float | None:
+    from ..flows import stats
+
     if text is None:
         return None
     try:
@@ -83,7 +86,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--bin-time",
         action=OptionalValue,
-        accept=_is_number,
+        accept=is_number,
         const="60",
         metavar="SECONDS",
         help="floor the sTime and eTime keys to SECONDS-long bins (default 1; bare switch: 60; fractional "
@@ -95,6 +98,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..flows import stats
+
     opts = text_options(args)
     limits = {
         "count": _non_negative_int(args.count, "--count"),

@@ -1,171 +1,11 @@
-"""`vlf uniq`: SiLK's rwuniq -- bin flows by key fields and print each bin's aggregate values.
-
-Also home of the text-output switches that `vlf uniq`, `vlf stats` and `vlf count` share.
-"""
+"""`vlf uniq`: SiLK's rwuniq -- bin flows by key fields and print each bin's aggregate values."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from ..flows import stats
-from ..flows.stats import TextOptions
-from ..flows.storage import write_text
-from .common import HelpFormatter, VerbError, parquet_flow_files, read_flows
-
-FIELDS_HELP = (
-    "Key fields, comma-separated names or rwcut numbers with N-M ranges (case-insensitive): "
-    "sIP 1, dIP 2, sPort 3, dPort 4, protocol 5, packets 6, bytes 7, flags 8, sTime 9, duration 10, "
-    "eTime 11, sensor 12, in 13, out 14, nhIP 15, class 20, type 21, iType, iCode, initialFlags 26, "
-    "sessionFlags 27, attributes 28, application 29 (aliases such as sip, dport, proto, stime work). "
-    "Each field at most once."
-)
-VALUES_HELP = (
-    "Aggregate values per bin, comma-separated, case-insensitive, any unique prefix: records (alias "
-    "flows), packets, bytes, sTime-Earliest, eTime-Latest, sIP-Distinct, dIP-Distinct, distinct:FIELD "
-    "(FIELD may not also be a key). Default: records."
-)
-
-
-def add_input_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "files",
-        nargs="*",
-        metavar="FILE",
-        help="flow files (Parquet, Arrow IPC file or stream); '-' or 'stdin' reads an Arrow IPC stream "
-        "from standard input, which is also the default",
-    )
-
-
-class OptionalValue(argparse.Action):
-    """A switch with an optional ``=VALUE`` (SiLK requires the ``=`` form for those).
-
-    argparse would take the next word as the value even without ``=``, swallowing a file name
-    (``--delimited flows.parquet``); a word that ``accept`` rejects is handed back as an input file.
-    """
-
-    def __init__(self, *args, accept=lambda text: True, **kwargs):
-        self.accept = accept
-        super().__init__(*args, nargs="?", **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if values is not None and not self.accept(values):
-            namespace.spilled_files = list(getattr(namespace, "spilled_files", None) or []) + [values]
-            values = self.const
-        setattr(namespace, self.dest, values)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def add_text_options(parser: argparse.ArgumentParser, *, keys: bool = True) -> None:
-    """The SiLK text-output switches (keys=False for rwcount, which prints no key fields)."""
-    g = parser.add_argument_group("output")
-    g.add_argument("--no-titles", action="store_true", help="do not print the title line(s)")
-    g.add_argument("--no-columns", action="store_true", help="no fixed-width columns: do not pad values")
-    g.add_argument("--column-separator", metavar="C", default=None, help="character between columns and at the end of each line (default '|')")
-    g.add_argument("--no-final-delimiter", action="store_true", help="do not print the separator after the last column")
-    g.add_argument(
-        "--delimited",
-        action=OptionalValue,
-        accept=lambda text: len(text) == 1 and text != "-",
-        const="|",
-        metavar="C",
-        help="shortcut for --no-columns --no-final-delimiter --column-separator=C; write --delimited=C "
-        "(C defaults to '|')",
-    )
-    g.add_argument(
-        "--timestamp-format",
-        default="default",
-        metavar="FORMAT",
-        help="how times are printed, always in UTC: default YYYY/MM/DDThh:mm:ss, iso 'YYYY-MM-DD hh:mm:ss', "
-        "m/d/y 'MM/DD/YYYY hh:mm:ss', epoch seconds",
-    )
-    if keys:
-        g.add_argument("--integer-tcp-flags", action="store_true", help="print TCP flag fields as numbers, not letters")
-        g.add_argument("--integer-ips", action="store_true", help="print IP addresses as integers, not dotted quads")
-        g.add_argument("--ip-format", metavar="FORMAT", help="canonical (default), decimal or hexadecimal, optionally ,zero-padded")
-        g.add_argument("--integer-sensors", action="store_true", help="print sensors as numbers, not the site's sensor names")
-        g.add_argument("--site-config-file", metavar="PATH", help="site TOML for sensor names (default: the site lookup)")
-    g.add_argument("--output-path", metavar="PATH", help="write the text to PATH instead of standard output")
-
-
-def text_options(args: argparse.Namespace) -> TextOptions:
-    separator = args.column_separator if args.column_separator is not None else "|"
-    columns, final = not args.no_columns, not args.no_final_delimiter
-    if args.delimited is not None:
-        separator, columns, final = args.delimited, False, False
-    if len(separator) != 1:
-        raise VerbError(f"invalid column separator {separator!r}: give exactly one character")
-    if args.timestamp_format not in stats.TIMESTAMP_FORMATS:
-        raise VerbError(
-            f"invalid timestamp format {args.timestamp_format!r} (choose from {', '.join(stats.TIMESTAMP_FORMATS)})"
-        )
-    return TextOptions(
-        columns=columns,
-        titles=not args.no_titles,
-        separator=separator,
-        final_delimiter=final,
-        integer_flags=getattr(args, "integer_tcp_flags", False),
-        integer_ips=getattr(args, "integer_ips", False),
-        timestamp_format=args.timestamp_format,
-        sensor_names=_sensor_names(args),
-        ip_format=_ip_format(args),
-    )
-
-
-def _ip_format(args: argparse.Namespace):
-    from ..flows.iptext import IpFormatError, parse_ip_format
-
-    try:
-        return parse_ip_format(getattr(args, "ip_format", None), integer_ips=getattr(args, "integer_ips", False))
-    except IpFormatError as exc:
-        raise VerbError(str(exc)) from None
-
-
-def _sensor_names(args: argparse.Namespace) -> tuple[str, ...] | None:
-    """The site's sensor names for a sensor key column, as rwuniq prints them (None: numbers)."""
-    from ..flows.fields import FieldError, parse_fields
-    from ..flows.site import load_site
-
-    if not hasattr(args, "integer_sensors") or args.integer_sensors or not getattr(args, "fields", None):
-        return None
-    try:
-        if not any(f.kind == "sensor" for f in parse_fields(args.fields)):
-            return None
-    except FieldError:
-        return None  # the verb itself reports the bad list
-
-    site = load_site(args.site_config_file)
-    return tuple(site.sensors)
-
-
-def read_input(args: argparse.Namespace):
-    files = ["-" if f == "stdin" else f for f in list(args.files) + list(getattr(args, "spilled_files", None) or [])]
-    paths = parquet_flow_files(files)  # DuckDB scans Parquet files itself, reading only the columns it needs
-    return paths if paths is not None else read_flows(files)
-
-
-def write_lines(lines: list[str], args: argparse.Namespace) -> None:
-    text = "".join(line + "\n" for line in lines)
-    if args.output_path and args.output_path not in ("-", "stdout"):
-        path = Path(args.output_path)
-        try:
-            if path.exists() and not path.is_file():
-                path.write_text(text)  # a FIFO or a device: a rename would replace the node itself
-            else:
-                write_text(text, path)  # temp file, then rename: a full disk leaves no truncated output
-        except OSError as exc:
-            raise VerbError(f"{args.output_path}: cannot write: {exc.strerror}") from None
-        return
-    sys.stdout.write(text)
-    sys.stdout.flush()
+from .common import HelpFormatter
+from .text_options import FIELDS_HELP, VALUES_HELP, OptionalValue, add_input_argument, add_text_options, is_number, read_input, text_options, write_lines
 
 
 class _Legacy(argparse.Action):
@@ -221,7 +61,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--bin-time",
         action=OptionalValue,
-        accept=_is_number,
+        accept=is_number,
         const="60",
         metavar="SECONDS",
         help="floor the sTime and eTime keys to SECONDS-long bins (default 1; bare switch: 60); a fractional "
@@ -248,6 +88,8 @@ def register(subparsers) -> None:
 
 
 def _values_and_thresholds(args: argparse.Namespace) -> tuple[list, list]:
+    from ..flows import stats
+
     values = stats.parse_values(args.values) if args.values else []
     thresholds = [stats.parse_threshold(t) for t in args.threshold]
     present = {stats.value_id(v) for v in values}
@@ -271,6 +113,8 @@ def _values_and_thresholds(args: argparse.Namespace) -> tuple[list, list]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..flows import stats
+
     opts = text_options(args)
     values, thresholds = _values_and_thresholds(args)
     stats.make_plan(args.fields, values, thresholds, bin_time=args.bin_time)  # check before reading input
