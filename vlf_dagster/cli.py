@@ -247,6 +247,28 @@ def _run_command(argv: list[str] | None) -> tuple[str, int]:
     return args.command, result if isinstance(result, int) else 0
 
 
+class _PandasUnavailable:
+    """An import finder under which ``import pandas`` fails.
+
+    pyarrow imports pandas on its first ``pa.array()`` call, only to ask whether the argument is a
+    pandas object: 0.3 s of every toolbox verb's start-up (more than the work of many).  No verb
+    hands pyarrow a pandas object, so a verb's process runs with pandas unavailable and pyarrow
+    takes its pandas-free path.  Only the console entry point does this: a process that goes on to
+    run Dagster or the report (which use pandas) must not.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (not loaded by toolbox verbs)", name=name)
+        return None
+
+
+def without_pandas() -> None:
+    """Make ``import pandas`` fail in this process (a toolbox verb's; see :class:`_PandasUnavailable`)."""
+    if "pandas" not in sys.modules and not any(isinstance(f, _PandasUnavailable) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PandasUnavailable())
+
+
 def run() -> None:
     """The ``vlf`` console entry point.
 
@@ -258,6 +280,10 @@ def run() -> None:
     named = next((a for a in sys.argv[1:] if not a.startswith("-")), "")  # the top-level parser takes no values
     if named in DAGSTER_COMMANDS:
         sys.exit(_run_command(None)[1])
+    from .verbs import VERB_MODULES
+
+    if named in VERB_MODULES:
+        without_pandas()
     try:
         code = _run_command(None)[1]
     except Exception:  # a bug, not bad input: the traceback, then exit 1 (not a teardown abort)
