@@ -16,6 +16,7 @@ Nothing else in the project spells field types: build tables with :func:`empty_t
 from __future__ import annotations
 
 import ipaddress
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -130,37 +131,45 @@ def conform(table: pa.Table | dict, *, source: str = "<table>") -> pa.Table:
     """
     if isinstance(table, dict):
         table = pa.table(table)
-    n = table.num_rows
     missing = [f for f in REQUIRED_FIELDS if f not in table.column_names]
     if missing:
         raise SchemaError(f"{source}: missing required flow field(s): {', '.join(missing)}")
     unknown = [c for c in table.column_names if c not in FIELD_NAMES]
     if unknown:
         raise SchemaError(f"{source}: unknown flow field(s): {', '.join(unknown)}")
-    columns = []
-    for field in FLOW_SCHEMA:
-        if field.name in table.column_names:
-            column = table.column(field.name)
-            if column.type != field.type and column.null_count == n:
-                column = pa.nulls(n, field.type)  # e.g. DuckDB's BLOB for IPv6 columns without an address: no cast needed
-            elif field.type == IPV6_TYPE and pa.types.is_binary(column.type):
-                try:
-                    column = pa.chunked_array([_fixed16(chunk) for chunk in _chunks(column)], IPV6_TYPE)
-                except SchemaError as exc:
-                    raise SchemaError(f"{source}: field {field.name}: {exc}") from None
-            elif column.type != field.type:
-                try:
-                    column = column.cast(field.type)  # safe cast: raises on overflow
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise SchemaError(f"{source}: field {field.name}: {exc}") from None
-        elif field.nullable:
-            column = pa.nulls(n, field.type)
-        else:
-            column = pa.array(np.zeros(n, dtype=numpy_dtype(field.name)), type=field.type)
-        if not field.nullable and column.null_count:
-            raise SchemaError(f"{source}: field {field.name} has {column.null_count} null value(s)")
-        columns.append(column)
+    columns = [_conform_column(table, field, source) for field in FLOW_SCHEMA]
     return pa.Table.from_arrays(columns, schema=FLOW_SCHEMA)
+
+
+def conform_columns(table: pa.Table, names: Sequence[str], *, source: str = "<table>") -> pa.Table:
+    """Only the flow columns ``names``, in the flow schema's types (as :func:`conform` makes them)."""
+    schema = pa.schema([FLOW_SCHEMA.field(name) for name in names])
+    return pa.Table.from_arrays([_conform_column(table, field, source) for field in schema], schema=schema)
+
+
+def _conform_column(table: pa.Table, field: pa.Field, source: str) -> pa.ChunkedArray | pa.Array:
+    n = table.num_rows
+    if field.name in table.column_names:
+        column = table.column(field.name)
+        if column.type != field.type and column.null_count == n:
+            column = pa.nulls(n, field.type)  # e.g. DuckDB's BLOB for IPv6 columns without an address: no cast needed
+        elif field.type == IPV6_TYPE and pa.types.is_binary(column.type):
+            try:
+                column = pa.chunked_array([_fixed16(chunk) for chunk in _chunks(column)], IPV6_TYPE)
+            except SchemaError as exc:
+                raise SchemaError(f"{source}: field {field.name}: {exc}") from None
+        elif column.type != field.type:
+            try:
+                column = column.cast(field.type)  # safe cast: raises on overflow
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SchemaError(f"{source}: field {field.name}: {exc}") from None
+    elif field.nullable:
+        column = pa.nulls(n, field.type)
+    else:
+        column = pa.array(np.zeros(n, dtype=numpy_dtype(field.name)), type=field.type)
+    if not field.nullable and column.null_count:
+        raise SchemaError(f"{source}: field {field.name} has {column.null_count} null value(s)")
+    return column
 
 
 def check_schema(table: pa.Table, *, source: str = "<table>") -> None:

@@ -126,23 +126,31 @@ def damaged_parquet_file(paths: Sequence[str | Path]) -> str | None:
     return None
 
 
-def read_flows(names: Iterable[str]) -> pa.Table:
-    """All records of the named inputs (``-`` is stdin) as one flow-schema table, in input order."""
+def read_flows(names: Iterable[str], columns: Sequence[str] | None = None) -> pa.Table:
+    """All records of the named inputs (``-`` is stdin) as one flow-schema table, in input order.
+
+    With ``columns``, only those flow columns, in the flow schema's types: Parquet files are then
+    scanned for them alone (`vlf set` needs 3 of 30 columns).
+    """
     import pyarrow as pa
 
     from ..flows import duck
-    from ..flows.schema import FLOW_SCHEMA, conform
+    from ..flows.schema import FLOW_SCHEMA, conform, conform_columns
     from ..flows.segments import is_segmented
-    from ..flows.sql import NO_HIVE, glob_escaped
+    from ..flows.sql import NO_HIVE, glob_escaped, ident
 
     names = list(names) or ["-"]
     paths = parquet_flow_files(names)
     if paths is not None:
+        select = ", ".join(ident(c) for c in columns) if columns is not None else "*"
         with duck.connect() as con:
-            table = con.sql(f"SELECT * FROM read_parquet($files, {NO_HIVE})", params={"files": [glob_escaped(p) for p in paths]}).to_arrow_table()
+            table = con.sql(f"SELECT {select} FROM read_parquet($files, {NO_HIVE})", params={"files": [glob_escaped(p) for p in paths]}).to_arrow_table()
+        if columns is not None:
+            return conform_columns(table, columns)
         return conform(table.replace_schema_metadata(None))
     tables = [_read_segmented(n) if is_segmented(n) else read_flow_table(*_open_bytes(n)) for n in names]
-    return pa.concat_tables(tables) if tables else FLOW_SCHEMA.empty_table()
+    table = pa.concat_tables(tables) if tables else FLOW_SCHEMA.empty_table()
+    return table.select(list(columns)) if columns is not None else table
 
 
 def _read_segmented(name: str) -> pa.Table:

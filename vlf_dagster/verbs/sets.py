@@ -35,7 +35,8 @@ def run_set(args) -> int:
         raise VerbError("only one output may go to stdout")
     for _, path in outputs:
         check_clobber(path)
-    table = read_flows(args.files)
+    wanted = {"sIP", "dIP"} if any(c == "any" for c, _ in outputs) else {c for c, _ in outputs}
+    table = read_flows(args.files, ["attributes", *sorted(wanted), *sorted(c + "v6" for c in wanted)])
     for column, path in outputs:
         ipset = IPSet.from_flow_column(table, "sIP") | IPSet.from_flow_column(table, "dIP") if column == "any" else IPSet.from_flow_column(table, column)
         write_binary_output(ipset.to_bytes(), path)
