@@ -379,3 +379,15 @@ def test_uniq_output_path_is_written_whole_or_not_at_all(parquet, tmp_path, caps
     assert main(["uniq", "--fields=sip", "--output-path", "/dev/full", parquet]) == 1  # a device is written in place
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"vlf uniq: {out}: cannot write: No space left on device", "vlf uniq: /dev/full: cannot write: No space left on device"]
+
+
+def test_text_lines_bytes_equal_the_lines_joined():
+    """TextLines.to_bytes (the verbs' output path) gives exactly the lines, newline after each, for a
+    sliced Arrow body (non-zero offset), non-ASCII text, an empty body and prefixed header lines."""
+    import pyarrow as pa
+
+    rows = pa.array(["zero", "één|", "  2|", "3"]).slice(1, 3)
+    lines = ["head 1"] + st.TextLines(["title|"], rows)
+    assert list(lines) == ["head 1", "title|", "één|", "  2|", "3"] and lines[-1] == "3" and lines[1:3] == ["title|", "één|"]
+    assert lines.to_bytes() == "".join(line + "\n" for line in lines).encode("utf-8")
+    assert st.TextLines(["only"]).to_bytes() == b"only\n"

@@ -154,19 +154,22 @@ def read_input(args: argparse.Namespace):
     return paths if paths is not None else read_flows(files)
 
 
-def write_lines(lines: list[str], args: argparse.Namespace) -> None:
-    text = "".join(line + "\n" for line in lines)
+def write_lines(lines, args: argparse.Namespace) -> None:
+    """Write lines (a list, or the formatter's ``TextLines``) with a newline after each."""
+    to_bytes = getattr(lines, "to_bytes", None)
+    data = to_bytes() if to_bytes is not None else "".join(line + "\n" for line in lines).encode("utf-8")
     if args.output_path and args.output_path not in ("-", "stdout"):
         path = Path(args.output_path)
         try:
             if path.exists() and not path.is_file():
-                path.write_text(text)  # a FIFO or a device: a rename would replace the node itself
+                path.write_bytes(data)  # a FIFO or a device: a rename would replace the node itself
             else:
-                from ..flows.storage import write_text
+                from ..flows.storage import write_bytes
 
-                write_text(text, path)  # temp file, then rename: a full disk leaves no truncated output
+                write_bytes(data, path)  # temp file, then rename: a full disk leaves no truncated output
         except OSError as exc:
             raise VerbError(f"{args.output_path}: cannot write: {exc.strerror}") from None
         return
-    sys.stdout.write(text)
     sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
