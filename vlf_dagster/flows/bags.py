@@ -167,6 +167,36 @@ class Bag:
     def write(self, path: str | Path) -> Path:
         return write_bag(self.table, path, self.info)
 
+    def to_silk_bytes(self) -> bytes:
+        """The bag as a SiLK bag file (what rwbag writes): one key and one counter, entries sorted
+        by key; an IP key holding an IPv6 address makes every key 16 bytes (IPv4 in ::ffff:0:0/96)."""
+        from .silkfile import SilkFileError, silk_bag_bytes
+
+        if len(self.info.keys) != 1 or len(self.info.counters) != 1:
+            raise BagError(f"a SiLK bag has one key and one counter; this one has keys {list(self.info.keys)} "
+                           f"and counters {list(self.info.counters)}")
+        key, counter = self.info.keys[0], self.info.counters[0]
+        counters = self.table.column(counter).to_numpy()
+        if key in IP_KEYS:
+            v4_col, v6_col = (col for col, _ in KEYS[key])
+            v4 = self.table.column(v4_col).to_numpy()
+            v6 = self.table.column(v6_col).combine_chunks()
+            if v6.null_count == len(v6):
+                keys = v4
+            else:
+                keys = np.zeros((len(v4), 16), dtype=np.uint8)
+                keys[:, 10:12] = 0xFF
+                keys[:, 12:] = v4.astype(">u4").view(np.uint8).reshape(-1, 4)
+                rows = np.flatnonzero(v6.is_valid().to_numpy(zero_copy_only=False))
+                raw = np.frombuffer(v6.buffers()[1], dtype=np.uint8)[v6.offset * 16 : (v6.offset + len(v6)) * 16].reshape(-1, 16)
+                keys[rows] = raw[rows]
+        else:
+            keys = self.table.column(KEYS[key][0][0]).to_numpy()
+        try:
+            return silk_bag_bytes(key, counter, keys, counters)
+        except SilkFileError as exc:
+            raise BagError(str(exc)) from None
+
     @classmethod
     def _from_silk(cls, data: bytes, source: str) -> "Bag":
         return _silk_bag(data, source)

@@ -209,6 +209,16 @@ class IPSet:
         v4 = self.v4.serialize()
         return HEADER.pack(MAGIC, VERSION, 0, len(v4)) + v4 + self.v6.astype(_V6_DTYPE).tobytes()
 
+    def to_silk_bytes(self, record_version: int = 0) -> bytes:
+        """The set as a SiLK IPset file (rwset's output): record version 2 or 4, 0 for SiLK's default
+        (2 for an IPv4-only set, else 4 with IPv4 in ::ffff:0:0/96)."""
+        from .silkfile import SilkFileError, silk_ipset_bytes
+
+        try:
+            return silk_ipset_bytes(self.ipv4_array(), self.ipv6_ints(), record_version)
+        except SilkFileError as exc:
+            raise SetFileError(str(exc)) from None
+
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str = "<bytes>") -> "IPSet":
         if data[:4] == b"\xde\xad\xbe\xef":  # a SiLK IP set file (rwset, rwsetbuild, rwsettool)

@@ -453,3 +453,168 @@ def silk_flow_bytes(table: pa.Table) -> bytes:
     while pad < ENTRY.size:
         pad += size
     return header + ENTRY.pack(0, pad) + bytes(pad - ENTRY.size) + records.tobytes()
+
+
+# --- writing IP sets and bags SiLK reads -------------------------------------------------------------
+
+SET_BITMAP = 0x81  # in a record-version-4 IP set: a 256-address bitmap follows the base address
+SET_VERSIONS_WRITTEN = (2, 4)
+
+
+def _header(fmt: int, rec_size: int, rec_version: int, entries: list[tuple[int, bytes]]) -> bytes:
+    """A SiLK file header (little-endian, uncompressed), the end entry padding it to a multiple of
+    the record size as SiLK pads it."""
+    head = HEADER_START.pack(MAGIC, 0, fmt, EXPANDED_HEADERS, 0, SILK_VERSION, rec_size, rec_version)
+    head += b"".join(ENTRY.pack(entry_id, ENTRY.size + len(data)) + data for entry_id, data in entries)
+    pad = ENTRY.size
+    while (len(head) + pad) % rec_size:
+        pad += 1
+    return head + ENTRY.pack(0, pad) + bytes(pad - ENTRY.size)
+
+
+def _cidr_blocks(runs: list[tuple[int, int]], bits: int) -> list[tuple[int, int]]:
+    """Inclusive runs of addresses as their fewest aligned CIDR blocks (start, prefix), in order:
+    what SiLK's IP set iterator gives with CIDR blocks on."""
+    blocks = []
+    for low, high in runs:
+        while low <= high:
+            size = (low & -low).bit_length() - 1 if low else bits  # alignment of low
+            while size and low + (1 << size) - 1 > high:
+                size -= 1
+            blocks.append((low, bits - size))
+            low += 1 << size
+    return blocks
+
+
+def _int_runs(values: list[int]) -> list[tuple[int, int]]:
+    """Sorted distinct Python ints (128-bit addresses) as inclusive runs."""
+    runs: list[tuple[int, int]] = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], value)
+        elif not runs or value > runs[-1][1]:
+            runs.append((value, value))
+    return runs
+
+
+def _cidrbmap_body(blocks: list[tuple[int, int]], width: int) -> bytes:
+    """IP set record version 4: each block as its address and prefix, except that two or more
+    blocks inside one /24 (IPv4) or /120 (IPv6) become the /24's or /120's address and a 256-bit
+    bitmap (SiLK's ipsetWriteCidrbmapFromRadix)."""
+    bits = width * 8
+    bitmap_prefix = bits - 8
+
+    def address(value: int) -> bytes:
+        return value.to_bytes(width, "big" if width == 16 else "little")  # IPv6 in network order
+
+    out, pending = [], []  # pending: the blocks of the current /24 or /120
+
+    def flush() -> None:
+        if len(pending) == 1:
+            out.append(address(pending[0][0]) + bytes([pending[0][1]]))
+        elif pending:
+            base = pending[0][0] & ~0xFF
+            bitmap = 0
+            for start, prefix in pending:
+                bitmap |= ((1 << (1 << (bits - prefix))) - 1) << (start & 0xFF)
+            out.append(address(base) + bytes([SET_BITMAP]) + bitmap.to_bytes(32, "little"))
+        pending.clear()
+
+    for start, prefix in blocks:
+        if pending and (prefix <= bitmap_prefix or (start >> 8) != (pending[0][0] >> 8)):
+            flush()
+        if prefix <= bitmap_prefix:
+            out.append(address(start) + bytes([prefix]))
+        else:
+            pending.append((start, prefix))
+    flush()
+    return b"".join(out)
+
+
+def silk_ipset_bytes(v4: np.ndarray, v6: list[int], record_version: int = 0) -> bytes:
+    """An IP set as a SiLK IPset file: sorted distinct IPv4 addresses (uint32) and IPv6 addresses
+    (ints).  Record version 0 is SiLK's default: 2 (/24 bitmaps) for an IPv4-only set, else 4 (CIDR
+    blocks and bitmaps) with the IPv4 addresses in ::ffff:0:0/96, as SiLK keeps a mixed set."""
+    if record_version not in (0, *SET_VERSIONS_WRITTEN):
+        raise SilkFileError(f"IP set record version {record_version} is not written (0, 2 and 4 are)")
+    v4 = np.asarray(v4, dtype=np.uint32)
+    if v6 and record_version == 2:
+        raise SilkFileError("an IP set holding IPv6 addresses cannot be written as record version 2 (IPv4 only)")
+    if not v6:  # an IPv4 set: SiLK's /16-/24 tree and its writers
+        bases, words = _slash24_bitmaps(v4)
+        if record_version in (0, 2):
+            body = np.empty((len(bases), 9), dtype="<u4")
+            body[:, 0], body[:, 1:] = bases, words
+            return _header(FT_IPSET, 1, 2, []) + body.tobytes()
+        layout = struct.pack(">6I", 0, 0, 4, 0, 0, 0)  # SiLK's IPset entry: only the address width is set
+        return _header(FT_IPSET, 1, 4, [(IPSET_ENTRY_ID, layout)]) + _slash24_cidrbmap_body(bases, words)
+    runs = _int_runs(sorted([0xFFFF << 32 | a for a in v4.tolist()] + list(v6)))
+    layout = struct.pack(">6I", 0, 0, 16, 0, 0, 0)
+    return _header(FT_IPSET, 1, 4, [(IPSET_ENTRY_ID, layout)]) + _cidrbmap_body(_cidr_blocks(runs, 128), 16)
+
+
+def _slash24_bitmaps(v4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct IPv4 addresses as the /24s they occupy (base addresses, uint32) and each
+    /24's 256-bit bitmap (8 little-endian uint32 words, bit i of word w = address w*32+i)."""
+    bases, first = np.unique(v4 >> np.uint32(8), return_index=True)
+    words = np.zeros((len(bases), 8), dtype="<u4")
+    row = np.repeat(np.arange(len(bases)), np.diff(np.r_[first, len(v4)]))
+    low = (v4 & np.uint32(0xFF)).astype(np.uint32)
+    np.bitwise_or.at(words, (row, low >> np.uint32(5)), np.left_shift(np.uint32(1), low & np.uint32(31)))
+    return (bases << np.uint32(8)).astype("<u4"), words
+
+
+def _slash24_cidrbmap_body(bases: np.ndarray, words: np.ndarray) -> bytes:
+    """IP set record version 4 from SiLK's IPv4 tree (ipsetWriteCidrbmapFromIPTree): a /24 holding
+    some addresses is its bitmap; runs of full /24s are written as their fewest CIDR blocks."""
+    full = (words == 0xFFFFFFFF).all(axis=1)
+    out, run = [], []  # run: the /24 numbers of consecutive full /24s
+
+    def flush() -> None:
+        if run:
+            out.extend(start.to_bytes(4, "little") + bytes([prefix])
+                       for start, prefix in _cidr_blocks([(run[0] << 8, (run[-1] << 8) | 0xFF)], 32))
+            run.clear()
+
+    for base, is_full, bitmap in zip(bases.tolist(), full.tolist(), words):
+        if is_full:
+            if run and base >> 8 != run[-1] + 1:
+                flush()
+            run.append(base >> 8)
+            continue
+        flush()
+        out.append(base.to_bytes(4, "little") + bytes([SET_BITMAP]) + bitmap.tobytes())
+    flush()
+    return b"".join(out)
+
+
+# vlf's bag keys and counters -> SiLK's field types (IP keys: IPv4 form, IPv6 form)
+_SILK_BAG_KEY_TYPES = {name: number for number, name in sorted(BAG_KEYS.items(), reverse=True)}
+_SILK_BAG_IPV6_KEY_TYPES = {"sIP": 25, "dIP": 26, "nhIP": 27, "anyIP": 33}
+_SILK_COUNTER_TYPES = {name: number for number, name in BAG_COUNTERS.items()}
+SILK_CUSTOM_FIELD = 255
+
+
+def silk_bag_bytes(key: str, counter: str, keys: np.ndarray, counters: np.ndarray) -> bytes:
+    """A one-key, one-counter bag as a SiLK bag file, its entries sorted by key as SiLK writes
+    them.  ``keys`` is uint32-sized integers (record version 3: 4-byte keys), or an (n, 16) uint8
+    array of IPv6 addresses in network order (record version 4; IPv4 keys mapped into
+    ::ffff:0:0/96).  A counter SiLK has no type for (``distinct:...``) is written as custom."""
+    counters = np.asarray(counters, dtype="<u8")
+    counter_type = _SILK_COUNTER_TYPES.get(counter, SILK_CUSTOM_FIELD)
+    if keys.ndim == 2:
+        key_type = _SILK_BAG_IPV6_KEY_TYPES.get(key, SILK_CUSTOM_FIELD)
+        order = np.lexsort(tuple(keys[:, i] for i in range(15, -1, -1)))
+        rows = np.empty(len(keys), dtype=np.dtype([("key", "V16"), ("counter", "<u8")]))
+        rows["key"] = np.ascontiguousarray(keys[order]).view("V16").reshape(-1)
+        rows["counter"] = counters[order]
+        entry = struct.pack(">4H", key_type, 16, counter_type, 8)
+        return _header(FT_RWBAG, 24, 4, [(BAG_ENTRY_ID, entry)]) + rows.tobytes()
+    key_type = _SILK_BAG_KEY_TYPES.get(key, SILK_CUSTOM_FIELD)
+    if len(keys) and int(np.max(keys)) > 0xFFFFFFFF:
+        raise SilkFileError(f"bag keys of {key} above 2^32-1 do not fit SiLK's 4-byte keys")
+    order = np.argsort(keys, kind="stable")
+    rows = np.empty(len(keys), dtype=np.dtype([("key", "<u4"), ("counter", "<u8")]))
+    rows["key"], rows["counter"] = np.asarray(keys)[order], counters[order]
+    entry = struct.pack(">4H", key_type, 4, counter_type, 8)
+    return _header(FT_RWBAG, 12, 3, [(BAG_ENTRY_ID, entry)]) + rows.tobytes()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..flows.site import sensor_labels, sensor_width
 from .common import HelpFormatter, VerbError, check_clobber, parquet_flow_files, read_binary_input, read_flows, write_binary_output
-from .sets import read_set
+from .sets import read_set, set_bytes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,9 +27,27 @@ def read_bag_input(name: str) -> Bag:
     return Bag.from_bytes(data, source=label)
 
 
-def _write(bag_or_bytes, path: str) -> None:
+def _write(bag_or_bytes, path: str, args=None) -> None:
+    """Write a bag (vlf's file, or SiLK's with --silk) or already encoded bytes."""
+    from ..flows.bags import BagError
+
     check_clobber(path)
-    write_binary_output(bag_or_bytes if isinstance(bag_or_bytes, bytes) else bag_or_bytes.to_bytes(), path)
+    if isinstance(bag_or_bytes, bytes):
+        data = bag_or_bytes
+    elif getattr(args, "silk", False):
+        try:
+            data = bag_or_bytes.to_silk_bytes()
+        except BagError as exc:
+            raise VerbError(str(exc)) from None
+    else:
+        data = bag_or_bytes.to_bytes()
+    write_binary_output(data, path)
+
+
+def _add_silk_option(parser, what: str = "bag") -> None:
+    parser.add_argument("--silk", action="store_true",
+                        help=f"write SiLK's {what} file format (rwbagcat and every SiLK tool read it) instead of vlf's "
+                        "own: one key and one counter, 4-byte keys, or 16-byte keys when an address is IPv6")
 
 
 # --- vlf bag ----------------------------------------------------------------------------------
@@ -62,7 +80,7 @@ def run_bag(args) -> int:
         saturated = int(np.count_nonzero(bag.table.column(counter).to_numpy() == B.COUNTER_MAX)) if len(bag) else 0
         if saturated:
             print(f"vlf bag: warning: {saturated} counter(s) of {path} saturated at {B.COUNTER_MAX}", file=sys.stderr)
-        _write(bag, path)
+        _write(bag, path, args)
     return 0
 
 
@@ -133,7 +151,7 @@ def run_bagbuild(args) -> int:
             table = pa.table({"value": pa.array(v4, pa.uint64()), "records": pa.array(counts, pa.uint64())})
             info = BagInfo(("value",), ("records",))
         bag = B.add([Bag(table, info)])  # sums repeated keys, errors on overflow
-    _write(bag, args.output_path)
+    _write(bag, args.output_path, args)
     return 0
 
 
@@ -187,9 +205,9 @@ def run_bagtool(args) -> int:
     if args.invert:
         result = B.invert(result)
     if args.coverset:
-        _write(B.coverset_of(result).to_bytes(), args.output_path)
+        _write(set_bytes(B.coverset_of(result), args), args.output_path)
     else:
-        _write(result, args.output_path)
+        _write(result, args.output_path, args)
     return 0
 
 
@@ -385,6 +403,7 @@ def register(sub) -> None:
     p.add_argument("--bag-file", action="append", metavar="KEY,COUNTER,PATH", help="a bag to build (repeatable)")
     for legacy in ("sip-flows", "dip-flows", "sport-flows", "dport-flows", "proto-flows", "sip-packets", "sip-bytes"):
         p.add_argument(f"--{legacy}", metavar="PATH", help=f"legacy form of --bag-file ({legacy.replace('-', ' ')})")
+    _add_silk_option(p)
     p.set_defaults(func=run_bag)
 
     p = sub.add_parser("bagbuild", help="rwbagbuild: a bag from an IP set or from text", formatter_class=HelpFormatter,
@@ -396,6 +415,7 @@ def register(sub) -> None:
     p.add_argument("--default-count", type=int, help="use this count for every key (a key seen k times gets k*N)")
     p.add_argument("--delimiter", default="|", help="key/count delimiter of --bag-input (default |)")
     p.add_argument("--output-path", default="-", help="output bag (default stdout)")
+    _add_silk_option(p)
     p.set_defaults(func=run_bagbuild)
 
     p = sub.add_parser("bagtool", help="rwbagtool: add, subtract, ..., filter, coverset", formatter_class=HelpFormatter,
@@ -419,6 +439,7 @@ def register(sub) -> None:
     p.add_argument("--invert", action="store_true", help="output counter -> number of keys")
     p.add_argument("--coverset", action="store_true", help="output the IP keys as an IP set")
     p.add_argument("--output-path", default="-", help="output file (default stdout; existing files need SILK_CLOBBER)")
+    _add_silk_option(p, "bag (or with --coverset, IPset)")
     p.set_defaults(func=run_bagtool)
 
     p = sub.add_parser("bagcat", help="rwbagcat: print bags", formatter_class=HelpFormatter,

@@ -22,6 +22,29 @@ def read_set(name: str) -> IPSet:
     return IPSet.from_bytes(data, source=label)
 
 
+def add_set_output_options(parser) -> None:
+    """--silk and --record-version: the IP set file format written."""
+    g = parser.add_argument_group("output format")
+    g.add_argument("--silk", action="store_true",
+                   help="write SiLK's IPset file format (rwsetcat and every SiLK tool read it; record version as "
+                   "SiLK's default: 2 for IPv4, 4 with IPv6) instead of vlf's own set file")
+    g.add_argument("--record-version", type=int, choices=(0, 2, 4), metavar="{0,2,4}",
+                   help="SiLK IPset record version (implies --silk): 0 SiLK's default, 2 /24 bitmaps (IPv4 only), "
+                   "4 CIDR blocks and bitmaps (SiLK 3.7 and later); 3 and 5 are read, not written")
+
+
+def set_bytes(ipset: IPSet, args) -> bytes:
+    """The set file bytes in the format the options ask for."""
+    from ..flows.sets import SetFileError
+
+    if not (getattr(args, "silk", False) or getattr(args, "record_version", None) is not None):
+        return ipset.to_bytes()
+    try:
+        return ipset.to_silk_bytes(getattr(args, "record_version", None) or 0)
+    except SetFileError as exc:
+        raise VerbError(str(exc)) from None
+
+
 # --- vlf set ----------------------------------------------------------------------------------
 
 
@@ -39,7 +62,7 @@ def run_set(args) -> int:
     table = read_flows(args.files, ["attributes", *sorted(wanted), *sorted(c + "v6" for c in wanted)])
     for column, path in outputs:
         ipset = IPSet.from_flow_column(table, "sIP") | IPSet.from_flow_column(table, "dIP") if column == "any" else IPSet.from_flow_column(table, column)
-        write_binary_output(ipset.to_bytes(), path)
+        write_binary_output(set_bytes(ipset, args), path)
     return 0
 
 
@@ -89,7 +112,7 @@ def run_settool(args) -> int:
         for s in sets:
             result = result | S.sample(s, size=args.size, ratio=args.ratio, seed=args.seed)
     check_clobber(args.output_path)
-    write_binary_output(result.to_bytes(), args.output_path)
+    write_binary_output(set_bytes(result, args), args.output_path)
     return 0
 
 
@@ -204,7 +227,7 @@ def run_setbuild(args) -> int:
         raise VerbError(str(exc)) from None
     output = args.output or "-"
     check_clobber(output)
-    write_binary_output(ipset.to_bytes(), output)
+    write_binary_output(set_bytes(ipset, args), output)
     return 0
 
 
@@ -217,6 +240,7 @@ def register(sub) -> None:
     p.add_argument("--dip-file", help="write the set of destination addresses here")
     p.add_argument("--nhip-file", help="write the set of next-hop addresses here")
     p.add_argument("--any-file", help="write the set of source and destination addresses here")
+    add_set_output_options(p)
     p.set_defaults(func=run_set)
 
     p = sub.add_parser("settool", help="rwsettool: union, intersect, difference, mask, fill, sample", formatter_class=HelpFormatter,
@@ -233,6 +257,7 @@ def register(sub) -> None:
     p.add_argument("--ratio", type=float, help="--sample: keep each address with this probability")
     p.add_argument("--seed", type=int, help="--sample: random seed")
     p.add_argument("--output-path", default="-", help="output set file (default: stdout)")
+    add_set_output_options(p)
     p.set_defaults(func=run_settool)
 
     p = sub.add_parser("setbuild", help="rwsetbuild: an IP set from text", formatter_class=HelpFormatter,
@@ -243,6 +268,7 @@ def register(sub) -> None:
     p.add_argument("output", nargs="?", metavar="OUTPUT_FILE", help="set output ('-' or 'stdout': standard output)")
     p.add_argument("--ip-ranges", nargs="?", const="-", metavar="DELIM",
                    help="lines may hold LOW-HIGH ranges of addresses or integers (DELIM, default '-'); wildcards are then off")
+    add_set_output_options(p)
     p.set_defaults(func=run_setbuild)
 
     p = sub.add_parser("setcat", help="rwsetcat: print IP sets", formatter_class=HelpFormatter,
