@@ -151,6 +151,8 @@ def read_header(data: bytes, label: str) -> Header:
 
 def read_silk_flows(data: bytes, label: str = "<silk>") -> pa.Table:
     """The flow records of a SiLK flow file's bytes, in the flow schema."""
+    from . import silkpacked  # it builds on this module: imported here, not at the top
+
     header = read_header(data, label)
     fmt, rec_version, rec_size, name = header.format, header.rec_version, header.rec_size, header.name
     if fmt == FT_RWIPV6ROUTING and 1 <= rec_version <= 3:
@@ -161,6 +163,8 @@ def read_silk_flows(data: bytes, label: str = "<silk>") -> pa.Table:
         raise SilkFileError(f"{label}: a SiLK IP set, not flow records")
     elif fmt == FT_RWBAG:
         raise SilkFileError(f"{label}: a SiLK bag, not flow records")
+    elif fmt in silkpacked.READERS:  # the packed hourly formats rwflowpack writes into a repository
+        return silkpacked.read_packed(header, _records_bytes(data, header.offset, header.compression, label), label)
     else:
         raise SilkFileError(f"{label}: {name} version {rec_version} is not read yet (FT_RWIPV6ROUTING and FT_RWGENERIC are; "
                             f"rwcat it into one of them)")
