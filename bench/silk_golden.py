@@ -76,11 +76,25 @@ def write_silk_files(work: Path, env: dict[str, str]) -> None:
         "flags-flows.bag": ["rwbag", "--bag-file=flags,flows,{out}", str(first)],
         "sipv6-bytes.bag": ["rwbag", "--bag-file=sIPv6,sum-bytes,{out}", str(work / "mixed.rw")],
     })
+    # SiLK's optional block compressions: only a SiLK built with libsnappy-dev and liblzo2-dev
+    # installed has them (its configure finds the libraries); otherwise the kept files stay
+    methods = subprocess.run(["rwcat", "--version"], env=env, capture_output=True, text=True).stdout
+    compressed = {
+        "routing-snappy.rw": ("snappy", ["rwcat", "--compression-method=snappy", "--output-path={out}", str(first)]),
+        "routing-lzo1x.rw": ("lzo1x", ["rwcat", "--compression-method=lzo1x", "--output-path={out}", str(first)]),
+        "setbuild-snappy.set": ("snappy", ["rwsetbuild", "--compression-method=snappy", setbuild, "{out}"]),
+        "sip-flows-lzo.bag": ("lzo1x", ["rwbag", "--compression-method=lzo1x", "--bag-file=sIPv4,flows,{out}", str(first)]),
+    }
+    for name, (method, argv) in compressed.items():
+        if method in methods:
+            commands[name] = argv
+        else:
+            print(f"{name}: kept as it is (this SiLK has no {method})")
     for name, argv in commands.items():
         out = SILK_FILES / name
         out.unlink(missing_ok=True)
         subprocess.run([a.format(out=out) for a in argv], check=True, env=env)
-    for name in [n for n in commands if n.endswith((".set", ".bag"))]:  # what SiLK prints of each
+    for name in [n for n in commands if n.endswith((".set", ".bag")) and n not in compressed]:  # what SiLK prints of each
         tool = "rwsetcat" if name.endswith(".set") else "rwbagcat"
         extra = ["--cidr-blocks"] if name.endswith(".set") else []
         done = subprocess.run([tool, *extra, str(SILK_FILES / name)], check=True, env=env, capture_output=True, text=True)

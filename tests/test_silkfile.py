@@ -22,7 +22,8 @@ def first_300():
     return conform(pq.read_table(HERE / "flows.parquet")).slice(0, 300)
 
 
-@pytest.mark.parametrize("name", ["routing.rw", "routing-zlib.rw", "routing-big-endian.rw", "generic-ipv4.rw"])
+@pytest.mark.parametrize("name", ["routing.rw", "routing-zlib.rw", "routing-snappy.rw", "routing-lzo1x.rw",
+                                  "routing-big-endian.rw", "generic-ipv4.rw"])
 def test_silk_files_hold_the_records_they_were_made_from(name, first_300):
     table = read_silk_file(FILES / name)
     assert table.schema.equals(first_300.schema, check_metadata=False)
@@ -68,21 +69,21 @@ def test_every_verb_reads_a_silk_file_as_the_parquet_it_came_from(tmp_path, caps
 def test_what_is_not_read_is_one_line_naming_the_file(tmp_path, capsys):
     from vlf_dagster.cli import main
 
-    lzo = tmp_path / "lzo.rw"
+    unknown = tmp_path / "method4.rw"
     raw = bytearray((FILES / "routing.rw").read_bytes())
-    raw[7] = 2  # the compression method byte: lzo1x
-    lzo.write_bytes(bytes(raw))
-    with pytest.raises(SilkFileError, match="compressed with lzo1x"):
-        read_silk_file(lzo)
-    packed = tmp_path / "augmented.rw"
+    raw[7] = 4  # the compression method byte: no SiLK method has 4
+    unknown.write_bytes(bytes(raw))
+    with pytest.raises(SilkFileError, match="compression method 4 is unknown"):
+        read_silk_file(unknown)
+    packed = tmp_path / "scan.rw"
     raw = bytearray((FILES / "routing.rw").read_bytes())
-    raw[5] = 0x14  # FT_RWAUGMENTED, what rwflowpack writes
+    raw[5] = 0x19  # FT_RWSCAN: rwscan's output, not flow records
     packed.write_bytes(bytes(raw))
     truncated = tmp_path / "truncated.rw"
     shutil.copy(FILES / "routing.rw", truncated)
     with open(truncated, "r+b") as handle:
         handle.truncate(truncated.stat().st_size - 10)
-    for path, why in ((lzo, "compressed with lzo1x"), (packed, "FT_RWAUGMENTED version 1 is not read yet"),
+    for path, why in ((unknown, "compression method 4 is unknown"), (packed, "FT_RWSCAN version 1 is not read yet"),
                       (truncated, "trailing byte(s) after the last whole record")):
         assert main(["cut", str(path)]) == 1
         err = capsys.readouterr().err.strip()
@@ -225,3 +226,27 @@ def test_written_silk_sets_and_bags_read_back_and_refuse_what_silk_cannot_hold(t
     cover = tmp_path / "cover.set"
     assert main(["bagtool", "--coverset", "--silk", str(bag), "--output-path", str(cover)]) == 0
     assert _body(cover.read_bytes())[0] == _body((FILES / "sip-v2.set").read_bytes())[0]
+
+
+def test_sets_and_bags_in_every_compression_read_as_uncompressed():
+    """SiLK's snappy and lzo1x block compression (its optional methods) in sets and bags too."""
+    from vlf_dagster.flows.bags import Bag
+    from vlf_dagster.flows.sets import IPSet
+
+    assert IPSet.read(FILES / "setbuild-snappy.set") == IPSet.read(FILES / "setbuild-v4.set")
+    assert Bag.read(FILES / "sip-flows-lzo.bag").table.equals(Bag.read(FILES / "sip-flows.bag").table)
+
+
+@pytest.mark.parametrize("name", ["routing-zlib.rw", "routing-snappy.rw", "routing-lzo1x.rw"])
+def test_a_damaged_compressed_block_is_one_line_naming_the_file(name, tmp_path):
+    from vlf_dagster.flows.silkfile import read_header
+
+    data = bytearray((FILES / name).read_bytes())
+    offset = read_header(bytes(data), name).offset
+    data[offset + 8 : offset + 40] = bytes(range(32))  # garble the start of the first block
+    damaged = tmp_path / name
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(SilkFileError) as caught:
+        read_silk_file(damaged)
+    message = str(caught.value)
+    assert str(damaged) in message and "\n" not in message and ("damaged" in message or "holds" in message)

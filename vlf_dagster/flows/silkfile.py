@@ -312,13 +312,29 @@ def read_silk_file(path: str | Path) -> pa.Table:
     return read_silk_flows(data, str(path))
 
 
+def _decompressor(compression: int, label: str):
+    """The block decompressor of a SiLK compression method: zlib (the standard library), snappy
+    (cramjam, raw blocks) and lzo1x (lzallright: LZO1X blocks as SiLK's liblzo2 writes them)."""
+    if compression == 1:
+        return zlib.decompress
+    if compression == 2:
+        from lzallright import LZOCompressor
+
+        return lambda block, size: LZOCompressor.decompress(block, output_size_hint=size)
+    if compression == 3:
+        import cramjam
+
+        return lambda block, size: bytes(cramjam.snappy.decompress_raw(block))
+    raise SilkFileError(f"{label}: compression method {compression} is unknown (SiLK has none, zlib, lzo1x and snappy)")
+
+
 def _records_bytes(data: bytes, offset: int, compression: int, label: str) -> bytes:
+    """The record bytes after the header: as they are, or each compressed block decompressed
+    (SiLK writes blocks of [compressed length, uncompressed length, data])."""
     if compression == 0:
         return data[offset:]
-    if compression != 1:
-        method = COMPRESSION.get(compression, f"method {compression}")
-        raise SilkFileError(f"{label}: compressed with {method}, which is not read (zlib and none are); rwcat it with "
-                            f"--compression-method=zlib")
+    decompress = _decompressor(compression, label)
+    method = COMPRESSION[compression]
     blocks = []
     while offset < len(data):
         if offset + 8 > len(data):
@@ -328,9 +344,9 @@ def _records_bytes(data: bytes, offset: int, compression: int, label: str) -> by
         if offset + compressed > len(data):
             raise SilkFileError(f"{label}: truncated compressed block at byte {offset - 8}")
         try:
-            block = zlib.decompress(data[offset : offset + compressed])
-        except zlib.error as exc:
-            raise SilkFileError(f"{label}: damaged zlib block at byte {offset - 8}: {exc}") from None
+            block = decompress(data[offset : offset + compressed]) if compression == 1 else decompress(data[offset : offset + compressed], uncompressed)
+        except Exception as exc:  # each library has its own error class; any of them means a damaged block
+            raise SilkFileError(f"{label}: damaged {method} block at byte {offset - 8}: {str(exc) or type(exc).__name__}") from None
         if len(block) != uncompressed:
             raise SilkFileError(f"{label}: block at byte {offset - 8} holds {len(block)} bytes, its header says {uncompressed}")
         blocks.append(block)
