@@ -63,11 +63,12 @@ def write_silk_files(work: Path, env: dict[str, str]) -> None:
     setbuild = str(ROOT / "tests" / "silk" / "setbuild.txt")
     ipv6 = str(ROOT / "tests" / "silk" / "ipv6.txt")
     commands.update({
-        # IP sets in each record version SiLK writes: 2 (IPv4 default), 3 (IPv6 default), 4; zlib
+        # IP sets in each record version SiLK writes: 2 (IPv4 default), 3 (IPv6 default), 4, 5; zlib
         "sip-v2.set": ["rwset", "--sip-file={out}", str(first)],
         "setbuild-v4.set": ["rwsetbuild", "--record-version=4", setbuild, "{out}"],
         "ipv6-v3.set": ["rwsetbuild", ipv6, "{out}"],
         "ipv6-v4.set": ["rwsetbuild", "--record-version=4", ipv6, "{out}"],
+        "ipv6-v5.set": ["rwsetbuild", "--record-version=5", ipv6, "{out}"],
         "setbuild-zlib.set": ["rwsetbuild", "--compression-method=zlib", setbuild, "{out}"],
         # bags: IPv4 address, port, sensor and flags keys; an IPv6 address bag; an any-IPv4 sum
         "sip-flows.bag": ["rwbag", "--bag-file=sIPv4,flows,{out}", str(first)],

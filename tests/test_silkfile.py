@@ -107,13 +107,14 @@ def test_vlf_import_lands_a_silk_file_by_hour(tmp_path, capsys, first_300):
         == sorted(first_300.column("sTime").to_pylist())
 
 
-SILK_SETS = ["sip-v2.set", "setbuild-v4.set", "ipv6-v3.set", "ipv6-v4.set", "setbuild-zlib.set"]
+SILK_SETS = ["sip-v2.set", "setbuild-v4.set", "ipv6-v3.set", "ipv6-v4.set", "ipv6-v5.set", "setbuild-zlib.set"]
 SILK_BAGS = ["sip-flows.bag", "dport-bytes.bag", "sensor-packets.bag", "flags-flows.bag", "sipv6-bytes.bag"]
 
 
 @pytest.mark.parametrize("name", SILK_SETS)
 def test_silk_ip_sets_print_as_rwsetcat_prints_them(name, capsys):
-    """Record versions 2 (/24 bitmaps), 3 (radix tree) and 4 (blocks and bitmaps), IPv4 and IPv6, zlib."""
+    """Record versions 2 (/24 bitmaps), 3 (radix tree), 4 (blocks and bitmaps) and 5 (IPv6 by /64),
+    IPv4 and IPv6, zlib."""
     from vlf_dagster.cli import main
 
     assert main(["setcat", "--cidr-blocks", str(FILES / name)]) == 0

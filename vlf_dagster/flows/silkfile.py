@@ -185,8 +185,8 @@ IPSET_ENTRY_ID = 7  # the header entry describing an IP set's layout (leaf size:
 def read_silk_ipset(data: bytes, label: str = "<silk>") -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """A SiLK IP set file's contents as inclusive (low, high) ranges: (IPv4 ranges, IPv6 ranges).
 
-    Record versions 2 (/24 bitmaps), 3 (radix tree: its sorted CIDR leaves) and 4 (CIDR blocks and
-    /24 or /120 bitmaps) are read; 5 (the /64 layout) is a one-line error."""
+    Record versions 2 (/24 bitmaps), 3 (radix tree: its sorted CIDR leaves), 4 (CIDR blocks and
+    /24 or /120 bitmaps) and 5 (IPv6 by /64: blocks and /120 bitmaps) are read."""
     header = read_header(data, label)
     if header.format != FT_IPSET:
         raise SilkFileError(f"{label}: {header.name}, not a SiLK IP set")
@@ -237,8 +237,44 @@ def read_silk_ipset(data: bytes, label: str = "<silk>") -> tuple[list[tuple[int,
             else:
                 raise SilkFileError(f"{label}: unknown IP set block kind 0x{kind:02x} at byte {pos - 1}")
         return v4, v6
-    raise SilkFileError(f"{label}: SiLK IP set record version {version} is not read yet (2, 3 and 4 are; "
-                        f"rwsettool --record-version=4 converts)")
+    if version == 5:
+        return [], _slash64_ranges(body, order, label)
+    raise SilkFileError(f"{label}: SiLK IP set record version {version} is not read (2, 3, 4 and 5 are)")
+
+
+SET_SLASH64 = 0x82  # in a record-version-5 IP set: the upper 64 bits of the addresses that follow
+
+
+def _slash64_ranges(body: bytes, order: str, label: str) -> list[tuple[int, int]]:
+    """IP set record version 5 (IPv6 only): 9-byte items, a 64-bit word and a byte that says what
+    it is: <= 64 an upper-half block of that prefix, 0x82 the upper half of the items that follow,
+    65..128 a lower half with its prefix, 0x81 a lower half and a 256-address bitmap."""
+    ranges, upper, pos = [], None, 0
+    while pos < len(body):
+        if pos + 9 > len(body):
+            raise SilkFileError(f"{label}: truncated IP set item at byte {pos}")
+        word = int.from_bytes(body[pos : pos + 8], "big" if order == ">" else "little")
+        kind = body[pos + 8]
+        pos += 9
+        if 0 < kind <= 64:
+            ranges.append((word << 64, (word << 64) + (1 << (128 - kind)) - 1))
+            upper = None
+        elif kind == SET_SLASH64:
+            upper = word
+        elif upper is not None and 64 < kind <= 128:
+            base = (upper << 64) | word
+            ranges.append((base, base + (1 << (128 - kind)) - 1))
+        elif upper is not None and kind == SET_BITMAP:
+            if pos + 32 > len(body):
+                raise SilkFileError(f"{label}: truncated IP set bitmap at byte {pos}")
+            words = np.frombuffer(body[pos : pos + 32], dtype=f"{order}u4")
+            pos += 32
+            base = (upper << 64) | word
+            bits = np.unpackbits(words.astype("<u4").view(np.uint8), bitorder="little")
+            ranges += [(base + int(i), base + int(i)) for i in np.flatnonzero(bits)]
+        else:
+            raise SilkFileError(f"{label}: unexpected IP set item 0x{kind:02x} at byte {pos - 1}")
+    return ranges
 
 
 # --- bags -----------------------------------------------------------------------------------------
