@@ -31,6 +31,11 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("cut-mixed-default", "rwcut --fields=sip,dip,sport,dport,protocol,packets {mixed}", ["cut", "--fields=sip,dip,sport,dport,protocol,packets", "{mixed}"]),
     *[(f"cut-mixed-policy-{policy}", f"rwcut --fields=sip,dip,nhip,protocol --ipv6-policy={policy} {{mixed}}",
        ["cut", "--fields=sip,dip,nhip,protocol", f"--ipv6-policy={policy}", "{mixed}"]) for policy in ("ignore", "asv4", "mix", "force", "only")],
+    *[(f"uniq-mixed-policy-{policy}", f"rwuniq --fields=sip,dip --values=records,bytes --ipv6-policy={policy} --sort-output {{mixed}}",
+       ["uniq", "--fields=sip,dip", "--values=records,bytes", f"--ipv6-policy={policy}", "--sort-output", "{mixed}"])
+      for policy in ("ignore", "asv4", "mix", "force", "only")],
+    ("stats-mixed-policy-force", "rwstats --fields=dip --values=bytes --count=3 --ipv6-policy=force {mixed}",
+     ["stats", "--fields=dip", "--values=bytes", "--count=3", "--ipv6-policy=force", "{mixed}"]),
     ("filter-statistics-to-stdout", "rwfilter --proto=6 --print-statistics=stdout {flows}",
      ["filter", "--proto=6", "--print-statistics=stdout", "{flows}"]),
     ("filter-volume-statistics-to-stdout", "rwfilter --dport=22,25 --print-volume-statistics=stdout {flows}",

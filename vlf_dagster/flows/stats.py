@@ -414,11 +414,15 @@ def _name_result(raw: pa.Table, plan: Plan, extra: Sequence[tuple[str, pa.Array]
 # --- uniq -----------------------------------------------------------------------------------
 
 
-def uniq_plan(source: Source, keys, values=None, thresholds: Iterable = (), *, bin_time=None, sort: bool = False):
-    """(plan, table) for :func:`uniq`; the plan tells :func:`format_uniq` how to show each column."""
+def uniq_plan(source: Source, keys, values=None, thresholds: Iterable = (), *, bin_time=None, sort: bool = False,
+              wide: bool | None = None):
+    """(plan, table) for :func:`uniq`; the plan tells :func:`format_uniq` how to show each column.
+
+    ``wide``: whether addresses are 128-bit (39-wide columns) whatever the input holds, as SiLK's
+    --ipv6-policy decides it (:mod:`.ipv6policy`); None: only when the input holds IPv6."""
     plan = make_plan(keys, values, thresholds, bin_time=bin_time)
     con, has_v6 = _connect(source)
-    plan = replace(plan, ipv6=has_v6 and _uses_ip(plan))
+    plan = replace(plan, ipv6=(has_v6 if wide is None else wide) and _uses_ip(plan))
     inner, params = _group_sql(plan)
     sql = f"WITH g AS ({inner}) SELECT {_outer_columns(plan)} FROM g"
     if sort:
@@ -484,6 +488,7 @@ def top_n(
     percentage: float | None = None,
     bottom: bool = False,
     bin_time: float | str | None = None,
+    wide: bool | None = None,
 ) -> TopN:
     """rwstats: bins ranked by their first value, largest first (``bottom``: smallest first).
 
@@ -506,7 +511,7 @@ def top_n(
     if primary.kind in ("stime", "etime"):
         raise StatsError(f"{primary.title} cannot be the first (ranking) value of stats")
     con, has_v6 = _connect(source)
-    plan = replace(plan, ipv6=has_v6 and _uses_ip(plan))
+    plan = replace(plan, ipv6=(has_v6 if wide is None else wide) and _uses_ip(plan))
     try:
         inner, _ = _group_sql(plan)
         con.execute(f"CREATE TEMP TABLE g AS {inner}")
@@ -818,6 +823,7 @@ class TextOptions:
     timestamp_format: str = "default"  # default | iso | m/d/y | epoch
     sensor_names: tuple[str, ...] | None = None  # the site's sensors; None (or --integer-sensors): numbers
     ip_format: IpFormat | None = None  # --ip-format; None: canonical, or decimal with integer_ips
+    mapped_as_ipv4: bool = True  # ::ffff:a.b.c.d prints as a.b.c.d (--ipv6-policy force and only: not)
 
 
 TIMESTAMP_FORMATS = ("default", "iso", "m/d/y", "epoch")
@@ -870,28 +876,39 @@ def _ip_format(opts: TextOptions) -> IpFormat:
     return opts.ip_format if opts.ip_format is not None else (DECIMAL if opts.integer_ips else CANONICAL)
 
 
-def _format_ips(column: pa.Array, opts: TextOptions) -> pa.Array:
+def _ipv6_key_words(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    n = len(column)
+    raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)[column.offset * 16 : (column.offset + n) * 16]
+    words = raw.reshape(n, 16).view(">u8").reshape(n, 2).astype(np.uint64)
+    return words[:, 0], words[:, 1]
+
+
+def _is_mapped(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    return (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+
+
+def _format_ips(column: pa.Array, opts: TextOptions, unmap: np.ndarray | None = None) -> pa.Array:
+    """Addresses as text; a 128-bit address in ::ffff:0:0/96 prints as IPv4 where ``unmap`` says so
+    (SiLK's mix: in rows whose every address is IPv4 or mapped)."""
     fmt = _ip_format(opts)
     if pa.types.is_fixed_size_binary(column.type):
-        n = len(column)
-        raw = np.frombuffer(column.buffers()[1], dtype=np.uint8)[column.offset * 16 : (column.offset + n) * 16]
-        words = raw.reshape(n, 16).view(">u8").reshape(n, 2).astype(np.uint64)
-        hi, lo = words[:, 0], words[:, 1]
-        mapped = (hi == 0) & ((lo >> np.uint64(32)) == np.uint64(0xFFFF))
+        hi, lo = _ipv6_key_words(column)
         text = ipv6_text(hi, lo, fmt)  # one per IPv6 bin (output rows, not records)
-        if mapped.any():  # an IPv4 bin of a table that also holds IPv6: printed as IPv4
+        mapped = _is_mapped(hi, lo) & (unmap if unmap is not None else True)
+        if mapped.any() and opts.mapped_as_ipv4:  # an IPv4 bin of a table that also holds IPv6: printed as IPv4
             v4 = ipv4_text((lo & np.uint64(0xFFFFFFFF)).astype(np.uint32), fmt)
             text = pc.if_else(pa.array(mapped), v4, text)
         return text
     return ipv4_text(column.to_numpy(zero_copy_only=False), fmt)
 
 
-def _format_key(field: Field, column: pa.Array, plan: Plan, opts: TextOptions) -> tuple[pa.Array, int]:
+def _format_key(field: Field, column: pa.Array, plan: Plan, opts: TextOptions,
+                unmap: np.ndarray | None = None) -> tuple[pa.Array, int]:
     """A key column as rwcut would print it, and its column width."""
     kind = field.kind
     if kind == "ip":
         width = ip_width(_ip_format(opts), plan.ipv6)
-        return _format_ips(column, opts), width
+        return _format_ips(column, opts, unmap), width
     if kind == "time":
         return format_times(column, opts, plan.msec), _time_width(opts, plan.msec)
     if kind == "duration":
@@ -989,8 +1006,15 @@ def _render(columns: list[tuple[str, pa.Array, int]], opts: TextOptions, n_rows:
 
 def _table_columns(table: pa.Table, plan: Plan, opts: TextOptions) -> list[tuple[str, pa.Array, int]]:
     columns = []
-    for i, key in enumerate(plan.keys):
-        text, width = _format_key(key, table.column(i).combine_chunks(), plan, opts)
+    keys = [table.column(i).combine_chunks() for i in range(len(plan.keys))]
+    unmap = None
+    if plan.ipv6:  # SiLK prints a row's mapped addresses as IPv4 only when all of its addresses are
+        unmap = np.ones(table.num_rows, dtype=bool)
+        for key, column in zip(plan.keys, keys):
+            if key.kind == "ip" and pa.types.is_fixed_size_binary(column.type):
+                unmap &= _is_mapped(*_ipv6_key_words(column))
+    for key, column in zip(plan.keys, keys):
+        text, width = _format_key(key, column, plan, opts, unmap)
         columns.append((key.name, text, width))
     for j, value in enumerate(plan.values):
         text, width = _format_value(value, table.column(len(plan.keys) + j).combine_chunks(), plan, opts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from .common import HelpFormatter, VerbError, parquet_flow_files, read_flows, stdout_binary
+from .text_options import IPV6_POLICY_HELP
 
 DESCRIPTION = """\
 Print flow records (Arrow IPC stream on stdin, or Parquet / Arrow files) as text, in rwcut's
@@ -34,8 +35,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--epoch-time", action="store_true", help="same as --timestamp-format=epoch")
     p.add_argument("--integer-ips", action="store_true", help="print IP addresses as integers (--ip-format=decimal)")
-    p.add_argument("--ipv6-policy", metavar="POLICY", help="ignore, asv4, mix, force or only, as SiLK's (default $SILK_IPV6_POLICY; "
-                   "unset: IPv4-only input prints 15 wide as asv4, input holding IPv6 39 wide as mix)")
+    p.add_argument("--ipv6-policy", metavar="POLICY", help=IPV6_POLICY_HELP)
     p.add_argument("--ip-format", metavar="FORMAT", help="canonical (default), decimal or hexadecimal, optionally ,zero-padded "
                    "(e.g. decimal,zero-padded), as rwcut's --ip-format")
     p.add_argument("--integer-tcp-flags", action="store_true", help="print TCP flags as integers")

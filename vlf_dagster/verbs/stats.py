@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import HelpFormatter
-from .text_options import FIELDS_HELP, OptionalValue, add_input_argument, add_text_options, is_number, read_input, text_options, write_lines
+from .text_options import FIELDS_HELP, OptionalValue, add_input_argument, add_text_options, is_number, read_input, text_options, wide_addresses, write_lines
 
 
 def _non_negative_int(text: str | None, switch: str) -> int | None:
@@ -112,6 +112,6 @@ def run(args: argparse.Namespace) -> int:
     if plan.values[0].kind in ("stime", "etime"):
         raise stats.StatsError(f"{plan.values[0].title} cannot be the first (ranking) value of stats")
     table = read_input(args)
-    result = stats.top_n(table, args.fields, args.values, bottom=args.bottom, bin_time=args.bin_time, **limits)
+    result = stats.top_n(table, args.fields, args.values, bottom=args.bottom, bin_time=args.bin_time, **limits, wide=wide_addresses(args))
     write_lines(stats.format_top(result, opts, percents=not args.no_percents), args)
     return 0

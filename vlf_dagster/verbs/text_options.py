@@ -26,6 +26,10 @@ VALUES_HELP = (
 )
 
 
+IPV6_POLICY_HELP = ("ignore, asv4, mix, force or only, as SiLK's (default $SILK_IPV6_POLICY; unset: IPv4-only input "
+                    "prints 15 wide as asv4, input holding IPv6 39 wide as mix)")
+
+
 def add_input_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "files",
@@ -91,6 +95,7 @@ def add_text_options(parser: argparse.ArgumentParser, *, keys: bool = True) -> N
         g.add_argument("--ip-format", metavar="FORMAT", help="canonical (default), decimal or hexadecimal, optionally ,zero-padded")
         g.add_argument("--integer-sensors", action="store_true", help="print sensors as numbers, not the site's sensor names")
         g.add_argument("--site-config-file", metavar="PATH", help="site TOML for sensor names (default: the site lookup)")
+        g.add_argument("--ipv6-policy", metavar="POLICY", help=IPV6_POLICY_HELP)
     g.add_argument("--output-path", metavar="PATH", help="write the text to PATH instead of standard output")
 
 
@@ -119,6 +124,7 @@ def text_options(args: argparse.Namespace):
         timestamp_format=args.timestamp_format,
         sensor_names=_sensor_names(args),
         ip_format=_ip_format(args),
+        mapped_as_ipv4=ipv6_policy(args) not in ("force", "only"),
     )
 
 
@@ -148,10 +154,40 @@ def _sensor_names(args: argparse.Namespace) -> tuple[str, ...] | None:
     return tuple(site.sensors)
 
 
+def ipv6_policy(args: argparse.Namespace) -> str | None:
+    """--ipv6-policy, else $SILK_IPV6_POLICY, else None (vlf's adaptive width)."""
+    if not hasattr(args, "ipv6_policy"):
+        return None  # count has no address columns
+    from ..flows.ipv6policy import Ipv6PolicyError, resolve_policy
+
+    try:
+        return resolve_policy(args.ipv6_policy)
+    except Ipv6PolicyError as exc:
+        raise VerbError(str(exc)) from None
+
+
+def wide_addresses(args: argparse.Namespace) -> bool | None:
+    """Whether address columns are 128-bit under the policy (None: as the input needs)."""
+    from ..flows.ipv6policy import WIDE
+
+    policy = ipv6_policy(args)
+    return None if policy is None else policy in WIDE
+
+
 def read_input(args: argparse.Namespace):
+    """Parquet paths DuckDB scans itself (reading only the columns it needs), or a flow table: the
+    records --ipv6-policy reads, converted as it converts them."""
     files = ["-" if f == "stdin" else f for f in list(args.files) + list(getattr(args, "spilled_files", None) or [])]
-    paths = parquet_flow_files(files)  # DuckDB scans Parquet files itself, reading only the columns it needs
-    return paths if paths is not None else read_flows(files)
+    policy = ipv6_policy(args)
+    paths = parquet_flow_files(files)
+    if paths is not None and policy in (None, "mix"):
+        return paths
+    table = read_flows(paths if paths is not None else files)
+    if policy in (None, "mix"):
+        return table
+    from ..flows.ipv6policy import apply_policy
+
+    return apply_policy(table, policy)
 
 
 def write_lines(lines, args: argparse.Namespace) -> None:

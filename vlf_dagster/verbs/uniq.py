@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import HelpFormatter
-from .text_options import FIELDS_HELP, VALUES_HELP, OptionalValue, add_input_argument, add_text_options, is_number, read_input, text_options, write_lines
+from .text_options import FIELDS_HELP, VALUES_HELP, OptionalValue, add_input_argument, add_text_options, is_number, read_input, text_options, wide_addresses, write_lines
 
 
 class _Legacy(argparse.Action):
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     values, thresholds = _values_and_thresholds(args)
     stats.make_plan(args.fields, values, thresholds, bin_time=args.bin_time)  # check before reading input
     table = read_input(args)
-    plan, result = stats.uniq_plan(table, args.fields, values, thresholds, bin_time=args.bin_time, sort=args.sort_output)
+    plan, result = stats.uniq_plan(table, args.fields, values, thresholds, bin_time=args.bin_time, sort=args.sort_output, wide=wide_addresses(args))
     write_lines(stats.format_uniq(result, plan, opts), args)
     return 0
 
