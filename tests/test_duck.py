@@ -32,3 +32,19 @@ def test_default_memory_limit(monkeypatch, tmp_path):
     monkeypatch.setenv("VLF_DATA_DIR", str(tmp_path))
     limit = duck.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]
     assert limit.replace(" ", "") in ("2.7GiB", "3.0GB", "2.79GiB")
+
+
+def test_the_probe_connection_is_one_per_thread_and_stays_open():
+    """duck.probe(): one kept connection per thread (a verb's footer probe does not open a second
+    database), never shared across threads."""
+    import threading
+
+    from vlf_dagster.flows import duck
+
+    first = duck.probe()
+    assert duck.probe() is first and first.sql("SELECT 42").fetchall() == [(42,)]
+    other = []
+    thread = threading.Thread(target=lambda: other.append(duck.probe()))
+    thread.start()
+    thread.join()
+    assert other and other[0] is not first

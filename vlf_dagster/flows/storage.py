@@ -204,17 +204,15 @@ def holds_flow_columns(paths: list[str], con=None) -> bool:
     from .schema import FLOW_SCHEMA
     from .sql import glob_escaped
 
-    own = con is None
-    con = duck.connect() if own else con
-    try:
+    if con is None:
+        con = duck.probe()  # no metadata cache there: it outlives the files it would describe
+    else:
         con.execute("SET parquet_metadata_cache = true")
+    try:
         found = dict(con.sql("SELECT name, count(*) FROM parquet_schema($files) WHERE name <> 'duckdb_schema' "
                              "GROUP BY name", params={"files": [glob_escaped(p) for p in paths]}).fetchall())
     except duckdb.Error:
         return False
-    finally:
-        if own:
-            con.close()
     found.pop("schema", None)  # the root element pyarrow writes
     return set(found) == set(FLOW_SCHEMA.names) and all(n == len(paths) for n in found.values())
 
