@@ -468,7 +468,7 @@ def format_flow_files(
     names = resolve_fields(fields)
     if num_recs is not None and num_recs < 0:
         raise CutError(f"invalid record count {num_recs}: must be >= 0")
-    con = duck.connect()
+    con = duck.probe().cursor()  # the thread's kept database: no second database to open
     try:
         files = f"read_parquet({path_list([str(p) for p in paths])}, {NO_HIVE})"
         # one narrow column decides the address width for every batch to come
