@@ -154,3 +154,23 @@ def test_ipv6_words_of_a_blob_column_equal_those_of_16_byte_values():
     assert (int(got[0][1]), int(got[1][1])) == (0x2001 << 48, 7)
     with pytest.raises(SchemaError, match=r"not an IPv6 address column \(an address of 3 bytes"):
         ipv6_words(pa.array([b"abc"], pa.binary()))
+
+
+def test_footers_tell_whether_any_ipv6_address_is_held(tmp_path):
+    """storage.ipv6_columns_empty: the footers' null counts prove an IPv4-only file (no scan); one
+    IPv6 record in any of the files says otherwise."""
+    import ipaddress
+
+    from vlf_dagster.flows import duck
+    from vlf_dagster.flows.schema import ATTR_IPV6
+    from vlf_dagster.flows.storage import ipv6_columns_empty
+
+    v4 = write_parquet(flows([dict(sIP="1.0.0.1"), dict(sIP="1.0.0.2")]), tmp_path / "v4.parquet")
+    v6 = flows([dict(sIP="1.0.0.3")])
+    v6 = v6.set_column(v6.schema.get_field_index("sIPv6"), "sIPv6",
+                       pa.array([ipaddress.IPv6Address("2001:db8::1").packed], pa.binary(16)))
+    v6 = v6.set_column(v6.schema.get_field_index("attributes"), "attributes", pa.array([ATTR_IPV6], pa.uint8()))
+    v6 = write_parquet(v6, tmp_path / "v6.parquet")
+    con = duck.probe()
+    assert ipv6_columns_empty([v4], con) is True
+    assert ipv6_columns_empty([v4, v6], con) is False

@@ -459,8 +459,8 @@ def format_flow_files(
     by batch in file order, so memory stays flat however many there are.  ``options`` are
     format_text's."""
     from . import duck
-
     from .sql import NO_HIVE, path_list
+    from .storage import ipv6_columns_empty
 
     unknown = set(options) - set(_FORMAT_DEFAULTS)
     if unknown:
@@ -473,8 +473,9 @@ def format_flow_files(
         files = f"read_parquet({path_list([str(p) for p in paths])}, {NO_HIVE})"
         # one narrow column decides the address width for every batch to come
         policy = options.get("ipv6_policy")
-        if policy is None:
-            any_ipv6 = con.sql(f"SELECT coalesce(bool_or((attributes & {ATTR_IPV6}) <> 0), false) FROM {files}").fetchall()[0][0]
+        if policy is None:  # the footers' null counts answer for files without IPv6, else one narrow scan
+            any_ipv6 = not ipv6_columns_empty(paths, con) and con.sql(
+                f"SELECT coalesce(bool_or((attributes & {ATTR_IPV6}) <> 0), false) FROM {files}").fetchall()[0][0]
         else:
             any_ipv6 = policy in WIDE
         opt = _options(bool(any_ipv6), **{k: options.get(k, v) for k, v in _FORMAT_DEFAULTS.items() if k != "ipv6_policy"})

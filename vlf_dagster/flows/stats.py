@@ -40,8 +40,8 @@ from .flowtypes import FLOWTYPES
 from .site import sensor_labels, sensor_width
 from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .schema import FLOW_SCHEMA, SchemaError, conform
-from .storage import holds_flow_columns
-from .sql import NO_HIVE, literal_list, path_list
+from .storage import holds_flow_columns, ipv6_columns_empty
+from .sql import NO_HIVE, path_list
 from . import duck
 
 
@@ -96,12 +96,7 @@ def _connect(source: Source) -> tuple[duckdb.DuckDBPyConnection, bool]:
 
 def _holds_ipv6(con: duckdb.DuckDBPyConnection, paths: Sequence[str | Path], columns: list[str]) -> bool:
     """Whether any IPv6 column holds a value: the footers' null counts answer without a scan."""
-    unknown_or_used = _scalar(
-        con,
-        f"SELECT count(*) FROM parquet_metadata({path_list(paths)}) WHERE list_contains({literal_list(columns)}, path_in_schema) "
-        "AND (stats_null_count IS NULL OR stats_null_count < num_values)",
-    )
-    if not unknown_or_used:
+    if ipv6_columns_empty(paths, con):
         return False
     return bool(_scalar(con, f"SELECT count(*) FROM flows WHERE {' OR '.join(f'{c} IS NOT NULL' for c in columns)}"))
 

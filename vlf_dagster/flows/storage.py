@@ -27,7 +27,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -215,6 +215,21 @@ def holds_flow_columns(paths: list[str], con=None) -> bool:
         return False
     found.pop("schema", None)  # the root element pyarrow writes
     return set(found) == set(FLOW_SCHEMA.names) and all(n == len(paths) for n in found.values())
+
+
+IPV6_ADDRESS_COLUMNS = ("sIPv6", "dIPv6", "nhIPv6")
+
+
+def ipv6_columns_empty(paths: Sequence[str | Path], con) -> bool:
+    """Whether the Parquet footers prove every IPv6 address column of ``paths`` all null (no IPv6
+    record), without a scan; False when a footer has no null count or a column holds a value."""
+    from .sql import literal_list, path_list
+
+    unknown_or_used = con.sql(
+        f"SELECT count(*) FROM parquet_metadata({path_list(paths)}) "
+        f"WHERE list_contains({literal_list(list(IPV6_ADDRESS_COLUMNS))}, path_in_schema) "
+        "AND (stats_null_count IS NULL OR stats_null_count < num_values)").fetchall()[0][0]
+    return not unknown_or_used
 
 
 def write_bytes(data: bytes, path: str | Path) -> Path:
