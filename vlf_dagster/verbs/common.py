@@ -182,8 +182,18 @@ def write_flow_stream(batches: Iterable[pa.RecordBatch] | pa.Table, sink: Binary
     return count
 
 
-def write_flows(table: pa.Table, dest: str) -> int:
-    """Write to ``-`` (stdout: IPC stream, or text via `vlf cut` on a terminal) or a file."""
+SILK_OUTPUT_HELP = ("write SiLK flow files (FT_RWIPV6ROUTING, records as SiLK's rwcat writes them) that rwcut and every "
+                    "SiLK tool read, stdout included, instead of Parquet or Arrow")
+
+
+def write_flows(table: pa.Table, dest: str, *, silk: bool = False) -> int:
+    """Write to ``-`` (stdout: IPC stream, or text via `vlf cut` on a terminal) or a file; with
+    ``silk``, a SiLK flow file either way (to pipe into SiLK's tools)."""
+    if silk:
+        from ..flows.silkfile import silk_flow_bytes
+
+        write_binary_output(silk_flow_bytes(table), dest)
+        return table.num_rows
     import pyarrow.parquet as pq
 
     if dest == "-":

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import HelpFormatter, damaged_parquet_file, parquet_flow_files, read_flows, write_flows
+from .common import SILK_OUTPUT_HELP, HelpFormatter, damaged_parquet_file, parquet_flow_files, read_flows, write_flows
 
 if TYPE_CHECKING:
     from ..flows.filter import FilterSpec
@@ -100,6 +100,7 @@ def register(subparsers) -> None:
                    help="print files, records read, passed and failed to stderr, or with =FILE to FILE (stdout: standard output)")
     g.add_argument("--print-volume-statistics", nargs="?", const="stderr", metavar="FILE",
                    help="print records, packets and bytes for total, pass and fail (and files) to stderr, or with =FILE to FILE")
+    g.add_argument("--silk", action="store_true", help=SILK_OUTPUT_HELP)
     g.add_argument("--max-pass-records", type=str, metavar="N", **once, help="write at most N records to each pass destination")
     g.add_argument("--max-fail-records", type=str, metavar="N", **once, help="write at most N records to each fail destination")
 
@@ -296,7 +297,7 @@ def run(args) -> int:
             for path in files:
                 print(path, file=sys.stderr)
     try:
-        if files is not None and _streams(passes, fails, alls, stats_wanted, max_pass, compiled):
+        if files is not None and not args.silk and _streams(passes, fails, alls, stats_wanted, max_pass, compiled):
             # one Parquet pass-destination: DuckDB copies the passing records file to file, in input order
             write_filtered(files, compiled, passes[0], order_by=None)
             return 0
@@ -320,7 +321,7 @@ def run(args) -> int:
     # stdout last, so a downstream reader sees a complete stream only after the files are written
     outputs = [(d, passed) for d in passes] + [(d, failed) for d in fails] + [(d, result.everything) for d in alls]
     for dest, records in sorted(outputs, key=lambda o: o[0] == "-"):
-        write_flows(records, dest)
+        write_flows(records, dest, silk=args.silk)
     if result.stats is not None:
         text = result.stats.volume() if args.print_volume_statistics else result.stats.summary()
         target = args.print_volume_statistics or args.print_statistics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from .common import HelpFormatter, VerbError, read_flows, write_flows
+from .common import SILK_OUTPUT_HELP, HelpFormatter, VerbError, read_flows, write_flows
 
 DESCRIPTION = """\
 Match QUERY flows with RESPONSE flows and write the matched records to OUTPUT ('-': stdout,
@@ -51,6 +51,7 @@ def register(subparsers) -> None:
     mode.add_argument("--infinite-delta", dest="delta_mode", action="store_const", const="infinite",
                       help="after the first pair, match on the relate fields alone")
     p.add_argument("--unmatched", metavar="q|r|b", help="also write unmatched query (q), response (r) or both (b) records")
+    p.add_argument("--silk", action="store_true", help=SILK_OUTPUT_HELP + " (match ids in nhIP, as rwmatch keeps them)")
     p.set_defaults(func=run, delta_mode="absolute")
 
 
@@ -73,5 +74,5 @@ def run(args) -> int:
         query, response, relate, time_delta_ms=delta_ms, symmetric=args.symmetric_delta,
         delta_mode=args.delta_mode, unmatched=unmatched,
     )
-    write_flows(table, args.output)
+    write_flows(table, args.output, silk=args.silk)
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from .common import HelpFormatter, VerbError, check_clobber, read_binary_input, read_flows, write_flows
+from .common import SILK_OUTPUT_HELP, HelpFormatter, VerbError, check_clobber, read_binary_input, read_flows, write_flows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,13 +35,7 @@ def _inputs(files: list[str]) -> list[str]:
 def run_cat(args) -> int:
     dest = _output(args.output_path)
     table = read_flows(_inputs(args.files))
-    if args.silk:  # a SiLK flow file, to pipe back into SiLK's tools
-        from ..flows.silkfile import silk_flow_bytes
-        from .common import write_binary_output
-
-        write_binary_output(silk_flow_bytes(table), dest)
-        return 0
-    write_flows(table, dest)
+    write_flows(table, dest, silk=args.silk)
     return 0
 
 
@@ -84,7 +78,7 @@ def sort_flows(table: pa.Table, fields: str, *, reverse: bool = False) -> pa.Tab
 
 def run_sort(args) -> int:
     dest = _output(args.output_path)
-    write_flows(sort_flows(read_flows(_inputs(args.files)), args.fields, reverse=args.reverse), dest)
+    write_flows(sort_flows(read_flows(_inputs(args.files)), args.fields, reverse=args.reverse), dest, silk=args.silk)
     return 0
 
 
@@ -111,7 +105,7 @@ def run_tuc(args) -> int:
         raise VerbError(str(exc)) from None
     for reason, count in result.reasons():
         print(f"vlf tuc: {label}: {count:,} line(s) skipped: {reason}", file=sys.stderr)
-    write_flows(result.flows, dest)
+    write_flows(result.flows, dest, silk=args.silk)
     return 0
 
 
@@ -123,7 +117,7 @@ def register(sub) -> None:
                        description="Concatenate flow files (Parquet, Arrow IPC, SiLK flow files; stdin) into one output, in input order.")
     p.add_argument("files", nargs="*", help="flow files; none or `-` reads stdin")
     p.add_argument("--output-path", metavar="PATH", help=OUTPUT_HELP)
-    p.add_argument("--silk", action="store_true", help="write a SiLK flow file (FT_RWIPV6ROUTING) that SiLK's tools read")
+    p.add_argument("--silk", action="store_true", help=SILK_OUTPUT_HELP)
     p.set_defaults(func=run_cat)
 
     p = sub.add_parser("sort", help="rwsort: sort flow records by fields", formatter_class=HelpFormatter,
@@ -134,6 +128,7 @@ def register(sub) -> None:
     p.add_argument("--fields", required=True, help="sort keys, e.g. sip,dport,stime or 1-5")
     p.add_argument("--reverse", action="store_true", help="largest first")
     p.add_argument("--output-path", metavar="PATH", help=OUTPUT_HELP)
+    p.add_argument("--silk", action="store_true", help=SILK_OUTPUT_HELP)
     p.set_defaults(func=run_sort)
 
     p = sub.add_parser("tuc", help="rwtuc: flow records from rwcut text", formatter_class=HelpFormatter,
@@ -147,4 +142,5 @@ def register(sub) -> None:
     p.add_argument("--column-separator", metavar="C", help="the separator (default: '|' or tab, sniffed)")
     p.add_argument("--site-config-file", metavar="PATH", help="site TOML naming the sensors (default: the site lookup)")
     p.add_argument("--output-path", metavar="PATH", help=OUTPUT_HELP)
+    p.add_argument("--silk", action="store_true", help=SILK_OUTPUT_HELP)
     p.set_defaults(func=run_tuc)
