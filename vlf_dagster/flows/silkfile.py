@@ -83,7 +83,9 @@ def _routing_dtype(order: str, version: int) -> np.dtype:
 
 
 def _generic_dtype(order: str, version: int) -> np.dtype:
-    """FT_RWGENERIC records: v5 52 bytes (ms times); v2-v4 with second times and msec fractions."""
+    """FT_RWGENERIC records (rwgenericio.c): v5 52 bytes (ms times); v3-v4 56 bytes and v2 48
+    bytes with second times (v3-v4 add msec fractions and the application); v0/v1 40/37 bytes with
+    8-bit interfaces and sensor and no flow type."""
     if version >= 5:
         return np.dtype([
             ("sTime", f"{order}i8"), ("elapsed", f"{order}u4"), ("sPort", f"{order}u2"), ("dPort", f"{order}u2"),
@@ -92,16 +94,19 @@ def _generic_dtype(order: str, version: int) -> np.dtype:
             ("input", f"{order}u2"), ("output", f"{order}u2"), ("pkts", f"{order}u4"), ("bytes", f"{order}u4"),
             ("sIP", f"{order}u4"), ("dIP", f"{order}u4"), ("nhIP", f"{order}u4"),
         ])
+    if version <= 1:
+        fields = [("sIP", f"{order}u4"), ("dIP", f"{order}u4"), ("sPort", f"{order}u2"), ("dPort", f"{order}u2"),
+                  ("proto", "u1"), ("flags", "u1"), ("input", "u1"), ("output", "u1"), ("nhIP", f"{order}u4"),
+                  ("sTime_s", f"{order}u4"), ("pkts", f"{order}u4"), ("bytes", f"{order}u4"), ("elapsed_s", f"{order}u4"),
+                  ("sensor", "u1")]
+        return np.dtype(fields + ([("pad", "V3")] if version == 0 else []))
     fields = [("sIP", f"{order}u4"), ("dIP", f"{order}u4"), ("sPort", f"{order}u2"), ("dPort", f"{order}u2"),
               ("nhIP", f"{order}u4"), ("input", f"{order}u2"), ("output", f"{order}u2"), ("sTime_s", f"{order}u4"),
               ("elapsed_s", f"{order}u4"), ("pkts", f"{order}u4"), ("bytes", f"{order}u4"), ("proto", "u1"),
               ("flow_type", "u1"), ("sensor", f"{order}u2"), ("flags", "u1"), ("init_flags", "u1"), ("rest_flags", "u1"),
-              ("tcp_state", "u1")]
+              ("tcp_state", "u1"), ("bpp", f"{order}u4")]
     if version >= 3:
-        fields += [("bpp", f"{order}u4"), ("sTime_ms", f"{order}u2"), ("elapsed_ms", f"{order}u2"),
-                   ("application", f"{order}u2"), ("pad", "V2")]
-    else:
-        fields += [("bpp", f"{order}u4"), ("sTime_ms", f"{order}u2"), ("elapsed_ms", f"{order}u2")]
+        fields += [("sTime_ms", f"{order}u2"), ("elapsed_ms", f"{order}u2"), ("application", f"{order}u2"), ("pad", "V2")]
     return np.dtype(fields)
 
 
@@ -157,7 +162,7 @@ def read_silk_flows(data: bytes, label: str = "<silk>") -> pa.Table:
     fmt, rec_version, rec_size, name = header.format, header.rec_version, header.rec_size, header.name
     if fmt == FT_RWIPV6ROUTING and 1 <= rec_version <= 3:
         dtype = _routing_dtype(header.order, rec_version)
-    elif fmt == FT_RWGENERIC and 2 <= rec_version <= 5:
+    elif fmt == FT_RWGENERIC and 0 <= rec_version <= 5:
         dtype = _generic_dtype(header.order, rec_version)
     elif fmt == FT_IPSET:
         raise SilkFileError(f"{label}: a SiLK IP set, not flow records")
@@ -174,7 +179,7 @@ def read_silk_flows(data: bytes, label: str = "<silk>") -> pa.Table:
     if len(body) % rec_size:
         raise SilkFileError(f"{label}: {len(body) % rec_size} trailing byte(s) after the last whole record (a truncated file?)")
     records = np.frombuffer(body, dtype=dtype)
-    return _routing_table(records) if fmt == FT_RWIPV6ROUTING else _generic_table(records, rec_version)
+    return _routing_table(records, rec_version) if fmt == FT_RWIPV6ROUTING else _generic_table(records, rec_version)
 
 
 # --- IP sets --------------------------------------------------------------------------------------
@@ -422,7 +427,21 @@ def _flow_table(columns: dict[str, np.ndarray]) -> pa.Table:
                      for k, v in columns.items()})
 
 
-def _routing_table(records: np.ndarray) -> pa.Table:
+PROTO_ICMP, PROTO_ICMPV6 = 1, 58
+
+
+def icmp_fixup(columns: dict[str, np.ndarray], v6: np.ndarray) -> None:
+    """libsilk's fix-up on reading any flow file (skStreamReadRecord): an ICMP record (ICMPv6 on
+    IPv6) with its type/code in sPort and a zero dPort gets them moved to dPort."""
+    protocol = np.asarray(columns["protocol"])
+    icmp = (protocol == PROTO_ICMP) | (v6 & (protocol == PROTO_ICMPV6))
+    moved = icmp & (np.asarray(columns["sPort"]) != 0) & (np.asarray(columns["dPort"]) == 0)
+    if moved.any():
+        columns["dPort"] = np.where(moved, columns["sPort"], columns["dPort"])
+        columns["sPort"] = np.where(moved, 0, columns["sPort"])
+
+
+def _routing_table(records: np.ndarray, version: int) -> pa.Table:
     v6 = (records["tcp_state"] & TCPSTATE_IPV6) != 0
     initial, session, attributes = _flags(records)
     zero = np.zeros(len(records), np.uint32)
@@ -436,8 +455,11 @@ def _routing_table(records: np.ndarray) -> pa.Table:
         "sensor": records["sensor"], "flowtype": records["flow_type"],
         "in": records["input"].astype(np.uint16), "out": records["output"].astype(np.uint16),
         "nhIP": np.where(v6, zero, _ipv4_of(records["nhIP"])),
-        "application": records["application"], "attributes": attributes,
+        # version 2 is version 1 whose application field libsilk clears on reading
+        "application": records["application"] if version != 2 else np.zeros(len(records), np.uint16),
+        "attributes": attributes,
     }
+    icmp_fixup(columns, v6)
     table = _flow_table(columns)
     for name in ("sIP", "dIP", "nhIP"):
         table = table.append_column(f"{name}v6", _ipv6_column(records[name], v6))
@@ -445,23 +467,36 @@ def _routing_table(records: np.ndarray) -> pa.Table:
 
 
 def _generic_table(records: np.ndarray, version: int) -> pa.Table:
-    initial, session, attributes = _flags(records)
+    n = len(records)
+    names = records.dtype.names
+    if "tcp_state" in names:
+        initial, session, attributes = _flags(records)
+    else:  # v0/v1: no TCP state, so no initial/session flags or attributes
+        initial = session = attributes = np.zeros(n, np.uint8)
     if version >= 5:
         start, duration = records["sTime"].astype(np.int64), records["elapsed"].astype(np.uint32)
     else:
-        start = records["sTime_s"].astype(np.int64) * 1000 + records["sTime_ms"].astype(np.int64)
-        duration = (records["elapsed_s"].astype(np.int64) * 1000 + records["elapsed_ms"].astype(np.int64)).astype(np.uint32)
-    application = records["application"] if "application" in records.dtype.names else np.zeros(len(records), np.uint16)
+        start = records["sTime_s"].astype(np.int64) * 1000
+        duration = records["elapsed_s"].astype(np.int64) * 1000
+        if "sTime_ms" in names:  # v3-v4 keep the milliseconds apart
+            start = start + records["sTime_ms"].astype(np.int64)
+            duration = duration + records["elapsed_ms"].astype(np.int64)
+        duration = duration.astype(np.uint32)
+    zeros16 = np.zeros(n, np.uint16)
     columns = {
         "sIP": records["sIP"], "dIP": records["dIP"], "sPort": records["sPort"], "dPort": records["dPort"],
         "protocol": records["proto"], "packets": records["pkts"].astype(np.uint64), "bytes": records["bytes"].astype(np.uint64),
         "flags": records["flags"], "initialFlags": initial, "sessionFlags": session, "sTime": start, "duration": duration,
-        "sensor": records["sensor"], "flowtype": records["flow_type"], "in": records["input"], "out": records["output"],
-        "nhIP": records["nhIP"], "application": application, "attributes": attributes & np.uint8(~ATTR_IPV6 & 0xFF),
+        "sensor": records["sensor"].astype(np.uint16),
+        "flowtype": records["flow_type"] if "flow_type" in names else np.full(n, 0xFF, np.uint8),  # v0/v1: none stored
+        "in": records["input"].astype(np.uint16), "out": records["output"].astype(np.uint16),
+        "nhIP": records["nhIP"], "application": records["application"] if "application" in names else zeros16,
+        "attributes": attributes & np.uint8(~ATTR_IPV6 & 0xFF),
     }
+    icmp_fixup(columns, np.zeros(n, bool))
     table = _flow_table(columns)
     for name in ("sIPv6", "dIPv6", "nhIPv6"):
-        table = table.append_column(name, pa.nulls(len(records), IPV6_TYPE))
+        table = table.append_column(name, pa.nulls(n, IPV6_TYPE))
     return conform(table)
 
 

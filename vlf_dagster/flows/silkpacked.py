@@ -33,13 +33,13 @@ import pyarrow as pa
 from .schema import ATTR_IPV6, IPV6_TYPE, conform
 from .silkfile import (
     PROTO_TCP, TCPSTATE_ATTRIBUTES, TCPSTATE_EXPANDED, TCPSTATE_IPV6, Header, SilkFileError, _flags, _flow_table,
+    icmp_fixup,
     _ipv4_of, _ipv6_column,
 )
 
 PACKEDFILE_ENTRY_ID = 1  # SK_HENTRY_PACKEDFILE_ID
 PACKEDFILE_ENTRY = struct.Struct(">qII")  # start of the hour (ms), flowtype, sensor
 NO_SENSOR, NO_FLOWTYPE = 0xFFFF, 0xFF  # libsilk's values when a file says nothing
-PROTO_ICMP, PROTO_ICMPV6 = 1, 58
 WEB_PORTS = np.array([80, 443, 8080, 0], dtype=np.int64)  # SK_WEBPORT_EXPAND: 2-bit code -> port
 
 FT_RWIPV6, FT_RWAUGSNMPOUT, FT_RWAUGROUTING = 0x0B, 0x0D, 0x0E
@@ -456,11 +456,7 @@ def _table(columns: Columns, n: int, f: PackedFile, sip6: np.ndarray | None = No
     if sip6 is not None:
         full["sIP"] = np.where(v6, 0, _ipv4_of(sip6))
         full["dIP"] = np.where(v6, 0, _ipv4_of(dip6))
-    # skStreamReadRecord: ICMP type/code found in sPort with a zero dPort move to dPort
-    icmp = (full["protocol"] == PROTO_ICMP) | (v6 & (full["protocol"] == PROTO_ICMPV6))
-    moved = icmp & (full["sPort"] != 0) & (full["dPort"] == 0)
-    full["dPort"] = np.where(moved, full["sPort"], full["dPort"])
-    full["sPort"] = np.where(moved, 0, full["sPort"])
+    icmp_fixup(full, v6)
     full["attributes"] = (state & TCPSTATE_ATTRIBUTES) | np.where(v6, ATTR_IPV6, 0)
     table = _flow_table(full)
     if sip6 is None:

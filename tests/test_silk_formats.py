@@ -1,7 +1,8 @@
-"""SiLK's packed flow formats (what rwflowpack writes into a repository), read as SiLK reads them.
+"""SiLK's flow formats, read as SiLK reads them: the packed hourly ones rwflowpack writes into a
+repository, and FT_RWIPV6ROUTING and FT_RWGENERIC (what the other tools write) in every version.
 
-tests/silk/files/packed/ holds files real SiLK 3.19.1 wrote: the records of source.txt in every
-packed format and record version, little- and big-endian uncompressed, plus the newest version
+tests/silk/files/formats/ holds files real SiLK 3.19.1 wrote: the records of source.txt in every
+flow format and record version, little- and big-endian uncompressed, plus the newest version
 big-endian and zlib-compressed; and, per format and version, what SiLK's rwcut prints of them
 (FT_<format>-v<version>.txt).  Each file must print the same through ``vlf cut``.  source.txt
 covers: TCP with and without separate initial/session flags, non-TCP flags, every web port on
@@ -15,10 +16,11 @@ Regenerate from the repository root (SiLK 3.19.1 built in /work/silk); SILK_ICMP
 keeps the ICMP record's sPort as written, so the files exercise libsilk's fix-up on read:
 
     export PATH=/work/silk/bin:$PATH SILK_DATA_ROOTDIR=/work/silk/data
-    out=$PWD/tests/silk/files/packed; cd $(mktemp -d)
+    out=$PWD/tests/silk/files/formats; cd $(mktemp -d)
     rwtuc --stop-on-error --output-path=source.rw $out/source.txt
     SILK_ICMP_SPORT_HANDLER=none rwallformats --no-invocation source.rw 2>/dev/null
-    for f in RWIPV6 RWAUGMENTED RWAUGWEB RWAUGROUTING RWAUGSNMPOUT RWSPLIT RWWWW RWROUTED RWNOTROUTED RWFILTER FLOWCAP; do
+    for f in RWIPV6 RWAUGMENTED RWAUGWEB RWAUGROUTING RWAUGSNMPOUT RWSPLIT RWWWW RWROUTED RWNOTROUTED RWFILTER FLOWCAP \
+             RWIPV6ROUTING RWGENERIC; do
       cp FT_$f-v*-c0-?.dat $(ls FT_$f-v*-c1-B.dat | tail -1) $out/; done
     cut="rwcut --fields=1-15,20-21,25-29 --ipv6-policy=mix --timestamp-format=epoch --integer-tcp-flags --integer-sensors --delimited"
     for f in $out/*-c0-L.dat; do $cut $f > ${f%-c0-L.dat}.txt; done
@@ -39,8 +41,8 @@ from vlf_dagster.flows.schema import ATTR_IPV6, FLOW_SCHEMA
 from vlf_dagster.flows.silkfile import SilkFileError, read_silk_file
 
 HERE = Path(__file__).resolve().parent / "silk"
-PACKED = HERE / "files" / "packed"
-FILES = sorted(PACKED.glob("*.dat"))
+FORMATS = HERE / "files" / "formats"
+FILES = sorted(FORMATS.glob("*.dat"))
 CUT_OPTIONS = ["--fields=1-15,20-21,25-29", "--ipv6-policy=mix", "--timestamp-format=epoch", "--integer-tcp-flags",
                "--integer-sensors", "--delimited"]
 CLASS_COLUMN = 15  # in the rows above: sIP ... nhIP, then class
@@ -50,7 +52,7 @@ RECORD_SIZE_AT = 12
 
 def silk_text(path: Path) -> str:
     """What SiLK's rwcut printed of this file (the same for every byte order and compression)."""
-    return (PACKED / (re.sub(r"-c\d-[BL]$", "", path.stem) + ".txt")).read_text()
+    return (FORMATS / (re.sub(r"-c\d-[BL]$", "", path.stem) + ".txt")).read_text()
 
 
 def vlf_cut(path: Path, capsys) -> str:
@@ -67,9 +69,10 @@ def _site(monkeypatch):
     monkeypatch.delenv("SILK_IPV6_POLICY", raising=False)
 
 
-def test_every_packed_format_and_version_is_here():
+def test_every_flow_format_and_version_is_here():
     names = {re.sub(r"-c\d-[BL]$", "", path.stem) for path in FILES}
     expected = {f"FT_RWIPV6-v{v}" for v in (1, 2)} | {f"FT_FLOWCAP-v{v}" for v in range(2, 7)} | {
+        f"FT_RWIPV6ROUTING-v{v}" for v in (1, 2, 3)} | {f"FT_RWGENERIC-v{v}" for v in range(6)} | {
         f"FT_{fmt}-v{v}" for fmt in ("RWAUGMENTED", "RWAUGWEB", "RWAUGROUTING", "RWAUGSNMPOUT", "RWSPLIT", "RWWWW",
                                      "RWROUTED", "RWNOTROUTED", "RWFILTER") for v in range(1, 6)}
     assert names == expected
@@ -77,7 +80,7 @@ def test_every_packed_format_and_version_is_here():
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
-def test_packed_file_prints_as_silk_prints_it(path, capsys):
+def test_each_format_prints_as_silk_prints_it(path, capsys):
     ours, theirs = vlf_cut(path, capsys).splitlines(), silk_text(path).splitlines()
     assert len(ours) == len(theirs), f"{path.name}: SiLK printed {len(theirs) - 1} records, vlf {len(ours) - 1}"
     for number, (mine, silks) in enumerate(zip(ours, theirs)):
@@ -92,21 +95,21 @@ def test_packed_file_prints_as_silk_prints_it(path, capsys):
                                        "vlf_dagster/flows/stats.py's class column, not the reader")
 @pytest.mark.parametrize("name", ["FT_FLOWCAP-v6-c0-L.dat", "FT_RWFILTER-v1-c0-B.dat"])
 def test_class_of_an_unknown_flowtype_prints_as_silk_prints_it(name, capsys):
-    assert vlf_cut(PACKED / name, capsys) == silk_text(PACKED / name)
+    assert vlf_cut(FORMATS / name, capsys) == silk_text(FORMATS / name)
 
 
 def test_records_take_sensor_and_flowtype_from_the_packed_header():
-    table = read_silk_file(PACKED / "FT_RWAUGMENTED-v4-c0-B.dat")
+    table = read_silk_file(FORMATS / "FT_RWAUGMENTED-v4-c0-B.dat")
     assert table.schema.equals(FLOW_SCHEMA, check_metadata=False)
     assert set(table.column("sensor").to_pylist()) == {3}  # source.txt has one record of sensor 5
     assert set(table.column("flowtype").to_pylist()) == {7}  # ext2ext, the first record's
-    v1 = read_silk_file(PACKED / "FT_RWIPV6-v1-c0-L.dat")  # v1 stores its own
+    v1 = read_silk_file(FORMATS / "FT_RWIPV6-v1-c0-L.dat")  # v1 stores its own
     assert set(v1.column("sensor").to_pylist()) == {3, 5}
 
 
 def test_ipv6_records_of_ft_rwipv6():
     for name in ("FT_RWIPV6-v1-c0-B.dat", "FT_RWIPV6-v2-c1-B.dat"):
-        table = read_silk_file(PACKED / name)
+        table = read_silk_file(FORMATS / name)
         v6 = [bool(a & ATTR_IPV6) for a in table.column("attributes").to_pylist()]
         assert sum(v6) == 4
         addresses = table.column("sIPv6").to_pylist()
@@ -117,7 +120,7 @@ def test_ipv6_records_of_ft_rwipv6():
 
 def patched(tmp_path: Path, name: str, at: int, value: int) -> Path:
     """A copy of a test file with one header uint16 (network order) changed."""
-    data = bytearray((PACKED / name).read_bytes())
+    data = bytearray((FORMATS / name).read_bytes())
     struct.pack_into(">H", data, at, value)
     target = tmp_path / name
     target.write_bytes(bytes(data))
@@ -146,7 +149,7 @@ def test_a_truncated_packed_file_is_a_one_line_error(tmp_path, capsys, name, com
     from vlf_dagster.cli import main
 
     path = tmp_path / name
-    path.write_bytes((PACKED / name).read_bytes()[:-5])
+    path.write_bytes((FORMATS / name).read_bytes()[:-5])
     with pytest.raises(SilkFileError, match=complaint):
         read_silk_file(path)
     capsys.readouterr()
