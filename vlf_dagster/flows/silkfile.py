@@ -171,8 +171,8 @@ def read_silk_flows(data: bytes, label: str = "<silk>") -> pa.Table:
     elif fmt in silkpacked.READERS:  # the packed hourly formats rwflowpack writes into a repository
         return silkpacked.read_packed(header, _records_bytes(data, header.offset, header.compression, label), label)
     else:
-        raise SilkFileError(f"{label}: {name} version {rec_version} is not read yet (FT_RWIPV6ROUTING and FT_RWGENERIC are; "
-                            f"rwcat it into one of them)")
+        raise SilkFileError(f"{label}: {name} version {rec_version} is not read yet (every flow format SiLK 3.19.1 "
+                            f"writes is; rwcat it into FT_RWIPV6ROUTING)")
     if dtype.itemsize != rec_size:
         raise SilkFileError(f"{label}: {name} v{rec_version} records are {dtype.itemsize} bytes, the header says {rec_size}")
     body = _records_bytes(data, header.offset, header.compression, label)
