@@ -45,7 +45,6 @@ FORMATS = HERE / "files" / "formats"
 FILES = sorted(FORMATS.glob("*.dat"))
 CUT_OPTIONS = ["--fields=1-15,20-21,25-29", "--ipv6-policy=mix", "--timestamp-format=epoch", "--integer-tcp-flags",
                "--integer-sensors", "--delimited"]
-CLASS_COLUMN = 15  # in the rows above: sIP ... nhIP, then class
 RECORD_VERSION_AT = 14  # bytes 14-15 of a SiLK header: the record version (network order)
 RECORD_SIZE_AT = 12
 
@@ -85,14 +84,9 @@ def test_each_format_prints_as_silk_prints_it(path, capsys):
     assert len(ours) == len(theirs), f"{path.name}: SiLK printed {len(theirs) - 1} records, vlf {len(ours) - 1}"
     for number, (mine, silks) in enumerate(zip(ours, theirs)):
         mine_fields, silk_fields = mine.split("|"), silks.split("|")
-        if silk_fields[CLASS_COLUMN] == "?":  # a flowtype the site lacks: see the xfail below
-            mine_fields[CLASS_COLUMN] = "?"
         assert mine_fields == silk_fields, f"{path.name} line {number + 1}\n  SiLK: {silks}\n  vlf:  {mine}"
 
 
-@pytest.mark.xfail(strict=True, reason="vlf cut prints class 'all' for every flowtype; rwcut prints '?' for one "
-                                       "the site does not define (255: FT_FLOWCAP and FT_RWFILTER v1-v2 store none); "
-                                       "vlf_dagster/flows/stats.py's class column, not the reader")
 @pytest.mark.parametrize("name", ["FT_FLOWCAP-v6-c0-L.dat", "FT_RWFILTER-v1-c0-B.dat"])
 def test_class_of_an_unknown_flowtype_prints_as_silk_prints_it(name, capsys):
     assert vlf_cut(FORMATS / name, capsys) == silk_text(FORMATS / name)

@@ -220,8 +220,12 @@ def _sensor(batch, opt):
     return pa.array(sensor_labels(ids.to_numpy(zero_copy_only=False), opt.sensor_names), pa.string())
 
 
+_CLASS_NAMES = pa.array(["all" if i in FLOWTYPES else "?" for i in range(256)], pa.string())
+
+
 def _class(batch, opt):
-    return pa.array(["all"] * batch.num_rows, pa.string())
+    """The site's one class, "all"; "?" for a flowtype it does not define, as rwcut prints it."""
+    return _CLASS_NAMES.take(batch.column("flowtype"))
 
 
 def _type(batch, opt):

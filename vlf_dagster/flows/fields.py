@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .flowtypes import FLOWTYPES
+
+# the class of a record: 0 for the site's one class ("all"), 1 for a flowtype the site does not
+# define (SiLK prints "?": FT_FLOWCAP and old FT_RWFILTER files store no flowtype)
+CLASS_SQL = f"(CASE WHEN flowtype IN ({', '.join(str(i) for i in sorted(FLOWTYPES))}) THEN 0 ELSE 1 END)"
+
 
 class FieldError(ValueError):
     pass
@@ -39,7 +45,7 @@ FIELDS: tuple[Field, ...] = (
     Field("in", 13, '"in"', ("input",)),
     Field("out", 14, '"out"', ("output",)),
     Field("nhIP", 15, "nhIP", ("nhip", "nexthop"), "ip"),
-    Field("class", 20, "0", (), "class"),
+    Field("class", 20, CLASS_SQL, (), "class"),
     Field("type", 21, "flowtype", ("flowtype",), "flowtype"),
     # rwcut's millisecond variants: the same columns as sTime, eTime and duration print (with msec)
     Field("sTime+msec", 22, "sTime", (), "time"),

@@ -926,7 +926,7 @@ def _format_key(field: Field, column: pa.Array, plan: Plan, opts: TextOptions,
         values = column.to_numpy(zero_copy_only=False).astype(np.uint8)
         return pa.array(_TYPE_NAMES[values], pa.string()), 7
     if kind == "class":
-        return pa.array(np.full(len(column), "all", dtype=object), pa.string()), 3
+        return pa.array(np.where(column.to_numpy(zero_copy_only=False) == 0, "all", "?").astype(object), pa.string()), 3
     if kind == "sensor" and opts.sensor_names is not None:
         labels = sensor_labels(column.to_numpy(zero_copy_only=False), opts.sensor_names)
         return pa.array(labels, pa.string()), sensor_width(opts.sensor_names)
