@@ -528,3 +528,29 @@ def test_print_statistics_to_a_file_and_a_bare_switch_before_an_input(tmp_path, 
     assert (tmp_path / "stats.txt").read_text() == line + "\n" and capsys.readouterr().err == ""
     assert main(["filter", "--proto=6", f"--print-volume-statistics={tmp_path / 'volume.txt'}", str(flows_file)]) == 0
     assert (tmp_path / "volume.txt").read_text().splitlines()[0].split("|")[1].strip() == "Recs"
+
+
+def test_an_arrow_stream_out_is_written_batch_by_batch_in_input_order(tmp_path, capsys):
+    """One Arrow stream out of Parquet inputs (a pipe or a file not named .parquet) is written batch
+    by batch as DuckDB scans (filtered_batches): the same records, in input order, as the Parquet
+    destination; a damaged input is one line naming it, and no output file is left."""
+    from vlf_dagster.flows.filter import filtered_batches
+
+    t0 = 1_143_849_600_000
+    rows = [dict(sIP=f"1.0.{i // 250}.{i % 250}", sTime=t0 + (7919 * i) % 100_000, protocol=6 if i % 3 else 17)
+            for i in range(3000)]
+    a = write_parquet(flows(rows[:2000]), tmp_path / "a.parquet")
+    b = write_parquet(flows(rows[2000:]), tmp_path / "b.parquet")
+    stream, parquet = tmp_path / "out.arrow", tmp_path / "out.parquet"
+    assert cli.main(["filter", "--proto=6", f"--pass-destination={stream}", str(b), str(a)]) == 0
+    assert cli.main(["filter", "--proto=6", f"--pass-destination={parquet}", str(b), str(a)]) == 0
+    streamed = ipc.open_stream(stream.read_bytes()).read_all()
+    assert streamed.num_rows == 2000 and streamed.equals(pq.read_table(parquet).replace_schema_metadata(None).cast(streamed.schema))
+    batches = list(filtered_batches([str(b), str(a)], FilterSpec(protocol="6"), batch_rows=256))
+    assert len(batches) > 1 and pa.Table.from_batches(batches).column("sIP").equals(streamed.column("sIP"))
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(a.read_bytes()[:-100])
+    capsys.readouterr()
+    assert cli.main(["filter", "--proto=6", f"--pass-destination={tmp_path / 'bad.arrow'}", str(b), str(damaged)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "damaged.parquet" in err and err.count("\n") == 0 and not (tmp_path / "bad.arrow").exists()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 import duckdb
 import numpy as np
@@ -1049,6 +1049,30 @@ def partition(table: pa.Table, spec: FilterSpec | CompiledFilter) -> tuple[pa.Ta
     """(pass, fail) records of a flow table; every record lands in exactly one of them."""
     result = execute(spec, table=table, failed=True)
     return result.passed, result.failed
+
+
+def filtered_batches(files: Sequence[str | Path], spec: FilterSpec | CompiledFilter, *,
+                     batch_rows: int = 1 << 17) -> Iterator[pa.RecordBatch]:
+    """The records of Parquet ``files`` that pass, in flow-schema batches, in input order, as DuckDB
+    scans them: memory stays flat however many pass, and a reader downstream of a pipe starts on
+    the first batch.  Set tests (joins, which do not keep order) are :func:`execute`'s."""
+    compiled = spec if isinstance(spec, CompiledFilter) else compile_filter(spec)
+    if compiled.tables:
+        raise FilterError("set tests need execute(), which sorts the joined rows back into input order")
+    if not files:
+        return
+    con = duck.connect()
+    try:
+        params = {**compiled.params, "__vlf_files": [glob_escaped(f) for f in files]}
+        sql = f"SELECT {_COLUMNS} FROM read_parquet($__vlf_files, {NO_HIVE}) WHERE {compiled.where}"
+        try:
+            reader = con.sql(sql, params=params).to_arrow_reader(batch_rows)
+            for raw in reader:
+                yield from conform(pa.Table.from_batches([raw])).to_batches()
+        except duckdb.Error as exc:
+            raise _duckdb_error(exc) from None
+    finally:
+        con.close()
 
 
 def write_filtered(
