@@ -40,7 +40,7 @@ from .flowtypes import DEFAULT_TYPES, FLOWTYPES, parse_types
 from .schema import ATTR_IPV6, FIELD_NAMES, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, TIME_ORDER, conform, ipv4_mapped
 from .sets import IPSet
 from .site import Site
-from .sql import NO_HIVE, glob_escaped, ident, literal, path_literal
+from .sql import NO_HIVE, glob_escaped, ident, literal
 from .storage import archive_files, hours_between
 from . import duck
 
@@ -1093,9 +1093,9 @@ def write_filtered(
         params = {**compiled.params, "__vlf_files": [str(f) for f in files]}
         order = f" ORDER BY {order_by}" if order_by else ""
         sql = f"SELECT {_COLUMNS} FROM read_parquet($__vlf_files) WHERE {compiled.where}{order}"
-        with atomic_path(out) as tmp:
-            con.execute(f"COPY ({sql}) TO {literal(tmp)} (FORMAT parquet, COMPRESSION zstd)", params)
-        return con.sql(f"SELECT count(*) FROM read_parquet({path_literal(out)})").fetchall()[0][0]
+        with atomic_path(out) as tmp:  # COPY answers with the number of rows it wrote
+            written = con.execute(f"COPY ({sql}) TO {literal(tmp)} (FORMAT parquet, COMPRESSION zstd)", params).fetchall()
+        return int(written[0][0])
     except duckdb.Error as exc:
         raise _duckdb_error(exc) from None
     finally:
