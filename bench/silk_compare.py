@@ -207,6 +207,9 @@ def main() -> int:
         ("cut (all fields of every record)", f"{VLF} cut {flows} > /dev/null", f"rwcut --ipv6-policy=asv4 {rw} > /dev/null"),
         ("filter S/SA to a file", f"{VLF} filter --proto=6 --flags-all=S/SA --pass-destination={out}.parquet {flows}",
          f"rwfilter --proto=6 --flags-all=S/SA --pass-destination={out}.rw {rw}"),
+        # uncompressed records, as rwfilter writes them: an Arrow IPC stream file
+        ("filter S/SA to an Arrow file", f"{VLF} filter --proto=6 --flags-all=S/SA --pass-destination={out}.arrow {flows}",
+         f"rwfilter --proto=6 --flags-all=S/SA --pass-destination={out}.rw {rw}"),
         ("stats top-10 sIP by records", f"{VLF} stats --fields=sip --count=10 {flows} > /dev/null",
          f"rwstats --fields=sip --count=10 {rw} > /dev/null"),
         ("uniq sIP", f"{VLF} uniq --fields=sip {flows} > /dev/null", f"rwuniq --fields=sip {rw} > /dev/null"),
