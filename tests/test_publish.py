@@ -266,3 +266,28 @@ def test_a_pack_that_fails_while_writing_leaves_the_old_hour_and_no_temporary(da
     with pytest.raises(OSError, match="No space"):
         pack_hour(data, START, site)
     assert published(data) == clean["old"] and leftovers(data) == []
+
+
+def test_a_fifo_or_device_destination_is_written_in_place_not_renamed_over(tmp_path):
+    """atomic_path on an existing FIFO (as on /dev/null) writes into it: a rename would replace the
+    node with a file (as root, /dev/null itself).  A verb's output to a FIFO reaches its reader."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with storage.atomic_path(fifo) as target:
+        assert target == fifo
+        target.write_bytes(b"through the pipe")
+    reader.join(10)
+    assert got == [b"through the pipe"] and fifo.is_fifo()
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    parquet = tmp_path / "f.parquet"
+    storage.write_parquet(flows([dict(sIP="1.0.0.1", protocol=6)]), parquet)
+    assert cli.main(["filter", "--proto=6", f"--pass-destination={fifo}", str(parquet)]) == 0
+    reader.join(10)
+    import pyarrow.ipc as ipc
+
+    assert ipc.open_stream(got[1]).read_all().num_rows == 1
+    assert fifo.is_fifo() and not list(tmp_path.glob(".*tmp*"))

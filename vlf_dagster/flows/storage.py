@@ -59,8 +59,15 @@ def temp_beside(path: str | Path) -> Path:
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    An existing ``path`` that is not a regular file (a FIFO, or a device such as /dev/null) is
+    yielded itself and written in place: a rename would replace the node (as root, /dev/null
+    itself) with a file."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        yield path
+        return
     tmp_path = temp_beside(path)
     try:
         yield tmp_path

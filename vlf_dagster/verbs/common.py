@@ -235,8 +235,9 @@ def read_binary_input(name: str, what: str = "a flow stream") -> tuple[bytes, st
 
 
 def check_clobber(path: str) -> None:
-    """SiLK's rule for output files: an existing one is replaced only with SILK_CLOBBER set."""
-    if path != "-" and Path(path).exists() and not os.environ.get("SILK_CLOBBER"):
+    """SiLK's rule for output files: an existing regular file is replaced only with SILK_CLOBBER
+    set (a FIFO or a device such as /dev/null is written to, as SiLK does)."""
+    if path not in ("-", os.devnull) and Path(path).is_file() and not os.environ.get("SILK_CLOBBER"):
         raise VerbError(f"{path}: output file exists (remove it or set SILK_CLOBBER=1)")
 
 

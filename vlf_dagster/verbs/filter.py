@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import (SILK_OUTPUT_HELP, HelpFormatter, damaged_parquet_file, parquet_flow_files, read_flows, stdout_binary,
+from .common import (SILK_OUTPUT_HELP, HelpFormatter, check_clobber, damaged_parquet_file, parquet_flow_files, read_flows, stdout_binary,
                      stdout_is_terminal, write_flow_stream, write_flows)
 
 if TYPE_CHECKING:
@@ -271,6 +271,8 @@ def run(args) -> int:
         raise FilterError("--print-statistics and --print-volume-statistics cannot be used together")
     if sum(d == "-" for d in passes + fails + alls) > 1:
         raise FilterError("only one destination may be the standard output")
+    for dest in passes + fails + alls:
+        check_clobber(dest)  # as rwfilter: an existing file is replaced only with SILK_CLOBBER set
     max_pass, max_fail = _max_records(args, "max_pass_records"), _max_records(args, "max_fail_records")
 
     types = _types(args)

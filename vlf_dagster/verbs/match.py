@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from .common import SILK_OUTPUT_HELP, HelpFormatter, VerbError, read_flows, write_flows
+from .common import SILK_OUTPUT_HELP, HelpFormatter, VerbError, check_clobber, read_flows, write_flows
 
 DESCRIPTION = """\
 Match QUERY flows with RESPONSE flows and write the matched records to OUTPUT ('-': stdout,
@@ -68,6 +68,7 @@ def run(args) -> int:
     from ..flows.match import normalize_relate
 
     relate = normalize_relate(args.relate)
+    check_clobber(args.output)  # as rwmatch: an existing file is replaced only with SILK_CLOBBER set
     query = read_flows([args.query])
     response = read_flows([args.response])
     table = match(
