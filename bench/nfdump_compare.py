@@ -388,7 +388,8 @@ def main() -> None:
         archive = ["--data-dir", str(data), "--start-date", f"{site.start:%Y/%m/%d:%H}",
                    "--end-date", f"{site.end - timedelta(hours=1):%Y/%m/%d:%H}", "--type", "all"]
         vlf = [sys.executable, "-m", "vlf_dagster.cli"]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        # SILK_CLOBBER: each repeat of filter writes over the last one's output, as nfdump -w does
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "SILK_CLOBBER": "1"}
         our_out, their_out = work / "syn.parquet", work / "syn.nf"
         nfdir = ["-R", str(flowdir)]
 

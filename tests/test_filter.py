@@ -375,11 +375,15 @@ def test_volume_statistics_report_records_packets_bytes(tmp_path, capsys):
     ]
 
 
-def test_type_and_sensor_are_per_record_tests_on_files(tmp_path, site_file):
+def test_type_and_sensor_are_per_record_tests_on_files(tmp_path, site_file, monkeypatch, capsys):
     src = write_input(tmp_path, [{"flowtype": 0, "sensor": 0}, {"flowtype": 1, "sensor": 1}, {"flowtype": 0, "sensor": 1}])
     dest = tmp_path / "p.parquet"
     args = ["filter", str(src), "--site-config-file", str(site_file / "site.toml"), "--pass", str(dest)]
     assert cli.main(args + ["--type", "in"]) == 0 and pq.read_table(dest).column("out").to_pylist() == [0, 2]
+    # as rwfilter: an existing output file is replaced only with SILK_CLOBBER set
+    assert cli.main(args + ["--sensors", "S1"]) == 1 and "output file exists" in capsys.readouterr().err
+    assert pq.read_table(dest).column("out").to_pylist() == [0, 2]
+    monkeypatch.setenv("SILK_CLOBBER", "1")
     assert cli.main(args + ["--sensors", "S1"]) == 0 and pq.read_table(dest).column("out").to_pylist() == [1, 2]
 
 
@@ -423,6 +427,7 @@ def test_cli_reads_the_archive_with_selection_switches(archive, capsys):
     assert sorted(pq.read_table(dest).column("out").to_pylist()) == [1, 2]
     assert capsys.readouterr().err == "Files     2.  Read          2.  Pass          2. Fail           0.\n"
     # an archive pull without partitioning switches passes everything selected (default types)
+    dest.unlink()
     assert cli.main(["filter", "--data-dir", str(archive), "--start-date", "2006/04/01", "--pass", str(dest)]) == 0
     assert sorted(pq.read_table(dest).column("out").to_pylist()) == [0, 1, 3]
 
