@@ -65,3 +65,16 @@ def test_a_tiny_capture_in_1970_says_why_each_empty_section_is_empty(tmp_path, m
         assert "<td" in table.split("</table>")[0]
     # nothing was quarantined, and the documented view still answers
     assert connect(tmp_path / "data").sql("SELECT count(*) FROM quarantine").fetchall() == [(0,)]
+
+
+def test_a_file_without_records_is_one_line_and_no_study(tmp_path, capsys):
+    """demo-real on a capture whose records all fail (here: only a header line): one line saying
+    so, exit status 1, and nothing materialized."""
+    empty = tmp_path / "empty.binetflow"
+    empty.write_text("StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,SrcBytes,SrcPkts,Label\n")
+    data = tmp_path / "data"
+    assert main(["demo-real", str(empty), "--internal", "10.0.0.0/8", "--format", "binetflow", "--data-dir", str(data),
+                 "--dagster-home", str(tmp_path / "home")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vlf demo-real: ") and "no records imported" in err and "\n" not in err
+    assert not (data / "site.toml").exists()

@@ -11,10 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from .flows.site import load_site, parse_utc
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 1."""
+from .verbs.common import VerbError  # the one user-facing error: one line, exit status 1
 
 
 def _data_dir(args) -> Path:
@@ -107,7 +104,7 @@ def cmd_demo_real(args) -> None:
     for path in args.files:
         result = import_file(path, args.format)
         if not result.records:
-            raise CliError(f"{path}: no records imported ({result.quarantined} quarantined)")
+            raise VerbError(f"{path}: no records imported ({result.quarantined} quarantined)")
         landed = land(result, data, source_name(path))
         hours |= set(result.hours())
         print(f"imported {path}: {result.records:,} records, {result.quarantined:,} quarantined, {len(landed.hours)} hours")
@@ -117,7 +114,7 @@ def cmd_demo_real(args) -> None:
             print(f"{path}: {warning[0].lower()}{warning[1:]}", file=sys.stderr)
     first, last = min(hours), max(hours)
     if last - first > timedelta(days=400):
-        raise CliError(f"the imported records span {first:%Y-%m-%d} .. {last:%Y-%m-%d}; split them by time first")
+        raise VerbError(f"the imported records span {first:%Y-%m-%d} .. {last:%Y-%m-%d}; split them by time first")
     site = site_from_mapping({
         "name": "real-" + Path(args.files[0]).name, "internal_networks": args.internal, "sensors": ["S0"],
         "start": f"{first:%Y-%m-%dT%H:00}", "end": f"{last + timedelta(hours=1):%Y-%m-%dT%H:00}",
@@ -182,7 +179,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _is_user_error(exc: BaseException) -> bool:
     """Errors our modules raise about their input (ValueError subclasses) print as one line."""
-    return isinstance(exc, CliError) or (
+    return isinstance(exc, VerbError) or (
         isinstance(exc, ValueError) and type(exc).__module__.startswith("vlf_dagster")
     )
 
@@ -219,8 +216,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_command(argv: list[str] | None) -> tuple[str, int]:
-    from .verbs.common import VerbError
-
     argv = _bind_optional_values(list(sys.argv[1:] if argv is None else argv))
     args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
