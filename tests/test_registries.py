@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlf_dagster.analysis import registries as reg
+from vlf_dagster.flows import registries as reg
 
 needs_services = pytest.mark.skipif(not Path("/etc/services").exists(), reason="no /etc/services (Debian netbase)")
 needs_protocols = pytest.mark.skipif(not Path("/etc/protocols").exists(), reason="no /etc/protocols (Debian netbase)")

@@ -22,7 +22,8 @@ from ..flows.site import Site
 from ..flows.storage import archive_files, hours_between, monthly_path, segmented_path, state_dir, window_path
 from . import figures as fig
 from . import port_tables as pt
-from . import contacts, registries, samples
+from . import contacts, samples
+from ..flows import registries
 from .report_parts import PartResult, Piece
 from .vlf import per_host_flow_distribution
 

@@ -51,7 +51,6 @@ import re
 import shutil
 import socket
 import subprocess
-import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -73,7 +72,6 @@ from .storage import landing_dir, write_parquet
 TIME_AFTER_LAST_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: no datetime holds it
 NFCAPD_MAGIC = b"\x0c\xa5"  # nfcapd file header magic 0xA50C, little-endian
 SILK_MAGIC = b"\xde\xad\xbe\xef"  # every SiLK file (flows, sets, bags) starts with it
-PROTOCOL_REGISTRY = Path(__file__).resolve().parent.parent / "data" / "protocol-numbers.xml"
 
 _U32 = np.uint64(0xFFFFFFFF)
 
@@ -481,25 +479,14 @@ _NON_IP = frozenset({"arp", "rarp", "llc", "ipx/spx", "ipx", "stp", "lldp", "802
 
 @lru_cache(maxsize=1)
 def _protocol_names() -> dict[str, int]:
-    """Lower-case protocol keyword -> number, from IANA's registry (package data) and /etc/protocols."""
-    names: dict[str, int] = {}
-    try:
-        root = ET.parse(PROTOCOL_REGISTRY).getroot()
-        ns = "{http://www.iana.org/assignments}"
-        for record in root.iter(f"{ns}record"):
-            value, name = record.findtext(f"{ns}value"), record.findtext(f"{ns}name")
-            if value and name and value.isdigit():
-                names.setdefault(name.strip().lower(), int(value))
-    except (OSError, ET.ParseError):
-        pass
-    try:
-        for line in Path(os.environ.get("VLF_PROTOCOLS_FILE", "/etc/protocols")).read_text(errors="replace").splitlines():
-            words = line.partition("#")[0].split()
-            if len(words) >= 2 and words[1].isdigit():
-                for word in [words[0], *words[2:]]:
-                    names.setdefault(word.lower(), int(words[1]))
-    except OSError:
-        pass
+    """Lower-case protocol keyword -> number, from the protocol registry (IANA's and the system's)."""
+    import warnings
+
+    from .registries import RegistryWarning, protocols
+
+    with warnings.catch_warnings():  # a missing /etc/protocols: IANA's names and the ones below serve
+        warnings.simplefilter("ignore", RegistryWarning)
+        names = dict(protocols().numbers())
     for word, number in (("tcp", 6), ("udp", 17), ("icmp", 1), ("ipv6-icmp", 58), ("icmp6", 58), ("icmpv6", 58), ("igmp", 2)):
         names.setdefault(word, number)
     return names

@@ -290,6 +290,18 @@ class ProtocolRegistry:
         info = self.info(number)
         return info.keyword if info else None
 
+    def numbers(self) -> dict[str, int]:
+        """Lower-case protocol name -> number: IANA's keywords, then the system's keywords and
+        aliases (what an exporter's text names a protocol by: ``tcp``, ``esp``, ``ipv6-icmp``)."""
+        names: dict[str, int] = {}
+        for number, (iana_name, _) in sorted(self._iana.items()):
+            if iana_name and 0 <= number <= 255:
+                names.setdefault(iana_name.strip().lower(), number)
+        for number, (keyword, aliases, _) in sorted(self._etc.items()):
+            for word in (keyword, *aliases):
+                names.setdefault(word.lower(), number)
+        return names
+
     def description(self, number: int) -> str | None:
         info = self.info(number)
         return info.description if info else None
