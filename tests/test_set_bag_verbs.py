@@ -290,3 +290,23 @@ def test_setbuild_reads_text_and_names_a_bad_line(tmp_path, capsys):
     assert members(tmp_path / "ok.set") == ["10.1.2.1", "10.1.3.0", "10.1.3.1", "10.1.4.1", "10.1.4.2"]
     code, _, err = vlf(capsys, "setbuild", text, tmp_path / "ok.set")  # no clobbering, as SiLK
     assert code == 1 and "exists" in err
+
+
+def test_a_bag_from_a_piped_stream_equals_the_bag_from_the_file(tmp_path):
+    """`vlf filter ... --pass=- | vlf bag`: bag takes the Arrow stream batch by batch as it arrives
+    (never whole: flat memory however long the pull); the bag equals the one built from the file,
+    and a pipe that is no flow stream is one line."""
+    flows_file = ROOT / "tests" / "silk" / "flows.parquet"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    vlf = [sys.executable, "-m", "vlf_dagster.cli"]
+    direct, piped = tmp_path / "direct.bag", tmp_path / "piped.bag"
+    assert main(["bag", f"--bag-file=sIPv4,flows,{direct}", str(flows_file)]) == 0
+    pull = subprocess.Popen([*vlf, "filter", "--proto=0-255", "--pass=-", str(flows_file)], stdout=subprocess.PIPE, env=env)
+    done = subprocess.run([*vlf, "bag", f"--bag-file=sIPv4,flows,{piped}"], stdin=pull.stdout, env=env,
+                          capture_output=True, text=True, timeout=120)
+    pull.wait(60)
+    assert done.returncode == 0, done.stderr
+    assert Bag.read(piped).table.equals(Bag.read(direct).table)
+    bad = subprocess.run([*vlf, "bag", f"--bag-file=sIPv4,flows,{tmp_path / 'bad.bag'}"], input=b"\xff\xff\xff\xffgarbage",
+                         env=env, capture_output=True, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.decode().count("\n") == 1 and not (tmp_path / "bad.bag").exists()

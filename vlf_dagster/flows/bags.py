@@ -328,8 +328,9 @@ def empty_bag_table(info: BagInfo) -> pa.Table:
 # --- rwbag ------------------------------------------------------------------------------------
 
 
-def _flows_source(con: duckdb.DuckDBPyConnection, flows: Sequence[str | Path] | pa.Table) -> str:
-    if isinstance(flows, pa.Table):
+def _flows_source(con: duckdb.DuckDBPyConnection, flows: Sequence[str | Path] | pa.Table | pa.RecordBatchReader) -> str:
+    """A relation DuckDB scans: Parquet files, a table, or a reader of batches (scanned once)."""
+    if isinstance(flows, (pa.Table, pa.RecordBatchReader)):
         con.register("flow_input", flows)
         return "flow_input"
     return f"read_parquet({path_list(flows)}, {NO_HIVE})"
@@ -367,9 +368,13 @@ def bag_from_flows(
     return write_bag_query(con, bag_sql(_flows_source(con, flows), info, where), list(params), path, info)
 
 
-def bags_from_table(flows: pa.Table | Sequence[str | Path], specs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[Bag]:
+def bags_from_table(flows: pa.Table | pa.RecordBatchReader | Sequence[str | Path],
+                    specs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[Bag]:
     """rwbag with several ``--bag-file`` specs over one input table (read once), or over Parquet
-    flow files (scanned by DuckDB once per spec: worth it for one spec, not for many)."""
+    flow files (scanned by DuckDB once per spec: worth it for one spec, not for many); a reader of
+    batches is scanned once, so it serves one spec."""
+    if isinstance(flows, pa.RecordBatchReader) and len(specs) != 1:
+        raise BagError("a stream of flow batches is read once: it makes one bag")
     con = duck.connect()
     source = _flows_source(con, flows)
     out = []

@@ -8,7 +8,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..flows.site import sensor_labels, sensor_width
-from .common import HelpFormatter, VerbError, check_clobber, parquet_flow_files, read_binary_input, read_flows, write_binary_output
+from .common import (HelpFormatter, VerbError, check_clobber, parquet_flow_files, read_binary_input, read_flow_source, read_flows,
+                     write_binary_output)
 from .sets import read_set, set_bytes
 
 if TYPE_CHECKING:
@@ -73,8 +74,11 @@ def run_bag(args) -> int:
         raise VerbError("give at least one --bag-file=KEY,COUNTER,PATH")
     if sum(path == "-" for *_, path in specs) > 1:
         raise VerbError("only one bag may be written to stdout")
-    paths = parquet_flow_files(args.files) if len(specs) == 1 else None  # several bags: read once, count in memory
-    source = paths if paths is not None else read_flows(args.files)
+    if len(specs) == 1:  # one bag: DuckDB scans Parquet files itself, or takes a stdin stream as it comes
+        paths = parquet_flow_files(args.files)
+        source = paths if paths is not None else read_flow_source(args.files)
+    else:  # several bags: read once, count in memory
+        source = read_flows(args.files)
     built = B.bags_from_table(source, [(keys, [counter]) for keys, counter, _ in specs])
     for bag, (_, counter, path) in zip(built, specs):
         saturated = int(np.count_nonzero(bag.table.column(counter).to_numpy() == B.COUNTER_MAX)) if len(bag) else 0

@@ -153,6 +153,68 @@ def read_flows(names: Iterable[str], columns: Sequence[str] | None = None) -> pa
     return table.select(list(columns)) if columns is not None else table
 
 
+IPC_STREAM_START = b"\xff\xff\xff\xff"  # an Arrow IPC stream's first message: the continuation marker
+
+
+class _Prefixed:
+    """A binary stream whose first bytes were already read (to sniff them): they come first."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self.head, self.rest, self.closed = head, rest, False
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            data, self.head = self.head + self.rest.read(), b""
+            return data
+        if self.head:
+            data, self.head = self.head[:size], self.head[size:]
+            return data + (self.rest.read(size - len(data)) if len(data) < size else b"")
+        return self.rest.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def read_flow_source(names: Iterable[str]) -> "pa.Table | pa.RecordBatchReader":
+    """The named inputs as :func:`read_flows` reads them, except that one Arrow IPC stream on
+    stdin (a pipe from another verb) comes as a reader of flow-schema batches, taken as they
+    arrive: a consumer such as DuckDB then never holds the whole input."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from ..flows.schema import FLOW_SCHEMA, SchemaError, conform
+
+    names = list(names) or ["-"]
+    if names not in (["-"], ["stdin"]) or sys.stdin.isatty():
+        return read_flows(names)
+    stdin = stdin_binary()
+    peek = getattr(stdin, "peek", None)  # sniffing without consuming: the stream is then read in C
+    head = peek(len(IPC_STREAM_START))[: len(IPC_STREAM_START)] if peek is not None else b""
+    if len(head) < len(IPC_STREAM_START):  # no buffered peek (or a writer's first bytes trickle in)
+        head = stdin.read(len(IPC_STREAM_START))
+        stdin = _Prefixed(head, stdin)
+    if head != IPC_STREAM_START:  # Parquet, Arrow file, SiLK or empty: read whole, as read_flows does
+        return read_flow_table(stdin.read(), "<stdin>")
+    try:
+        reader = ipc.open_stream(pa.PythonFile(stdin, mode="r"))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise VerbError(f"<stdin>: not a flow stream ({str(exc).splitlines()[0]})") from None
+    if reader.schema.remove_metadata().equals(FLOW_SCHEMA):
+        return reader
+
+    def conformed():
+        for batch in reader:
+            try:
+                yield from conform(pa.Table.from_batches([batch]).replace_schema_metadata(None), source="<stdin>").to_batches()
+            except SchemaError as exc:
+                raise VerbError(f"not a flow file: {exc}") from None
+
+    return pa.RecordBatchReader.from_batches(FLOW_SCHEMA, conformed())
+
+
 def _read_segmented(name: str) -> pa.Table:
     """A window artifact kept segmented (``data/vlf_flows``, ``data/matched_vlf_flows``): its
     current rows, base then delta, as one flow table."""
