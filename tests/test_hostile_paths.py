@@ -92,5 +92,20 @@ def test_a_damaged_archive_file_is_named_with_its_hour(site_file, site, capsys):
     assert len(err) == 3
     for line in err[:2]:
         assert line.startswith(f"vlf filter: {path}: damaged Parquet file (archive hour 2006-04-01T00)"), line
-    assert err[2].startswith(f"vlf cut: {path}: not a flow file")
+    assert err[2].startswith(f"vlf cut: {path}: damaged Parquet file")
     assert not (data / "out.parquet").exists()
+
+
+def test_stdin_that_is_no_flow_stream_is_one_line_saying_so(capsys, monkeypatch):
+    """`echo hello | vlf cut -`: one line that says what stdin is not, not Arrow's reading of it."""
+    import io
+
+    from vlf_dagster.cli import main
+    from vlf_dagster.verbs import common
+
+    monkeypatch.setattr(common, "stdin_binary", lambda: io.BufferedReader(io.BytesIO(b"hello\n")))
+    monkeypatch.setattr(common.sys.stdin, "isatty", lambda: False, raising=False)
+    assert main(["cut", "-"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vlf cut: <stdin>: not a flow file or stream: it starts with b'hello\\n'") and "\n" not in err
+    assert "metadata bytes" not in err

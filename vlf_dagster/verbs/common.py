@@ -69,10 +69,14 @@ def read_flow_table(data: bytes, label: str) -> pa.Table:
             table = ipc.open_file(pa.BufferReader(data)).read_all()
         elif not data:
             return FLOW_SCHEMA.empty_table()
-        else:
+        elif data[:4] == IPC_STREAM_START:
             table = ipc.open_stream(pa.BufferReader(data)).read_all()
+        else:  # say what it is not, rather than what Arrow made of its first bytes
+            raise VerbError(f"{label}: not a flow file or stream: it starts with {data[:12]!r}, where Parquet, Arrow and "
+                            "SiLK files start with PAR1, ARROW1, an Arrow stream with 0xFFFFFFFF and SiLK with 0xDEADBEEF")
     except (pa.ArrowInvalid, OSError) as exc:
-        raise VerbError(f"{label}: not a flow file ({str(exc).splitlines()[0]})") from None
+        kind = "Parquet file" if data[:4] == b"PAR1" else "Arrow file" if data[:6] == b"ARROW1" else "Arrow stream"
+        raise VerbError(f"{label}: damaged {kind} ({str(exc).splitlines()[0]})") from None
     try:
         return conform(table.replace_schema_metadata(None), source=label)
     except SchemaError as exc:
