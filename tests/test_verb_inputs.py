@@ -253,3 +253,20 @@ def test_building_a_verbs_parser_loads_no_heavy_library():
     assert done.stdout.strip() == ""
     help_text = subprocess.run([sys.executable, "-m", "vlf_dagster.cli", "filter", "--help"], capture_output=True, text=True)
     assert help_text.returncode == 0 and "--flags-all" in help_text.stdout
+
+
+def test_an_unknown_switch_prints_the_verbs_usage_and_version_says_what_runs(capsys):
+    """`vlf filter --frobnicate` prints filter's usage (not the top level's); `vlf --version` names
+    vlf's version and its engines' without importing them."""
+    import pytest
+
+    from vlf_dagster.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["filter", "--frobnicate"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith("usage: vlf filter ") and "unrecognized arguments: --frobnicate" in err
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert stopped.value.code == 0 and out.startswith("vlf ") and "duckdb " in out and "dagster " in out

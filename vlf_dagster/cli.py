@@ -128,9 +128,31 @@ def cmd_demo_real(args) -> None:
     _print_catalog(data)
 
 
+class _Version(argparse.Action):
+    """--version: vlf's and its engines' versions, read from the installed packages' metadata
+    (no import: Dagster alone would take two seconds)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        def of(package: str) -> str:
+            try:
+                return version(package)
+            except PackageNotFoundError:
+                return "not installed"
+
+        engines = ", ".join(f"{name} {of(name)}" for name in ("dagster", "duckdb", "pyarrow"))
+        print(f"vlf {of('vlf_dagster')} (SiLK 3.19.1's tools and file formats; {engines})")
+        parser.exit()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The `vlf` parser; with ``command`` (the invoked verb), only that verb's module is loaded."""
     parser = argparse.ArgumentParser(prog="vlf", description="Very-low-frequency flow analysis (SiLK-compatible toolbox + Dagster).")
+    parser.add_argument("--version", action=_Version, help="print vlf's version and those of the libraries it runs on")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_data(p):
@@ -217,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_command(argv: list[str] | None) -> tuple[str, int]:
     argv = _bind_optional_values(list(sys.argv[1:] if argv is None else argv))
-    args = build_parser(argv[0] if argv else None).parse_args(argv)
+    parser = build_parser(argv[0] if argv else None)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the verb's own usage, not the top level's
+        verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        verbs.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         result = args.func(args)
     except VerbError as exc:
