@@ -559,3 +559,17 @@ def test_an_arrow_stream_out_is_written_batch_by_batch_in_input_order(tmp_path, 
     assert cli.main(["filter", "--proto=6", f"--pass-destination={tmp_path / 'bad.arrow'}", str(b), str(damaged)]) == 1
     err = capsys.readouterr().err.strip()
     assert "damaged.parquet" in err and err.count("\n") == 0 and not (tmp_path / "bad.arrow").exists()
+
+
+def test_a_selection_switch_without_dates_reads_todays_archive(site_file, site, capsys):
+    """What filter's help says: a selection switch without dates means today (UTC); neither files
+    nor a selection switch is an error saying so."""
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    t = int(now.timestamp() * 1000)
+    write_landing(site_file, now, table([{"sIP": "4.3.2.1", "dIP": "10.1.24.1", "dPort": 25, "sTime": t + 5}]))
+    pack_hour(site_file, now, site)
+    capsys.readouterr()
+    assert cli.main(["filter", "--data-dir", str(site_file), "--proto", "0-255", "--print-statistics=stdout"]) == 0
+    assert capsys.readouterr().out.split()[:4] == ["Files", "1.", "Read", "1."]
+    assert cli.main(["filter", "--proto", "6", "--print-statistics"]) == 1
+    assert "no input" in capsys.readouterr().err

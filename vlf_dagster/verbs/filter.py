@@ -38,7 +38,9 @@ every selected record passes.  Files and stdin still need at least one test (or 
 Dates are UTC.  --start-date/--end-date take YYYY/MM/DD[:HH] or epoch seconds: both with hours
 select every hour between them; a start without an hour selects whole days (the end's hour is
 ignored); a start with an hour and an end without one reuses the start's hour; a start alone is
-that day or that hour; no dates means today; an end without a start is an error.
+that day or that hour; a selection switch without dates (--type, --sensors, --data-dir) means
+today; with neither files nor a selection switch there is no input (an error); an end without a
+start is an error.
 Time windows (--stime, --etime, --active-time) are START[-END] with each side
 YYYY/MM/DD[:HH[:MM[:SS[.sss]]]] or epoch seconds; missing start parts are 0, missing end parts
 23:59:59.999, and a single time is a 1 ms window.
