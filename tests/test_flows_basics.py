@@ -174,3 +174,33 @@ def test_footers_tell_whether_any_ipv6_address_is_held(tmp_path):
     con = duck.probe()
     assert ipv6_columns_empty([v4], con) is True
     assert ipv6_columns_empty([v4, v6], con) is False
+
+
+def test_one_site_lookup_for_the_toolbox_the_store_and_the_code_location(tmp_path, monkeypatch):
+    """site.resolve_site is the one order: an explicit file, else $VLF_SITE_CONFIG, else the data
+    directory's site.toml, else the packaged default; the store and the definitions agree with it."""
+    from vlf_dagster.definitions import build_definitions
+    from vlf_dagster.flows.site import resolve_site
+    from vlf_dagster.resources.store import VlfStore
+
+    def site_named(name: str, path, days: int = 1):
+        path.write_text(site_from_mapping({"name": name, "internal_networks": ["10.0.0.0/8"], "sensors": ["S0"],
+                                           "start": "2006-04-01T00:00", "end": f"2006-04-0{1 + days}T00:00"}).to_toml())
+        return path
+
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.delenv("VLF_SITE_CONFIG", raising=False)
+    monkeypatch.setenv("VLF_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert resolve_site(None, data).name == load_site(None).name  # nothing anywhere: the packaged default
+    site_named("in-data", data / "site.toml")
+    env = site_named("from-env", tmp_path / "env.toml", days=2)
+    explicit = site_named("explicit", tmp_path / "explicit.toml")
+    assert resolve_site(None, data).name == "in-data"
+    monkeypatch.setenv("VLF_SITE_CONFIG", str(env))
+    assert resolve_site(None, data).name == "from-env"
+    assert resolve_site(explicit, data).name == "explicit"
+    assert VlfStore(data_dir=str(data)).site.name == "from-env"
+    assert VlfStore(data_dir=str(data), site_config=str(explicit)).site.name == "explicit"
+    hours = build_definitions(data).resolve_job_def("hourly_job").partitions_def.get_partition_keys()
+    assert len(hours) == 48  # the code location's partitions are the environment's site's two days

@@ -7,7 +7,6 @@ packaged default.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +16,7 @@ from .assets.archive import HOURLY_ASSETS
 from .assets.bags import MONTHLY_ASSETS
 from .assets.automation import automation_sensor, with_automation
 from .assets.partitions import study_partitions
-from .flows.site import data_dir, load_site
+from .flows.site import data_dir, resolve_site
 from .resources import GeoIPResource, VlfStore
 from .sensors import build_landing_sensor
 
@@ -25,10 +24,7 @@ from .sensors import build_landing_sensor
 
 def build_definitions(data: str | Path | None = None, site_config: str | Path | None = None) -> dg.Definitions:
     data = Path(data) if data is not None else data_dir()
-    if site_config is None:
-        candidate = data / "site.toml"
-        site_config = os.environ.get("VLF_SITE_CONFIG") or (candidate if candidate.exists() else None)
-    site = load_site(site_config)
+    site = resolve_site(site_config, data)
     parts = study_partitions(site)
     assets = with_automation(build_assets(parts), site.automation, site.source)
 

@@ -191,12 +191,21 @@ def data_dir() -> Path:
     return Path(os.environ.get("VLF_DATA_DIR", "data"))
 
 
-def site_config_path() -> Path | None:
-    """The site file that :func:`load_site` would read, or None for the packaged default."""
+def site_config_path(explicit: str | Path | None = None, data: str | Path | None = None) -> Path | None:
+    """The one lookup of the site file, for every part of vlf: ``explicit`` (an option or an
+    argument), else ``$VLF_SITE_CONFIG``, else ``site.toml`` in the data directory (``data``, else
+    ``$VLF_DATA_DIR`` or ``./data``), else None: the packaged default."""
+    if explicit:
+        return Path(explicit)
     if os.environ.get("VLF_SITE_CONFIG"):
         return Path(os.environ["VLF_SITE_CONFIG"])
-    candidate = data_dir() / "site.toml"
+    candidate = (Path(data) if data is not None else data_dir()) / "site.toml"
     return candidate if candidate.exists() else None
+
+
+def resolve_site(explicit: str | Path | None = None, data: str | Path | None = None) -> Site:
+    """The site :func:`site_config_path` finds, loaded."""
+    return load_site(site_config_path(explicit, data))
 
 
 def load_site(path: str | Path | None = None) -> Site:

@@ -9,14 +9,14 @@ import dagster as dg
 
 from ..flows import storage
 from ..flows.flowtypes import INBOUND_TYPES
-from ..flows.site import Site, load_site
+from ..flows.site import Site, resolve_site
 
 
 class VlfStore(dg.ConfigurableResource):
     """Data directory (landing, archive, bags, sets, reports) and the site configuration."""
 
     data_dir: str = "data"
-    site_config: str = ""  # path of a site TOML; empty: $VLF_SITE_CONFIG, data_dir/site.toml, packaged default
+    site_config: str = ""  # path of a site TOML; empty: site.resolve_site's lookup ($VLF_SITE_CONFIG, data_dir/site.toml, packaged)
     quarantine_implausible: bool = True  # reject zero-packet and packets>bytes records at ingest
 
     @property
@@ -25,10 +25,7 @@ class VlfStore(dg.ConfigurableResource):
 
     @cached_property
     def site(self) -> Site:
-        if self.site_config:
-            return load_site(self.site_config)
-        candidate = self.base / "site.toml"
-        return load_site(candidate if candidate.exists() else None)
+        return resolve_site(self.site_config or None, self.base)
 
     def hourly(self, asset: str, hour: datetime, ext: str = "parquet") -> Path:
         return storage.hourly_path(self.base, asset, hour, ext)

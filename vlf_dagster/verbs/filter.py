@@ -84,7 +84,7 @@ def register(subparsers) -> None:
     g.add_argument("--data-dir", "--data-rootdir", dest="data_dir", metavar="DIR", **once,
                    help="data directory holding archive/ (default: $VLF_DATA_DIR or ./data)")
     g.add_argument("--site-config-file", metavar="FILE", **once,
-                   help="site configuration (default: DIR/site.toml, $VLF_SITE_CONFIG or the packaged default)")
+                   help="site configuration (default: $VLF_SITE_CONFIG, else DIR/site.toml, else the packaged default)")
     g.add_argument("--start-date", metavar="YYYY/MM/DD[:HH]", **once, help="first day or hour to read (UTC; or epoch seconds)")
     g.add_argument("--end-date", metavar="YYYY/MM/DD[:HH]", **once, help="last day or hour to read; needs --start-date")
     g.add_argument("--class", dest="klass", metavar="CLASS", **once, help="flow class; the only class is 'all'")
@@ -200,14 +200,9 @@ def _types(args) -> list[int] | None:
 
 
 def _site(args, data_dir: Path | None) -> Site:
-    from ..flows.site import load_site
+    from ..flows.site import resolve_site
 
-    path = _one(args, "site_config_file")
-    if path is not None:
-        return load_site(path)
-    if data_dir is not None and (data_dir / "site.toml").exists():
-        return load_site(data_dir / "site.toml")
-    return load_site()
+    return resolve_site(_one(args, "site_config_file"), data_dir)
 
 
 def _max_records(args, name: str) -> int | None:
