@@ -39,6 +39,7 @@ from .flags import FLAG_BITS, parse_flags, parse_high_mask
 from .flowtypes import DEFAULT_TYPES, FLOWTYPES, parse_types
 from .schema import ATTR_IPV6, FIELD_NAMES, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, TIME_ORDER, conform, ipv4_mapped
 from .sets import IPSet
+from .silktime import SilkTimeError, parse_silk_time, window_end
 from .site import Site
 from .sql import NO_HIVE, glob_escaped, ident, literal
 from .storage import archive_files, hours_between
@@ -219,47 +220,15 @@ def parse_decimal_range(text: str, *, what: str) -> tuple[Decimal, Decimal | Non
 
 # --- times ----------------------------------------------------------------------------------
 
-_DATETIME_RE = re.compile(
-    r"(\d{4})/(\d{1,2})/(\d{1,2})"
-    r"(?:[:T](\d{1,2})(?::(\d{1,2})(?::(\d{1,2})(?:\.(\d{0,9}))?)?)?)?"
-)
-_EPOCH_RE = re.compile(r"(\d+)(?:\.(\d{0,9}))?")
-_MAX_PARTS = (23, 59, 59)
-
-
-def _ms(moment: datetime) -> int:
-    return int((moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1))
-
-
 def parse_time(text: str, *, end: bool = False, what: str = "time") -> int:
-    """A ``YYYY/MM/DD[:HH[:MM[:SS[.sss]]]]`` or epoch-seconds time as ms since the epoch (UTC).
-
-    Missing parts are 0 for a start and 23:59:59.999 for an end (``end=True``); an epoch end
-    without a fraction gets .999, as rwfilter's time windows do.
-    """
-    text = text.strip()
-    m = _EPOCH_RE.fullmatch(text)
-    if m:
-        frac = m.group(2)
-        ms = int(m.group(1)) * 1000
-        if frac:
-            ms += int(frac[:3].ljust(3, "0"))
-        elif end:
-            ms += 999
-        return ms
-    m = _DATETIME_RE.fullmatch(text)
-    if not m:
-        raise FilterError(f"{what}: invalid time {text!r} (expected YYYY/MM/DD[:HH[:MM[:SS[.sss]]]] or epoch seconds)")
-    year, month, day = (int(m.group(i)) for i in (1, 2, 3))
-    parts = [m.group(i) for i in (4, 5, 6)]
-    values = [int(p) if p is not None else (_MAX_PARTS[i] if end else 0) for i, p in enumerate(parts)]
-    frac = m.group(7)
-    millis = int(frac[:3].ljust(3, "0")) if frac else (999 if end else 0)
+    """A SiLK time (:mod:`.silktime`) as ms since the epoch (UTC); with ``end``, the last
+    millisecond it covers (missing parts 23:59:59.999, an epoch end without a fraction .999), as
+    rwfilter's time windows take them."""
     try:
-        moment = datetime(year, month, day, *values, tzinfo=timezone.utc)
-    except ValueError as exc:
-        raise FilterError(f"{what}: invalid time {text!r}: {exc}") from None
-    return _ms(moment) + millis
+        ms, precision = parse_silk_time(text)
+    except SilkTimeError as exc:
+        raise FilterError(f"{what}: invalid time {str(text).strip()!r} ({exc})") from None
+    return window_end(ms, precision) if end else ms
 
 
 def parse_time_window(text: str, *, what: str = "time window") -> tuple[int, int]:

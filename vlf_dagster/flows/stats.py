@@ -41,6 +41,7 @@ from .site import sensor_labels, sensor_width
 from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .schema import FLOW_SCHEMA, SchemaError, conform
 from .storage import holds_flow_columns, ipv6_columns_empty
+from .silktime import SilkTimeError, parse_silk_time, window_end
 from .sql import NO_HIVE, path_list
 from . import duck
 
@@ -602,16 +603,8 @@ def parse_bin_size(seconds: float | str) -> int:
     return int(1000.0 * value)
 
 
-_DATETIME = re.compile(
-    r"^(\d{4})[/-](\d{1,2})[/-](\d{1,2})(?:[:T ](\d{1,2})(?::(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,3}))?)?)?)?$"
-)
-_EPOCH = re.compile(r"^(\d+)(?:\.(\d{1,3}))?$")
-_CEILING_MS = {"day": MS_PER_DAY - 1, "hour": 3_599_999, "minute": 59_999, "second": 999, "ms": 0}
-
-
 def parse_time(value: str | int | datetime, what: str = "time") -> tuple[int, str]:
-    """SiLK's ``YYYY/MM/DD[:HH[:MM[:SS[.sss]]]]`` (``T`` or ``:`` before the hour; ``-`` also
-    accepted in the date) or epoch seconds, in UTC -> (ms, precision).  Integers are epoch ms and
+    """A SiLK time (:mod:`.silktime`) in UTC -> (ms, precision).  Integers are epoch ms and
     datetimes exact; both have millisecond precision."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -619,26 +612,10 @@ def parse_time(value: str | int | datetime, what: str = "time") -> tuple[int, st
         return int(round(value.timestamp() * 1000)), "ms"
     if isinstance(value, (int, np.integer)):
         return int(value), "ms"
-    text = str(value).strip()
-    m = _EPOCH.match(text)
-    if m:
-        ms = int(m.group(1)) * 1000 + (int(m.group(2).ljust(3, "0")) if m.group(2) else 0)
-        return ms, "ms" if m.group(2) else "second"
-    m = _DATETIME.match(text)
-    if not m:
-        raise StatsError(f"invalid {what} {text!r}: expected YYYY/MM/DD[:HH[:MM[:SS[.sss]]]] or epoch seconds")
-    parts = [int(p) if p is not None else None for p in m.groups()[:6]]
-    precision = ["day", "day", "day", "hour", "minute", "second"][max(i for i, p in enumerate(parts) if p is not None)]
-    fraction = m.group(7)
     try:
-        moment = datetime(*(p or 0 for p in parts), tzinfo=timezone.utc)
-    except ValueError as exc:
-        raise StatsError(f"invalid {what} {text!r}: {exc}") from None
-    ms = int(moment.timestamp()) * 1000
-    if fraction:
-        ms += int(fraction.ljust(3, "0"))
-        precision = "ms"
-    return ms, precision
+        return parse_silk_time(str(value))
+    except SilkTimeError as exc:
+        raise StatsError(f"invalid {what} {str(value).strip()!r}: {exc}") from None
 
 
 def _day_floor(ms: int) -> int:
@@ -692,7 +669,7 @@ def count_bins(
     end = None
     if end_time is not None:
         end_ms, precision = parse_time(end_time, "end time")
-        end_ceiling = end_ms + _CEILING_MS[precision] + 1  # first ms after the end time
+        end_ceiling = window_end(end_ms, precision) + 1  # first ms after the end time
         if start is not None:
             if end_ceiling <= start:
                 raise StatsError("the end time is earlier than the start time")
