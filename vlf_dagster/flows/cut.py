@@ -43,11 +43,11 @@ from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .ipv6policy import WIDE, apply_policy
 from .schema import ATTR_IPV6, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, conform, ipv6_words
 from .site import sensor_labels, sensor_width
+from .silktime import TIMESTAMP_FORMATS
 
 DEFAULT_FIELDS = "sIP,dIP,sPort,dPort,protocol,packets,bytes,flags,sTime,duration,eTime,sensor"
 MATCH_FIELD = "match"
 MATCH_TITLE = "<->Match#"
-TIME_FORMATS = ("default", "iso", "m/d/y", "epoch")
 BATCH_ROWS = 65_536
 
 
@@ -338,7 +338,7 @@ def parse_timestamp_format(text: str) -> tuple[str, bool]:
     fmt, no_msec = "default", False
     seen_format = False
     for part in (p.strip().lower() for p in str(text).split(",")):
-        if part in TIME_FORMATS:
+        if part in TIMESTAMP_FORMATS:
             if seen_format:
                 raise CutError(f"invalid timestamp format {text!r}: more than one format")
             fmt, seen_format = part, True
@@ -348,7 +348,7 @@ def parse_timestamp_format(text: str) -> tuple[str, bool]:
             pass
         else:
             raise CutError(
-                f"invalid timestamp format {text!r}: expected one of {', '.join(TIME_FORMATS)}, "
+                f"invalid timestamp format {text!r}: expected one of {', '.join(TIMESTAMP_FORMATS)}, "
                 "optionally with ',utc' and ',no-msec' (times are always UTC)"
             )
     return fmt, no_msec

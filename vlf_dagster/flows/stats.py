@@ -41,7 +41,7 @@ from .site import sensor_labels, sensor_width
 from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .schema import FLOW_SCHEMA, SchemaError, conform
 from .storage import holds_flow_columns, ipv6_columns_empty
-from .silktime import SilkTimeError, parse_silk_time, window_end
+from .silktime import TIMESTAMP_FORMATS, SilkTimeError, parse_silk_time, window_end
 from .sql import NO_HIVE, path_list
 from . import duck
 
@@ -801,7 +801,6 @@ class TextOptions:
     mapped_as_ipv4: bool = True  # ::ffff:a.b.c.d prints as a.b.c.d (--ipv6-policy force and only: not)
 
 
-TIMESTAMP_FORMATS = ("default", "iso", "m/d/y", "epoch")
 _STRFTIME = {"default": "%Y/%m/%dT%H:%M:%S", "iso": "%Y-%m-%d %H:%M:%S", "m/d/y": "%m/%d/%Y %H:%M:%S"}
 
 _TYPE_NAMES = np.array([FLOWTYPES.get(i, (str(i),))[0] for i in range(256)], dtype=object)
