@@ -41,7 +41,7 @@ from .site import sensor_labels, sensor_width
 from .iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
 from .schema import FLOW_SCHEMA, SchemaError, conform
 from .storage import holds_flow_columns, ipv6_columns_empty
-from .silktime import TIMESTAMP_FORMATS, SilkTimeError, parse_silk_time, window_end
+from .silktime import SilkTimeError, parse_silk_time, window_end
 from .sql import NO_HIVE, path_list
 from . import duck
 

@@ -101,7 +101,7 @@ def add_text_options(parser: argparse.ArgumentParser, *, keys: bool = True) -> N
 
 def text_options(args: argparse.Namespace):
     """The parsed switches as the formatter's ``TextOptions``."""
-    from ..flows import stats
+    from ..flows.silktime import TIMESTAMP_FORMATS
     from ..flows.stats import TextOptions
 
     separator = args.column_separator if args.column_separator is not None else "|"
@@ -110,9 +110,9 @@ def text_options(args: argparse.Namespace):
         separator, columns, final = args.delimited, False, False
     if len(separator) != 1:
         raise VerbError(f"invalid column separator {separator!r}: give exactly one character")
-    if args.timestamp_format not in stats.TIMESTAMP_FORMATS:
+    if args.timestamp_format not in TIMESTAMP_FORMATS:
         raise VerbError(
-            f"invalid timestamp format {args.timestamp_format!r} (choose from {', '.join(stats.TIMESTAMP_FORMATS)})"
+            f"invalid timestamp format {args.timestamp_format!r} (choose from {', '.join(TIMESTAMP_FORMATS)})"
         )
     return TextOptions(
         columns=columns,
