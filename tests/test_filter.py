@@ -573,3 +573,44 @@ def test_a_selection_switch_without_dates_reads_todays_archive(site_file, site, 
     assert capsys.readouterr().out.split()[:4] == ["Files", "1.", "Read", "1."]
     assert cli.main(["filter", "--proto", "6", "--print-statistics"]) == 1
     assert "no input" in capsys.readouterr().err
+
+
+def test_statistics_and_text_files_obey_silk_clobber_too(tmp_path, capsys, monkeypatch):
+    """--print-statistics=FILE and uniq's --output-path refuse an existing file without SILK_CLOBBER,
+    as SiLK's tools refuse it; /dev/null is always written."""
+    monkeypatch.delenv("SILK_CLOBBER", raising=False)
+    src = write_parquet(flows([dict(sIP="1.0.0.1", protocol=6)]), tmp_path / "f.parquet")
+    stats_file, text_file = tmp_path / "stats.txt", tmp_path / "uniq.txt"
+    stats_file.write_text("old\n")
+    text_file.write_text("old\n")
+    assert cli.main(["filter", str(src), "--proto=6", f"--print-statistics={stats_file}"]) == 1
+    assert cli.main(["uniq", "--fields=sip", f"--output-path={text_file}", str(src)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("output file exists") == 2 and stats_file.read_text() == text_file.read_text() == "old\n"
+    assert cli.main(["filter", str(src), "--proto=6", "--print-statistics=/dev/null"]) == 0
+    monkeypatch.setenv("SILK_CLOBBER", "1")
+    assert cli.main(["uniq", "--fields=sip", f"--output-path={text_file}", str(src)]) == 0
+    assert "1.0.0.1" in text_file.read_text()
+
+
+def test_a_pull_that_fails_half_way_fails_the_verb_downstream_too(tmp_path):
+    """filter streaming into a pipe meets a damaged file after good ones: it ends the stream with
+    a message no reader reads, so `vlf count` downstream fails instead of counting a short stream."""
+    rows = [dict(sIP=f"1.0.{i // 250}.{i % 250}", sTime=1_143_849_600_000 + i, protocol=6) for i in range(6000)]
+    good = tmp_path / "good.parquet"
+    pq.write_table(flows(rows), good, row_group_size=1000)
+    data = bytearray(good.read_bytes())
+    page = pq.read_metadata(good).row_group(3).column(0).data_page_offset
+    for i in range(page + 20, page + 200):
+        data[i] ^= 0x5A
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(bytes(data))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    vlf = [sys.executable, "-m", "vlf_dagster.cli"]
+    pull = subprocess.Popen([*vlf, "filter", str(good), str(good), str(bad), "--proto=6", "--pass=-"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    counted = subprocess.run([*vlf, "count", "--bin-size=86400"], stdin=pull.stdout, capture_output=True, text=True, env=env,
+                             timeout=120)
+    pull.wait(60)
+    assert pull.returncode == 1 and b"bad.parquet" in pull.stderr.read()
+    assert counted.returncode == 1 and "damaged Arrow stream" in counted.stderr

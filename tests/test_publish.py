@@ -291,3 +291,16 @@ def test_a_fifo_or_device_destination_is_written_in_place_not_renamed_over(tmp_p
 
     assert ipc.open_stream(got[1]).read_all().num_rows == 1
     assert fifo.is_fifo() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_a_symlinked_destination_is_written_through_not_renamed_over(tmp_path):
+    """A link (/dev/stdout is one, into /proc) is written through and stays a link: a rename would
+    replace the link itself (as root, /dev/stdout)."""
+    target = tmp_path / "target.bin"
+    target.write_bytes(b"old")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert storage.written_in_place(link) and storage.written_in_place("/dev/null")
+    assert not storage.written_in_place(tmp_path / "new.parquet")
+    storage.write_bytes(b"new bytes", link)
+    assert link.is_symlink() and target.read_bytes() == b"new bytes"

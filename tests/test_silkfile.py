@@ -276,3 +276,24 @@ def test_flow_writing_verbs_write_silk_flow_files_with_silk(tmp_path, capsys):
         assert silk.read_bytes() == (tmp_path / f"{verb}.cat.rw").read_bytes(), verb
         assert ours.num_rows > 0, verb
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("name, damage, complaint", [
+    ("sip-v2.set", lambda d, h: d[:-5], "trailing byte(s)"),
+    ("setbuild-v4.set", lambda d, h: d[:-17], "truncated IP set bitmap"),
+    ("setbuild-v4.set", lambda d, h: d[: h + 4] + b"\x40" + d[h + 5:], "unknown IP set block kind 0x40"),
+    ("routing-lzo1x.rw", lambda d, h: d[:h + 4] + b"\x7f\xff\xff\xff" + d[h + 8:], "claims 2,147,483,647 bytes"),
+    ("routing-zlib.rw", lambda d, h: d[:h + 4] + b"\x7f\xff\xff\xff" + d[h + 8:], "claims 2,147,483,647 bytes"),
+])
+def test_damaged_silk_sets_and_blocks_are_one_line_errors(name, damage, complaint, tmp_path):
+    """A cut or garbled SiLK set, or a compressed block claiming 2 GB (SiLK refuses blocks over
+    1 MiB): one line naming the file, no traceback, and no 2 GB allocation."""
+    from vlf_dagster.flows.sets import IPSet, SetFileError
+    from vlf_dagster.flows.silkfile import read_header
+
+    data = (FILES / name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(damage(data, read_header(data, name).offset))
+    with pytest.raises((SilkFileError, SetFileError)) as caught:
+        IPSet.read(path) if name.endswith(".set") else read_silk_file(path)
+    assert str(path) in str(caught.value) and complaint in str(caught.value) and "\n" not in str(caught.value)

@@ -373,6 +373,7 @@ def test_uniq_output_path_is_written_whole_or_not_at_all(parquet, tmp_path, caps
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(storage.os, "replace", full_disk)
+    monkeypatch.setenv("SILK_CLOBBER", "1")  # replacing an existing output file needs it, as in SiLK
     assert main(["uniq", "--fields=dip", "--output-path", str(out), parquet]) == 1
     assert out.read_text() == whole and [p.name for p in tmp_path.iterdir()] == ["uniq.txt"]
     monkeypatch.undo()

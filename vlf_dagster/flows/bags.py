@@ -348,6 +348,9 @@ def _check_bag_spec(keys: Sequence[str], counters: Sequence[str]) -> BagInfo:
     unknown += [c for c in counters if c not in COUNTERS and not (c.startswith("distinct:") and c.split(":", 1)[1] in KEYS)]
     if unknown:
         raise BagError(f"unknown bag key or counter: {', '.join(unknown)}")
+    if "anyIP" in keys:  # what adding an sIP and a dIP bag gives; a flow has two addresses, not one
+        raise BagError("anyIP is the key of bags added together (bagtool --add of sIP and dIP bags), not of flow "
+                       "records: count by sIP or dIP")
     return BagInfo(tuple(keys), tuple(counters))
 
 

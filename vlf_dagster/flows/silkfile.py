@@ -57,6 +57,7 @@ FORMAT_NAMES = {
     0x24: "FT_PDUFILE", 0x25: "FT_PREFIXMAP",
 }
 COMPRESSION = {0: "none", 1: "zlib", 2: "lzo1x", 3: "snappy"}
+MAX_BLOCK_BYTES = 0x100000  # SiLK's SKIOBUF_MAX_BLOCKSIZE: it refuses a longer block, compressed or not
 
 TCPSTATE_EXPANDED = 0x01  # initial and session flags are valid
 TCPSTATE_ATTRIBUTES = 0x78  # F, S, T, C: rwcut's attributes
@@ -200,7 +201,9 @@ def read_silk_ipset(data: bytes, label: str = "<silk>") -> tuple[list[tuple[int,
     layout = header.entries.get(IPSET_ENTRY_ID)
     fields = struct.unpack(">6I", layout[:24]) if layout is not None and len(layout) >= 24 else None
     if version in (0, 1, 2):
-        words = np.frombuffer(body[: len(body) - len(body) % 36], dtype=f"{order}u4").reshape(-1, 9)
+        if len(body) % 36:
+            raise SilkFileError(f"{label}: {len(body) % 36} trailing byte(s) after the last whole /24 of the IP set")
+        words = np.frombuffer(body, dtype=f"{order}u4").reshape(-1, 9)
         bits = np.unpackbits(words[:, 1:].astype("<u4").view(np.uint8).reshape(-1, 32), axis=1, bitorder="little")
         rows, offsets = np.nonzero(bits)
         addresses = words[rows, 0].astype(np.int64) + offsets
@@ -232,9 +235,11 @@ def read_silk_ipset(data: bytes, label: str = "<silk>") -> tuple[list[tuple[int,
             pos += width + 1
             bits_total = 32 if width == 4 else 128
             target = v4 if width == 4 else v6
-            if kind <= 0x80:
+            if kind <= bits_total:
                 target.append((base, base + (1 << (bits_total - kind)) - 1))
             elif kind == 0x81:
+                if pos + 32 > len(body):
+                    raise SilkFileError(f"{label}: truncated IP set bitmap at byte {pos}")
                 words = np.frombuffer(body[pos : pos + 32], dtype=f"{order}u4")
                 pos += 32
                 bits = np.unpackbits(words.astype("<u4").view(np.uint8), bitorder="little")
@@ -357,7 +362,7 @@ def _decompressor(compression: int, label: str):
     """The block decompressor of a SiLK compression method: zlib (the standard library), snappy
     (cramjam, raw blocks) and lzo1x (lzallright: LZO1X blocks as SiLK's liblzo2 writes them)."""
     if compression == 1:
-        return zlib.decompress
+        return lambda block, size: zlib.decompressobj().decompress(block, size + 1)  # never past the stated size
     if compression == 2:
         from lzallright import LZOCompressor
 
@@ -384,8 +389,11 @@ def _records_bytes(data: bytes, offset: int, compression: int, label: str) -> by
         offset += 8
         if offset + compressed > len(data):
             raise SilkFileError(f"{label}: truncated compressed block at byte {offset - 8}")
+        if uncompressed > MAX_BLOCK_BYTES or compressed > MAX_BLOCK_BYTES:  # a damaged length: no 2 GB allocation
+            raise SilkFileError(f"{label}: block at byte {offset - 8} claims {max(compressed, uncompressed):,} bytes; "
+                                f"SiLK's blocks hold at most {MAX_BLOCK_BYTES:,}")
         try:
-            block = decompress(data[offset : offset + compressed]) if compression == 1 else decompress(data[offset : offset + compressed], uncompressed)
+            block = decompress(data[offset : offset + compressed], uncompressed)
         except Exception as exc:  # each library has its own error class; any of them means a damaged block
             raise SilkFileError(f"{label}: damaged {method} block at byte {offset - 8}: {str(exc) or type(exc).__name__}") from None
         if len(block) != uncompressed:

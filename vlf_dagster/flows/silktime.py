@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-_DATETIME = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?:[:T](\d{1,2})(?::(\d{1,2})(?::(\d{1,2})(?:\.(\d{0,9}))?)?)?)?")
-_EPOCH = re.compile(r"(\d+)(?:\.(\d{0,9}))?")
+_DATETIME = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?:[:T](\d{1,2})(?::(\d{1,2})(?::(\d{1,2})(?:\.(\d*))?)?)?)?")
+_EPOCH = re.compile(r"(\d+)(?:\.(\d*))?")
 # SiLK's --timestamp-format choices: how the text tools print times (rwcut, rwuniq, rwstats, rwcount)
 TIMESTAMP_FORMATS = ("default", "iso", "m/d/y", "epoch")
 PRECISION_MS = {"day": 86_400_000, "hour": 3_600_000, "minute": 60_000, "second": 1_000, "ms": 1}

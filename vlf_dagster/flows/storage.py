@@ -57,15 +57,24 @@ def temp_beside(path: str | Path) -> Path:
     return Path(tmp)
 
 
+def written_in_place(path: str | Path) -> bool:
+    """Whether an output ``path`` is not a file of ours to replace: an existing FIFO or device,
+    anything under /dev or /proc, or a symlink (/dev/stdout is one, into /proc).  Such a path is
+    written through; a rename would replace the node or the link (as root, /dev/null itself)."""
+    path = Path(path)
+    if path.is_symlink() or Path(os.path.abspath(path)).parts[1:2] in (("dev",), ("proc",)):
+        return True
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
-    An existing ``path`` that is not a regular file (a FIFO, or a device such as /dev/null) is
-    yielded itself and written in place: a rename would replace the node (as root, /dev/null
-    itself) with a file."""
+    A path :func:`written_in_place` (a FIFO, a device, a symlink such as /dev/stdout) is yielded
+    itself and written through."""
     path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():
+    if written_in_place(path):
         yield path
         return
     tmp_path = temp_beside(path)

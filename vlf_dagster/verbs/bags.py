@@ -55,7 +55,9 @@ def _add_silk_option(parser, what: str = "bag") -> None:
 
 
 def run_bag(args) -> int:
+    import duckdb
     import numpy as np
+    import pyarrow as pa
 
     from ..flows import bags as B
 
@@ -79,7 +81,12 @@ def run_bag(args) -> int:
         source = paths if paths is not None else read_flow_source(args.files)
     else:  # several bags: read once, count in memory
         source = read_flows(args.files)
-    built = B.bags_from_table(source, [(keys, [counter]) for keys, counter, _ in specs])
+    try:
+        built = B.bags_from_table(source, [(keys, [counter]) for keys, counter, _ in specs])
+    except duckdb.Error as exc:  # a stream on stdin that breaks off while DuckDB reads it
+        if not isinstance(source, pa.RecordBatchReader):
+            raise
+        raise VerbError(f"<stdin>: damaged Arrow stream ({str(exc).splitlines()[0].split(': ', 1)[-1]})") from None
     for bag, (_, counter, path) in zip(built, specs):
         saturated = int(np.count_nonzero(bag.table.column(counter).to_numpy() == B.COUNTER_MAX)) if len(bag) else 0
         if saturated:

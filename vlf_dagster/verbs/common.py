@@ -158,6 +158,7 @@ def read_flows(names: Iterable[str], columns: Sequence[str] | None = None) -> pa
 
 
 IPC_STREAM_START = b"\xff\xff\xff\xff"  # an Arrow IPC stream's first message: the continuation marker
+BROKEN_STREAM = IPC_STREAM_START + b"\xff\xff\xff\x7f"  # a message claiming 2 GiB of metadata: readers stop there
 
 
 class _Prefixed:
@@ -208,6 +209,10 @@ def read_flow_source(names: Iterable[str]) -> "pa.Table | pa.RecordBatchReader":
         raise VerbError(f"<stdin>: not a flow stream ({str(exc).splitlines()[0]})") from None
     if reader.schema.remove_metadata().equals(FLOW_SCHEMA):
         return reader
+    try:  # a stream that can never be flows is told now, not from inside the consumer's scan
+        conform(reader.schema.empty_table(), source="<stdin>")
+    except SchemaError as exc:
+        raise VerbError(f"not a flow stream: {exc}") from None
 
     def conformed():
         for batch in reader:
@@ -242,9 +247,16 @@ def write_flow_stream(batches: Iterable[pa.RecordBatch] | pa.Table, sink: Binary
         batches = batches.to_batches()
     count = 0
     with ipc.new_stream(sink, FLOW_SCHEMA) as writer:
-        for batch in batches:
-            writer.write_batch(batch)
-            count += batch.num_rows
+        try:
+            for batch in batches:
+                writer.write_batch(batch)
+                count += batch.num_rows
+        except BaseException:
+            # the batches failed half way (a damaged input file): end the stream with a message no
+            # reader can read, so the verb downstream fails too rather than take a short stream
+            # for the whole one (closing would write a clean end-of-stream marker after it)
+            sink.write(BROKEN_STREAM)
+            raise
     return count
 
 
@@ -302,8 +314,13 @@ def read_binary_input(name: str, what: str = "a flow stream") -> tuple[bytes, st
 
 def check_clobber(path: str) -> None:
     """SiLK's rule for output files: an existing regular file is replaced only with SILK_CLOBBER
-    set (a FIFO or a device such as /dev/null is written to, as SiLK does)."""
-    if path not in ("-", os.devnull) and Path(path).is_file() and not os.environ.get("SILK_CLOBBER"):
+    set (a FIFO, a device such as /dev/null or a link such as /dev/stdout is written to, as SiLK
+    does)."""
+    from ..flows.storage import written_in_place
+
+    if path in ("-", "stdout", "stderr") or written_in_place(path):
+        return
+    if Path(path).is_file() and not os.environ.get("SILK_CLOBBER"):
         raise VerbError(f"{path}: output file exists (remove it or set SILK_CLOBBER=1)")
 
 

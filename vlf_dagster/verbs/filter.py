@@ -268,7 +268,8 @@ def run(args) -> int:
         raise FilterError("--print-statistics and --print-volume-statistics cannot be used together")
     if sum(d == "-" for d in passes + fails + alls) > 1:
         raise FilterError("only one destination may be the standard output")
-    for dest in passes + fails + alls:
+    statistics_file = [t for t in (args.print_statistics, args.print_volume_statistics) if t and t not in ("stderr", "stdout", "-")]
+    for dest in passes + fails + alls + statistics_file:
         check_clobber(dest)  # as rwfilter: an existing file is replaced only with SILK_CLOBBER set
     max_pass, max_fail = _max_records(args, "max_pass_records"), _max_records(args, "max_fail_records")
 

@@ -22,8 +22,8 @@ Formats (--format, default auto: sniffed from the first lines):
   binetflow   Argus / CTU-13 bidirectional CSV: split into src->dst and dst->src flows
   zeek        Zeek conn.log, TSV or JSON lines: orig->resp and resp->orig flows
   rwcut       SiLK rwcut text, '|' or tab separated; without a title line give --fields
-  silk        SiLK flow files (rwtuc, rwcat, rwfilter, rwsort output: FT_RWIPV6ROUTING, FT_RWGENERIC;
-              uncompressed or zlib); rwflowpack's packed repository formats are not read yet
+  silk        SiLK flow files: every flow format SiLK 3.19.1 writes (rwtuc, rwcat, rwfilter and rwsort
+              output, rwflowpack's packed hourly repository files), uncompressed, zlib, lzo1x or snappy
   netflow-pcap  NetFlow v5/v9/IPFIX export datagrams captured in a pcap
 
 Examples:
@@ -104,14 +104,15 @@ def describe(name: str, result) -> list[str]:
 
 
 def _warn_outside_window(data_dir: Path, hours: list) -> None:
-    """Say which landed hours the data folder's site window leaves out: they land, but no hourly
-    partition packs them until the window (site.toml's start and end) takes them in."""
-    from ..flows.site import SiteConfigError, load_site
+    """Say which landed hours the site's window leaves out: they land, but no hourly partition
+    packs them until the window (the site's start and end) takes them in.  The site is the one the
+    pipeline reads for this data folder (site.resolve_site); without one there is nothing to say."""
+    from ..flows.site import SiteConfigError, resolve_site, site_config_path
 
-    if not (data_dir / "site.toml").is_file():
+    if site_config_path(None, data_dir) is None:
         return
     try:
-        site = load_site(data_dir / "site.toml")
+        site = resolve_site(None, data_dir)
     except SiteConfigError:
         return
     outside = sorted({h for h in hours if h < site.start or (site.end is not None and h >= site.end)})

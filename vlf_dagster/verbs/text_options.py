@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import VerbError, parquet_flow_files, read_flows
+from .common import VerbError, check_clobber, parquet_flow_files, read_flows
 
 FIELDS_HELP = (
     "Key fields, comma-separated names or rwcut numbers with N-M ranges (case-insensitive): "
@@ -195,14 +195,11 @@ def write_lines(lines, args: argparse.Namespace) -> None:
     to_bytes = getattr(lines, "to_bytes", None)
     data = to_bytes() if to_bytes is not None else "".join(line + "\n" for line in lines).encode("utf-8")
     if args.output_path and args.output_path not in ("-", "stdout"):
-        path = Path(args.output_path)
-        try:
-            if path.exists() and not path.is_file():
-                path.write_bytes(data)  # a FIFO or a device: a rename would replace the node itself
-            else:
-                from ..flows.storage import write_bytes
+        from ..flows.storage import write_bytes
 
-                write_bytes(data, path)  # temp file, then rename: a full disk leaves no truncated output
+        check_clobber(args.output_path)  # as SiLK's --output-path: an existing file needs SILK_CLOBBER
+        try:
+            write_bytes(data, Path(args.output_path))  # temp file, then rename (a FIFO or device: written through)
         except OSError as exc:
             raise VerbError(f"{args.output_path}: cannot write: {exc.strerror}") from None
         return
