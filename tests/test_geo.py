@@ -13,6 +13,7 @@ from netaddr import IPSet
 from conftest import ip
 from vlf_dagster.analysis import geo
 from vlf_dagster.analysis.geo import CountryLookup, GeoIPError, build_country_mmdb
+from vlf_dagster.flows.sets import range_cidrs
 
 SHARED_GEOIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "geoip"
 needs_shared = pytest.mark.skipif(
@@ -136,9 +137,9 @@ def test_build_country_mmdb_from_tor_ranges(tmp_path):
 
 
 def test_range_helpers():
-    assert geo.range_to_cidrs(ip("1.0.1.0"), ip("1.0.3.255"), 32) == [(ip("1.0.1.0"), 24), (ip("1.0.2.0"), 23)]
-    assert geo.range_to_cidrs(0, 2**32 - 1, 32) == [(0, 0)]
-    assert geo.range_to_cidrs(5, 5, 32) == [(5, 32)]
+    assert range_cidrs(ip("1.0.1.0"), ip("1.0.3.255"), 32) == [(ip("1.0.1.0"), 24), (ip("1.0.2.0"), 23)]
+    assert range_cidrs(0, 2**32 - 1, 32) == [(0, 0)]
+    assert range_cidrs(5, 5, 32) == [(5, 32)]
     assert geo.merge_ranges([(10, 19, "FR"), (0, 9, "FR"), (20, 29, "DE"), (25, 40, "DE"), (41, 50, "FR")]) == [
         (0, 19, "FR"), (20, 40, "DE"), (41, 50, "FR"),
     ]

@@ -33,6 +33,7 @@ from pathlib import Path
 import maxminddb
 import numpy as np
 
+from ..flows.sets import range_cidrs
 from ..flows.storage import atomic_path
 
 UNKNOWN = "-"
@@ -309,18 +310,6 @@ def merge_ranges(ranges: list[tuple[int, int, str]]) -> list[tuple[int, int, str
     return merged
 
 
-def range_to_cidrs(lo: int, hi: int, bits: int) -> list[tuple[int, int]]:
-    """The fewest (network, prefix length) blocks covering lo..hi in a ``bits``-bit space."""
-    out = []
-    while lo <= hi:
-        size = (lo & -lo).bit_length() - 1 if lo else bits  # alignment of lo
-        span = (hi - lo + 1).bit_length() - 1  # largest block that fits
-        host = min(size, span)
-        out.append((lo, bits - host))
-        lo += 1 << host
-    return out
-
-
 def build_country_mmdb(
     ipv4_csv: str | os.PathLike | None,
     ipv6_csv: str | os.PathLike | None,
@@ -353,7 +342,7 @@ def build_country_mmdb(
     networks = 0
     for merged, bits, version in ((merged4, 32, 4), (merged6, 128, 6)):
         for lo, hi, cc in merged:
-            for net, plen in range_to_cidrs(lo, hi, bits):
+            for net, plen in range_cidrs(lo, hi, bits):
                 by_country.setdefault(cc, []).append(IPNetwork((net, plen), version=version))
                 networks += 1
 

@@ -33,6 +33,20 @@ class SetFileError(ValueError):
     pass
 
 
+def range_cidrs(low: int, high: int, bits: int) -> list[tuple[int, int]]:
+    """The fewest aligned (network, prefix length) blocks covering ``low..high`` (inclusive) in a
+    ``bits``-bit address space, in order: a range's CIDR decomposition (SiLK's IP set iterator with
+    CIDR blocks on, the GeoIP database's networks)."""
+    blocks = []
+    while low <= high:
+        aligned = (low & -low).bit_length() - 1 if low else bits  # the alignment of low
+        fits = (high - low + 1).bit_length() - 1  # the largest block the rest of the range holds
+        host = min(aligned, fits)
+        blocks.append((low, bits - host))
+        low += 1 << host
+    return blocks
+
+
 def bitmap_of(values: Iterable[int] | np.ndarray) -> BitMap:
     """A roaring bitmap of uint32 values, built from sorted, distinct values in one C call.
 

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .schema import ATTR_IPV6, FLOW_SCHEMA, IPV6_TYPE, conform
+from .sets import range_cidrs
 
 MAGIC = b"\xde\xad\xbe\xef"
 HEADER_START = struct.Struct(">4sBBBBIHH")
@@ -571,20 +572,6 @@ def _header(fmt: int, rec_size: int, rec_version: int, entries: list[tuple[int, 
     return head + ENTRY.pack(0, pad) + bytes(pad - ENTRY.size)
 
 
-def _cidr_blocks(runs: list[tuple[int, int]], bits: int) -> list[tuple[int, int]]:
-    """Inclusive runs of addresses as their fewest aligned CIDR blocks (start, prefix), in order:
-    what SiLK's IP set iterator gives with CIDR blocks on."""
-    blocks = []
-    for low, high in runs:
-        while low <= high:
-            size = (low & -low).bit_length() - 1 if low else bits  # alignment of low
-            while size and low + (1 << size) - 1 > high:
-                size -= 1
-            blocks.append((low, bits - size))
-            low += 1 << size
-    return blocks
-
-
 def _int_runs(values: list[int]) -> list[tuple[int, int]]:
     """Sorted distinct Python ints (128-bit addresses) as inclusive runs."""
     runs: list[tuple[int, int]] = []
@@ -649,7 +636,7 @@ def silk_ipset_bytes(v4: np.ndarray, v6: list[int], record_version: int = 0) -> 
         return _header(FT_IPSET, 1, 4, [(IPSET_ENTRY_ID, layout)]) + _slash24_cidrbmap_body(bases, words)
     runs = _int_runs(sorted([0xFFFF << 32 | a for a in v4.tolist()] + list(v6)))
     layout = struct.pack(">6I", 0, 0, 16, 0, 0, 0)
-    return _header(FT_IPSET, 1, 4, [(IPSET_ENTRY_ID, layout)]) + _cidrbmap_body(_cidr_blocks(runs, 128), 16)
+    return _header(FT_IPSET, 1, 4, [(IPSET_ENTRY_ID, layout)]) + _cidrbmap_body([b for low, high in runs for b in range_cidrs(low, high, 128)], 16)
 
 
 def _slash24_bitmaps(v4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -672,7 +659,7 @@ def _slash24_cidrbmap_body(bases: np.ndarray, words: np.ndarray) -> bytes:
     def flush() -> None:
         if run:
             out.extend(start.to_bytes(4, "little") + bytes([prefix])
-                       for start, prefix in _cidr_blocks([(run[0] << 8, (run[-1] << 8) | 0xFF)], 32))
+                       for start, prefix in range_cidrs(run[0] << 8, (run[-1] << 8) | 0xFF, 32))
             run.clear()
 
     for base, is_full, bitmap in zip(bases.tolist(), full.tolist(), words):
