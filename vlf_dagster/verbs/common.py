@@ -264,36 +264,42 @@ SILK_OUTPUT_HELP = ("write SiLK flow files (FT_RWIPV6ROUTING, records as SiLK's 
                     "SiLK tool read, stdout included, instead of Parquet or Arrow")
 
 
-def write_flows(table: pa.Table, dest: str, *, silk: bool = False) -> int:
+def write_flows(records: pa.Table | Iterable[pa.RecordBatch], dest: str, *, silk: bool = False) -> int:
     """Write to ``-`` (stdout: IPC stream, or text via `vlf cut` on a terminal) or a file; with
-    ``silk``, a SiLK flow file either way (to pipe into SiLK's tools)."""
+    ``silk``, a SiLK flow file either way (to pipe into SiLK's tools).  ``records`` may be batches
+    as they come (filter's scan): an Arrow stream out, to a pipe or a file not named .parquet, is
+    written batch by batch; the other outputs take them whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..flows.schema import FLOW_SCHEMA
+    from ..flows.storage import atomic_path
+
+    streams = (dest == "-" and not stdout_is_terminal()) or (dest != "-" and not dest.endswith(".parquet"))
+    if not isinstance(records, pa.Table) and (silk or not streams):
+        records = pa.Table.from_batches(list(records), schema=FLOW_SCHEMA)
     if silk:
         from ..flows.silkfile import silk_flow_bytes
 
-        write_binary_output(silk_flow_bytes(table), dest)
-        return table.num_rows
-    import pyarrow.parquet as pq
-
+        write_binary_output(silk_flow_bytes(records), dest)
+        return records.num_rows
     if dest == "-":
-        if stdout_is_terminal():
+        if not streams:  # a terminal: the records as `vlf cut` prints them
             from ..flows.cut import format_text
 
-            for block in format_text(table):
+            for block in format_text(records):
                 stdout_binary().write(block)
             stdout_binary().flush()
-            return table.num_rows
-        count = write_flow_stream(table, stdout_binary())
+            return records.num_rows
+        count = write_flow_stream(records, stdout_binary())
         stdout_binary().flush()
         return count
-    from ..flows.storage import atomic_path
-
     with atomic_path(dest) as tmp:
-        if dest.endswith(".parquet"):
-            pq.write_table(table, tmp, compression="zstd")
-        else:
-            with open(tmp, "wb") as sink:
-                write_flow_stream(table, sink)
-    return table.num_rows
+        if not streams:
+            pq.write_table(records, tmp, compression="zstd")
+            return records.num_rows
+        with open(tmp, "wb") as sink:
+            return write_flow_stream(records, sink)
 
 
 def write_binary_output(data: bytes, dest: str) -> None:

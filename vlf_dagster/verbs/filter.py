@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import (SILK_OUTPUT_HELP, HelpFormatter, check_clobber, damaged_parquet_file, parquet_flow_files, read_flows, stdout_binary,
-                     stdout_is_terminal, write_flow_stream, write_flows)
+from .common import (SILK_OUTPUT_HELP, HelpFormatter, check_clobber, damaged_parquet_file, parquet_flow_files, read_flows,
+                     write_flows)
 
 if TYPE_CHECKING:
     from ..flows.filter import FilterSpec
@@ -220,32 +220,14 @@ def _destinations(values: list[str]) -> list[str]:
     return ["-" if v == "stdout" else v for v in values]
 
 
-def _streams(passes, fails, alls, stats_wanted, max_pass, compiled) -> bool:
-    """Whether the only output is one Parquet file DuckDB can write while it scans.
+def _scanned_straight_out(passes, fails, alls, stats_wanted, max_pass, compiled) -> bool:
+    """Whether the only output is one pass destination that the records can go to as DuckDB scans
+    them, in input order: a Parquet file DuckDB writes itself, or batches for write_flows.
 
     Set tests are joins, whose output order DuckDB does not keep: those go through execute(),
     which numbers the rows and sorts them back."""
-    return (len(passes) == 1 and passes[0] != "-" and passes[0].endswith(".parquet") and not fails and not alls
-            and not stats_wanted and max_pass is None and not compiled.tables)
-
-
-def _streams_batches(passes, fails, alls, stats_wanted, max_pass, compiled, silk: bool) -> bool:
-    """Whether the only output is one Arrow IPC stream (stdout that is not a terminal, or a file
-    not named .parquet) that can be written batch by batch, in input order."""
-    if silk or len(passes) != 1 or fails or alls or stats_wanted or max_pass is not None or compiled.tables:
-        return False
-    return (passes[0] == "-" and not stdout_is_terminal()) or (passes[0] != "-" and not passes[0].endswith(".parquet"))
-
-
-def _write_batches(batches, dest: str) -> None:
-    if dest == "-":
-        write_flow_stream(batches, stdout_binary())
-        stdout_binary().flush()
-        return
-    from ..flows.storage import atomic_path
-
-    with atomic_path(dest) as tmp, open(tmp, "wb") as sink:
-        write_flow_stream(batches, sink)
+    return (len(passes) == 1 and not fails and not alls and not stats_wanted and max_pass is None
+            and not compiled.tables)
 
 
 def run(args) -> int:
@@ -317,14 +299,14 @@ def run(args) -> int:
             for path in files:
                 print(path, file=sys.stderr)
     try:
-        if files is not None and not args.silk and _streams(passes, fails, alls, stats_wanted, max_pass, compiled):
-            # one Parquet pass-destination: DuckDB copies the passing records file to file, in input order
-            write_filtered(files, compiled, passes[0], order_by=None)
-            return 0
-        if files is not None and _streams_batches(passes, fails, alls, stats_wanted, max_pass, compiled, args.silk):
-            # one Arrow stream out (a pipe to the next verb, or a file): written batch by batch as
-            # DuckDB scans, so memory stays flat and the reader downstream starts at once
-            _write_batches(filtered_batches(files, compiled), passes[0])
+        if files is not None and _scanned_straight_out(passes, fails, alls, stats_wanted, max_pass, compiled):
+            if passes[0].endswith(".parquet") and not args.silk:
+                # DuckDB copies the passing records file to file, in input order
+                write_filtered(files, compiled, passes[0], order_by=None)
+            else:
+                # an Arrow stream out (a pipe to the next verb, or a file) goes batch by batch as
+                # DuckDB scans: memory stays flat and the reader downstream starts at once
+                write_flows(filtered_batches(files, compiled), passes[0], silk=args.silk)
             return 0
         if files is None:
             result = execute(compiled, table=read_flows(inputs), **want)
