@@ -303,8 +303,9 @@ def write_flows(records: pa.Table | Iterable[pa.RecordBatch], dest: str, *, silk
 
 
 def write_binary_output(data: bytes, dest: str) -> None:
-    """Write a set or bag file to ``dest`` (``-`` is stdout)."""
+    """Write a file's bytes (a set, a bag, a verb's text) to ``dest`` (``-`` is stdout)."""
     if dest == "-":
+        sys.stdout.flush()  # text printed before goes first
         stdout_binary().write(data)
         stdout_binary().flush()
         return

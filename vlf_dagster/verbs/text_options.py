@@ -7,10 +7,8 @@ Light to import (no pyarrow, no DuckDB): a verb's parser is built from it, and `
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-from .common import VerbError, check_clobber, parquet_flow_files, read_flows
+from .common import VerbError, check_clobber, parquet_flow_files, read_flows, write_binary_output
 
 FIELDS_HELP = (
     "Key fields, comma-separated names or rwcut numbers with N-M ranges (case-insensitive): "
@@ -191,18 +189,13 @@ def read_input(args: argparse.Namespace):
 
 
 def write_lines(lines, args: argparse.Namespace) -> None:
-    """Write lines (a list, or the formatter's ``TextLines``) with a newline after each."""
+    """Write lines (a list, or the formatter's ``TextLines``) with a newline after each, to
+    --output-path (an existing file needs SILK_CLOBBER, as in SiLK) or stdout."""
     to_bytes = getattr(lines, "to_bytes", None)
     data = to_bytes() if to_bytes is not None else "".join(line + "\n" for line in lines).encode("utf-8")
-    if args.output_path and args.output_path not in ("-", "stdout"):
-        from ..flows.storage import write_bytes
-
-        check_clobber(args.output_path)  # as SiLK's --output-path: an existing file needs SILK_CLOBBER
-        try:
-            write_bytes(data, Path(args.output_path))  # temp file, then rename (a FIFO or device: written through)
-        except OSError as exc:
-            raise VerbError(f"{args.output_path}: cannot write: {exc.strerror}") from None
-        return
-    sys.stdout.flush()
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    dest = "-" if args.output_path in (None, "", "-", "stdout") else args.output_path
+    check_clobber(dest)
+    try:
+        write_binary_output(data, dest)  # a file: temp file, then rename (a FIFO or device: written through)
+    except OSError as exc:
+        raise VerbError(f"{dest}: cannot write: {exc.strerror}") from None
