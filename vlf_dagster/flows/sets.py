@@ -393,9 +393,10 @@ def sample(ipset: IPSet, *, size: int | None = None, ratio: float | None = None,
 # --- rwsetcat views ---------------------------------------------------------------------------
 
 
-def ipv4_ranges(ipset: IPSet) -> list[tuple[int, int]]:
-    """Maximal runs of consecutive IPv4 members as (start, end) inclusive pairs."""
-    members = ipset.ipv4_array().astype(np.int64)
+def array_runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """Integers (up to 64-bit; repeats and any order allowed) as maximal runs of consecutive
+    values, (start, end) inclusive, in order."""
+    members = np.unique(np.asarray(values).astype(np.int64))
     if len(members) == 0:
         return []
     breaks = np.flatnonzero(np.diff(members) != 1)
@@ -404,15 +405,24 @@ def ipv4_ranges(ipset: IPSet) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist()))
 
 
-def ipv6_ranges(ipset: IPSet) -> list[tuple[int, int]]:
-    values = ipset.ipv6_ints()
+def int_runs(values: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted Python ints (128-bit addresses) as maximal runs of consecutive values; repeats join."""
     out: list[tuple[int, int]] = []
     for v in values:
-        if out and out[-1][1] + 1 == v:
-            out[-1] = (out[-1][0], v)
+        if out and v <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], v))
         else:
             out.append((v, v))
     return out
+
+
+def ipv4_ranges(ipset: IPSet) -> list[tuple[int, int]]:
+    """Maximal runs of consecutive IPv4 members as (start, end) inclusive pairs."""
+    return array_runs(ipset.ipv4_array())
+
+
+def ipv6_ranges(ipset: IPSet) -> list[tuple[int, int]]:
+    return int_runs(ipset.ipv6_ints())
 
 
 def cidr_blocks(ipset: IPSet) -> list[str]:

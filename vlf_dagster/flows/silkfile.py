@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .schema import ATTR_IPV6, FLOW_SCHEMA, IPV6_TYPE, conform
-from .sets import range_cidrs
+from .sets import array_runs, int_runs, range_cidrs
 
 MAGIC = b"\xde\xad\xbe\xef"
 HEADER_START = struct.Struct(">4sBBBBIHH")
@@ -208,7 +208,7 @@ def read_silk_ipset(data: bytes, label: str = "<silk>") -> tuple[list[tuple[int,
         bits = np.unpackbits(words[:, 1:].astype("<u4").view(np.uint8).reshape(-1, 32), axis=1, bitorder="little")
         rows, offsets = np.nonzero(bits)
         addresses = words[rows, 0].astype(np.int64) + offsets
-        return _runs(addresses), []
+        return array_runs(addresses), []
     if version == 3:
         if fields is None:
             raise SilkFileError(f"{label}: IP set v3 without its layout header entry")
@@ -338,17 +338,6 @@ def read_silk_bag(data: bytes, label: str = "<silk>") -> SilkBag:
         keys = rows["key"].astype(np.uint64)
     return SilkBag(BAG_KEYS.get(key_type, "value"), BAG_COUNTERS.get(counter_type, "records"), key_len == 16, keys,
                    rows["counter"].astype(np.uint64))
-
-
-def _runs(addresses: np.ndarray) -> list[tuple[int, int]]:
-    """Sorted distinct integers as inclusive runs."""
-    if not len(addresses):
-        return []
-    values = np.unique(addresses)
-    breaks = np.flatnonzero(np.diff(values) != 1)
-    starts = np.r_[values[0], values[breaks + 1]]
-    ends = np.r_[values[breaks], values[-1]]
-    return [(int(a), int(b)) for a, b in zip(starts, ends)]
 
 
 def read_silk_file(path: str | Path) -> pa.Table:
@@ -572,17 +561,6 @@ def _header(fmt: int, rec_size: int, rec_version: int, entries: list[tuple[int, 
     return head + ENTRY.pack(0, pad) + bytes(pad - ENTRY.size)
 
 
-def _int_runs(values: list[int]) -> list[tuple[int, int]]:
-    """Sorted distinct Python ints (128-bit addresses) as inclusive runs."""
-    runs: list[tuple[int, int]] = []
-    for value in values:
-        if runs and value == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], value)
-        elif not runs or value > runs[-1][1]:
-            runs.append((value, value))
-    return runs
-
-
 def _cidrbmap_body(blocks: list[tuple[int, int]], width: int) -> bytes:
     """IP set record version 4: each block as its address and prefix, except that two or more
     blocks inside one /24 (IPv4) or /120 (IPv6) become the /24's or /120's address and a 256-bit
@@ -634,7 +612,7 @@ def silk_ipset_bytes(v4: np.ndarray, v6: list[int], record_version: int = 0) -> 
             return _header(FT_IPSET, 1, 2, []) + body.tobytes()
         layout = struct.pack(">6I", 0, 0, 4, 0, 0, 0)  # SiLK's IPset entry: only the address width is set
         return _header(FT_IPSET, 1, 4, [(IPSET_ENTRY_ID, layout)]) + _slash24_cidrbmap_body(bases, words)
-    runs = _int_runs(sorted([0xFFFF << 32 | a for a in v4.tolist()] + list(v6)))
+    runs = int_runs(sorted([0xFFFF << 32 | a for a in v4.tolist()] + list(v6)))
     layout = struct.pack(">6I", 0, 0, 16, 0, 0, 0)
     return _header(FT_IPSET, 1, 4, [(IPSET_ENTRY_ID, layout)]) + _cidrbmap_body([b for low, high in runs for b in range_cidrs(low, high, 128)], 16)
 
