@@ -112,12 +112,16 @@ def run_tuc(args) -> int:
 OUTPUT_HELP = "output file (.parquet: Parquet, else Arrow IPC; default stdout)"
 
 
+def _add_output_options(parser) -> None:
+    parser.add_argument("--output-path", metavar="PATH", help=OUTPUT_HELP)
+    parser.add_argument("--silk", action="store_true", help=SILK_OUTPUT_HELP)
+
+
 def register(sub) -> None:
     p = sub.add_parser("cat", help="rwcat: concatenate flow files into one", formatter_class=HelpFormatter,
                        description="Concatenate flow files (Parquet, Arrow IPC, SiLK flow files; stdin) into one output, in input order.")
     p.add_argument("files", nargs="*", help="flow files; none or `-` reads stdin")
-    p.add_argument("--output-path", metavar="PATH", help=OUTPUT_HELP)
-    p.add_argument("--silk", action="store_true", help=SILK_OUTPUT_HELP)
+    _add_output_options(p)
     p.set_defaults(func=run_cat)
 
     p = sub.add_parser("sort", help="rwsort: sort flow records by fields", formatter_class=HelpFormatter,
@@ -127,8 +131,7 @@ def register(sub) -> None:
     p.add_argument("files", nargs="*", help="flow files; none or `-` reads stdin")
     p.add_argument("--fields", required=True, help="sort keys, e.g. sip,dport,stime or 1-5")
     p.add_argument("--reverse", action="store_true", help="largest first")
-    p.add_argument("--output-path", metavar="PATH", help=OUTPUT_HELP)
-    p.add_argument("--silk", action="store_true", help=SILK_OUTPUT_HELP)
+    _add_output_options(p)
     p.set_defaults(func=run_sort)
 
     p = sub.add_parser("tuc", help="rwtuc: flow records from rwcut text", formatter_class=HelpFormatter,
@@ -141,6 +144,5 @@ def register(sub) -> None:
     p.add_argument("--no-titles", action="store_true", help="the first line is a record, not titles")
     p.add_argument("--column-separator", metavar="C", help="the separator (default: '|' or tab, sniffed)")
     p.add_argument("--site-config-file", metavar="PATH", help="site TOML naming the sensors (default: the site lookup)")
-    p.add_argument("--output-path", metavar="PATH", help=OUTPUT_HELP)
-    p.add_argument("--silk", action="store_true", help=SILK_OUTPUT_HELP)
+    _add_output_options(p)
     p.set_defaults(func=run_tuc)
