@@ -38,7 +38,7 @@ $(GEOIP_DB): | $(BIN)/vlf
 	else mkdir -p build/tor-geoipdb && cd build/tor-geoipdb && \
 	  { ls tor-geoipdb_*.deb >/dev/null 2>&1 || apt-get download tor-geoipdb >/dev/null; } && \
 	  dpkg -x tor-geoipdb_*.deb root && cd ../.. && src=build/tor-geoipdb/root/usr/share/tor; fi; \
-	$(BIN)/python -m vlf_dagster.analysis.geo build --ipv4 $$src/geoip --ipv6 $$src/geoip6 --out $@ \
+	$(BIN)/python -m vlf_dagster.analysis.tables.geo build --ipv4 $$src/geoip --ipv6 $$src/geoip6 --out $@ \
 	|| echo "warning: no GeoIP database ($@); the report's geography says so"
 
 nmap-services: $(NMAP_SERVICES)
@@ -80,7 +80,7 @@ bench-collector-flood: install  ## collector memory under floods of made-up doma
 	$(BIN)/python bench/collector_flood.py
 
 ui: install  ## the Dagster UI on http://127.0.0.1:3000
-	$(BIN)/python -c "import os; from vlf_dagster.runs import write_instance_config; write_instance_config(os.environ['DAGSTER_HOME'])"
+	$(BIN)/python -c "import os; from vlf_dagster.orchestration.runs import write_instance_config; write_instance_config(os.environ['DAGSTER_HOME'])"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:  ## remove generated data and the Dagster instance (keeps the venv)

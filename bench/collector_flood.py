@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vlf_dagster.flows.collector import Collector  # noqa: E402
+from vlf_dagster.flows.sources.collector import Collector  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -84,10 +84,10 @@ def main() -> None:
 
     import dagster as dg
 
-    from vlf_dagster.definitions import build_definitions
+    from vlf_dagster.orchestration.definitions import build_definitions
     from vlf_dagster.flows.sets import IPSet
     from vlf_dagster.flows.site import load_site
-    from vlf_dagster.runs import AutomationTicks, ensure_instance_home
+    from vlf_dagster.orchestration.runs import AutomationTicks, ensure_instance_home
 
     ensure_instance_home(args.dagster_home or data / ".dagster_home")
     site = load_site(data / "site.toml")

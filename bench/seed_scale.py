@@ -78,9 +78,9 @@ def stage_simulate(args) -> dict:
 def _dagster_stage(args, stage: str) -> dict:
     import dagster as dg
 
-    from vlf_dagster.assets.clock import compute_seconds
-    from vlf_dagster.definitions import HOURLY_ASSETS, MONTHLY_ASSETS, build_definitions
-    from vlf_dagster.runs import QUIET, ensure_instance_home, materialize_hourly
+    from vlf_dagster.orchestration.assets.clock import compute_seconds
+    from vlf_dagster.orchestration.definitions import HOURLY_ASSETS, MONTHLY_ASSETS, build_definitions
+    from vlf_dagster.orchestration.runs import QUIET, ensure_instance_home, materialize_hourly
 
     ensure_instance_home(args.dagster_home)
     defs = build_definitions(args.data_dir)
@@ -200,7 +200,7 @@ def main() -> None:
     args.dagster_home = args.dagster_home or args.data_dir / ".dagster_home"
     if args.hours_per_run is None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from vlf_dagster.assets.archive import HOURLY_BATCH
+        from vlf_dagster.orchestration.assets.archive import HOURLY_BATCH
 
         args.hours_per_run = HOURLY_BATCH
 

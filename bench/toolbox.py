@@ -41,7 +41,7 @@ def _files(data: Path, types=None):
 
 
 def op_filter(data: Path) -> int:
-    from vlf_dagster.flows.filter import FilterSpec, filter_files
+    from vlf_dagster.flows.tools.filter import FilterSpec, filter_files
 
     files = _files(data)
     filter_files(files, FilterSpec(protocol="6", flags_all=["S/SA"]))
@@ -59,7 +59,7 @@ def op_match(data: Path) -> int:
 
     from vlf_dagster.flows.bags import literal_list
     from vlf_dagster.flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
-    from vlf_dagster.flows.match import match_sessions
+    from vlf_dagster.flows.tools.match import match_sessions
     from vlf_dagster.flows.schema import conform
 
     con = duckdb.connect()
@@ -69,7 +69,7 @@ def op_match(data: Path) -> int:
 
 
 def op_uniq(data: Path) -> int:
-    from vlf_dagster.flows.stats import uniq
+    from vlf_dagster.flows.tools.stats import uniq
 
     files = _files(data)
     uniq([str(f) for f in files], "sip", "flows,distinct:dip", ["flows=1-10"])
@@ -79,7 +79,7 @@ def op_cut(data: Path) -> int:
     import duckdb
 
     from vlf_dagster.flows.bags import literal_list
-    from vlf_dagster.flows.cut import format_text
+    from vlf_dagster.flows.tools.cut import format_text
     from vlf_dagster.flows.schema import conform
 
     table = conform(duckdb.connect().sql(f"SELECT * FROM read_parquet({literal_list(_files(data))})").to_arrow_table())

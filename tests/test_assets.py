@@ -11,14 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import START, flows, ip, write_landing
-from vlf_dagster.assets import build_assets
-from vlf_dagster.assets.partitions import hour_of_key, study_partitions
-from vlf_dagster.assets.archive import HOURLY_ASSETS
-from vlf_dagster.definitions import build_definitions
+from vlf_dagster.orchestration.assets import build_assets
+from vlf_dagster.orchestration.partitions import hour_of_key, study_partitions
+from vlf_dagster.orchestration.assets.archive import HOURLY_ASSETS
+from vlf_dagster.orchestration.definitions import build_definitions
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import archive_files, hour_ms
-from vlf_dagster.resources import GeoIPResource, VlfStore
-from vlf_dagster.runs import materialize_all
+from vlf_dagster.orchestration.resources import GeoIPResource, VlfStore
+from vlf_dagster.orchestration.runs import materialize_all
 from vlf_dagster.flows.segments import Segmented
 
 H0, H1, H2 = START, START + timedelta(hours=1), START + timedelta(hours=2)
@@ -198,7 +198,7 @@ def test_stale_rollup_is_caught_before_the_vlf_sets_use_it(planted, site):
 
 
 def test_instance_config_turns_telemetry_and_the_sign_up_pop_up_off_and_keeps_the_rest(tmp_path):
-    from vlf_dagster.runs import write_instance_config
+    from vlf_dagster.orchestration.runs import write_instance_config
 
     home = tmp_path / "home"
     home.mkdir()
@@ -226,7 +226,7 @@ def test_an_ipv6_source_goes_through_the_whole_graph(tmp_path):
     its flow is extracted, matched and checked like any other, and the SQL catalog prints it."""
     import ipaddress
 
-    from vlf_dagster.analysis.catalog import connect
+    from vlf_dagster.analysis.steps.catalog import connect
     from vlf_dagster.flows.site import site_from_mapping
 
     data = tmp_path / "data"
@@ -250,7 +250,7 @@ def test_an_ipv6_source_goes_through_the_whole_graph(tmp_path):
 def test_hourly_batches_on_two_processes_equal_one_process(planted, tmp_path):
     """`vlf materialize` runs batches of hours on worker processes against one instance: every
     hour is materialized once with its own figures, and the files equal a one-process run's."""
-    from vlf_dagster.runs import materialize_hourly, write_instance_config
+    from vlf_dagster.orchestration.runs import materialize_hourly, write_instance_config
 
     def run(home, workers):
         write_instance_config(home)

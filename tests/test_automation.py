@@ -13,13 +13,13 @@ import dagster as dg
 import pytest
 
 from conftest import START, flows, write_landing
-from vlf_dagster.assets.archive import HOURLY_ASSETS
-from vlf_dagster.assets.bags import MONTHLY_ASSETS
-from vlf_dagster.definitions import build_definitions
+from vlf_dagster.orchestration.assets.archive import HOURLY_ASSETS
+from vlf_dagster.orchestration.assets.bags import MONTHLY_ASSETS
+from vlf_dagster.orchestration.definitions import build_definitions
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.site import SiteConfigError, site_from_mapping
 from vlf_dagster.flows.storage import hour_ms, window_path
-from vlf_dagster.runs import AutomationTicks, materialize_all
+from vlf_dagster.orchestration.runs import AutomationTicks, materialize_all
 from vlf_dagster.flows.segments import Segmented
 from test_match_refresh import categorized, groups
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import START, flows, ip
-from vlf_dagster.analysis.catalog import CatalogError, build_catalog, connect
+from vlf_dagster.analysis.steps.catalog import CatalogError, build_catalog, connect
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import archive_path, hour_ms, hourly_path, window_path, write_parquet
 
@@ -89,7 +89,7 @@ def test_views_see_new_hours_and_a_refresh_never_disturbs_a_reader(data):
 
 
 def test_a_refresh_reads_only_new_or_changed_footers_and_counts_stay_exact(data, monkeypatch):
-    import vlf_dagster.analysis.catalog as catalog
+    import vlf_dagster.analysis.steps.catalog as catalog
 
     assert build_catalog(data).objects["flows"] == 3
     read = []

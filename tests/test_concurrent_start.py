@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-START = ("import sys, dagster as dg; from vlf_dagster.runs import ensure_instance_home; "
+START = ("import sys, dagster as dg; from vlf_dagster.orchestration.runs import ensure_instance_home; "
          "ensure_instance_home(sys.argv[1]); i = dg.DagsterInstance.get(); print(len(i.get_runs()))")
 
 
@@ -27,7 +27,7 @@ def test_a_failed_run_is_one_line_naming_the_step_and_its_error(tmp_path, capsys
     import pytest
 
     from vlf_dagster.cli import _is_user_error
-    from vlf_dagster.runs import RunFailed, RunLog, _execute
+    from vlf_dagster.orchestration.runs import RunFailed, RunLog, _execute
 
     @dg.asset
     def broken_asset():
@@ -39,7 +39,7 @@ def test_a_failed_run_is_one_line_naming_the_step_and_its_error(tmp_path, capsys
             _execute(job, instance, {}, "2006-04-01", RunLog(), print)
         import os
 
-        from vlf_dagster.runs import PID_TAG
+        from vlf_dagster.orchestration.runs import PID_TAG
         assert instance.get_runs()[0].tags[PID_TAG] == str(os.getpid())  # a later start can tell if it was killed
     message = str(failed.value)
     assert "\n" not in message and _is_user_error(failed.value)
@@ -52,7 +52,7 @@ def test_runs_a_killed_process_left_started_are_marked_failed_on_the_next_start(
 
     import dagster as dg
 
-    from vlf_dagster.runs import HOST_TAG, PID_TAG, fail_orphaned_runs
+    from vlf_dagster.orchestration.runs import HOST_TAG, PID_TAG, fail_orphaned_runs
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a process id no longer in use

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pyarrow as pa
 
 from conftest import START, flows, ip
-from vlf_dagster.analysis.consistency import flows_conserved, intersection_holds, vlf_flows_match_bag
+from vlf_dagster.analysis.steps.consistency import flows_conserved, intersection_holds, vlf_flows_match_bag
 from vlf_dagster.flows.bags import BagInfo, write_bag
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import archive_path, hour_ms, write_parquet

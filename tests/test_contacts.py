@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vlf_dagster.analysis import contacts, figures
+from vlf_dagster.analysis.steps import contacts
+from vlf_dagster.analysis.tables import figures
 from vlf_dagster.flows.storage import write_parquet
 
 NET = ipaddress.ip_network("10.1.24.0/22")
@@ -89,7 +90,7 @@ def test_an_unchanged_window_reads_nothing_and_a_stale_state_counts_again(tmp_pa
 
 
 def test_window_counter_bags_refreshed_by_changed_months_equal_a_full_sum(tmp_path):
-    from vlf_dagster.analysis.vlf import refresh_counter_bag, window_counter_bag
+    from vlf_dagster.analysis.steps.vlf import refresh_counter_bag, window_counter_bag
     from vlf_dagster.flows.bags import BagInfo, write_bag
 
     info = BagInfo(("sIP",), ("records", "packets", "bytes", "hours"))

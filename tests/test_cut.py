@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import flows
-from vlf_dagster.flows.cut import CutError, format_records, format_text
+from vlf_dagster.flows.tools.cut import CutError, format_records, format_text
 from vlf_dagster.flows.fields import FieldError
 
 T0 = 1143850555000  # 2006/04/01T00:15:55.000 UTC

@@ -32,8 +32,8 @@ def test_demo_real_runs_the_study_on_a_zeek_log(tmp_path, monkeypatch):
 def test_a_tiny_capture_in_1970_says_why_each_empty_section_is_empty(tmp_path, monkeypatch, capsys):
     import json
 
-    from vlf_dagster.analysis.catalog import connect
-    from vlf_dagster.analysis.report_parts import NOTHING_TO_SHOW
+    from vlf_dagster.analysis.steps.catalog import connect
+    from vlf_dagster.analysis.report.parts import NOTHING_TO_SHOW
 
     # Zeek read a pcap with relative times: ts counts seconds from the capture's start (1970)
     log = tmp_path / "relative.log"

@@ -8,7 +8,7 @@ import json
 import pyarrow as pa
 
 from conftest import flows
-from vlf_dagster.analysis.extraction import extract_by_set
+from vlf_dagster.analysis.steps.extraction import extract_by_set
 from vlf_dagster.flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import write_parquet

@@ -179,9 +179,9 @@ def test_footers_tell_whether_any_ipv6_address_is_held(tmp_path):
 def test_one_site_lookup_for_the_toolbox_the_store_and_the_code_location(tmp_path, monkeypatch):
     """site.resolve_site is the one order: an explicit file, else $VLF_SITE_CONFIG, else the data
     directory's site.toml, else the packaged default; the store and the definitions agree with it."""
-    from vlf_dagster.definitions import build_definitions
+    from vlf_dagster.orchestration.definitions import build_definitions
     from vlf_dagster.flows.site import resolve_site
-    from vlf_dagster.resources.store import VlfStore
+    from vlf_dagster.orchestration.resources.store import VlfStore
 
     def site_named(name: str, path, days: int = 1):
         path.write_text(site_from_mapping({"name": name, "internal_networks": ["10.0.0.0/8"], "sensors": ["S0"],

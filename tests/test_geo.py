@@ -11,8 +11,8 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from conftest import ip
-from vlf_dagster.analysis import geo
-from vlf_dagster.analysis.geo import CountryLookup, GeoIPError, build_country_mmdb
+from vlf_dagster.analysis.tables import geo
+from vlf_dagster.analysis.tables.geo import CountryLookup, GeoIPError, build_country_mmdb
 from vlf_dagster.flows.sets import range_cidrs
 
 SHARED_GEOIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "geoip"
@@ -177,7 +177,7 @@ def test_dbip_country_lite():
 
 
 def test_geoip_resource_never_raises(tmp_path, monkeypatch, tiny_db):
-    from vlf_dagster.resources.geoip import GEOIP_ENV, GeoIPResource
+    from vlf_dagster.orchestration.resources.geoip import GEOIP_ENV, GeoIPResource
 
     monkeypatch.delenv(GEOIP_ENV, raising=False)
     missing = tmp_path / "missing.mmdb"

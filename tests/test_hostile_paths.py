@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import START, flows, write_landing
-from vlf_dagster.analysis.catalog import build_catalog, connect
+from vlf_dagster.analysis.steps.catalog import build_catalog, connect
 from vlf_dagster.flows import duck
 from vlf_dagster.flows.archive import pack_hour
 from vlf_dagster.flows.segments import Segmented, relation_sql

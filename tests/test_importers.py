@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vlf_dagster.cli import main
-from vlf_dagster.flows import importers as im
-from vlf_dagster.flows.cut import format_records
+from vlf_dagster.flows.importers import readers as im
+from vlf_dagster.flows.tools.cut import format_records
 from vlf_dagster.flows.flags import ACK, FIN, PSH, RST, SYN
 from vlf_dagster.flows.ingest import QUARANTINE_SCHEMA, read_landing_file
 from vlf_dagster.flows.schema import ATTR_IPV6, FLOW_SCHEMA, conform, ipv4_to_int
@@ -809,8 +809,8 @@ def test_fuzz_every_parser_accounts_for_every_line(kind):
 @pytest.mark.skipif(not (SHARED_NETFLOW := Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "netflow-exports" / "nfv5.pcap").exists(),
                     reason="shared NetFlow export captures not found")
 def test_netflow_pcap_import_goes_through_the_collector_decoder(tmp_path):
-    from vlf_dagster.flows.importers import import_file, land
-    from vlf_dagster.flows.netflow import import_pcap
+    from vlf_dagster.flows.importers.readers import import_file, land
+    from vlf_dagster.flows.sources.netflow import import_pcap
 
     result = import_file(SHARED_NETFLOW, "netflow-pcap")
     direct, accounting = import_pcap(SHARED_NETFLOW)

@@ -1,5 +1,5 @@
 """The Dagster instance written by ``runs.write_instance_config`` and its faster event log storage
-(``vlf_dagster/instance_storage.py``): same records as Dagster's own, safe across threads,
+(``vlf_dagster/orchestration/instance_storage.py``): same records as Dagster's own, safe across threads,
 processes and forks, and a user's own storage config left alone."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
-from vlf_dagster.instance_storage import FastSqliteEventLogStorage
-from vlf_dagster.runs import write_instance_config
+from vlf_dagster.orchestration.instance_storage import FastSqliteEventLogStorage
+from vlf_dagster.orchestration.runs import write_instance_config
 
 ROOT = Path(__file__).resolve().parents[1]
 HOURS = dg.HourlyPartitionsDefinition(start_date="2006-02-01-00:00", end_date="2006-03-01-00:00", timezone="UTC")

@@ -7,7 +7,7 @@ import re
 
 import dagster as dg
 
-from vlf_dagster.definitions import build_definitions
+from vlf_dagster.orchestration.definitions import build_definitions
 
 WINDOW_SOURCES = ["hourly_contact_pairs", "hourly_flows", "hourly_source_bags", "monthly_contact_pairs",
                   "monthly_port_usage", "monthly_source_bags", "monthly_traffic_volumes", "source_destination_count_bag",

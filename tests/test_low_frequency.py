@@ -7,14 +7,14 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from conftest import flows, ip, write_landing
-from vlf_dagster.definitions import build_definitions
-from vlf_dagster.flows.filter import FilterSpec, filter_files
+from vlf_dagster.orchestration.definitions import build_definitions
+from vlf_dagster.flows.tools.filter import FilterSpec, filter_files
 from vlf_dagster.flows.schema import conform
 from vlf_dagster.flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.site import site_from_mapping
 from vlf_dagster.flows.storage import archive_files, hour_ms, hours_between
-from vlf_dagster.runs import materialize_all
+from vlf_dagster.orchestration.runs import materialize_all
 from vlf_dagster.flows.segments import Segmented
 
 APRIL = datetime(2006, 4, 30, 22, tzinfo=timezone.utc)

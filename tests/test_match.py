@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import flows
-from vlf_dagster.flows import match as match_mod
-from vlf_dagster.flows.match import SESSION_RELATE, MatchError, match, match_ids, match_sessions, parse_relate
+from vlf_dagster.flows.tools import match as match_mod
+from vlf_dagster.flows.tools.match import SESSION_RELATE, MatchError, match, match_ids, match_sessions, parse_relate
 from vlf_dagster.flows.schema import FLOW_SCHEMA
 
 T0 = 1143850555000  # 2006/04/01T00:15:55.000

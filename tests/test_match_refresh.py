@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import flows
-from vlf_dagster.analysis import matching
-from vlf_dagster.analysis.extraction import extract_by_set
+from vlf_dagster.analysis.steps import matching
+from vlf_dagster.analysis.steps.extraction import extract_by_set
 from vlf_dagster.flows import duck
-from vlf_dagster.flows.match import MAX_MATCH_ID, match_ids
+from vlf_dagster.flows.tools.match import MAX_MATCH_ID, match_ids
 from vlf_dagster.flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import write_parquet
@@ -237,7 +237,7 @@ def test_categories_streamed_row_group_by_row_group_equal_categorizing_the_whole
 
 
 def test_sessions_kept_by_source_give_the_matched_port_tables_of_the_records(tmp_path):
-    from vlf_dagster.analysis import port_tables as pt
+    from vlf_dagster.analysis.tables import port_tables as pt
 
     rng = np.random.default_rng(17)
     site = _Site(tmp_path / "live")
@@ -259,7 +259,7 @@ def test_sessions_kept_by_source_give_the_matched_port_tables_of_the_records(tmp
 
 
 def test_port_tables_read_the_kept_counts_as_they_would_the_rows(tmp_path):
-    from vlf_dagster.analysis import port_tables as pt
+    from vlf_dagster.analysis.tables import port_tables as pt
 
     rng = np.random.default_rng(23)
     site = _Site(tmp_path / "live")

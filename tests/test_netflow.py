@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vlf_dagster.flows.netflow import (
+from vlf_dagster.flows.sources.netflow import (
     BYTE_CATEGORIES,
     Decoder,
     PcapError,
@@ -739,7 +739,7 @@ def test_fuzz_batches_decode_like_single_datagrams(data):
 
 
 def test_observation_domains_per_exporter_are_capped():
-    from vlf_dagster.flows.netflow import MAX_DOMAINS_PER_EXPORTER
+    from vlf_dagster.flows.sources.netflow import MAX_DOMAINS_PER_EXPORTER
 
     decoder = Decoder()
     template = set_bytes(2, template_record(300, [(8, 4), (12, 4)]))
@@ -760,7 +760,7 @@ def test_observation_domains_per_exporter_are_capped():
 
 
 def test_templates_per_exporter_are_capped():
-    from vlf_dagster.flows.netflow import MAX_TEMPLATES_PER_EXPORTER
+    from vlf_dagster.flows.sources.netflow import MAX_TEMPLATES_PER_EXPORTER
 
     decoder = Decoder()
     records = b"".join(template_record(256 + i, [(8, 4)]) for i in range(MAX_TEMPLATES_PER_EXPORTER + 100))
@@ -774,7 +774,7 @@ def test_templates_per_exporter_are_capped():
 
 
 def test_exporters_are_capped():
-    from vlf_dagster.flows.netflow import MAX_EXPORTERS
+    from vlf_dagster.flows.sources.netflow import MAX_EXPORTERS
 
     decoder = Decoder()
     datagram = v5_datagram([v5_record()])
@@ -789,7 +789,7 @@ def test_exporters_are_capped():
 
 
 def test_sequence_streams_are_capped(monkeypatch):
-    from vlf_dagster.flows import netflow
+    from vlf_dagster.flows.sources import netflow
 
     monkeypatch.setattr(netflow, "MAX_STREAMS", 10)
     decoder = Decoder()

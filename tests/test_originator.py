@@ -11,11 +11,11 @@ import pyarrow as pa
 import pytest
 
 from conftest import flows
-from vlf_dagster.analysis import port_tables as pt
+from vlf_dagster.analysis.tables import port_tables as pt
 from vlf_dagster.flows import duck
-from vlf_dagster.flows import importers as im
+from vlf_dagster.flows.importers import readers as im
 from vlf_dagster.flows.flags import ACK, FIN, SYN
-from vlf_dagster.flows.match import match_sessions
+from vlf_dagster.flows.tools.match import match_sessions
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "zeek" / "ctu-008-conn.log.labeled"
 ZEEK_HEADER = ("#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tconn_state\t"

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from vlf_dagster.analysis import port_tables as pt
+from vlf_dagster.analysis.tables import port_tables as pt
 from vlf_dagster.flows.schema import conform
 from vlf_dagster.flows.sets import IPSet
 
@@ -439,7 +439,7 @@ def test_empty_inputs():
 def test_contact_surface_of_counts_equals_the_pairs_table(tmp_path):
     """The report's table from the distinct-destination bag equals the one from the pairs (IPv6
     sources left out, as the pairs' IPv4 filter does)."""
-    from vlf_dagster.analysis.contacts import refresh_contacts
+    from vlf_dagster.analysis.steps.contacts import refresh_contacts
 
     v6 = pa.array([None] * 7 + [b"\x20\x01" + b"\0" * 14], pa.binary(16))
     pairs = pa.table({"sIP": pa.array([1, 1, 2, 3, 3, 3, 4, 0], pa.uint32()), "sIPv6": v6,

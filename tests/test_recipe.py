@@ -10,10 +10,10 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from conftest import START
-from vlf_dagster.definitions import build_definitions
+from vlf_dagster.orchestration.definitions import build_definitions
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.site import load_site
-from vlf_dagster.runs import materialize_all
+from vlf_dagster.orchestration.runs import materialize_all
 from vlf_dagster.simulate import SimulationConfig, simulate
 from vlf_dagster.flows.segments import Segmented
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from conftest import START
-from vlf_dagster.analysis.study_report import PARTS
-from vlf_dagster.definitions import build_definitions
+from vlf_dagster.analysis.report.study import PARTS
+from vlf_dagster.orchestration.definitions import build_definitions
 from vlf_dagster.flows.site import load_site
-from vlf_dagster.runs import materialize_all
+from vlf_dagster.orchestration.runs import materialize_all
 from vlf_dagster.simulate import SimulationConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
 def test_sql_catalog_asset_answers_with_the_study_s_numbers(study):
     import pyarrow.parquet as pq
 
-    from vlf_dagster.analysis.catalog import connect
+    from vlf_dagster.analysis.steps.catalog import connect
     from vlf_dagster.flows.sets import IPSet
 
     data = study.parents[1]
@@ -120,7 +120,7 @@ def test_figures_show_inline_in_the_ui_markdown(study):
 
     from PIL import Image
 
-    from vlf_dagster.analysis.report_parts import UI_FIGURE_WIDTH, PartResult, Piece, markdown_of
+    from vlf_dagster.analysis.report.parts import UI_FIGURE_WIDTH, PartResult, Piece, markdown_of
 
     png = study / "report_traffic_volumes" / "traffic_volumes.png"
     md = markdown_of(PartResult("p", "P", [Piece("Overall Traffic Volumes", figure=png)]))
@@ -133,8 +133,8 @@ def test_figures_show_inline_in_the_ui_markdown(study):
 
 
 def test_the_report_page_is_the_same_bytes_when_rendered_again(study):
-    from vlf_dagster.analysis.report import render_report
-    from vlf_dagster.analysis.report_parts import section_from_folder
+    from vlf_dagster.analysis.report.page import render_report
+    from vlf_dagster.analysis.report.parts import section_from_folder
 
     sections = [s for part in PARTS if (s := section_from_folder(study / part.name, study)) is not None]
     first = render_report("VLF", "site", sections, ["a warning"])

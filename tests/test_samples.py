@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import START, flows, ip
-from vlf_dagster.analysis import samples as sm
-from vlf_dagster.flows.cut import format_records
+from vlf_dagster.analysis.tables import samples as sm
+from vlf_dagster.flows.tools.cut import format_records
 from vlf_dagster.flows.flags import parse_flags
-from vlf_dagster.flows.match import match_ids, match_sessions
+from vlf_dagster.flows.tools.match import match_ids, match_sessions
 from vlf_dagster.flows.schema import FLOW_SCHEMA
 from vlf_dagster.flows.storage import hour_ms
 
@@ -274,7 +274,7 @@ def test_near_matches_of_a_repeated_query_record_number_it_once():
 
 def test_near_matches_kept_per_source_equal_a_full_search_after_edits(tmp_path):
     from test_match_refresh import _site_flows
-    from vlf_dagster.analysis.extraction import extract_by_set
+    from vlf_dagster.analysis.steps.extraction import extract_by_set
     from vlf_dagster.flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented
     from vlf_dagster.flows.sets import IPSet
     from vlf_dagster.flows.storage import write_parquet

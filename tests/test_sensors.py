@@ -7,8 +7,8 @@ from datetime import timedelta
 import dagster as dg
 
 from conftest import START, flows, write_landing
-from vlf_dagster.definitions import build_definitions
-from vlf_dagster.sensors import SETTLE_NS, changed_hours, LandingHour
+from vlf_dagster.orchestration.definitions import build_definitions
+from vlf_dagster.orchestration.sensors import SETTLE_NS, changed_hours, LandingHour
 
 
 def _evaluate(defs, cursor=None, instance=None):

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from vlf_dagster.analysis import tables
+from vlf_dagster.analysis.report import render as tables
 
 
 def test_counts_get_separators_and_identifiers_stay_as_they_are():

@@ -90,7 +90,7 @@ def test_stats_sees_ipv6_in_files_without_scanning_for_it(tmp_path, capsys):
 
 
 def test_library_stats_scan_mixed_files_by_name_and_complete_ones_as_they_are(files, tmp_path):
-    from vlf_dagster.flows import stats
+    from vlf_dagster.flows.tools import stats
     from vlf_dagster.flows.storage import holds_flow_columns
 
     partial = tmp_path / "partial.parquet"
@@ -107,7 +107,7 @@ def test_library_stats_scan_mixed_files_by_name_and_complete_ones_as_they_are(fi
 
 @pytest.mark.parametrize("options", [{}, {"num_recs": 2, "delimited": ","}, {"no_titles": True, "timestamp_format": "epoch"}])
 def test_cut_streams_files_exactly_as_it_formats_the_table(files, tmp_path, options):
-    from vlf_dagster.flows.cut import format_flow_files, format_text
+    from vlf_dagster.flows.tools.cut import format_flow_files, format_text
 
     v6 = write_parquet(flows([dict(sIP="0.0.0.0", dIP="0.0.0.0", sIPv6=V6, dIPv6=V6, attributes=0x80, sTime=T0 + 7)]),
                        tmp_path / "v6.parquet")
@@ -172,9 +172,9 @@ def test_a_file_named_twice_is_read_twice_in_place_with_a_set_test(files, tmp_pa
 
 
 def test_ipv6_vlf_flows_written_by_duckdb_pass_the_consistency_check(tmp_path):
-    from vlf_dagster.analysis.consistency import vlf_flows_match_bag
+    from vlf_dagster.analysis.steps.consistency import vlf_flows_match_bag
     from vlf_dagster.flows.bags import bag_from_flows
-    from vlf_dagster.flows.filter import FilterSpec, write_filtered
+    from vlf_dagster.flows.tools.filter import FilterSpec, write_filtered
     from vlf_dagster.flows.sets import IPSet
 
     archive = write_parquet(flows([dict(sIP="0.0.0.0", dIP="0.0.0.0", sIPv6=V6, dIPv6=V6, attributes=0x80),

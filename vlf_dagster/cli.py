@@ -43,10 +43,10 @@ def cmd_simulate(args) -> dict:
 def cmd_materialize(args) -> dict:
     import dagster as dg
 
-    from .assets.archive import HOURLY_BATCH
-    from .definitions import build_definitions
+    from .orchestration.assets.archive import HOURLY_BATCH
+    from .orchestration.definitions import build_definitions
     from .flows.storage import sweep_temp_files
-    from .runs import ensure_instance_home, fail_orphaned_runs, materialize_all
+    from .orchestration.runs import ensure_instance_home, fail_orphaned_runs, materialize_all
 
     data = _data_dir(args)
     home = ensure_instance_home(args.dagster_home)
@@ -93,7 +93,7 @@ def cmd_demo_real(args) -> None:
     """Import real flow files, set the site's window to their hours, run the whole study."""
     import pyarrow.compute as pc
 
-    from .flows.importers import import_file, land, source_name
+    from .flows.importers.readers import import_file, land, source_name
     from .flows.schema import early_times_warning
     from .flows.site import site_from_mapping
 

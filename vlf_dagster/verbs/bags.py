@@ -357,7 +357,7 @@ def run_bagcat(args) -> int:
 
     from ..flows import bags as B
     from ..flows.bags import Bag, BagInfo
-    from ..flows.netstruct import ipv6_left_out, network_structure
+    from ..flows.tools.netstruct import ipv6_left_out, network_structure
     from ..flows.schema import IPV6_TYPE, ipv6_words
 
     out = sys.stdout

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..flows.collector import Collector, format_counters
+    from ..flows.sources.collector import Collector, format_counters
 
     if args.grace < 0:
         raise VerbError("--grace must be >= 0")

@@ -285,7 +285,7 @@ def write_flows(records: pa.Table | Iterable[pa.RecordBatch], dest: str, *, silk
         return records.num_rows
     if dest == "-":
         if not streams:  # a terminal: the records as `vlf cut` prints them
-            from ..flows.cut import format_text
+            from ..flows.tools.cut import format_text
 
             for block in format_text(records):
                 stdout_binary().write(block)

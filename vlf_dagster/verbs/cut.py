@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..flows.cut import format_flow_files, format_text
+    from ..flows.tools.cut import format_flow_files, format_text
     from ..flows.schema import empty_table
     from ..flows.site import load_site
 

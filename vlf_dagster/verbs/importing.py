@@ -35,7 +35,7 @@ Examples:
 
 
 def register(subparsers) -> None:
-    from ..flows.import_formats import FORMATS, OLD_TIME_POLICIES
+    from ..flows.importers.formats import FORMATS, OLD_TIME_POLICIES
 
     p = subparsers.add_parser(
         "import", help="import nfdump, Argus, Zeek, rwcut or SiLK flow files into the landing area",
@@ -124,7 +124,7 @@ def _warn_outside_window(data_dir: Path, hours: list) -> None:
 
 
 def run(args) -> int:
-    from ..flows.importers import ImportFormatError, check_source_name, import_file, land, source_name
+    from ..flows.importers.readers import ImportFormatError, check_source_name, import_file, land, source_name
 
     data_dir = Path(args.data_dir or os.environ.get("VLF_DATA_DIR", "data"))
     if args.source is not None:

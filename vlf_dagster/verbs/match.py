@@ -56,7 +56,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..flows.match import match
+    from ..flows.tools.match import match
 
     if args.query == "-" and args.response == "-":
         raise VerbError("QUERY and RESPONSE cannot both be stdin")
@@ -65,7 +65,7 @@ def run(args) -> int:
     if unmatched is not None and unmatched.lower() not in ("q", "r", "b"):
         raise VerbError(f"invalid --unmatched {unmatched!r}: argument must be one of q, r, b")
     # check the relate pairs before reading any input
-    from ..flows.match import normalize_relate
+    from ..flows.tools.match import normalize_relate
 
     relate = normalize_relate(args.relate)
     check_clobber(args.output)  # as rwmatch: an existing file is replaced only with SILK_CLOBBER set

@@ -86,13 +86,13 @@ def run_sort(args) -> int:
 
 
 def run_tuc(args) -> int:
-    from ..flows.importers import ImportFormatError, parse_rwcut
+    from ..flows.importers.readers import ImportFormatError, parse_rwcut
 
     data, label = read_binary_input(_inputs([args.file] if args.file else [])[0], "rwcut text")
     dest = _output(args.output_path)
     fields = args.fields
     if args.no_titles and not fields:
-        from ..flows.cut import DEFAULT_FIELDS
+        from ..flows.tools.cut import DEFAULT_FIELDS
 
         fields = DEFAULT_FIELDS
     from ..flows.site import load_site

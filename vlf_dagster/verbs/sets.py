@@ -163,7 +163,7 @@ def run_setcat(args) -> int:
     import numpy as np
 
     from ..flows import sets as S
-    from ..flows.netstruct import ipv6_left_out, network_structure
+    from ..flows.tools.netstruct import ipv6_left_out, network_structure
     from ..flows.sets import IPSet
 
     names = args.files or ["-"]

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import duckdb
 
-    from ..analysis.catalog import CatalogError, connect
+    from ..analysis.steps.catalog import CatalogError, connect
 
     query, delimiter = args.query, args.delimited
     if delimiter is not None and len(delimiter) != 1 and query is None:
