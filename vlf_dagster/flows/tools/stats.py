@@ -23,10 +23,11 @@ addresses are printed as dotted quads again, as SiLK does.
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Iterator, Sequence, Union
 
 import duckdb
 import numpy as np
@@ -64,35 +65,34 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str):
     return con.sql(sql).fetchall()[0][0]
 
 
-def _connect(source: Source) -> tuple[duckdb.DuckDBPyConnection, bool]:
+@contextmanager
+def _flows(source: Source) -> Iterator[tuple[duckdb.DuckDBPyConnection, bool]]:
     """An in-memory DuckDB connection with a ``flows`` relation, and whether it holds IPv6 data.
 
     A cursor on this thread's kept database (``duck.probe``), its ``flows`` a temporary view that
-    closing the cursor drops: opening a database of its own cost a one-shot verb ~20 ms more."""
-    con = duck.probe().cursor()
-    if isinstance(source, pa.Table):
-        table = source
-        if not table.schema.equals(FLOW_SCHEMA, check_metadata=False):
-            try:
-                table = conform(table)
-            except SchemaError as exc:
-                raise StatsError(str(exc)) from None
-        con.register("flows", table)
-        has_v6 = any(table.column(c).null_count < table.num_rows for c in ("sIPv6", "dIPv6", "nhIPv6"))
-        return con, has_v6
-    paths = [source] if isinstance(source, (str, Path)) else list(source)
-    if not paths:
-        con.register("flows", FLOW_SCHEMA.empty_table())
-        return con, False
-    missing = [str(p) for p in paths if not Path(p).is_file()]
-    if missing:
-        raise StatsError(f"no such flow file: {missing[0]}")
-    # matching files are scanned as they are (binding by name costs a footer pass per query)
-    by_name = "false" if holds_flow_columns([str(p) for p in paths], con) else "true"
-    con.execute(f"CREATE TEMP VIEW flows AS SELECT * FROM read_parquet({path_list(paths)}, union_by_name = {by_name}, {NO_HIVE})")
-    columns = {row[0] for row in con.sql("DESCRIBE flows").fetchall()}
-    v6 = [c for c in ("sIPv6", "dIPv6", "nhIPv6") if c in columns]
-    return con, bool(v6) and _holds_ipv6(con, paths, v6)
+    closing the cursor (when the block ends) drops: opening a database of its own cost a one-shot
+    verb ~20 ms more."""
+    if isinstance(source, pa.Table) and not source.schema.equals(FLOW_SCHEMA, check_metadata=False):
+        try:
+            source = conform(source)
+        except SchemaError as exc:
+            raise StatsError(str(exc)) from None
+    paths = duck.source_paths(source)
+    with duck.probe().cursor() as con:
+
+        def files_sql(paths: list) -> str:
+            # matching files are scanned as they are (binding by name costs a footer pass per query)
+            by_name = "false" if holds_flow_columns([str(p) for p in paths], con) else "true"
+            return f"SELECT * FROM read_parquet({path_list(paths)}, union_by_name = {by_name}, {NO_HIVE})"
+
+        columns = duck.register(con, "flows", source, empty=FLOW_SCHEMA, files_sql=files_sql,
+                                missing=lambda path: StatsError(f"no such flow file: {path}"))
+        if paths is None:
+            has_v6 = any(source.column(c).null_count < source.num_rows for c in ("sIPv6", "dIPv6", "nhIPv6"))
+        else:
+            v6 = [c for c in ("sIPv6", "dIPv6", "nhIPv6") if c in columns]
+            has_v6 = bool(paths) and bool(v6) and _holds_ipv6(con, paths, v6)
+        yield con, has_v6
 
 
 def _holds_ipv6(con: duckdb.DuckDBPyConnection, paths: Sequence[str | Path], columns: list[str]) -> bool:
@@ -420,16 +420,13 @@ def uniq_plan(source: Source, keys, values=None, thresholds: Iterable = (), *, b
     ``wide``: whether addresses are 128-bit (39-wide columns) whatever the input holds, as SiLK's
     --ipv6-policy decides it (:mod:`.ipv6policy`); None: only when the input holds IPv6."""
     plan = make_plan(keys, values, thresholds, bin_time=bin_time)
-    con, has_v6 = _connect(source)
-    plan = replace(plan, ipv6=(has_v6 if wide is None else wide) and _uses_ip(plan))
-    inner, params = _group_sql(plan)
-    sql = f"WITH g AS ({inner}) SELECT {_outer_columns(plan)} FROM g"
-    if sort:
-        sql += f" ORDER BY {_order_keys(plan)}"
-    try:
+    with _flows(source) as (con, has_v6):
+        plan = replace(plan, ipv6=(has_v6 if wide is None else wide) and _uses_ip(plan))
+        inner, params = _group_sql(plan)
+        sql = f"WITH g AS ({inner}) SELECT {_outer_columns(plan)} FROM g"
+        if sort:
+            sql += f" ORDER BY {_order_keys(plan)}"
         raw = con.sql(sql, params=params).to_arrow_table() if params else con.sql(sql).to_arrow_table()
-    finally:
-        con.close()
     return plan, _name_result(raw, plan)
 
 
@@ -509,9 +506,8 @@ def top_n(
     primary = plan.values[0]
     if primary.kind in ("stime", "etime"):
         raise StatsError(f"{primary.title} cannot be the first (ranking) value of stats")
-    con, has_v6 = _connect(source)
-    plan = replace(plan, ipv6=(has_v6 if wide is None else wide) and _uses_ip(plan))
-    try:
+    with _flows(source) as (con, has_v6):
+        plan = replace(plan, ipv6=(has_v6 if wide is None else wide) and _uses_ip(plan))
         inner, _ = _group_sql(plan)
         con.execute(f"CREATE TEMP TABLE g AS {inner}")
         records = int(_scalar(con, "SELECT count(*) FROM flows"))
@@ -540,8 +536,6 @@ def top_n(
             raw_sql = f"{sql} WHERE v0 {'<=' if bottom else '>='} ? ORDER BY {order}"
             params = [limit_value]
         raw = con.sql(raw_sql, params=params).to_arrow_table() if params else con.sql(raw_sql).to_arrow_table()
-    finally:
-        con.close()
     primary_values = raw.column("v0").to_numpy().astype(np.float64) if raw.num_rows else np.zeros(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         share = 100.0 * primary_values / total if total else np.full(len(primary_values), np.nan)
@@ -677,11 +671,8 @@ def count_bins(
         else:
             end = end_ms + size * (1 + (end_ceiling - end_ms - 1) // size)
 
-    con, _ = _connect(source)
-    try:
+    with _flows(source) as (con, _):
         data = con.sql("SELECT sTime, duration, packets, bytes FROM flows").to_arrow_table()
-    finally:
-        con.close()
     empty = pa.table(
         {"Date": pa.array([], pa.timestamp("ms", tz="UTC")), **{c: pa.array([], pa.float64()) for c in COUNT_COLUMNS[1:]}}
     )
