@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from vlf_dagster.analysis.tables import port_tables as pt
+from vlf_dagster.analysis.tables import ports as pt
 from vlf_dagster.flows.schema import conform
 from vlf_dagster.flows.sets import IPSet
 

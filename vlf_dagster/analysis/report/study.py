@@ -21,7 +21,7 @@ from ...flows.sets import IPSet
 from ...flows.site import Site
 from ...flows.storage import archive_files, hours_between, monthly_path, segmented_path, state_dir, window_path
 from ..tables import figures as fig
-from ..tables import port_tables as pt
+from ..tables import ports as pt
 from ..steps import contacts
 from ..tables import samples
 from ...flows import registries
