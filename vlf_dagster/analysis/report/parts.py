@@ -2,7 +2,8 @@
 
 A part's output is a list of :class:`Piece` (a table, a figure or a block of text).  The part is
 written into ``reports/<window>/<part>/`` (CSV / PNG / TXT per piece) with a ``part.json``
-manifest, so the HTML report is assembled from files without recomputing anything.
+manifest, so the HTML report is assembled from files without recomputing anything.  The manifest
+keeps each table's column types beside its CSV, so the report reads the table back as it was.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 
 from ...flows.storage import write_text
 from . import render as tables
-from .page import Section
+from .page import Section, ShownPiece
 
 
 NOTHING_TO_SHOW = "Nothing in the window's data gives this table."
@@ -66,6 +67,7 @@ def write_part(result: PartResult, folder: Path) -> dict:
         entry = {"title": piece.title, "note": piece.note}
         if piece.table is not None:
             entry["csv"] = write_text(tables.to_csv(piece.table), folder / f"{piece.slug}.csv").name
+            entry["column_types"] = tables.column_types(piece.table)
         if piece.figure is not None:
             entry["png"] = Path(piece.figure).name
         if piece.text is not None:
@@ -123,35 +125,18 @@ def section_from_folder(folder: Path, report_dir: Path) -> Section | None:
         return None
     manifest = json.loads(manifest_path.read_text())
     rel = folder.relative_to(report_dir).as_posix()
-    body, files = [], []
+    pieces, files = [], []
     for entry in manifest["pieces"]:
+        shown = ShownPiece(entry["title"], note=entry.get("note", ""))
         if entry["title"] != manifest["title"]:  # a one-piece part named like its section needs no sub-heading
-            body.append(f"<h3>{_esc(entry['title'])}</h3>")
+            shown.heading = entry["title"]
         if "csv" in entry:
-            df = pd.read_csv(folder / entry["csv"], keep_default_na=False, dtype=str)
-            body.append(tables.to_html(_numeric(df)))
+            shown.table = tables.read_csv(folder / entry["csv"], entry.get("column_types"))
             files.append(f"{rel}/{entry['csv']}")
         if "png" in entry:
-            body.append(f'<img src="{rel}/{entry["png"]}" alt="{_esc(entry["title"])}" loading="lazy">')
-            files.append(f"{rel}/{entry['png']}")
+            shown.image = f"{rel}/{entry['png']}"
+            files.append(shown.image)
         if "txt" in entry:
-            body.append(f"<pre>{_esc((folder / entry['txt']).read_text())}</pre>")
-        if entry.get("note"):
-            body.append(f'<p class="note">{_esc(entry["note"])}</p>')
-    return Section(manifest["title"], "".join(body), notes=manifest.get("notes", []), files=files)
-
-
-def _numeric(df: pd.DataFrame) -> pd.DataFrame:
-    """CSV cells read back as text; right-align the columns that are numbers (percent cells keep two decimals)."""
-    out = df.copy()
-    for column in out.columns:
-        converted = pd.to_numeric(out[column], errors="coerce")
-        if len(out) and converted.notna().all():
-            out[column] = converted.astype("int64") if (converted == converted.round()).all() and "%" not in str(column) else converted.astype(float)
-    return out
-
-
-def _esc(text: str) -> str:
-    import html
-
-    return html.escape(str(text))
+            shown.text = (folder / entry["txt"]).read_text()
+        pieces.append(shown)
+    return Section(manifest["title"], pieces, notes=manifest.get("notes", []), files=files)

@@ -1,12 +1,20 @@
-"""Rendering of study tables: Markdown for the Dagster UI, HTML for the report, CSV for tools."""
+"""Rendering of study tables: Markdown for the Dagster UI, HTML for the report, CSV for tools.
+
+A table's CSV is written with its columns' types (:func:`column_types`, kept in the part's manifest)
+and read back with them (:func:`read_csv`), so the report formats a column by what it holds, never by
+what its text looks like.  HTML comes from the Jinja2 templates in ``templates/`` (:data:`TEMPLATES`).
+"""
 
 from __future__ import annotations
 
 import html
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 
 PERCENT_COLUMNS = ("%", "percent", "pct.")
@@ -49,17 +57,63 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join([header, align, *body])
 
 
-def to_html(df: pd.DataFrame) -> str:
-    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = []
-    for row in formatted(df):
-        cells = "".join(
-            f'<td class="{"num" if num else "txt"}">{html.escape(cell)}</td>' for cell, num in zip(row, numeric)
-        )
-        rows.append(f"<tr>{cells}</tr>")
-    return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+def _escaped(value) -> Markup:
+    # everything the templates print is escaped as html.escape does (&quot; &#x27;), the entities the
+    # page has always had, rather than markupsafe's (&#34; &#39;); Markup (a rendered table) passes as is
+    return value if hasattr(value, "__html__") else Markup(html.escape(str(value)))
+
+
+TEMPLATES = Environment(loader=PackageLoader(__package__, "templates"), autoescape=True, finalize=_escaped,
+                        undefined=StrictUndefined)
+
+
+def to_html(df: pd.DataFrame) -> Markup:
+    """The table as HTML (``templates/table.html.j2``): number columns (by dtype) right-aligned."""
+    kinds = ["num" if pd.api.types.is_numeric_dtype(df.iloc[:, i]) else "txt" for i in range(df.shape[1])]
+    rows = [list(zip(row, kinds)) for row in formatted(df)]
+    return Markup(TEMPLATES.get_template("table.html.j2").render(columns=list(df.columns), rows=rows))
+
+
+TEMPLATES.filters["html_table"] = to_html
 
 
 def to_csv(df: pd.DataFrame) -> str:
     return df.to_csv(index=False, float_format="%.2f")
+
+
+def column_types(df: pd.DataFrame) -> list[str]:
+    """The type of each column, in order, as the CSV cannot say it: "int", "float", "bool" or "text"."""
+    types = []
+    for i in range(df.shape[1]):
+        column = df.iloc[:, i]
+        if pd.api.types.is_bool_dtype(column):
+            types.append("bool")
+        elif pd.api.types.is_integer_dtype(column):
+            types.append("int")
+        elif pd.api.types.is_float_dtype(column):
+            types.append("float")
+        else:
+            types.append("text")
+    return types
+
+
+def read_csv(path: Path, types: list[str] | None) -> pd.DataFrame:
+    """A table written by :func:`to_csv`, its columns typed by ``types`` (:func:`column_types` of the
+    table written); a blank number cell is missing.  Without types (a part filed before tables kept
+    them) every cell is the text written."""
+    df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    for i, kind in enumerate(types or ()):
+        df.isetitem(i, _typed(df.iloc[:, i], kind))
+    return df
+
+
+def _typed(column: pd.Series, kind: str) -> pd.Series:
+    if kind == "text":
+        return column
+    if kind == "bool":
+        return column.map({"True": True, "False": False})
+    blank = column == ""
+    numbers = pd.to_numeric(column.mask(blank))  # raises on a cell that is no number: the part said it was one
+    if kind == "int":
+        return numbers.astype("Int64" if blank.any() else "int64")
+    return numbers.astype("float64")
