@@ -1,4 +1,4 @@
-"""Importers (flows/importers.py) and `vlf import`: real exports from ../shared/data/real, small
+"""Importers (flows/importers/) and `vlf import`: real exports from ../shared/data/real, small
 hand-written inputs for every rule, bad input, and a fuzz of every parser.
 
 Every expected count is derived independently: by the file's own summary (nfdump's Summary block
@@ -26,6 +26,14 @@ from hypothesis import strategies as st
 
 from vlf_dagster.cli import main
 from vlf_dagster.flows.importers import readers as im
+from vlf_dagster.flows.importers import text as text_engine
+from vlf_dagster.flows.importers.argus import parse_binetflow
+from vlf_dagster.flows.importers.formats import NFCAPD_MAGIC
+from vlf_dagster.flows.importers.nfcapd import import_nfcapd, parse_nfdump_pipe
+from vlf_dagster.flows.importers.nfdump import NFDUMP_CSV_COLUMNS, parse_nfdump_csv
+from vlf_dagster.flows.importers.result import ImportFormatError, ImportResult
+from vlf_dagster.flows.importers.rwcut import parse_rwcut
+from vlf_dagster.flows.importers.zeek import parse_zeek
 from vlf_dagster.flows.tools.cut import format_records
 from vlf_dagster.flows.flags import ACK, FIN, PSH, RST, SYN
 from vlf_dagster.flows.ingest import QUARANTINE_SCHEMA, read_landing_file
@@ -39,7 +47,7 @@ needs_nfdump = pytest.mark.skipif(NFDUMP is None, reason="nfdump is not installe
 NFCAPD = REAL / "nfdump" / "test1-malicious.nfdump"
 
 
-def accounted(result: im.ImportResult, lines: int | None = None) -> im.ImportResult:
+def accounted(result: ImportResult, lines: int | None = None) -> ImportResult:
     """The importer's promise: every line is data, skipped or quarantined; records are plausible."""
     c = result.counts
     assert c["lines"] == c["data_lines"] + c["skipped_lines"] + c["quarantined_lines"], c
@@ -57,7 +65,7 @@ def accounted(result: im.ImportResult, lines: int | None = None) -> im.ImportRes
     return result
 
 
-def rows(result: im.ImportResult) -> list[dict]:
+def rows(result: ImportResult) -> list[dict]:
     return result.flows.to_pylist()
 
 
@@ -122,7 +130,7 @@ def test_nfdump_csv_of_the_real_file_agrees_with_its_summary_and_with_nfcapd(tmp
     assert len(data_rows) == summary_flows == result.records == result.counts["summary_flows"] == 4593
     assert result.counts["header_lines"] == 1 and result.counts["summary_lines"] == 3  # Summary, names, values
     # the same records as through nfcapd, except that csv times have no milliseconds
-    direct = im.import_nfcapd(NFCAPD).flows
+    direct = import_nfcapd(NFCAPD).flows
     for name in FLOW_SCHEMA.names:
         if name == "sTime":
             assert (direct.column(name).to_numpy() // 1000 * 1000 == result.flows.column(name).to_numpy()).all()
@@ -130,14 +138,14 @@ def test_nfdump_csv_of_the_real_file_agrees_with_its_summary_and_with_nfcapd(tmp
             assert direct.column(name).equals(result.flows.column(name)), name
 
 
-NFDUMP_HEADER = ",".join(im.NFDUMP_CSV_COLUMNS)
+NFDUMP_HEADER = ",".join(NFDUMP_CSV_COLUMNS)
 
 
 def nf_line(ts="2018-01-12 15:37:30", td="1.250", sa="10.0.0.1", da="10.0.0.2", sp="1234", dp="80", pr="TCP", flg="...AP.SF",
             ipkt="5", ibyt="400", opkt="0", obyt="0", inp="3", out="4", nh="0.0.0.0") -> str:
     values = dict(ts=ts, te=ts, td=td, sa=sa, da=da, sp=sp, dp=dp, pr=pr, flg=flg, ipkt=ipkt, ibyt=ibyt, opkt=opkt, obyt=obyt,
                   **{"in": inp, "out": out}, nh=nh)
-    return ",".join(values.get(c, "0") for c in im.NFDUMP_CSV_COLUMNS)
+    return ",".join(values.get(c, "0") for c in NFDUMP_CSV_COLUMNS)
 
 
 def test_nfdump_csv_rules():
@@ -154,7 +162,7 @@ def test_nfdump_csv_rules():
         "6,1,1,1,1,1",
         "",
     ])
-    result = accounted(im.parse_nfdump_csv(text, "t.csv"), lines=10)  # the last "" only ends line 10
+    result = accounted(parse_nfdump_csv(text, "t.csv"), lines=10)  # the last "" only ends line 10
     r = rows(result)
     # 6 data lines, line 5 is bidirectional -> 7 records
     assert result.records == 7 and result.counts["summary_flows"] == 6 and result.counts["biflows_split"] == 1
@@ -184,7 +192,7 @@ def test_nfdump_csv_bad_lines_are_quarantined_and_good_ones_land():
         nf_line(flg="..?.S.."),  # 10 bad flags
         nf_line(),  # 11 good
     ])
-    result = accounted(im.parse_nfdump_csv(text, "bad.csv"), lines=11)
+    result = accounted(parse_nfdump_csv(text, "bad.csv"), lines=11)
     assert result.records == 2 and result.counts["data_lines"] == 2
     assert origins(result) == [f"bad.csv:{n}" for n in range(3, 11)]
     assert reasons(result) == [
@@ -194,7 +202,7 @@ def test_nfdump_csv_bad_lines_are_quarantined_and_good_ones_land():
     ]
     assert json.loads(result.quarantine.column("record")[0].as_py()) == "this is not a flow"
     # the same 1970 line is kept, and counted, when asked
-    kept = accounted(im.parse_nfdump_csv(NFDUMP_HEADER + "\n" + nf_line(ts="1970-01-01 00:00:05"), "k.csv", old_times="keep"))
+    kept = accounted(parse_nfdump_csv(NFDUMP_HEADER + "\n" + nf_line(ts="1970-01-01 00:00:05"), "k.csv", old_times="keep"))
     assert kept.records == 1 and kept.counts["times_before_1990"] == 1
 
 
@@ -202,7 +210,7 @@ def test_nfdump_pipe_layout():
     v4 = "2|1515771450942|1515771451000|6|0|0|0|2468368503|52324|0|0|0|2468368958|902|0|0|1|2|18|0|2|120"
     v6 = "10|1520628556520|1520628556520|58|4269801472|0|13780369|1452196817|0|4278321152|0|0|2|34048|0|0|0|0|0|0|1|48"
     bad = "2|1515771450942|1515771451000|6|1|0|0|2468368503|52324|0|0|0|2468368958|902|0|0|1|2|18|0|2|120"
-    result = accounted(im.parse_nfdump_pipe("\n".join([v4, v6, bad, "No matching flows", ""]), "p"), lines=4)
+    result = accounted(parse_nfdump_pipe("\n".join([v4, v6, bad, "No matching flows", ""]), "p"), lines=4)
     a, b = rows(result)
     assert (a["sIP"], a["dIP"], a["sTime"], a["duration"], a["flags"], a["in"], a["out"]) == (
         ip("147.32.80.119"), ip("147.32.82.62"), 1515771450942, 58, SYN | ACK, 1, 2)
@@ -214,14 +222,14 @@ def test_nfdump_pipe_layout():
 
 def test_nfcapd_needs_nfdump(tmp_path, monkeypatch):
     path = tmp_path / "nfcapd.201801121530"
-    path.write_bytes(im.NFCAPD_MAGIC + b"\0" * 200)
-    monkeypatch.setattr(im.shutil, "which", lambda name: None)
-    with pytest.raises(im.ImportFormatError, match="needs nfdump, which is not installed"):
+    path.write_bytes(NFCAPD_MAGIC + b"\0" * 200)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ImportFormatError, match="needs nfdump, which is not installed"):
         im.import_file(path)
     other = tmp_path / "x.nfcapd"
     other.write_bytes(b"hello")
-    with pytest.raises(im.ImportFormatError, match="not an nfcapd file"):
-        im.import_nfcapd(other)
+    with pytest.raises(ImportFormatError, match="not an nfcapd file"):
+        import_nfcapd(other)
 
 
 # --- Argus binetflow ---------------------------------------------------------------------------------
@@ -285,7 +293,7 @@ def test_binetflow_split_direction_flags_and_hex_ports():
         "2018/12/18 14:00:14.000000,0,ipv6-icmp,2001:db8::1,0x0080,   ->,2001:db8::2,0x0001,ECO,0,,1,104,104,1,",  # 7
         "2018/12/18 14:00:15.000000,2,tcp,10.0.0.1,1025,   ->,10.0.0.2,445,S0,0,,3,180,180,3,",  # 8: Zeek state
     ])
-    result = accounted(im.parse_binetflow(text, "b"), lines=8)
+    result = accounted(parse_binetflow(text, "b"), lines=8)
     r = rows(result)
     assert result.records == 10
     dns, answer = r[0], r[1]
@@ -315,7 +323,7 @@ def test_binetflow_packets_apportioned_without_srcpkts():
         "2018/09/27 22:40:55,0,udp,192.168.2.1,53,  <?,192.168.2.12,53,CON,0,0,1,100,50,",  # same, Dir reversed
         "2018/09/27 22:40:56,0,tcp,192.168.2.1,1,   ->,192.168.2.12,2,REQ,0,0,2,120,120,",
     ])
-    result = accounted(im.parse_binetflow(text, "b4"))
+    result = accounted(parse_binetflow(text, "b4"))
     r = rows(result)
     # 35 * 1224 / 3766 = 11.4 -> 11 packets src->dst, 24 back; 10 * 250/1000 = 2.5 -> 3 (half up), 7 back
     assert [(x["packets"], x["bytes"]) for x in r[:4]] == [(11, 1224), (24, 3766 - 1224), (3, 250), (7, 750)]
@@ -340,7 +348,7 @@ def test_binetflow_bad_lines():
         "2019/04/04 16:23:00,0.02,udp,10.8.0.69,0xZZ,  <->,8.8.8.8,53,CON,0,0,2,142,63,1,",  # 9 bad hex port
         "2019/04/04 16:23:00,0.02,udp,10.8.0.69,48427,  <->,8.8.8.8,53,CON,0,0,2,142,63,1,",  # 10 good
     ])
-    result = accounted(im.parse_binetflow(text, "bb"), lines=10)
+    result = accounted(parse_binetflow(text, "bb"), lines=10)
     assert result.records == 4 and origins(result) == [f"bb:{n}" for n in range(3, 10)]
     assert reasons(result) == [
         "bad TotPkts: not an integer in 0..4611686018427387904", "wrong number of fields (expected 16)",
@@ -431,7 +439,7 @@ def test_zeek_tsv_rules():
         zeek_line(duration="-", history="S", state="S0", rpk="0", ripb="0"),  # 16: unset duration
         "#close\t2020-10-06-17-33-29",
     ])
-    result = accounted(im.parse_zeek(text, "z"), lines=17)
+    result = accounted(parse_zeek(text, "z"), lines=17)
     r = rows(result)
     assert result.counts["header_lines"] == 8 and result.counts["connections_without_packets"] == 1
     assert len(r) == 13
@@ -462,13 +470,13 @@ def test_zeek_bad_lines_multiple_headers_and_1970():
     ] + second + [
         "1601998400.5\t10.0.0.9\t53\t10.0.0.1\t5353\tudp\t1\t80\t0\t0",  # 17: a second log with other columns
     ])
-    result = accounted(im.parse_zeek(text, "z2"), lines=17)
+    result = accounted(parse_zeek(text, "z2"), lines=17)
     assert origins(result) == [f"z2:{n}" for n in (9, 10, 11, 12, 13)]
     assert reasons(result) == ["wrong number of fields (expected 21)", "bad orig_pkts: not an integer in 0..4611686018427387904",
                                "IPv4 and IPv6 addresses in one record", "bad proto: not tcp, udp or icmp", "more packets than bytes (orig)"]
     assert result.records == 5 and result.counts["times_before_1990"] == 2
     assert rows(result)[-1]["sIP"] == ip("10.0.0.9") and rows(result)[-1]["sTime"] == 1601998400500
-    strict = accounted(im.parse_zeek(text, "z3", old_times="quarantine"))
+    strict = accounted(parse_zeek(text, "z3", old_times="quarantine"))
     assert "start time before 1990 (exporter clock not set?)" in reasons(strict) and strict.records == 3
 
 
@@ -477,14 +485,14 @@ def test_zeek_json_lines_fast_and_slow_paths():
             "proto": "tcp", "duration": 0.25, "conn_state": "S0", "history": "S", "orig_pkts": 2, "orig_ip_bytes": 120,
             "resp_pkts": 0, "resp_ip_bytes": 0}
     lines = [json.dumps(good), json.dumps(dict(good, ts=1601998367, duration=1))]
-    fast = accounted(im.parse_zeek("\n".join(lines) + "\n", "j"))  # Arrow's JSON reader: no per-line loop
+    fast = accounted(parse_zeek("\n".join(lines) + "\n", "j"))  # Arrow's JSON reader: no per-line loop
     assert fast.records == 2 and "json_lines_parsed_one_by_one" not in fast.counts
     assert [r["sTime"] for r in rows(fast)] == [1601998366785, 1601998367000]
     assert rows(fast)[0]["flags"] == SYN and rows(fast)[0]["duration"] == 250
-    iso = accounted(im.parse_zeek(json.dumps(dict(good, ts="2020-10-06T15:32:46.785668Z")), "iso"))  # JSON::TS_FORMAT=ISO8601
+    iso = accounted(parse_zeek(json.dumps(dict(good, ts="2020-10-06T15:32:46.785668Z")), "iso"))  # JSON::TS_FORMAT=ISO8601
     assert rows(iso)[0]["sTime"] == 1601998366785
     broken = lines + ['{"ts": 1601998366.7, "id.orig_h": ', "[1, 2]", json.dumps(dict(good, orig_pkts="lots"))]
-    slow = accounted(im.parse_zeek("\n".join(broken), "j2"), lines=5)  # Arrow rejects the file: json.loads per line
+    slow = accounted(parse_zeek("\n".join(broken), "j2"), lines=5)  # Arrow rejects the file: json.loads per line
     assert slow.records == 2 and slow.counts["json_lines_parsed_one_by_one"] == 5
     assert origins(slow) == ["j2:3", "j2:4", "j2:5"]
     assert reasons(slow) == ["not a JSON object", "not a JSON object", "bad orig_pkts: not an integer in 0..4611686018427387904"]
@@ -527,7 +535,7 @@ def test_rwcut_round_trip_through_vlf_cut(options):
     table = sample_flows()
     fields = "sIP,dIP,sPort,dPort,protocol,packets,bytes,flags,sTime,duration"
     text = "\n".join(format_records(table, fields, **options)) + "\n"
-    result = accounted(im.parse_rwcut(text, "cut.txt", delimiter=options.get("delimiter")), lines=4)
+    result = accounted(parse_rwcut(text, "cut.txt", delimiter=options.get("delimiter")), lines=4)
     assert result.counts["title_lines"] == 1
     assert result.flows.equals(table), (text, result.flows.to_pylist())
 
@@ -535,13 +543,13 @@ def test_rwcut_round_trip_through_vlf_cut(options):
 def test_rwcut_without_titles_needs_fields():
     table = sample_flows()
     text = "\n".join(format_records(table, "1-10", no_titles=True)) + "\n"
-    with pytest.raises(im.ImportFormatError, match="without a title line"):
-        im.parse_rwcut(text, "untitled")
-    result = accounted(im.parse_rwcut(text, "untitled", fields="1-10"), lines=3)
+    with pytest.raises(ImportFormatError, match="without a title line"):
+        parse_rwcut(text, "untitled")
+    result = accounted(parse_rwcut(text, "untitled", fields="1-10"), lines=3)
     assert result.flows.equals(table) and "title_lines" not in result.counts
     # eTime instead of duration, and extra columns rwcut prints
     text = "\n".join(format_records(table, "sIP,dIP,sPort,dPort,protocol,packets,bytes,flags,sTime,eTime,sensor,type,iType,iCode"))
-    assert accounted(im.parse_rwcut(text, "e")).flows.equals(table)
+    assert accounted(parse_rwcut(text, "e")).flows.equals(table)
 
 
 def test_rwcut_study_sample_table_with_tabs():
@@ -553,7 +561,7 @@ def test_rwcut_study_sample_table_with_tabs():
         "216.123.177.141\t10.1.24.69\t4289\t25\t6\t15\t1518\tFS PA\t2006/04/01T00:15:55.000\t6.000\n"
     )
     assert im.sniff_format(text.encode()) == "rwcut"
-    result = accounted(im.parse_rwcut(text, "seed"), lines=4)
+    result = accounted(parse_rwcut(text, "seed"), lines=4)
     r = rows(result)
     assert [(x["dPort"], x["protocol"], x["flags"], x["duration"]) for x in r] == [
         (2048, 1, 0, 0), (445, 6, SYN, 9000), (25, 6, FIN | SYN | PSH | ACK, 6000)]
@@ -568,7 +576,7 @@ def test_rwcut_the_studys_own_sample_table():
     lines = seed.read_text().splitlines()
     start = lines.index("A small sample of 1 flow / host data") + 2
     end = lines.index("", start)
-    result = accounted(im.parse_rwcut("\n".join(lines[start:end]), "seed"))
+    result = accounted(parse_rwcut("\n".join(lines[start:end]), "seed"))
     assert result.records == end - start - 1 == 13 and result.quarantined == 0  # 13 sample flows under one title row
 
 
@@ -585,7 +593,7 @@ def test_rwcut_bad_lines():
         good.replace("|    9.000|", "|    9.000|  1|"),  # 8 one column too many
         good,
     ])
-    result = accounted(im.parse_rwcut(text, "r"), lines=9)
+    result = accounted(parse_rwcut(text, "r"), lines=9)
     assert result.records == 2 and origins(result) == [f"r:{n}" for n in range(3, 9)]
     assert reasons(result) == ["wrong number of fields (expected 10)", "IPv4 and IPv6 addresses in one record",
                                "start time before 1990 (exporter clock not set?)", "bad packets: not an integer in 0..9223372036854775807",
@@ -603,13 +611,13 @@ def test_batches_give_the_same_result_as_one_pass(monkeypatch):
     body[7] = "garbage"
     body[23] = body[23].replace("tcp", "arp")
     inputs = [
-        (im.parse_binetflow, "\n".join([header, *body])),
-        (im.parse_zeek, "\n".join(zeek_header() + [zeek_line(op=str(1024 + i)) if i % 9 else "bad" for i in range(30)])),
-        (im.parse_zeek, "\n".join([VALID["zeek-json"][1]] * 12 + ["{broken"] + [VALID["zeek-json"][0]] * 12)),
-        (im.parse_nfdump_csv, "\n".join([NFDUMP_HEADER] + [nf_line(sp=str(i)) if i % 6 else "x" for i in range(25)])),
+        (parse_binetflow, "\n".join([header, *body])),
+        (parse_zeek, "\n".join(zeek_header() + [zeek_line(op=str(1024 + i)) if i % 9 else "bad" for i in range(30)])),
+        (parse_zeek, "\n".join([VALID["zeek-json"][1]] * 12 + ["{broken"] + [VALID["zeek-json"][0]] * 12)),
+        (parse_nfdump_csv, "\n".join([NFDUMP_HEADER] + [nf_line(sp=str(i)) if i % 6 else "x" for i in range(25)])),
     ]
     whole = [parse(text, "b") for parse, text in inputs]
-    monkeypatch.setattr(im, "BATCH_ROWS", 4)
+    monkeypatch.setattr(text_engine, "BATCH_ROWS", 4)
     for (parse, text), one in zip(inputs, whole):
         batched = accounted(parse(text, "b"))
         assert batched.flows.equals(one.flows) and batched.quarantine.equals(one.quarantine)
@@ -620,7 +628,7 @@ def test_batches_give_the_same_result_as_one_pass(monkeypatch):
 
 def test_non_utf8_bytes_and_crlf_line_ends():
     text = (NFDUMP_HEADER + "\r\n" + nf_line() + "\r\n").encode() + b"\xff\xfe broken \x80\r\n" + nf_line().encode()
-    result = accounted(im.parse_nfdump_csv(text, "enc"), lines=4)
+    result = accounted(parse_nfdump_csv(text, "enc"), lines=4)
     assert result.records == 2 and origins(result) == ["enc:3"]
     assert json.loads(result.quarantine.column("record")[0].as_py()) == "\ufffd\ufffd broken \ufffd"
 
@@ -629,7 +637,7 @@ def test_non_utf8_bytes_and_crlf_line_ends():
 
 
 def test_sniff_format():
-    assert im.sniff_format(im.NFCAPD_MAGIC + b"\x01\x00") == "nfcapd"
+    assert im.sniff_format(NFCAPD_MAGIC + b"\x01\x00") == "nfcapd"
     assert im.sniff_format((NFDUMP_HEADER + "\n").encode()) == "nfdump-csv"
     assert im.sniff_format((nf_line() + "\n").encode()) == "nfdump-csv"
     assert im.sniff_format((BINETFLOW_HEADER + "\n").encode()) == "binetflow"
@@ -647,7 +655,7 @@ def two_hour_csv() -> str:
 
 def test_land_splits_by_start_hour_and_replaces_on_reimport(tmp_path):
     data = tmp_path / "data"
-    result = im.parse_nfdump_csv(two_hour_csv(), "x.csv")
+    result = parse_nfdump_csv(two_hour_csv(), "x.csv")
     outcome = im.land(result, data, "x.csv")
     h15, h16 = (datetime(2018, 1, 12, h, tzinfo=timezone.utc) for h in (15, 16))
     assert outcome.hours == {h15: 2, h16: 1} and landing_hours(data) == [h15, h16]
@@ -658,7 +666,7 @@ def test_land_splits_by_start_hour_and_replaces_on_reimport(tmp_path):
     assert quarantine.column("origin").to_pylist() == ["x.csv:5"]
     im.land(result, data, "x.csv")  # again: same files, same records, nothing doubled
     assert sum(pq.read_table(p).num_rows for p in (data / "landing").rglob("*.parquet")) == 3
-    smaller = im.parse_nfdump_csv("\n".join([NFDUMP_HEADER, nf_line(ts="2018-01-12 15:10:00")]), "x.csv")
+    smaller = parse_nfdump_csv("\n".join([NFDUMP_HEADER, nf_line(ts="2018-01-12 15:10:00")]), "x.csv")
     again = im.land(smaller, data, "x.csv")  # the file changed: its hour 16 is gone
     assert again.removed == [landing_dir(data, h16) / "x.csv.parquet"] and landing_hours(data) == [h15]
     assert pq.read_table(data / "quarantine" / "import" / "x.csv.parquet").num_rows == 0
@@ -749,8 +757,8 @@ VALID = {
               "4.227.17.37|10.1.24.202|4137|445|6|3|144|S|2006/04/01T00:07:48.000|9.000|"),
 }
 PARSE = {
-    "nfdump-csv": im.parse_nfdump_csv, "nfcapd": im.parse_nfdump_pipe, "binetflow": im.parse_binetflow,
-    "zeek": im.parse_zeek, "zeek-json": im.parse_zeek, "rwcut": im.parse_rwcut,
+    "nfdump-csv": parse_nfdump_csv, "nfcapd": parse_nfdump_pipe, "binetflow": parse_binetflow,
+    "zeek": parse_zeek, "zeek-json": parse_zeek, "rwcut": parse_rwcut,
 }
 ALPHABET = st.characters(blacklist_characters="\n", blacklist_categories=("Cs",))
 
@@ -832,24 +840,24 @@ def test_tz_reads_local_wall_clock_times_across_daylight_saving(tmp_path, capsys
         "2011/10/30 02:30:00,0.5,udp,10.8.0.69,48427,   ->,8.8.8.8,53,CON,0,0,1,60,60,1,",  # repeated hour: first (CEST)
         "2011/03/27 02:30:00,0.5,udp,10.8.0.69,48427,   ->,8.8.8.8,53,CON,0,0,1,60,60,1,",  # skipped hour: quarantined
     ])
-    result = accounted(im.parse_binetflow(text, "cz", tz="Europe/Prague"), lines=5)
+    result = accounted(parse_binetflow(text, "cz", tz="Europe/Prague"), lines=5)
     assert result.flows.column("sTime").to_pylist() == [
         ms(2011, 8, 10, 7, 46) + 59_607, ms(2011, 1, 10, 8, 46), ms(2011, 10, 30, 0, 30)]
     assert origins(result) == ["cz:5"] and "daylight-saving gap" in reasons(result)[0]
     # without --tz the same text is UTC
-    utc = im.parse_binetflow(text, "cz")
+    utc = parse_binetflow(text, "cz")
     assert utc.flows.column("sTime").to_pylist()[:2] == [ms(2011, 8, 10, 9, 46) + 59_607, ms(2011, 1, 10, 9, 46)]
     # rwcut text takes it too; epoch formats and unknown zones are clear errors
-    rw = im.parse_rwcut("sIP|dIP|sPort|dPort|protocol|packets|bytes|sTime|\n1.2.3.4|10.1.24.1|1|2|6|1|40|2011/08/10T09:46:59.607|\n",
+    rw = parse_rwcut("sIP|dIP|sPort|dPort|protocol|packets|bytes|sTime|\n1.2.3.4|10.1.24.1|1|2|6|1|40|2011/08/10T09:46:59.607|\n",
                         "rw", tz="America/New_York")
     assert rw.flows.column("sTime").to_pylist() == [ms(2011, 8, 10, 13, 46) + 59_607]  # EDT, UTC-4
     src = tmp_path / "flows.binetflow"
     src.write_text(text)
-    with pytest.raises(im.ImportFormatError, match="unknown time zone 'Mars/Olympus'"):
+    with pytest.raises(ImportFormatError, match="unknown time zone 'Mars/Olympus'"):
         im.import_file(src, "binetflow", tz="Mars/Olympus")
     conn = tmp_path / "conn.log"
     conn.write_text("#fields\tts\tuid\n1.0\tC1\n")
-    with pytest.raises(im.ImportFormatError, match="--tz applies to"):
+    with pytest.raises(ImportFormatError, match="--tz applies to"):
         im.import_file(conn, "zeek", tz="Europe/Prague")
     assert main(["import", "--format", "binetflow", "--tz", "Europe/Prague", "--dry-run", "--data-dir", str(tmp_path / "d"), str(src)]) == 0
     assert "3 records" in capsys.readouterr().out
@@ -860,7 +868,7 @@ def test_a_time_past_the_year_9999_is_quarantined_not_a_traceback():
             "orig_pkts\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\n"
             "253402300800\tC1\t4.3.2.1\t1\t10.1.24.5\t22\ttcp\tS0\t1\t40\t0\t0\n"
             "1655071198.4\tC2\t4.3.2.1\t1\t10.1.24.5\t22\ttcp\tS0\t1\t40\t0\t0\n")
-    result = accounted(im.parse_zeek(text.encode(), "y10k.log"))
+    result = accounted(parse_zeek(text.encode(), "y10k.log"))
     assert origins(result) == ["y10k.log:3"] and reasons(result) == ["time after the year 9999 (not a time any clock gives)"]
     assert result.records == 1 and [h.year for h in result.hours()] == [2022]
 

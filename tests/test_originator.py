@@ -13,7 +13,8 @@ import pytest
 from conftest import flows
 from vlf_dagster.analysis.tables import port_tables as pt
 from vlf_dagster.flows import duck
-from vlf_dagster.flows.importers import readers as im
+from vlf_dagster.flows.importers.argus import parse_binetflow
+from vlf_dagster.flows.importers.zeek import parse_zeek
 from vlf_dagster.flows.flags import ACK, FIN, SYN
 from vlf_dagster.flows.tools.match import match_sessions
 
@@ -48,7 +49,7 @@ def _without_exporter_word(table: pa.Table) -> pa.Table:
 
 def test_an_inside_host_browsing_https_opened_the_session_on_443():
     log = ZEEK_HEADER + "1655071198.444\tC1\t10.1.24.5\t50000\t93.184.216.34\t443\ttcp\tSF\t5\t400\t4\t3000\n"
-    imported = im.parse_zeek(log.encode(), "one.log").flows
+    imported = parse_zeek(log.encode(), "one.log").flows
     assert imported.column("application").to_pylist() == [443, 443]  # Zeek's word, kept in both flows
     for table in (imported, _without_exporter_word(imported)):  # the port rule says the same on its own
         ports = pt.matched_ports(_matched(table, "10.1.24.0/22"), protocol=6)
@@ -89,7 +90,7 @@ def test_the_originator_rules_in_order(case, expected):
 @pytest.mark.skipif(not REAL.exists(), reason=f"shared real data not found at {REAL}")
 def test_every_matched_session_of_a_real_zeek_log_opens_as_zeek_says():
     text = REAL.read_text()
-    imported = im.parse_zeek(text.encode(), REAL.name).flows
+    imported = parse_zeek(text.encode(), REAL.name).flows
     opened = set()  # (protocol, originator, responder, responder's port) of every connection, as Zeek names them
     for line in text.splitlines():
         if not line.startswith("#"):
@@ -119,7 +120,7 @@ def test_argus_direction_names_the_opener(direction, expected):
     # ("<?>"): times and flags tie, and the port rule finds the inside host going to 443.
     header = "StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,SrcBytes,Label\n"
     line = f"2022/06/12 17:00:00.000000,1.0,tcp,93.184.216.34,443,{direction},10.1.24.5,50000,FSPA_FSPA,0,0,10,4000,3000,x\n"
-    imported = im.parse_binetflow((header + line).encode(), "argus.csv").flows
+    imported = parse_binetflow((header + line).encode(), "argus.csv").flows
     assert imported.num_rows == 2
     ports = pt.matched_ports(_matched(imported, "10.1.24.0/22"), protocol=6)
     assert ports[["Port", "O/E"]].values.tolist() == expected

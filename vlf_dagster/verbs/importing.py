@@ -17,14 +17,7 @@ the file's base name (or --source): importing under the same name again replaces
 landed before, and files with the same name in one run land together.
 
 Formats (--format, default auto: sniffed from the first lines):
-  nfdump-csv  `nfdump -r FILE -o csv` output (run nfdump with TZ=UTC: its times are local)
-  nfcapd      nfcapd files, read through the installed nfdump (-o pipe, millisecond times)
-  binetflow   Argus / CTU-13 bidirectional CSV: split into src->dst and dst->src flows
-  zeek        Zeek conn.log, TSV or JSON lines: orig->resp and resp->orig flows
-  rwcut       SiLK rwcut text, '|' or tab separated; without a title line give --fields
-  silk        SiLK flow files: every flow format SiLK 3.19.1 writes (rwtuc, rwcat, rwfilter and rwsort
-              output, rwflowpack's packed hourly repository files), uncompressed, zlib, lzo1x or snappy
-  netflow-pcap  NetFlow v5/v9/IPFIX export datagrams captured in a pcap
+{formats}
 
 Examples:
   vlf import capture.binetflow
@@ -34,12 +27,28 @@ Examples:
 """
 
 
+def _formats_help() -> str:
+    """One entry per registered format, continuation lines under the first."""
+    from ..flows.importers.formats import REGISTRY
+
+    out = []
+    for entry in REGISTRY:
+        first, *more = entry.summary.split("\n")
+        out.append(f"  {entry.name:<10}  {first}")
+        out.extend(" " * 14 + line for line in more)
+    return "\n".join(out)
+
+
+def _listed(names) -> str:
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
 def register(subparsers) -> None:
-    from ..flows.importers.formats import FORMATS, OLD_TIME_POLICIES
+    from ..flows.importers.formats import DEFAULT_OLD_TIMES, FORMATS, LOCAL_TIME_FORMATS, OLD_TIME_POLICIES
 
     p = subparsers.add_parser(
         "import", help="import nfdump, Argus, Zeek, rwcut or SiLK flow files into the landing area",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        description=DESCRIPTION.format(formats=_formats_help()), formatter_class=HelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILES", help="input files")
     p.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="input format (default: auto)")
@@ -48,11 +57,12 @@ def register(subparsers) -> None:
                    help="landing name for all FILES together (default: each file's base name)")
     p.add_argument("--fields", metavar="FIELDS", help="rwcut text without a title line: its columns (rwcut --fields)")
     p.add_argument("--column-separator", metavar="C", help="rwcut text: the separator (default: '|' or tab, sniffed)")
+    keep = [name for name, policy in DEFAULT_OLD_TIMES.items() if policy == "keep"]
     p.add_argument("--old-times", choices=OLD_TIME_POLICIES,
-                   help="records starting before 1990: keep (default for zeek: relative capture times) or "
+                   help=f"records starting before 1990: keep (default for {_listed(keep)}: relative capture times) or "
                         "quarantine (default otherwise: an exporter clock that was not set)")
     p.add_argument("--tz", metavar="ZONE",
-                   help="read the date-time text of nfdump-csv, binetflow and rwcut input as wall-clock time in this "
+                   help=f"read the date-time text of {_listed(LOCAL_TIME_FORMATS)} input as wall-clock time in this "
                         "IANA zone, e.g. Europe/Prague (default: UTC); a repeated DST hour takes its first occurrence, "
                         "a time inside a skipped hour is quarantined")
     p.add_argument("--dry-run", action="store_true", help="read and report, land nothing")
@@ -124,7 +134,8 @@ def _warn_outside_window(data_dir: Path, hours: list) -> None:
 
 
 def run(args) -> int:
-    from ..flows.importers.readers import ImportFormatError, check_source_name, import_file, land, source_name
+    from ..flows.importers.readers import check_source_name, import_file, land, source_name
+    from ..flows.importers.result import ImportFormatError
 
     data_dir = Path(args.data_dir or os.environ.get("VLF_DATA_DIR", "data"))
     if args.source is not None:
