@@ -9,7 +9,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from vlf_dagster.analysis.tables import ports as pt
+from vlf_dagster.analysis.tables.categories import category_counts
+from vlf_dagster.analysis.tables.common import CATEGORY_SCHEMA, PortTableError
+from vlf_dagster.analysis.tables.destinations import contact_surface, contact_surface_of_counts, where_do_they_go
+from vlf_dagster.analysis.tables.flags import flags_by_port, flags_for_top_ports, flags_side_by_side, unmatched_tcp_flags
+from vlf_dagster.analysis.tables.geography import geographic_distribution, geographic_side_by_side
+from vlf_dagster.analysis.tables.ports import interest_score, interest_why, overall_port_usage, port_numerology, ports_by_flow_bucket
+from vlf_dagster.analysis.tables.protocols import icmp_table, other_protocols
+from vlf_dagster.analysis.tables.sessions import matched_port_direction_counts, matched_ports
 from vlf_dagster.flows.schema import conform
 from vlf_dagster.flows.sets import IPSet
 
@@ -114,7 +121,7 @@ def archive_table() -> pa.Table:
 
 
 def test_overall_port_usage():
-    df = pt.overall_port_usage(archive_table())
+    df = overall_port_usage(archive_table())
     assert list(df.columns) == [
         "Rank", "TCP source port", "TCP source flows", "TCP destination port", "TCP destination flows",
         "UDP source port", "UDP source flows", "UDP destination port", "UDP destination flows",
@@ -128,9 +135,9 @@ def test_overall_port_usage():
     assert col(df, "UDP source flows") == [2, 1, None]
     assert col(df, "UDP destination port") == [53, 5000, None]
     assert col(df, "UDP destination flows") == [2, 1, None]
-    top2 = pt.overall_port_usage(archive_table(), top=2)
+    top2 = overall_port_usage(archive_table(), top=2)
     assert col(top2, "TCP source port") == [1025, 80]
-    with_int2int = pt.overall_port_usage(archive_table(), flowtypes=[6])
+    with_int2int = overall_port_usage(archive_table(), flowtypes=[6])
     assert col(with_int2int, "TCP source port") == [9] and col(with_int2int, "TCP source flows") == [5]
 
 
@@ -139,22 +146,22 @@ def test_overall_port_usage_from_parquet(tmp_path):
 
     path = tmp_path / "in-S0_20060401.00.parquet"
     pq.write_table(archive_table(), path)
-    df = pt.overall_port_usage([path])
+    df = overall_port_usage([path])
     assert col(df, "TCP destination port") == [80, 1025, 445]
-    assert pt.overall_port_usage([]).empty
+    assert overall_port_usage([]).empty
 
 
 # --- 2 -----------------------------------------------------------------------------------
 
 
 def test_unmatched_tcp_flags():
-    df = pt.unmatched_tcp_flags(categories())
+    df = unmatched_tcp_flags(categories())
     assert list(df.columns) == ["Rank", "Flags", "Count", "Percent"]
     assert col(df, "Rank") == [1, 2, 3, 4]
     assert col(df, "Flags") == ["S", "RA", "R", "SA"]  # R (4) before SA (18) on the tie
     assert col(df, "Count") == [9, 2, 1, 1]
     assert col(df, "Percent") == [69.23, 15.38, 7.69, 7.69]  # of 13 unmatched TCP flows
-    top = pt.unmatched_tcp_flags(categories(), top=2)
+    top = unmatched_tcp_flags(categories(), top=2)
     assert col(top, "Percent") == [69.23, 15.38]
 
 
@@ -162,7 +169,7 @@ def test_unmatched_tcp_flags():
 
 
 def test_ports_by_flow_bucket_tcp():
-    df = pt.ports_by_flow_bucket(categories())
+    df = ports_by_flow_bucket(categories())
     assert list(df.columns) == [
         "Rank",
         "Port (1 flow)", "Flows (1 flow)", "Port (2 - 4 flows)", "Flows (2 - 4 flows)",
@@ -181,7 +188,7 @@ def test_ports_by_flow_bucket_tcp():
 
 
 def test_ports_by_flow_bucket_udp():
-    df = pt.ports_by_flow_bucket(categories(), category="unmatched UDP")
+    df = ports_by_flow_bucket(categories(), category="unmatched UDP")
     assert col(df, "Port (1 flow)") == [7986, 53]
     assert col(df, "Flows (1 flow)") == [2, 1]
     assert col(df, "Port (2 - 4 flows)") == [53, None]
@@ -194,30 +201,30 @@ def test_ports_by_flow_bucket_udp():
 
 
 def test_flags_for_top_ports():
-    long = pt.flags_for_top_ports(categories(), top_ports=2, bucket=1)
+    long = flags_for_top_ports(categories(), top_ports=2, bucket=1)
     assert list(long.columns) == ["Port", "Rank", "Flags", "Count"]
     assert long.values.tolist() == [[445, 1, "S", 3], [445, 2, "R", 1], [4662, 1, "S", 1], [4662, 2, "RA", 1]]
-    wide = pt.flags_side_by_side(long)
+    wide = flags_side_by_side(long)
     assert list(wide.columns) == ["Rank", "Port 445 flags", "Port 445 count", "Port 4662 flags", "Port 4662 count"]
     assert col(wide, "Port 4662 flags") == ["S", "RA"]
-    by_port = pt.flags_by_port(long)  # one row per port, as the report shows it
+    by_port = flags_by_port(long)  # one row per port, as the report shows it
     assert by_port.values.tolist() == [[1, 445, 4, "S 75.0%, R 25.0%"], [2, 4662, 2, "S 50.0%, RA 50.0%"]]
-    assert pt.flags_by_port(long, shown=1)["Flag combinations (share of the port's flows)"].tolist() == [
+    assert flags_by_port(long, shown=1)["Flag combinations (share of the port's flows)"].tolist() == [
         "S 75.0%, 1 other 25.0%", "S 50.0%, 1 other 50.0%"]
-    assert pt.flags_by_port(long.iloc[:0]).empty
+    assert flags_by_port(long.iloc[:0]).empty
     # all ten ports at 1 flow: only three exist; 25 has one SA flow
-    all_ports = pt.flags_for_top_ports(categories())
+    all_ports = flags_for_top_ports(categories())
     assert all_ports["Port"].drop_duplicates().tolist() == [445, 4662, 25]
     assert all_ports[all_ports["Port"] == 25].values.tolist() == [[25, 1, "SA", 1]]
     # bucket 2-4: source 8 only
-    assert pt.flags_for_top_ports(categories(), bucket=(2, 4)).values.tolist() == [[4662, 1, "S", 2], [4662, 2, "RA", 1]]
+    assert flags_for_top_ports(categories(), bucket=(2, 4)).values.tolist() == [[4662, 1, "S", 2], [4662, 2, "RA", 1]]
 
 
 # --- 5 -----------------------------------------------------------------------------------
 
 
 def test_where_do_they_go_tcp_one_flow():
-    df = pt.where_do_they_go(categories(), ACTIVE, protocol=TCP, buckets=(1, 1))
+    df = where_do_they_go(categories(), ACTIVE, protocol=TCP, buckets=(1, 1))
     assert list(df.columns) == ["Rank", "Port", "Flows", "Hit", "Miss", "% Hit", "# Dst", "Dst Hit", "% Dst Hit"]
     assert df.values.tolist() == [
         [1, 445, 4, 2, 2, 50.0, 3, 2, 66.67],
@@ -227,18 +234,18 @@ def test_where_do_they_go_tcp_one_flow():
 
 
 def test_where_do_they_go_tcp_one_to_ten_with_array():
-    df = pt.where_do_they_go(categories(), np.array([11, 10], dtype=np.uint32), protocol=TCP, buckets=(1, 10))
+    df = where_do_they_go(categories(), np.array([11, 10], dtype=np.uint32), protocol=TCP, buckets=(1, 10))
     assert df.values.tolist() == [
         [1, 445, 5, 2, 3, 40.0, 3, 2, 66.67],
         [2, 4662, 5, 5, 0, 100.0, 1, 1, 100.0],
         [3, 25, 2, 0, 2, 0.0, 2, 0, 0.0],
         [4, 80, 1, 1, 0, 100.0, 1, 1, 100.0],
     ]
-    assert pt.where_do_they_go(categories(), ACTIVE, buckets=(1, 10), top=1)["Port"].tolist() == [445]
+    assert where_do_they_go(categories(), ACTIVE, buckets=(1, 10), top=1)["Port"].tolist() == [445]
 
 
 def test_where_do_they_go_udp():
-    df = pt.where_do_they_go(categories(), ACTIVE, protocol=UDP, buckets=(1, 10))
+    df = where_do_they_go(categories(), ACTIVE, protocol=UDP, buckets=(1, 10))
     assert df.values.tolist() == [
         [1, 53, 2, 1, 1, 50.0, 2, 1, 50.0],
         [2, 7986, 2, 2, 0, 100.0, 1, 1, 100.0],
@@ -275,7 +282,7 @@ def matched_flows() -> pa.Table:
 
 
 def test_matched_ports_tcp():
-    df = pt.matched_ports(matched_flows(), protocol=TCP)
+    df = matched_ports(matched_flows(), protocol=TCP)
     assert list(df.columns) == ["Rank", "Port", "O/E", "Sessions", "O count", "E count"]
     assert df.values.tolist() == [
         [1, 25, "O", 3, 2, 2],  # matches 1, 2, 5: outside {100, 101}, inside {10, 11}
@@ -285,8 +292,8 @@ def test_matched_ports_tcp():
 
 
 def test_matched_ports_udp_and_directions():
-    assert pt.matched_ports(matched_flows(), protocol=UDP).values.tolist() == [[1, 53, "O", 1, 1, 1]]
-    d = pt.matched_port_direction_counts(matched_flows(), protocol=TCP)
+    assert matched_ports(matched_flows(), protocol=UDP).values.tolist() == [[1, 53, "O", 1, 1, 1]]
+    d = matched_port_direction_counts(matched_flows(), protocol=TCP)
     assert list(d.columns) == ["Port", "O->E", "E->O"]
     assert d.values.tolist() == [[22, 1, 0], [25, 3, 1]]
 
@@ -310,32 +317,32 @@ def numerology_flows() -> pa.Table:
 
 
 def test_port_numerology_finds_the_planted_spike():
-    df = pt.port_numerology(numerology_flows())
+    df = port_numerology(numerology_flows())
     assert list(df.columns) == ["Port", "Count", "Neighbour median", "Ratio", "Interest", "Why"]
     # neighbours of 52525: seven 1s, six 2s, seven 3s -> median 2; sPort 1000 has no neighbour;
     # the 100 unmatched records on 52524 are not counted
     assert df.values.tolist() == [[52525, 40, 2.0, 20.0, 5, "palindrome; pattern (52 repeated)"]]
-    assert pt.port_numerology(numerology_flows(), min_ratio=25).empty
+    assert port_numerology(numerology_flows(), min_ratio=25).empty
     # all records, destination ports: 52524 gets 1 + 100 = 101 (neighbours: six 1s, 2s and 3s and 40 -> median 2)
-    everything = pt.port_numerology(numerology_flows(), matched_only=False, ports="dPort")
+    everything = port_numerology(numerology_flows(), matched_only=False, ports="dPort")
     # the interesting number leads though the ordinary one stands out further
     assert everything["Port"].tolist() == [52525, 52524]
     assert everything["Ratio"].tolist() == [20.0, 50.5] and everything["Interest"].tolist() == [5, 0]
 
 
 def test_interest_score():
-    assert pt.interest_why(55555) == "repeated digits; palindrome"
-    assert pt.interest_score(55555) == 8
-    assert pt.interest_score(65535) == 5 and "largest port" in pt.interest_why(65535)
-    assert "all ones (2^16 - 1)" in pt.interest_why(65535)
-    assert pt.interest_why(1024) == "first unprivileged port; power of two (2^10)"
-    assert pt.interest_score(32768) == 5
-    assert pt.interest_why(15051) == "palindrome" and pt.interest_score(15051) == 3
-    assert pt.interest_why(10000).startswith("round (4 trailing zeros)")
-    assert pt.interest_why(1111) == "repeated digits; palindrome"
-    assert pt.interest_why(10006) == "run of 3 equal digits"
-    assert pt.interest_why(12345) == "sequence" and pt.interest_score(12345) == 3
-    assert pt.interest_score(52467) == 0 and pt.interest_why(52467) == ""
+    assert interest_why(55555) == "repeated digits; palindrome"
+    assert interest_score(55555) == 8
+    assert interest_score(65535) == 5 and "largest port" in interest_why(65535)
+    assert "all ones (2^16 - 1)" in interest_why(65535)
+    assert interest_why(1024) == "first unprivileged port; power of two (2^10)"
+    assert interest_score(32768) == 5
+    assert interest_why(15051) == "palindrome" and interest_score(15051) == 3
+    assert interest_why(10000).startswith("round (4 trailing zeros)")
+    assert interest_why(1111) == "repeated digits; palindrome"
+    assert interest_why(10006) == "run of 3 equal digits"
+    assert interest_why(12345) == "sequence" and interest_score(12345) == 3
+    assert interest_score(52467) == 0 and interest_why(52467) == ""
 
 
 # --- 8 -----------------------------------------------------------------------------------
@@ -344,7 +351,7 @@ MEANINGS = {(3, 3): "Port Unreachable", (3, 1): "Host Unreachable", (8, 0): "Ech
 
 
 def test_icmp_table():
-    df = pt.icmp_table(categories(), lambda t, c: (MEANINGS.get((t, c), ""), (t, c) in MEANINGS))
+    df = icmp_table(categories(), lambda t, c: (MEANINGS.get((t, c), ""), (t, c) in MEANINGS))
     assert list(df.columns) == ["Type", "Code", "Count", "Rank", "Meaning"]
     assert df.values.tolist() == [
         [3, 3, 3, 1, "Port Unreachable"],
@@ -360,7 +367,7 @@ def test_icmp_table():
 
 def test_other_protocols():
     names = {50: "ESP Encap Security Payload", 132: "Stream Control Transmission Protocol", 64: "SATNET and Backroom EXPAK"}
-    df = pt.other_protocols(categories(), names.get, country_of)
+    df = other_protocols(categories(), names.get, country_of)
     assert list(df.columns) == ["P'col", "CC", "Flows", "Packets", "Bytes", "Description", "Implausible"]
     assert df.values.tolist() == [
         [50, "ca us", 2, 20, 4000, "ESP Encap Security Payload", ""],
@@ -375,7 +382,7 @@ def test_other_protocols():
 
 
 def test_geographic_distribution():
-    df = pt.geographic_distribution(categories(), country_of, [445, 4662])
+    df = geographic_distribution(categories(), country_of, [445, 4662])
     assert list(df.columns) == ["Port", "Rank", "CC", "Count", "Percent"]
     assert df.values.tolist() == [
         [445, 1, "fr", 2, 40.0],  # sources 3, 9
@@ -386,9 +393,9 @@ def test_geographic_distribution():
         [4662, 2, "de", 2, 40.0],
         [4662, "T", "", 5, 100.0],
     ]
-    top1 = pt.geographic_distribution(categories(), country_of, [4662, 445], top=1)
+    top1 = geographic_distribution(categories(), country_of, [4662, 445], top=1)
     assert top1.values.tolist() == [[4662, 1, "fr", 3, 60.0], [4662, "T", "", 5, 100.0], [445, 1, "fr", 2, 40.0], [445, "T", "", 5, 100.0]]
-    wide = pt.geographic_side_by_side(df)
+    wide = geographic_side_by_side(df)
     assert list(wide.columns) == ["R", "445 CC", "445 cnt.", "445 pct.", "4662 CC", "4662 cnt.", "4662 pct."]
     assert col(wide, "R") == [1, 2, 3, "T"]
     assert col(wide, "4662 CC") == ["fr", "de", None, None]
@@ -402,7 +409,7 @@ def test_geographic_distribution():
 def test_contact_surface():
     pairs = pd.DataFrame({"sIP": np.array([1, 1, 2, 3, 3, 3, 4, 4], dtype=np.uint32),
                           "dIP": np.array([10, 11, 10, 10, 11, 12, 10, 10], dtype=np.uint32)})
-    df = pt.contact_surface(pairs)
+    df = contact_surface(pairs)
     assert list(df.columns) == ["Destinations", "Sources", "%", "Cum. %"]
     assert df.values.tolist() == [[1, 2, 50.0, 50.0], [2, 1, 25.0, 75.0], [3, 1, 25.0, 100.0]]
 
@@ -411,7 +418,7 @@ def test_category_counts(tmp_path):
     path = tmp_path / "vlf_categories.parquet"
     categories().to_parquet(path)
     for source in (categories(), path, [path]):
-        df = pt.category_counts(source)
+        df = category_counts(source)
         assert list(df.columns) == ["Category", "Flows", "% flows", "Sources", "% sources"]
         assert df.values.tolist() == [
             ["unmatched TCP", 13, 39.39, 10, 38.46],
@@ -425,15 +432,15 @@ def test_category_counts(tmp_path):
 
 
 def test_empty_inputs():
-    empty = pt.CATEGORY_SCHEMA.empty_table()
-    assert pt.unmatched_tcp_flags(empty).empty
-    assert pt.where_do_they_go(empty, ACTIVE).empty
-    assert pt.ports_by_flow_bucket(empty).empty
-    assert pt.port_numerology(empty).empty
-    assert pt.other_protocols(empty, lambda p: None, country_of).empty  # the report says why instead
-    assert pt.category_counts(empty)["Flows"].tolist() == [0] * 7
-    with pytest.raises(pt.PortTableError):
-        pt.ports_by_flow_bucket(categories(), category="bogus")
+    empty = CATEGORY_SCHEMA.empty_table()
+    assert unmatched_tcp_flags(empty).empty
+    assert where_do_they_go(empty, ACTIVE).empty
+    assert ports_by_flow_bucket(empty).empty
+    assert port_numerology(empty).empty
+    assert other_protocols(empty, lambda p: None, country_of).empty  # the report says why instead
+    assert category_counts(empty)["Flows"].tolist() == [0] * 7
+    with pytest.raises(PortTableError):
+        ports_by_flow_bucket(categories(), category="bogus")
 
 
 def test_contact_surface_of_counts_equals_the_pairs_table(tmp_path):
@@ -449,5 +456,5 @@ def test_contact_surface_of_counts_equals_the_pairs_table(tmp_path):
     counts = tmp_path / "counts.parquet"
     refresh_contacts([tmp_path / "pairs.parquet"], counts, tmp_path / "state", None)
     v4_pairs = pairs.filter(pc.is_null(pairs.column("sIPv6"))).select(["sIP", "dIP"])
-    assert pt.contact_surface_of_counts(counts).equals(pt.contact_surface(v4_pairs))
-    assert pt.contact_surface_of_counts(counts)["Sources"].tolist() == [2, 1, 1]
+    assert contact_surface_of_counts(counts).equals(contact_surface(v4_pairs))
+    assert contact_surface_of_counts(counts)["Sources"].tolist() == [2, 1, 1]

@@ -21,7 +21,13 @@ from ...flows.sets import IPSet
 from ...flows.site import Site
 from ...flows.storage import archive_files, hours_between, monthly_path, segmented_path, state_dir, window_path
 from ..tables import figures as fig
-from ..tables import ports as pt
+from ..tables.categories import category_counts
+from ..tables.destinations import contact_surface_of_counts, where_do_they_go
+from ..tables.flags import flags_by_port, flags_for_top_ports, unmatched_tcp_flags
+from ..tables.geography import geographic_distribution, geographic_side_by_side
+from ..tables.ports import NUMEROLOGY_MIN_RATIO, overall_port_usage, port_numerology, ports_by_flow_bucket
+from ..tables.protocols import icmp_table, other_protocols
+from ..tables.sessions import matched_port_direction_counts, matched_ports, refresh_sessions
 from ..steps import contacts
 from ..tables import samples
 from ...flows import registries
@@ -80,7 +86,7 @@ class StudyInputs:
     @cached_property
     def sessions(self) -> Path:
         """The matched sessions, kept per source and refreshed by the matched output's change log."""
-        return pt.refresh_sessions(self.matched, state_dir(self.data_dir, "matched_sessions")).directory
+        return refresh_sessions(self.matched, state_dir(self.data_dir, "matched_sessions")).directory
 
     @cached_property
     def active_inside(self) -> IPSet:
@@ -125,34 +131,34 @@ def _vlf_sets(inputs: StudyInputs) -> list[Piece]:
 
 
 def _categories(inputs: StudyInputs) -> list[Piece]:
-    return [Piece("Flows of VLF sources by type of data", table=pt.category_counts(inputs.categories))]
+    return [Piece("Flows of VLF sources by type of data", table=category_counts(inputs.categories))]
 
 
 def _port_usage(inputs: StudyInputs) -> list[Piece]:
-    usage = pt.overall_port_usage(inputs.monthly("monthly_port_usage"))  # the archive's counts, summarised by month
+    usage = overall_port_usage(inputs.monthly("monthly_port_usage"))  # the archive's counts, summarised by month
     return [Piece("Overall Port Usage (top 20 by flows, inbound and outbound)", table=usage,
                   empty="No TCP or UDP flow crossed the border in the window.")]
 
 
 def _unmatched_flags(inputs: StudyInputs) -> list[Piece]:
-    return [Piece("Unmatched TCP flag combinations", table=pt.unmatched_tcp_flags(inputs.categories),
+    return [Piece("Unmatched TCP flag combinations", table=unmatched_tcp_flags(inputs.categories),
                   empty=_NO_UNMATCHED.format(label="TCP"))]
 
 
 def _tcp_buckets(inputs: StudyInputs) -> list[Piece]:
     return [Piece("VLF TCP destination ports by flows per source (unmatched TCP)",
-                  table=pt.ports_by_flow_bucket(inputs.categories, "unmatched TCP"), empty=_NO_UNMATCHED.format(label="TCP"))]
+                  table=ports_by_flow_bucket(inputs.categories, "unmatched TCP"), empty=_NO_UNMATCHED.format(label="TCP"))]
 
 
 def _udp_buckets(inputs: StudyInputs) -> list[Piece]:
     return [Piece("VLF UDP destination ports by flows per source (unmatched UDP)",
-                  table=pt.ports_by_flow_bucket(inputs.categories, "unmatched UDP"), empty=_NO_UNMATCHED.format(label="UDP"))]
+                  table=ports_by_flow_bucket(inputs.categories, "unmatched UDP"), empty=_NO_UNMATCHED.format(label="UDP"))]
 
 
 def _flags_top_ports(inputs: StudyInputs) -> list[Piece]:
-    long = pt.flags_for_top_ports(inputs.categories, top_ports=10, bucket=1)
+    long = flags_for_top_ports(inputs.categories, top_ports=10, bucket=1)
     return [Piece("TCP flags of the ten busiest unmatched TCP ports among sources with a single flow",
-                  table=pt.flags_by_port(long),
+                  table=flags_by_port(long),
                   empty="No unmatched TCP flow of a VLF source that sent a single flow in the window.")]
 
 
@@ -160,22 +166,22 @@ def _where(inputs: StudyInputs) -> list[Piece]:
     pieces = []
     for protocol, label, category in ((6, "TCP", "unmatched TCP"), (17, "UDP", "unmatched UDP")):
         for buckets, text in (((1, 1), "1 flow per host"), ((1, 10), "1-10 flows per host")):
-            df = pt.where_do_they_go(inputs.categories, inputs.active_inside, protocol=protocol, buckets=buckets, category=category)
+            df = where_do_they_go(inputs.categories, inputs.active_inside, protocol=protocol, buckets=buckets, category=category)
             pieces.append(Piece(f"Where do they go: unmatched {label}, {text}", table=df,
                                 empty=f"No unmatched {label} flow of a VLF source with {text} in the window."))
     return pieces
 
 
 def _matched_ports(inputs: StudyInputs) -> list[Piece]:
-    return [Piece(f"Top 20 matched {label} ports (1 - 10 flows)", table=pt.matched_ports(inputs.sessions, protocol=p),
+    return [Piece(f"Top 20 matched {label} ports (1 - 10 flows)", table=matched_ports(inputs.sessions, protocol=p),
                   empty=f"No {label} flow of a VLF source was answered in the window.")
             for p, label in ((6, "TCP"), (17, "UDP"))]
 
 
 def _numerology(inputs: StudyInputs) -> list[Piece]:
     return [Piece(f"Port numerology: matched {label} ports that stand out from their neighbours",
-                  table=pt.port_numerology(inputs.matched, protocol=p),
-                  empty=f"No matched {label} port counts {pt.NUMEROLOGY_MIN_RATIO:g} times the median of its occurring "
+                  table=port_numerology(inputs.matched, protocol=p),
+                  empty=f"No matched {label} port counts {NUMEROLOGY_MIN_RATIO:g} times the median of its occurring "
                         "neighbours (within 10 port numbers), or no flow was matched.")
             for p, label in ((17, "UDP"), (6, "TCP"))]
 
@@ -196,7 +202,7 @@ def _contact_surface(inputs: StudyInputs) -> list[Piece]:
         path = fig.save_png(fig.contact_surface_raster_figure(*kept, network), inputs.figure("contact_surface"))
     else:
         path = fig.contact_surface(inputs.monthly("monthly_contact_pairs"), inputs.figure("contact_surface"), inputs.site)
-    table = pt.contact_surface_of_counts(counts)
+    table = contact_surface_of_counts(counts)
     pairs = int((table["Destinations"] * table["Sources"]).sum())
     return [Piece(f"Contact surface: {pairs:,} unique (outside sIP, inside dIP) pairs", figure=path),
             Piece("Sources by number of inside destinations contacted", table=table,
@@ -216,7 +222,7 @@ def _samples(inputs: StudyInputs) -> list[Piece]:
 
 
 def _top_ports(inputs: StudyInputs, category: str, n: int) -> list[int]:
-    table = pt.ports_by_flow_bucket(inputs.categories, category, top=n)
+    table = ports_by_flow_bucket(inputs.categories, category, top=n)
     return [int(p) for p in table["Port (1 - 10 flows)"].tolist() if pd.notna(p) and p != ""]
 
 
@@ -233,7 +239,7 @@ def _timelines(inputs: StudyInputs) -> list[Piece]:
 def _direction_plots(inputs: StudyInputs) -> list[Piece]:
     pieces = []
     for protocol, label in ((6, "TCP"), (17, "UDP")):
-        counts = pt.matched_port_direction_counts(inputs.sessions, protocol=protocol)
+        counts = matched_port_direction_counts(inputs.sessions, protocol=protocol)
         counts = counts.rename(columns={"O->E": "OtoE", "E->O": "EtoO"})
         path = fig.port_direction_plot(counts, inputs.figure(f"ports_{label.lower()}_direction"), label)
         pieces.append(Piece(f"Matched {label} sessions per port, by who opened them", figure=path))
@@ -283,12 +289,12 @@ def _geography(inputs: StudyInputs) -> list[Piece]:
     if inputs.country_of is None:
         return [Piece("Geographical distribution", text=f"Not available: {inputs.geoip_status}")]
     ports = _top_ports(inputs, "unmatched TCP", 10)
-    long = pt.geographic_distribution(inputs.categories, inputs.country_of, ports, top=10)
+    long = geographic_distribution(inputs.categories, inputs.country_of, ports, top=10)
     pieces = []
     for chunk in (ports[:5], ports[5:10]):
         if chunk:
             pieces.append(Piece(f"Top 10 countries for ports {', '.join(map(str, chunk))} (unmatched TCP, 1-10 flows)",
-                                table=pt.geographic_side_by_side(long[long["Port"].isin(chunk)])))
+                                table=geographic_side_by_side(long[long["Port"].isin(chunk)])))
     if not pieces:
         return [Piece("Geographical distribution", text="No unmatched TCP flows of VLF sources in the window.")]
     pieces[-1].note = inputs.geoip_status
@@ -296,14 +302,14 @@ def _geography(inputs: StudyInputs) -> list[Piece]:
 
 
 def _icmp(inputs: StudyInputs) -> list[Piece]:
-    return [Piece("ICMP type and code of VLF flows", table=pt.icmp_table(inputs.categories, registries.icmp_meaning),
+    return [Piece("ICMP type and code of VLF flows", table=icmp_table(inputs.categories, registries.icmp_meaning),
                   empty="No ICMP flow from a VLF source in the window.",
                   note="Meanings from the IANA ICMP parameters registry; codes the registry does not define are invalid.")]
 
 
 def _other_protocols(inputs: StudyInputs) -> list[Piece]:
     describe = lambda n: registries.protocol_description(n) or registries.protocol_name(n)  # noqa: E731
-    return [Piece("Other protocols", table=pt.other_protocols(inputs.categories, describe, _countries(inputs)),
+    return [Piece("Other protocols", table=other_protocols(inputs.categories, describe, _countries(inputs)),
                   empty="No VLF source sent anything but TCP, UDP and ICMP in the window.",
                   note="Implausible: fewer than 20 or more than 65535 bytes per packet, or more than a million packets in a flow. "
                   "Names from IANA's protocol numbers registry and Debian's /etc/protocols.")]
