@@ -100,7 +100,7 @@ def softflowd_stream(version: int):
     except socket.timeout:
         pass
     sink.close()
-    from vlf_dagster.flows.sources.netflow import Decoder
+    from vlf_dagster.flows.sources.netflow.decoder import Decoder
 
     decoder = Decoder()
     per = []
@@ -208,7 +208,7 @@ def run_ours(fmt: str, rate: int, count: int, rcvbuf: int, drain: float) -> dict
 
 def bench_decode() -> None:
     """Decoder alone, in this process: flows/s per format."""
-    from vlf_dagster.flows.sources.netflow import Decoder
+    from vlf_dagster.flows.sources.netflow.decoder import Decoder
 
     streams = {"v5": v5_stream(0)[0]}
     for name, version in (("v9", 9), ("ipfix", 10)):

@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from test_netflow import REAL, ip_text, ipfix_message, set_bytes, v5_datagram, v5_record
-from vlf_dagster.flows.sources.collector import Collector, format_counters, quarantine_spool_path, spool_path
+from vlf_dagster.flows.sources.collector import Collector, format_counters
+from vlf_dagster.flows.sources.spool import quarantine_spool_path, spool_path
 from vlf_dagster.flows.ingest import read_landing_parquet
 from vlf_dagster.flows.schema import FLOW_SCHEMA
 from vlf_dagster.flows.storage import hour_ms, landing_dir, landing_hours
@@ -281,8 +282,8 @@ def test_same_records_as_nfcapd(capture, version, tmp_path):
 
 
 def test_split_by_hour():
-    from vlf_dagster.flows.sources.collector import hour_of_index, split_by_hour
-    from vlf_dagster.flows.sources.netflow import decode_datagrams
+    from vlf_dagster.flows.sources.spool import hour_of_index, split_by_hour
+    from vlf_dagster.flows.sources.netflow.decoder import decode_datagrams
 
     table, _, _ = decode_datagrams([v5_at(H0 + 4000, n=2), v5_at(H0 + 100, n=3, sequence=2), v5_at(H0 + 7300, n=1, sequence=5)])
     parts = split_by_hour(table)
@@ -302,7 +303,7 @@ def test_kill_9_loses_nothing_that_was_flushed(tmp_path):
     import signal
     import sys
 
-    from vlf_dagster.flows.sources.collector import _spool_batches
+    from vlf_dagster.flows.sources.spool import _spool_batches
 
     data = tmp_path / "data"
     port = free_udp_port()
@@ -343,7 +344,7 @@ def test_kill_9_loses_nothing_that_was_flushed(tmp_path):
 
 
 def test_recovery_cuts_a_torn_tail_and_merges_with_the_published_file(tmp_path):
-    from vlf_dagster.flows.sources.collector import Spool, recover_spools
+    from vlf_dagster.flows.sources.spool import Spool, recover_spools
 
     data = tmp_path / "data"
     col = Collector(data, grace=0, clock=Clock(H0 + 10))
@@ -368,7 +369,7 @@ def test_recovery_cuts_a_torn_tail_and_merges_with_the_published_file(tmp_path):
 
 
 def test_a_running_collectors_spool_is_not_taken(tmp_path):
-    from vlf_dagster.flows.sources.collector import recover_spools
+    from vlf_dagster.flows.sources.spool import recover_spools
 
     data = tmp_path / "data"
     col = Collector(data, grace=3600, clock=Clock(H0 + 10))

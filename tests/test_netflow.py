@@ -11,15 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vlf_dagster.flows.sources.netflow import (
-    BYTE_CATEGORIES,
-    Decoder,
-    PcapError,
-    decode_datagrams,
-    import_pcap,
-    quarantine_table,
-    read_pcap,
-)
+from vlf_dagster.flows.sources.netflow.accounting import BYTE_CATEGORIES, quarantine_table
+from vlf_dagster.flows.sources.netflow.decoder import Decoder, decode_datagrams
+from vlf_dagster.flows.sources.pcap import PcapError, import_pcap, read_pcap
 from vlf_dagster.flows.schema import ATTR_IPV6, FLOW_SCHEMA, int_to_ipv4, ipv4_to_int
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
@@ -739,7 +733,7 @@ def test_fuzz_batches_decode_like_single_datagrams(data):
 
 
 def test_observation_domains_per_exporter_are_capped():
-    from vlf_dagster.flows.sources.netflow import MAX_DOMAINS_PER_EXPORTER
+    from vlf_dagster.flows.sources.netflow.templates import MAX_DOMAINS_PER_EXPORTER
 
     decoder = Decoder()
     template = set_bytes(2, template_record(300, [(8, 4), (12, 4)]))
@@ -760,7 +754,7 @@ def test_observation_domains_per_exporter_are_capped():
 
 
 def test_templates_per_exporter_are_capped():
-    from vlf_dagster.flows.sources.netflow import MAX_TEMPLATES_PER_EXPORTER
+    from vlf_dagster.flows.sources.netflow.templates import MAX_TEMPLATES_PER_EXPORTER
 
     decoder = Decoder()
     records = b"".join(template_record(256 + i, [(8, 4)]) for i in range(MAX_TEMPLATES_PER_EXPORTER + 100))
@@ -774,7 +768,7 @@ def test_templates_per_exporter_are_capped():
 
 
 def test_exporters_are_capped():
-    from vlf_dagster.flows.sources.netflow import MAX_EXPORTERS
+    from vlf_dagster.flows.sources.netflow.decoder import MAX_EXPORTERS
 
     decoder = Decoder()
     datagram = v5_datagram([v5_record()])
@@ -789,7 +783,7 @@ def test_exporters_are_capped():
 
 
 def test_sequence_streams_are_capped(monkeypatch):
-    from vlf_dagster.flows.sources import netflow
+    from vlf_dagster.flows.sources.netflow import sequences as netflow
 
     monkeypatch.setattr(netflow, "MAX_STREAMS", 10)
     decoder = Decoder()

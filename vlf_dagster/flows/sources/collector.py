@@ -2,10 +2,11 @@
 
 :class:`Collector` listens on a UDP socket (loopback by default) with a big receive buffer
 (``SO_RCVBUFFORCE`` when allowed, else ``SO_RCVBUF``, capped by ``net.core.rmem_max``).  A
-receiving thread drains it with ``recvmmsg`` (hundreds of datagrams per system call) into an
-in-memory inbox bounded in bytes; the main thread decodes what arrived in batches of up to 4096
-datagrams per exporter with one :class:`~.netflow.Decoder` (numpy batch paths), and appends the
-records to a spool per (hour in which the flow *started*, exporter address)::
+receiving thread drains it with ``recvmmsg`` (hundreds of datagrams per system call:
+:mod:`.receive`) into an in-memory inbox bounded in bytes; the main thread decodes what arrived in
+batches of up to 4096 datagrams per exporter with one :class:`~.netflow.decoder.Decoder` (numpy
+batch paths), and appends the records to a spool (:mod:`.spool`) per (hour in which the flow
+*started*, exporter address)::
 
     landing/dt=YYYY-MM-DD/hour=HH/collector-<exporter>.parquet      (flow schema)
 
@@ -26,9 +27,8 @@ receiving thread at once, decode what is already received, and publish every spo
 
 Bounds: at most ``MAX_OPEN_SPOOLS`` open spools (the least recently appended is published first),
 records starting more than a day after the collector's clock are quarantined by the decoder, which
-also caps
-exporters, observation domains and templates (:mod:`.netflow`), quarantining and counting the
-excess.
+also caps exporters, observation domains, templates and sequence streams (:mod:`.netflow`),
+quarantining and counting the excess.
 
 Undecodable datagrams and rejected records go to
 ``quarantine/collector/dt=YYYY-MM-DD/hour=HH/collector-<exporter>.parquet`` (by arrival hour) in
@@ -44,13 +44,8 @@ totals and that exporter's counters only) and for the whole run in
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import fcntl
 import gc
-import itertools
 import json
-import os
 import select
 import socket
 import struct
@@ -62,144 +57,34 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..ingest import QUARANTINE_SCHEMA
-from .netflow import Decoder, Quarantined, quarantine_table
+from .netflow.accounting import Quarantined, quarantine_table
+from .netflow.decoder import Decoder
+from .receive import BatchReceiver
 from ..schema import FLOW_SCHEMA, MS_PER_HOUR
-from ..storage import PARQUET_OPTIONS, atomic_path, landing_dir, write_bytes
+from .spool import (
+    SPOOL_PARQUET_OPTIONS,
+    Recovery,
+    Spool,
+    exporter_slug,
+    hour_of_index,
+    quarantine_spool_path,
+    recover_spools,
+    split_by_hour,
+    spool_path,
+)
+from ..storage import write_bytes
 
 DEFAULT_PORT = 9995
 DEFAULT_GRACE = 300.0
 DEFAULT_RCVBUF = 64 << 20
-MAX_DATAGRAM = 65535
 MAX_OPEN_SPOOLS = 256  # open landing (and quarantine) spools; the least recently appended is published first
 RECENT_FILES = 100  # published files the run's counters name (the count is spools_closed)
 PROCESS_CHUNK = 4096  # datagrams decoded together: bounded memory, and no long C call holds the GIL
-# Dictionary encoding and statistics of every column cost the collector more than half its Parquet
-# time; landing files are read whole once by the pipeline, so the spool skips them (zstd stays).
-SPOOL_PARQUET_OPTIONS = dict(PARQUET_OPTIONS, use_dictionary=False, write_statistics=["sTime"])
-
-
-# --- receiving many datagrams per system call ------------------------------------------------------
-
-
-class _Iovec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-class _Msghdr(ctypes.Structure):
-    _fields_ = [
-        ("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32), ("msg_iov", ctypes.POINTER(_Iovec)),
-        ("msg_iovlen", ctypes.c_size_t), ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
-        ("msg_flags", ctypes.c_int),
-    ]
-
-
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
-
-
-_MSG_DONTWAIT = 0x40
-_MSG_TRUNC = 0x20
-_SOCKADDR = 128
-
-
-class BatchReceiver:
-    """``recvmmsg(2)`` through ctypes: up to ``slots`` datagrams per system call (Linux).
-
-    One system call per batch instead of one per datagram matters twice in Python: it is cheaper,
-    and the receiving thread gives up the GIL once per batch rather than once per datagram.
-    Falls back to ``recvfrom`` where ``recvmmsg`` is missing.
-    """
-
-    def __init__(self, sock: socket.socket, slots: int = 512, slot_size: int = 65536):
-        self.sock = sock
-        self.slots = slots
-        self.slot_size = slot_size
-        self._recvmmsg = None
-        self._addresses: dict[bytes, tuple[str, int]] = {}
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-                self._recvmmsg = libc.recvmmsg
-                self._recvmmsg.argtypes = [ctypes.c_int, ctypes.POINTER(_Mmsghdr), ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
-                self._recvmmsg.restype = ctypes.c_int
-            except (OSError, AttributeError):
-                self._recvmmsg = None
-        if self._recvmmsg is not None:
-            self._buffer = ctypes.create_string_buffer(slots * slot_size)
-            self._names = ctypes.create_string_buffer(slots * _SOCKADDR)
-            self._iov = (_Iovec * slots)()
-            self._msgs = (_Mmsghdr * slots)()
-            base = ctypes.addressof(self._buffer)
-            names = ctypes.addressof(self._names)
-            for i in range(slots):
-                self._iov[i].iov_base = base + i * slot_size
-                self._iov[i].iov_len = slot_size
-                hdr = self._msgs[i].msg_hdr
-                hdr.msg_name = names + i * _SOCKADDR
-                hdr.msg_iov = ctypes.pointer(self._iov[i])
-                hdr.msg_iovlen = 1
-            self._view = memoryview(self._buffer).cast("B")
-            self._names_view = memoryview(self._names).cast("B")
-        self.truncated = 0
-
-    def receive(self) -> tuple[list[bytes], list[tuple[str, int]]]:
-        """(payloads, sender addresses) of every datagram waiting now, up to ``slots``.
-
-        Two flat lists, and address tuples shared between datagrams: bytes objects are not
-        tracked by Python's cyclic garbage collector, so a backlog of datagrams does not make its
-        collections (which stop every thread) long.
-        """
-        payloads: list[bytes] = []
-        senders: list[tuple[str, int]] = []
-        if self._recvmmsg is None:
-            for _ in range(self.slots):
-                try:
-                    data, address = self.sock.recvfrom(MAX_DATAGRAM)
-                except BlockingIOError:
-                    break
-                payloads.append(data)
-                senders.append(self._addresses.setdefault(address[:2], address[:2]))
-            return payloads, senders
-        for i in range(self.slots):
-            self._msgs[i].msg_hdr.msg_namelen = _SOCKADDR
-        n = self._recvmmsg(self.sock.fileno(), self._msgs, self.slots, _MSG_DONTWAIT, None)
-        if n <= 0:
-            if n < 0 and ctypes.get_errno() not in (11, 4):  # EAGAIN, EINTR
-                raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-            return payloads, senders
-        view, names, size = self._view, self._names_view, self.slot_size
-        addresses = self._addresses
-        for i in range(n):
-            msg = self._msgs[i]
-            length = msg.msg_len
-            if msg.msg_hdr.msg_flags & _MSG_TRUNC:
-                self.truncated += 1
-            raw = bytes(names[i * _SOCKADDR : i * _SOCKADDR + msg.msg_hdr.msg_namelen])
-            address = addresses.get(raw)
-            if address is None:
-                address = addresses[raw] = _sockaddr(raw)
-                if len(addresses) > 65536:
-                    addresses.clear()
-            payloads.append(bytes(view[i * size : i * size + length]))
-            senders.append(address)
-        return payloads, senders
-
-
-def _sockaddr(raw: bytes) -> tuple[str, int]:
-    family = int.from_bytes(raw[:2], sys.byteorder)
-    port = struct.unpack_from(">H", raw, 2)[0]
-    if family == socket.AF_INET6:
-        if raw[8:20] == b"\0" * 10 + b"\xff\xff":  # IPv4-mapped: an IPv4 exporter on a dual-stack socket
-            return socket.inet_ntop(socket.AF_INET, raw[20:24]), port
-        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
-    return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
 
 
 def _warm_up() -> None:
@@ -218,271 +103,6 @@ def _warm_up() -> None:
         writer.write_table(pa.concat_tables([table, table]))
         writer.close()
         table.column("sTime").to_numpy()
-
-
-def exporter_slug(address: str) -> str:
-    """An exporter address as a file name part (no colons: IPv6 ``:`` becomes ``-``)."""
-    return address.replace(":", "-").replace("%", "_").replace("/", "_")
-
-
-def spool_path(data_dir: str | Path, hour: datetime, exporter: str) -> Path:
-    return landing_dir(data_dir, hour) / f"collector-{exporter_slug(exporter)}.parquet"
-
-
-def quarantine_spool_path(data_dir: str | Path, hour: datetime, exporter: str) -> Path:
-    return (
-        Path(data_dir) / "quarantine" / "collector" / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}"
-        / f"collector-{exporter_slug(exporter)}.parquet"
-    )
-
-
-def hour_of_index(hour_index: int) -> datetime:
-    """The UTC hour numbered ``hour_index`` hours after the epoch (``sTime // MS_PER_HOUR``)."""
-    return datetime.fromtimestamp(hour_index * 3600, tz=timezone.utc)
-
-
-def split_by_hour(table: pa.Table) -> list[tuple[int, pa.Table]]:
-    """(hour index, rows) for each hour in which the table's flows start, in hour order.
-
-    An archive hour holds the flows that *started* in it; ``hour_of_index`` turns the index into
-    the hour for :func:`~.storage.landing_dir`.
-    """
-    if table.num_rows == 0:
-        return []
-    hours = table.column("sTime").to_numpy() // MS_PER_HOUR
-    first = int(hours[0])
-    if (hours == first).all():
-        return [(first, table)]
-    order = np.argsort(hours, kind="stable")
-    sorted_hours = hours[order]
-    bounds = np.flatnonzero(np.diff(sorted_hours)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(order)]])
-    return [(int(sorted_hours[s]), table.take(pa.array(order[s:e]))) for s, e in zip(starts, ends)]
-
-
-SPOOL_ROW_GROUP = 262_144  # rows per spool batch on disk and per row group of a published file
-SPOOL_SUFFIX = ".spool"  # never ``.tmp``: a spool outlives sweep_temp_files' hour while it is open
-SPOOL_FLUSH_SECONDS = 1.0  # records decoded this long ago are on disk: the window a kill -9 can lose
-SPOOL_IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
-
-
-class Spool:
-    """Rows for one final Parquet file, kept in an append-only hidden Arrow IPC stream until it closes.
-
-    Rows are buffered in memory for at most ``flush_seconds`` (or ``max_rows``) and then appended
-    to ``.<final name>.<pid>-<n>.spool`` beside the final path as one IPC record batch.  A stream
-    is readable up to its last whole batch, so a collector killed with ``kill -9`` loses at most
-    the rows of its last ``flush_seconds``: :func:`recover_spools` publishes the rest when a
-    collector starts again.  The file is held under an exclusive ``flock`` while open, so a
-    recovering collector never takes a live collector's spool.  ``close()`` turns the stream into
-    the final Parquet file (merged after the rows of a file already there) in one atomic rename.
-
-    With an ``executor`` (one writer thread), batches are written in the background (Arrow lets go
-    of the GIL while it compresses), at most ``MAX_WRITES_IN_FLIGHT`` ahead.
-    """
-
-    _serial = 0
-    MAX_WRITES_IN_FLIGHT = 4
-
-    def __init__(self, path: Path, schema: pa.Schema, *, hour: datetime, exporter: str, max_rows: int = SPOOL_ROW_GROUP,
-                 flush_seconds: float = SPOOL_FLUSH_SECONDS, executor=None):
-        self.executor = executor
-        self._writes: deque = deque()
-        self.path = path
-        self.schema = schema
-        self.hour = hour
-        self.exporter = exporter
-        self.max_rows = max_rows
-        self.flush_seconds = flush_seconds
-        self.pending: list[pa.Table] = []
-        self.pending_rows = 0
-        self.pending_since = 0.0
-        self.rows = 0
-        self.last_append = 0.0
-        self.tmp: Path | None = None
-        self._file = None
-        self.writer: pa.ipc.RecordBatchStreamWriter | None = None
-
-    def append(self, table: pa.Table, now: float) -> None:
-        if table.num_rows == 0:
-            return
-        if not self.pending:
-            self.pending_since = now
-        self.pending.append(table)
-        self.pending_rows += table.num_rows
-        self.rows += table.num_rows
-        self.last_append = now
-        if self.pending_rows >= self.max_rows:
-            self._write_pending()
-
-    def flush_due(self, now: float) -> None:
-        """Write what has waited in memory for ``flush_seconds`` or more."""
-        if self.pending and now - self.pending_since >= self.flush_seconds:
-            self._write_pending()
-
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        Spool._serial += 1
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{Spool._serial}{SPOOL_SUFFIX}")
-        self._file = open(self.tmp, "wb", buffering=0)  # unbuffered: each batch reaches the kernel whole
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.writer = pa.ipc.new_stream(self._file, self.schema, options=SPOOL_IPC_OPTIONS)
-
-    def _write_pending(self) -> None:
-        if not self.pending:
-            return
-        if self.writer is None:
-            self._open()
-        table = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
-        self.pending, self.pending_rows = [], 0
-        if self.executor is None:
-            self._write_table(table)
-            return
-        while len(self._writes) >= self.MAX_WRITES_IN_FLIGHT:
-            self._writes.popleft().result()
-        self._writes.append(self.executor.submit(self._write_table, table))
-
-    def _write_table(self, table: pa.Table) -> None:
-        # one record batch per flush, not one per decoded chunk: thousands of tiny batches cost
-        # kilobytes each when read back, which made publishing a flood's quarantine take gigabytes
-        self.writer.write_table(table.combine_chunks(), max_chunksize=self.max_rows)
-
-    def _wait(self) -> None:
-        while self._writes:
-            self._writes.popleft().result()
-
-    def _close_stream(self) -> None:
-        self._wait()
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        if self._file is not None:
-            self._file.close()  # also lets go of the flock
-            self._file = None
-
-    def close(self) -> Path | None:
-        """Publish the spool as its final file (merged with an existing one); None when it was empty."""
-        if self.rows == 0:
-            return None
-        self._write_pending()
-        self._close_stream()
-        assert self.tmp is not None
-        try:
-            publish_spool(self.tmp, self.path, self.schema)  # a torn tail cannot happen in a live close
-        finally:
-            if self.tmp.exists():
-                self.tmp.unlink()
-        return self.path
-
-    def abandon(self) -> None:
-        self._close_stream()
-        if self.tmp is not None and self.tmp.exists():
-            self.tmp.unlink()
-
-
-def _spool_batches(spool: Path, outcome: dict) -> Iterator[pa.RecordBatch]:
-    """A spool stream's whole record batches, one at a time; ``outcome["torn"]`` tells whether the
-    stream ended in a batch cut short (a kill mid-write: that batch is lost)."""
-    outcome["torn"] = False
-    try:
-        with pa.OSFile(str(spool), "rb") as source:
-            reader = pa.ipc.open_stream(source)
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    return
-                yield batch
-    except (pa.ArrowInvalid, OSError):
-        outcome["torn"] = True
-
-
-def publish_spool(spool: Path, path: Path, schema: pa.Schema) -> tuple[int, bool]:
-    """Write a spool stream's rows as ``path`` (after the rows already in ``path``), atomically.
-
-    Returns the rows taken from the spool and whether its tail was torn.  Row groups of at most
-    ``SPOOL_ROW_GROUP`` rows, written as they are read: memory stays at about one row group,
-    whatever the hour holds.
-    """
-    outcome: dict = {}
-    batches = _spool_batches(spool, outcome)
-    first = next(batches, None)
-    if first is None:
-        return 0, outcome["torn"]
-    rows = 0
-    with atomic_path(path) as out:
-        with pq.ParquetWriter(out, schema, **SPOOL_PARQUET_OPTIONS) as writer:
-            if path.exists():
-                for earlier in pq.ParquetFile(path).iter_batches(batch_size=SPOOL_ROW_GROUP):
-                    writer.write_table(pa.Table.from_batches([earlier]).cast(schema))
-            pending: list[pa.RecordBatch] = []
-            count = 0
-            for batch in itertools.chain([first], batches):
-                pending.append(batch)
-                count += batch.num_rows
-                rows += batch.num_rows
-                if count >= SPOOL_ROW_GROUP:
-                    writer.write_table(pa.Table.from_batches(pending, schema))
-                    pending, count = [], 0
-            if pending:
-                writer.write_table(pa.Table.from_batches(pending, schema))
-    return rows, outcome["torn"]
-
-
-def spool_final_path(spool: Path) -> Path:
-    """``.collector-X.parquet.<pid>-<n>.spool`` -> ``collector-X.parquet``."""
-    name = spool.name[1 : -len(SPOOL_SUFFIX)]
-    return spool.with_name(name.rsplit(".", 1)[0])
-
-
-@dataclass
-class Recovery:
-    spools: int = 0
-    records: int = 0  # flow records published from spools a killed collector left
-    quarantine_rows: int = 0
-    torn: int = 0  # spools whose last batch was cut short by the kill (that batch is lost)
-    files: list = field(default_factory=list)
-
-
-def recover_spools(data_dir: str | Path) -> Recovery:
-    """Publish the spools a killed collector left in the landing and collector quarantine areas.
-
-    A spool still locked by a running collector is left alone.  What a spool holds is merged into
-    its final file as a normal close would have done, so the pipeline's landing sensor sees the
-    hour change and re-packs it.
-    """
-    found = Recovery()
-    data_dir = Path(data_dir)
-    for area, schema in ((data_dir / "landing", FLOW_SCHEMA), (data_dir / "quarantine" / "collector", QUARANTINE_SCHEMA)):
-        if not area.is_dir():
-            continue
-        for folder, _, names in os.walk(area):
-            for name in names:
-                if not (name.startswith(".collector-") and name.endswith(SPOOL_SUFFIX)):
-                    continue
-                spool = Path(folder) / name
-                try:
-                    handle = open(spool, "rb")
-                except FileNotFoundError:
-                    continue
-                with handle:
-                    try:
-                        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue  # a running collector's open spool
-                    final = spool_final_path(spool)
-                    rows, torn = publish_spool(spool, final, schema)
-                    spool.unlink()
-                found.spools += 1
-                found.torn += torn
-                if schema is FLOW_SCHEMA:
-                    found.records += rows
-                else:
-                    found.quarantine_rows += rows
-                if rows:
-                    found.files.append(str(final))
-    return found
 
 
 @dataclass
