@@ -40,7 +40,6 @@ from matplotlib.colors import LogNorm
 from matplotlib.patches import StepPatch
 from matplotlib.ticker import EngFormatter, FixedLocator, LogLocator, MaxNLocator, MultipleLocator, NullFormatter
 
-from ...flows.segments import relation_sql
 from ..steps import contacts
 from ...flows.storage import atomic_path
 from ...flows import duck
@@ -63,22 +62,6 @@ class FigureError(ValueError):
 
 
 # --- shared helpers ------------------------------------------------------------------------------
-
-
-def _register(con: duckdb.DuckDBPyConnection, name: str, source: Source) -> bool:
-    """Make ``source`` queryable as ``name``; False when it is an empty list of files."""
-    if isinstance(source, (pa.Table, pd.DataFrame)):
-        con.register(name, source)
-        return True
-    paths = [source] if isinstance(source, (str, Path)) else list(source)
-    if not paths:
-        return False
-    con.execute(f"CREATE VIEW {name} AS {relation_sql(paths)}")
-    return True
-
-
-def _columns(con: duckdb.DuckDBPyConnection, name: str) -> set[str]:
-    return {row[0] for row in con.sql(f"DESCRIBE {name}").fetchall()}
 
 
 def _ms(value: datetime | int | None) -> int | None:
@@ -157,7 +140,6 @@ def traffic_volume_data(
         raise FigureError(f"bin_hours must be a positive integer, not {bin_hours!r}")
     size = int(bin_hours) * MS_PER_HOUR
     lo, hi = _ms(start), _ms(end)
-    con = duck.connect()
     where, params = ["TRUE"], [size]
     if flowtypes is not None:
         types = [int(t) for t in flowtypes]
@@ -169,16 +151,18 @@ def traffic_volume_data(
     if hi is not None:
         where.append("sTime < ?")
         params.append(hi)
-    if _register(con, "flows", archive_files):
-        # archive records count one each; monthly volume summaries (analysis.traffic) carry their count
-        count = "sum(flows)" if "flows" in _columns(con, "flows") else "count(*)"
-        raw = con.sql(
-            f"SELECT (sTime // ?)::BIGINT AS b, {count}::BIGINT AS f, sum(packets)::DOUBLE AS p, sum(bytes)::DOUBLE AS y "
-            f"FROM flows WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1",
-            params=params,
-        ).df()
-    else:
-        raw = pd.DataFrame({"b": [], "f": [], "p": [], "y": []})
+    with duck.connect() as con:
+        columns = duck.register(con, "flows", archive_files)
+        if columns is not None:
+            # archive records count one each; monthly volume summaries (analysis.traffic) carry their count
+            count = "sum(flows)" if "flows" in columns else "count(*)"
+            raw = con.sql(
+                f"SELECT (sTime // ?)::BIGINT AS b, {count}::BIGINT AS f, sum(packets)::DOUBLE AS p, sum(bytes)::DOUBLE AS y "
+                f"FROM flows WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1",
+                params=params,
+            ).df()
+        else:
+            raw = pd.DataFrame({"b": [], "f": [], "p": [], "y": []})
     bins = raw["b"].to_numpy(dtype=np.int64)
     first = lo // size if lo is not None else (int(bins[0]) if len(bins) else None)
     last = (hi - 1) // size if hi is not None else (int(bins[-1]) if len(bins) else None)
@@ -304,9 +288,9 @@ def _network(inside_network) -> ipaddress.IPv4Network:
 def _inside_v4_pairs(con: duckdb.DuckDBPyConnection, pairs: Source) -> str | None:
     """Register ``pairs`` as view "pairs"; the SQL predicate that keeps its IPv4 rows, or None
     when there are no pairs at all."""
-    if not _register(con, "pairs", pairs):
+    cols = duck.register(con, "pairs", pairs)
+    if cols is None:
         return None
-    cols = _columns(con, "pairs")
     if not {"sIP", "dIP"} <= cols:
         raise FigureError(f"contact pairs need sIP and dIP columns (got {', '.join(sorted(cols))})")
     return " AND ".join(f"{c} IS NULL" for c in ("sIPv6", "dIPv6") if c in cols) or "TRUE"
@@ -329,17 +313,17 @@ def contact_surface_data(pairs: Source, inside_network) -> pd.DataFrame:
     an ``IPv4Network`` or a Site (its first IPv4 network)."""
     net = _network(inside_network)
     base, size = int(net.network_address), net.num_addresses
-    con = duck.connect()
-    v4 = _inside_v4_pairs(con, pairs)
-    if v4 is None:
-        out = pd.DataFrame({"sIP": np.zeros(0, np.int64), "Offset": np.zeros(0, np.int64)})
-        out.attrs["network"] = str(net)
-        return out
-    out = con.sql(
-        "SELECT DISTINCT sIP::BIGINT AS sIP, (dIP::BIGINT - ?) AS Offset FROM pairs "
-        f"WHERE dIP::BIGINT >= ? AND dIP::BIGINT < ? AND {v4} ORDER BY 1, 2",
-        params=[base, base, base + size],
-    ).df()
+    with duck.connect() as con:
+        v4 = _inside_v4_pairs(con, pairs)
+        if v4 is None:
+            out = pd.DataFrame({"sIP": np.zeros(0, np.int64), "Offset": np.zeros(0, np.int64)})
+            out.attrs["network"] = str(net)
+            return out
+        out = con.sql(
+            "SELECT DISTINCT sIP::BIGINT AS sIP, (dIP::BIGINT - ?) AS Offset FROM pairs "
+            f"WHERE dIP::BIGINT >= ? AND dIP::BIGINT < ? AND {v4} ORDER BY 1, 2",
+            params=[base, base, base + size],
+        ).df()
     out = out.astype({"sIP": np.int64, "Offset": np.int64})
     out.attrs["network"] = str(net)
     return out
@@ -397,11 +381,11 @@ def contact_surface_raster(pairs: Source, inside_network) -> tuple[np.ndarray, i
     DuckDB; and the pair count."""
     net = _network(inside_network)
     grid = np.zeros(contacts.raster_shape(net), dtype=np.int64)
-    con = duck.connect()
-    v4 = _inside_v4_pairs(con, pairs)
-    if v4 is None:
-        return grid, 0
-    contacts.add_cells(grid, con, f"SELECT DISTINCT sIP, NULL::BLOB AS sIPv6, dIP, NULL::BLOB AS dIPv6 FROM pairs WHERE {v4}", net)
+    with duck.connect() as con:
+        v4 = _inside_v4_pairs(con, pairs)
+        if v4 is None:
+            return grid, 0
+        contacts.add_cells(grid, con, f"SELECT DISTINCT sIP, NULL::BLOB AS sIPv6, dIP, NULL::BLOB AS dIPv6 FROM pairs WHERE {v4}", net)
     return grid, int(grid.sum())
 
 
@@ -473,7 +457,6 @@ def port_timeline_data(
     """
     ports = [int(p) for p in ports]
     lo, hi = _ms(start), _ms(end)
-    con = duck.connect()
     where, params = ["TRUE"], []
     if ports:
         where.append(f"dPort IN ({', '.join('?' for _ in ports)})")
@@ -494,24 +477,25 @@ def port_timeline_data(
         where.append("sTime < ?")
         params.append(hi)
     sql_where = " AND ".join(where)
-    if _register(con, "cats", categories):
-        span = con.sql(f"SELECT min(sTime), max(sTime) FROM cats WHERE {sql_where}", params=params).fetchall()[0]
-    else:
-        span = (None, None)
-    first_ms = lo if lo is not None else span[0]
-    last_ms = (hi - 1) if hi is not None else span[1]
-    if first_ms is None or last_ms is None or last_ms < first_ms:
-        out = pd.DataFrame({"Date": _utc_dates(np.zeros(0)), **{p: np.zeros(0, np.int64) for p in ports}})
-        out.attrs["bin"] = "day" if bin == "auto" else choose_bin(0, bin)
-        return out
-    unit = choose_bin(int(last_ms) + 1 - int(first_ms), bin)
-    size = BINS_MS[unit]
-    b0, b1 = int(first_ms) // size, int(last_ms) // size
-    raw = con.sql(
-        f"SELECT dPort::INTEGER AS port, (sTime // ?)::BIGINT AS b, count(*)::BIGINT AS n FROM cats "
-        f"WHERE {sql_where} GROUP BY 1, 2",
-        params=[size, *params],
-    ).df()
+    with duck.connect() as con:
+        if duck.register(con, "cats", categories) is not None:
+            span = con.sql(f"SELECT min(sTime), max(sTime) FROM cats WHERE {sql_where}", params=params).fetchall()[0]
+        else:
+            span = (None, None)
+        first_ms = lo if lo is not None else span[0]
+        last_ms = (hi - 1) if hi is not None else span[1]
+        if first_ms is None or last_ms is None or last_ms < first_ms:
+            out = pd.DataFrame({"Date": _utc_dates(np.zeros(0)), **{p: np.zeros(0, np.int64) for p in ports}})
+            out.attrs["bin"] = "day" if bin == "auto" else choose_bin(0, bin)
+            return out
+        unit = choose_bin(int(last_ms) + 1 - int(first_ms), bin)
+        size = BINS_MS[unit]
+        b0, b1 = int(first_ms) // size, int(last_ms) // size
+        raw = con.sql(
+            f"SELECT dPort::INTEGER AS port, (sTime // ?)::BIGINT AS b, count(*)::BIGINT AS n FROM cats "
+            f"WHERE {sql_where} GROUP BY 1, 2",
+            params=[size, *params],
+        ).df()
     n = b1 - b0 + 1
     grid = np.zeros((len(ports), n), dtype=np.int64)
     column_of = {p: i for i, p in enumerate(ports)}

@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 from ...flows.tools.cut import format_records
 from ...flows.tools.match import MAX_MATCH_ID, RESPONSE_TAG, label_sql
 from ...flows.schema import FIELD_NAMES, FLOW_SCHEMA, PROTO_TCP, PROTO_UDP, conform
-from ...flows.sql import ident, path_list
-from ...flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, is_segmented, relation_sql
+from ...flows.sql import ident
+from ...flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey
 from ...flows.storage import write_parquet, holds_state_lock
 from ...flows import duck
 
@@ -49,34 +49,13 @@ class SampleError(ValueError):
 # --- input ---------------------------------------------------------------------------------------
 
 
-def _register(con: duckdb.DuckDBPyConnection, name: str, source: Source, *, row_numbers: bool = False) -> set[str]:
-    """Make ``source`` queryable as ``name``; return its columns (empty for no files).
-
-    With ``row_numbers`` the view gets ``_row``: the record's position in the input (files in
-    the order given), so rwmatch's output order can be kept.
-    """
+def _register(con: duckdb.DuckDBPyConnection, name: str, source: Source, *, row_numbers: bool = False) -> set[str] | None:
+    """Make ``source`` queryable as ``name`` (:func:`duck.register`); return its columns (None for
+    no files).  A DataFrame is read as the Arrow table it converts to, the types the records have
+    in files."""
     if isinstance(source, pd.DataFrame):
         source = pa.Table.from_pandas(source, preserve_index=False)
-    if isinstance(source, pa.Table):
-        if row_numbers:
-            source = source.append_column("_row", pa.array(np.arange(source.num_rows, dtype=np.int64)))
-        con.register(name, source)
-    else:
-        paths = [source] if isinstance(source, (str, Path)) else list(source)
-        if not paths:
-            return set()
-        if len(paths) == 1 and is_segmented(paths[0]):
-            con.execute(f"CREATE VIEW {name} AS {Segmented(Path(paths[0])).relation_sql(row_numbers=row_numbers)}")
-        elif row_numbers:  # files in the order given, rows in file order
-            parts = " UNION ALL BY NAME ".join(
-                f"SELECT * EXCLUDE (file_row_number), ({i}::BIGINT << 40) + file_row_number AS _row "
-                f"FROM read_parquet({path_list([p])}, file_row_number = true)"
-                for i, p in enumerate(paths)
-            )
-            con.execute(f"CREATE VIEW {name} AS {parts}")
-        else:
-            con.execute(f"CREATE VIEW {name} AS {relation_sql(paths)}")
-    return {row[0] for row in con.sql(f"DESCRIBE {name}").fetchall()}
+    return duck.register(con, name, source, row_numbers=row_numbers)
 
 
 def _flow_table(table: pa.Table) -> pa.Table:
@@ -112,24 +91,24 @@ def one_flow_sample_table(categories_or_flows: Source, n: int = 13, seed: int = 
     the input.  The same input and seed give the same sample whatever the row order.
     """
     n = _check_n(n)
-    con = duck.connect()
-    cols = _register(con, "src", categories_or_flows)
-    if not cols or n == 0:
-        return FLOW_SCHEMA.empty_table()
-    missing = [c for c in ("sIP", "dIP", "sTime") if c not in cols]
-    if missing:
-        raise SampleError(f"sample input lacks column(s) {', '.join(missing)}")
-    if "source_flows" in cols:
-        ones = "SELECT * FROM src WHERE source_flows = 1"
-    else:
-        v6 = ", sIPv6" if "sIPv6" in cols else ""
-        ones = f"SELECT * FROM src QUALIFY count(*) OVER (PARTITION BY sIP{v6}) = 1"
-    ties = ", ".join(ident(c) for c in _IDENTITY if c in cols)
-    picked = con.sql(
-        f"SELECT * FROM (SELECT * FROM ({ones}) ORDER BY {_hash('', _IDENTITY, cols)}, {ties} LIMIT ?) "
-        f"ORDER BY {ties}",
-        params=[int(seed), n],
-    ).to_arrow_table()
+    with duck.connect() as con:
+        cols = _register(con, "src", categories_or_flows)
+        if not cols or n == 0:
+            return FLOW_SCHEMA.empty_table()
+        missing = [c for c in ("sIP", "dIP", "sTime") if c not in cols]
+        if missing:
+            raise SampleError(f"sample input lacks column(s) {', '.join(missing)}")
+        if "source_flows" in cols:
+            ones = "SELECT * FROM src WHERE source_flows = 1"
+        else:
+            v6 = ", sIPv6" if "sIPv6" in cols else ""
+            ones = f"SELECT * FROM src QUALIFY count(*) OVER (PARTITION BY sIP{v6}) = 1"
+        ties = ", ".join(ident(c) for c in _IDENTITY if c in cols)
+        picked = con.sql(
+            f"SELECT * FROM (SELECT * FROM ({ones}) ORDER BY {_hash('', _IDENTITY, cols)}, {ties} LIMIT ?) "
+            f"ORDER BY {ties}",
+            params=[int(seed), n],
+        ).to_arrow_table()
     return _flow_table(picked)
 
 
@@ -162,64 +141,64 @@ def matched_sample_table(matched_vlf_flows: Source, n: int = 7, seed: int = 0,
     n = _check_n(n)
     if matched_fraction is not None and not 0.0 <= matched_fraction <= 1.0:
         raise SampleError(f"matched_fraction must be in [0, 1], not {matched_fraction!r}")
-    con = duck.connect()
-    cols = _register(con, "m", matched_vlf_flows, row_numbers=True)
-    if not cols or n == 0:
-        return FLOW_SCHEMA.empty_table()
-    if "nhIP" not in cols:
-        raise SampleError("the matched flows lack nhIP (rwmatch's labels)")
-    label = _LABEL_SQL if {"attributes", "nhIPv6"} <= cols else "nhIP::UBIGINT"
-    con.execute(
-        f"CREATE VIEW lab AS SELECT *, (({label}) & {MAX_MATCH_ID})::BIGINT AS _id, "
-        f"(({label}) & {RESPONSE_TAG}) <> 0 AS _resp FROM m"
-    )
-    fields = [c for c in _IDENTITY if c in cols]
-    # one row per conversation: its first query's position and the seeded hash of that record
-    # (hashes, not records, go through the grouping), and of each kind only the lowest hashes
-    # are kept as candidates: a top-n heap, no table of 23 M conversations (11 s -> ~4 s here)
-    h = _hash("", fields, set(fields))
-    kinds = {  # matches (a group per id) and unmatched queries (each alone)
-        "matched": f"SELECT _id, min(_row) AS _row, arg_min(h, _row) AS h FROM (SELECT _id, _row, {h} AS h FROM lab "
-                   "WHERE NOT _resp AND _id <> 0) GROUP BY _id",
-        "unmatched": f"SELECT _id, _row, {h} AS h FROM lab WHERE NOT _resp AND _id = 0",
-    }
-    fetch = 4 * n + 16
-    found = []
-    for sql in kinds.values():
-        low = con.sql(f"SELECT * FROM ({sql}) ORDER BY h LIMIT ?", params=[int(seed), fetch]).to_arrow_table()
-        if low.num_rows == fetch and low.column("h")[n - 1] == low.column("h")[fetch - 1]:  # ties past the heap: all of them
-            low = con.sql(f"SELECT * FROM ({sql}) WHERE h <= ?", params=[int(seed), low.column("h")[n - 1].as_py()]).to_arrow_table()
-        found.append(low)
-    con.register("candidates", pa.concat_tables(found))
-    top = ", ".join(f"l.{ident(c)}" for c in fields)
-    pick = ("SELECT c._id, c._row, l.sTime AS t, c.h, {m} AS matched FROM candidates c JOIN lab l ON l._row = c._row "
-            f"WHERE {{cond}} ORDER BY c.h, {top}, c._row LIMIT ?")
-    top_n = con.sql(
-        f"({pick.format(m='true', cond='c._id <> 0')}) UNION ALL ({pick.format(m='false', cond='c._id = 0')})",
-        params=[n, n],
-    ).df()
-    top_n["order"] = np.arange(len(top_n))  # each kind's rows come in hash order
-    matched, unmatched = top_n[top_n["matched"]], top_n[~top_n["matched"]]
-    if matched_fraction is None:
-        chosen = top_n.sort_values(["h", "t", "_row"]).head(n)
-    else:
-        want_m = int(np.ceil(n * matched_fraction))
-        take_m = min(len(matched), max(want_m, n - len(unmatched)))
-        take_u = min(len(unmatched), n - take_m)
-        chosen = pd.concat([matched.head(take_m), unmatched.head(take_u)])
-    chosen = chosen.sort_values(["t", "_row"])
-    keys = pa.table({
-        "_cid": pa.array(chosen["_id"].to_numpy(dtype=np.int64)),
-        "_crow": pa.array(chosen["_row"].to_numpy(dtype=np.int64)),
-        "_corder": pa.array(np.arange(len(chosen), dtype=np.int64)),
-    })
-    con.register("chosen", keys)
-    picked = con.sql(
-        "SELECT * EXCLUDE (_corder, _row) FROM ("
-        "SELECT lab.* EXCLUDE (_id, _resp), _corder FROM chosen JOIN lab ON _cid <> 0 AND lab._id = _cid "
-        "UNION ALL SELECT lab.* EXCLUDE (_id, _resp), _corder FROM chosen JOIN lab ON _cid = 0 AND lab._row = _crow"
-        ") ORDER BY _corder, _row"
-    ).to_arrow_table()
+    with duck.connect() as con:
+        cols = _register(con, "m", matched_vlf_flows, row_numbers=True)
+        if not cols or n == 0:
+            return FLOW_SCHEMA.empty_table()
+        if "nhIP" not in cols:
+            raise SampleError("the matched flows lack nhIP (rwmatch's labels)")
+        label = _LABEL_SQL if {"attributes", "nhIPv6"} <= cols else "nhIP::UBIGINT"
+        con.execute(
+            f"CREATE VIEW lab AS SELECT *, (({label}) & {MAX_MATCH_ID})::BIGINT AS _id, "
+            f"(({label}) & {RESPONSE_TAG}) <> 0 AS _resp FROM m"
+        )
+        fields = [c for c in _IDENTITY if c in cols]
+        # one row per conversation: its first query's position and the seeded hash of that record
+        # (hashes, not records, go through the grouping), and of each kind only the lowest hashes
+        # are kept as candidates: a top-n heap, no table of 23 M conversations (11 s -> ~4 s here)
+        h = _hash("", fields, set(fields))
+        kinds = {  # matches (a group per id) and unmatched queries (each alone)
+            "matched": f"SELECT _id, min(_row) AS _row, arg_min(h, _row) AS h FROM (SELECT _id, _row, {h} AS h FROM lab "
+                       "WHERE NOT _resp AND _id <> 0) GROUP BY _id",
+            "unmatched": f"SELECT _id, _row, {h} AS h FROM lab WHERE NOT _resp AND _id = 0",
+        }
+        fetch = 4 * n + 16
+        found = []
+        for sql in kinds.values():
+            low = con.sql(f"SELECT * FROM ({sql}) ORDER BY h LIMIT ?", params=[int(seed), fetch]).to_arrow_table()
+            if low.num_rows == fetch and low.column("h")[n - 1] == low.column("h")[fetch - 1]:  # ties past the heap: all of them
+                low = con.sql(f"SELECT * FROM ({sql}) WHERE h <= ?", params=[int(seed), low.column("h")[n - 1].as_py()]).to_arrow_table()
+            found.append(low)
+        con.register("candidates", pa.concat_tables(found))
+        top = ", ".join(f"l.{ident(c)}" for c in fields)
+        pick = ("SELECT c._id, c._row, l.sTime AS t, c.h, {m} AS matched FROM candidates c JOIN lab l ON l._row = c._row "
+                f"WHERE {{cond}} ORDER BY c.h, {top}, c._row LIMIT ?")
+        top_n = con.sql(
+            f"({pick.format(m='true', cond='c._id <> 0')}) UNION ALL ({pick.format(m='false', cond='c._id = 0')})",
+            params=[n, n],
+        ).df()
+        top_n["order"] = np.arange(len(top_n))  # each kind's rows come in hash order
+        matched, unmatched = top_n[top_n["matched"]], top_n[~top_n["matched"]]
+        if matched_fraction is None:
+            chosen = top_n.sort_values(["h", "t", "_row"]).head(n)
+        else:
+            want_m = int(np.ceil(n * matched_fraction))
+            take_m = min(len(matched), max(want_m, n - len(unmatched)))
+            take_u = min(len(unmatched), n - take_m)
+            chosen = pd.concat([matched.head(take_m), unmatched.head(take_u)])
+        chosen = chosen.sort_values(["t", "_row"])
+        keys = pa.table({
+            "_cid": pa.array(chosen["_id"].to_numpy(dtype=np.int64)),
+            "_crow": pa.array(chosen["_row"].to_numpy(dtype=np.int64)),
+            "_corder": pa.array(np.arange(len(chosen), dtype=np.int64)),
+        })
+        con.register("chosen", keys)
+        picked = con.sql(
+            "SELECT * EXCLUDE (_corder, _row) FROM ("
+            "SELECT lab.* EXCLUDE (_id, _resp), _corder FROM chosen JOIN lab ON _cid <> 0 AND lab._id = _cid "
+            "UNION ALL SELECT lab.* EXCLUDE (_id, _resp), _corder FROM chosen JOIN lab ON _cid = 0 AND lab._row = _crow"
+            ") ORDER BY _corder, _row"
+        ).to_arrow_table()
     return _flow_table(picked)
 
 
@@ -282,8 +261,7 @@ def refresh_sample_candidates(matched: Path, state: Path, *, seed: int = 0, keep
     inputs = {"matched": source}
     kept = InputGenerations(state, {"matched_sample": 1, "seed": int(seed), "keep": int(keep)})
     changed = kept.changes(target, inputs)
-    con = duck.connect()
-    try:
+    with duck.connect() as con:
         if changed is not None:
             bounds = target.extra["bounds"]
             # the changed sources' records, found once (the conversations and the records both read them)
@@ -296,8 +274,6 @@ def refresh_sample_candidates(matched: Path, state: Path, *, seed: int = 0, keep
         if changed is None:
             rows, bounds = _candidate_rows(con, source.relation_sql(row_numbers=True), seed, None, keep)
             target.write_full(lambda path: write_parquet(rows, path), extra={"bounds": bounds})
-    finally:
-        con.close()
     kept.write(target, inputs)
     return target
 
@@ -349,73 +325,73 @@ def near_matches(
         raise SampleError(f"invalid time delta {time_delta_ms!r}: a non-negative number of milliseconds")
     if limit is not None:
         limit = _check_n(limit)
-    con = duck.connect()
-    # conform() gives both sides every flow column (the IPv6 ones included) for the join, and
-    # each record its position (_row): the join reads the few columns it compares and fetches
-    # whole records only for the pairs it keeps
-    sides = []
-    for name, source in (("qsrc", vlf_flows), ("rsrc", outbound)):
-        if isinstance(source, (pa.Table, pd.DataFrame)):
-            table = source if isinstance(source, pa.Table) else pa.Table.from_pandas(source, preserve_index=False)
-            table = _flow_table(table)
-            con.register(name, table.append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64))))
-            sides.append(True)
-        else:
-            cols = _register(con, name + "_raw", source, row_numbers=True)
-            if cols:
-                fill = ", ".join(
-                    f"NULL::BLOB AS {c}" if c.endswith("v6") else f"0 AS {ident(c)}"
-                    for c in FIELD_NAMES if c not in cols
-                )
-                con.execute(f"CREATE VIEW {name} AS SELECT *{', ' + fill if fill else ''} FROM {name}_raw")
-            sides.append(bool(cols))
-    if not all(sides) or limit == 0:
-        return _grouped(FLOW_SCHEMA.empty_table(), [], [], []) if groups else FLOW_SCHEMA.empty_table()
-    compared = "_row, sIP, dIP, sIPv6, dIPv6, sPort, dPort, protocol, sTime, duration"
-    # a query with a proper answer, or a response that properly answers another query, is no
-    # sign of malformed traffic (e.g. two SYNs from one host, only the second one answered)
-    answered = (
-        f"AND NOT EXISTS (SELECT 1 FROM r r2 WHERE {_SAME_HOSTS.replace('r.', 'r2.')} AND {_IN_TIME.replace('r.', 'r2.')} "
-        "AND r2.sPort = q.dPort AND r2.dPort = q.sPort) "
-        f"AND NOT EXISTS (SELECT 1 FROM q q2 WHERE {_SAME_HOSTS.replace('q.', 'q2.')} "
-        f"AND {_IN_TIME.replace('q.', 'q2.')} AND r.sPort = q2.dPort AND r.dPort = q2.sPort)"
-        if exclude_answered else ""
-    )
-    record = lambda alias: "struct_pack(" + ", ".join(f"{ident(c)} := {alias}.{ident(c)}" for c in FIELD_NAMES) + ")"  # noqa: E731
-    order_q = ", ".join(f"q.{ident(c)}" for c in _IDENTITY)
-    sql = f"""
-    WITH q AS (SELECT {compared} FROM qsrc WHERE protocol IN ({PROTO_TCP}, {PROTO_UDP})),
-    r AS (SELECT {compared} FROM rsrc),
-    hits AS (
-        SELECT q._row AS qi, r._row AS ri FROM q JOIN r ON {_SAME_HOSTS}
-        WHERE {_IN_TIME}
-          AND ((r.sPort = q.dPort AND r.dPort <> q.sPort) OR (r.dPort = q.sPort AND r.sPort <> q.dPort))
-          {answered}
-    ),
-    pairs AS (
-        SELECT {record('qf')} AS qrec, {record('rf')} AS rrec FROM hits
-        JOIN qsrc qf ON qf._row = hits.qi JOIN rsrc rf ON rf._row = hits.ri
-    ),
-    queries AS (
-        SELECT qrec, row_number() OVER (ORDER BY {order_q.replace('q.', 'qrec.')}) AS k
-        FROM (SELECT DISTINCT qrec FROM pairs)
-        {'' if limit is None else 'QUALIFY k <= ?'}
-    ),
-    out AS (
-        SELECT k, 0 AS side, 0 AS pos, unnest(qrec) FROM queries
-        UNION ALL
-        SELECT k, 1 AS side,
-               row_number() OVER (PARTITION BY k ORDER BY {order_q.replace('q.', 'rrec.')}) AS pos, unnest(rrec)
-        FROM queries JOIN pairs USING (qrec)
-    )
-    SELECT * EXCLUDE (nhIP), ((CASE WHEN side = 1 THEN {RESPONSE_TAG} ELSE 0 END) | k)::UINTEGER AS nhIP
-    FROM out ORDER BY k, side, pos
-    """
-    if groups:
-        sql = sql.replace(f"SELECT * EXCLUDE (nhIP), ((CASE WHEN side = 1 THEN {RESPONSE_TAG} ELSE 0 END) | k)::UINTEGER AS nhIP", "SELECT *")
-    # parameters in SQL text order: the pairs' time window, the two NOT EXISTS windows, the limit
-    params = [delta] + ([delta, delta] if exclude_answered else []) + ([] if limit is None else [limit])
-    result = con.sql(sql, params=params).to_arrow_table()
+    with duck.connect() as con:
+        # conform() gives both sides every flow column (the IPv6 ones included) for the join, and
+        # each record its position (_row): the join reads the few columns it compares and fetches
+        # whole records only for the pairs it keeps
+        sides = []
+        for name, source in (("qsrc", vlf_flows), ("rsrc", outbound)):
+            if isinstance(source, (pa.Table, pd.DataFrame)):
+                table = source if isinstance(source, pa.Table) else pa.Table.from_pandas(source, preserve_index=False)
+                table = _flow_table(table)
+                con.register(name, table.append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64))))
+                sides.append(True)
+            else:
+                cols = _register(con, name + "_raw", source, row_numbers=True)
+                if cols:
+                    fill = ", ".join(
+                        f"NULL::BLOB AS {c}" if c.endswith("v6") else f"0 AS {ident(c)}"
+                        for c in FIELD_NAMES if c not in cols
+                    )
+                    con.execute(f"CREATE VIEW {name} AS SELECT *{', ' + fill if fill else ''} FROM {name}_raw")
+                sides.append(bool(cols))
+        if not all(sides) or limit == 0:
+            return _grouped(FLOW_SCHEMA.empty_table(), [], [], []) if groups else FLOW_SCHEMA.empty_table()
+        compared = "_row, sIP, dIP, sIPv6, dIPv6, sPort, dPort, protocol, sTime, duration"
+        # a query with a proper answer, or a response that properly answers another query, is no
+        # sign of malformed traffic (e.g. two SYNs from one host, only the second one answered)
+        answered = (
+            f"AND NOT EXISTS (SELECT 1 FROM r r2 WHERE {_SAME_HOSTS.replace('r.', 'r2.')} AND {_IN_TIME.replace('r.', 'r2.')} "
+            "AND r2.sPort = q.dPort AND r2.dPort = q.sPort) "
+            f"AND NOT EXISTS (SELECT 1 FROM q q2 WHERE {_SAME_HOSTS.replace('q.', 'q2.')} "
+            f"AND {_IN_TIME.replace('q.', 'q2.')} AND r.sPort = q2.dPort AND r.dPort = q2.sPort)"
+            if exclude_answered else ""
+        )
+        record = lambda alias: "struct_pack(" + ", ".join(f"{ident(c)} := {alias}.{ident(c)}" for c in FIELD_NAMES) + ")"  # noqa: E731
+        order_q = ", ".join(f"q.{ident(c)}" for c in _IDENTITY)
+        sql = f"""
+        WITH q AS (SELECT {compared} FROM qsrc WHERE protocol IN ({PROTO_TCP}, {PROTO_UDP})),
+        r AS (SELECT {compared} FROM rsrc),
+        hits AS (
+            SELECT q._row AS qi, r._row AS ri FROM q JOIN r ON {_SAME_HOSTS}
+            WHERE {_IN_TIME}
+              AND ((r.sPort = q.dPort AND r.dPort <> q.sPort) OR (r.dPort = q.sPort AND r.sPort <> q.dPort))
+              {answered}
+        ),
+        pairs AS (
+            SELECT {record('qf')} AS qrec, {record('rf')} AS rrec FROM hits
+            JOIN qsrc qf ON qf._row = hits.qi JOIN rsrc rf ON rf._row = hits.ri
+        ),
+        queries AS (
+            SELECT qrec, row_number() OVER (ORDER BY {order_q.replace('q.', 'qrec.')}) AS k
+            FROM (SELECT DISTINCT qrec FROM pairs)
+            {'' if limit is None else 'QUALIFY k <= ?'}
+        ),
+        out AS (
+            SELECT k, 0 AS side, 0 AS pos, unnest(qrec) FROM queries
+            UNION ALL
+            SELECT k, 1 AS side,
+                   row_number() OVER (PARTITION BY k ORDER BY {order_q.replace('q.', 'rrec.')}) AS pos, unnest(rrec)
+            FROM queries JOIN pairs USING (qrec)
+        )
+        SELECT * EXCLUDE (nhIP), ((CASE WHEN side = 1 THEN {RESPONSE_TAG} ELSE 0 END) | k)::UINTEGER AS nhIP
+        FROM out ORDER BY k, side, pos
+        """
+        if groups:
+            sql = sql.replace(f"SELECT * EXCLUDE (nhIP), ((CASE WHEN side = 1 THEN {RESPONSE_TAG} ELSE 0 END) | k)::UINTEGER AS nhIP", "SELECT *")
+        # parameters in SQL text order: the pairs' time window, the two NOT EXISTS windows, the limit
+        params = [delta] + ([delta, delta] if exclude_answered else []) + ([] if limit is None else [limit])
+        result = con.sql(sql, params=params).to_arrow_table()
     if groups:
         return _grouped(_flow_table(result), *(result.column(c) for c in ("k", "side", "pos")))
     if result.num_rows and pc.max(result.column("k")).as_py() > MAX_MATCH_ID:
