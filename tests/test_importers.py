@@ -818,7 +818,7 @@ def test_fuzz_every_parser_accounts_for_every_line(kind):
                     reason="shared NetFlow export captures not found")
 def test_netflow_pcap_import_goes_through_the_collector_decoder(tmp_path):
     from vlf_dagster.flows.importers.readers import import_file, land
-    from vlf_dagster.flows.sources.netflow import import_pcap
+    from vlf_dagster.flows.sources.pcap import import_pcap
 
     result = import_file(SHARED_NETFLOW, "netflow-pcap")
     direct, accounting = import_pcap(SHARED_NETFLOW)

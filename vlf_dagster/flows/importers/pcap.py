@@ -1,5 +1,5 @@
 """``netflow-pcap``: NetFlow v5/v9/IPFIX export datagrams captured in a pcap -> flow records,
-through the collector's decoder (:mod:`..sources`); read only when named (no sniffing)."""
+through the collector's decoder (:mod:`..sources.pcap`); read only when named (no sniffing)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ def import_netflow_pcap(path: str | Path) -> ImportResult:
     """NetFlow v5/v9/IPFIX export datagrams captured in a pcap, through the collector's decoder.
 
     Rejected datagrams and records are quarantined with their exporter and sequence number."""
-    from ..sources.netflow import import_pcap, quarantine_table
+    from ..sources.netflow.accounting import quarantine_table
+    from ..sources.pcap import import_pcap
 
     try:
         flows, accounting = import_pcap(path)
