@@ -294,7 +294,11 @@ def read_tor_ranges(path: str | os.PathLike, family: int) -> tuple[list[tuple[in
 
 def merge_ranges(ranges: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
     """Sort and join ranges of one country that touch (``hi + 1 == next lo``); overlaps keep the
-    first range's country for the overlapped part."""
+    first range's country for the overlapped part.
+
+    Not netaddr's: an ``IPSet`` per country joins a country's ranges but leaves two countries
+    claiming an overlap (the writer would give it to the one inserted last), and building those
+    sets takes ~18 s for the IPv4 ranges alone, against ~0.3 s here for all of them."""
     merged: list[tuple[int, int, str]] = []
     for lo, hi, cc in sorted(ranges):
         if merged:
