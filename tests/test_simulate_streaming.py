@@ -22,8 +22,9 @@ import pytest
 from vlf_dagster.flows.schema import MS_PER_HOUR, check_schema, conform
 from vlf_dagster.flows.site import site_from_mapping
 from vlf_dagster.flows.storage import hour_ms, hours_between, landing_dir
-from vlf_dagster.simulate import POPULATIONS, SimulationConfig, simulate
-from vlf_dagster.simulate import site_sim
+from vlf_dagster.simulate import POPULATIONS, SimulationConfig, SimulationError, simulate
+from vlf_dagster.simulate import site_sim, window, writing
+from vlf_dagster.simulate.network import _OutsideAddresses
 
 NETWORK = "10.1.24.0/22"
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,7 @@ DAYS, SOURCES = 8, 20000  # 2,500 sources a day: chunks of 8,192 sources, three 
 def chunked(tmp_path_factory):
     base = tmp_path_factory.mktemp("chunked")
     site, config = make_site(DAYS), SimulationConfig(days=DAYS, sources=SOURCES, seed=3)
-    plan = site_sim._plan(site, config)
+    plan = window._plan(site, config)
     assert plan.chunk_sources < SOURCES // 2 and plan.bucket_hours == 24, "the fixture must span several chunks"
     summary = simulate(site, config, base)
     flows = landing(summary)
@@ -96,8 +97,8 @@ def test_every_hour_has_its_file_sorted_by_time(chunked):
 
 def test_landing_tables_are_what_conform_makes(chunked):
     table = pq.read_table(chunked["summary"].landing_files[5])
-    flows = {name: table.column(name).to_numpy() for name in site_sim._COLUMNS}
-    assert site_sim._flow_table(flows).equals(conform(flows), check_metadata=True)
+    flows = {name: table.column(name).to_numpy() for name in writing._COLUMNS}
+    assert writing._flow_table(flows).equals(conform(flows), check_metadata=True)
     assert table.equals(conform(flows), check_metadata=True)
 
 
@@ -127,8 +128,8 @@ def test_threads_and_buckets_do_not_change_the_truth(chunked, tmp_path, monkeypa
     monkeypatch.setattr(site_sim, "WORKERS", 1)
     simulate(site, config, tmp_path / "one")
     assert all_files(tmp_path / "one") == all_files(chunked["base"])
-    monkeypatch.setattr(site_sim, "BUCKET_MAX_FLOWS", 20_000)
-    assert site_sim._plan(site, config).bucket_hours < 24
+    monkeypatch.setattr(window, "BUCKET_MAX_FLOWS", 20_000)
+    assert window._plan(site, config).bucket_hours < 24
     summary = simulate(site, config, tmp_path / "hourly")
     truth = pq.read_table(summary.ground_truth_path).to_pandas()
     assert truth.equals(chunked["truth"]), "the sources' flows do not depend on the buckets"
@@ -200,7 +201,7 @@ def test_peak_memory_stays_flat_as_the_window_grows(tmp_path):
 
 def test_outside_addresses_are_distinct_public_and_spread(monkeypatch):
     site = make_site(1, "172.32.0.0/16")
-    space = site_sim._OutsideAddresses(np.random.default_rng(5), site)
+    space = _OutsideAddresses(np.random.default_rng(5), site)
     first = space(0, 1_000_000)
     more = space(1_000_000, 2_000_000)
     every = np.concatenate([first, more])
@@ -216,5 +217,5 @@ def test_outside_addresses_are_distinct_public_and_spread(monkeypatch):
     allowed = counts[counts > 0]
     assert len(allowed) == 223 - 2  # 10 and 127 are out; 169, 172 and 192 partly
     assert allowed.min() > 0.5 * np.median(allowed) and allowed.max() < 1.5 * np.median(allowed)
-    with pytest.raises(site_sim.SimulationError):
+    with pytest.raises(SimulationError):
         space(space.total - 1, space.total + 1)

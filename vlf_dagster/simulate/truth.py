@@ -1,0 +1,89 @@
+"""The simulation's ground truth: one row per outside source, computed from its own inbound flows.
+
+:func:`_chunk_truth` gives a chunk's rows (population, flows, distinct destinations, main protocol
+and port, whether all its destinations are live) and counters for the summary;
+:func:`_write_ground_truth` writes every chunk's rows, sorted by address, to ``sim/ground_truth.parquet``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..flows.schema import MS_PER_HOUR
+from ..flows.storage import PARQUET_OPTIONS, atomic_path
+from .model import POPULATIONS
+from .network import _Inside
+from .populations import _segment_starts
+from .window import _Plan
+from .writing import _narrow
+
+TRUTH_SCHEMA = pa.schema(
+    [("sIP", pa.uint32()), ("population", pa.string()), ("flows", pa.int64()), ("destinations", pa.int64()),
+     ("protocol", pa.uint8()), ("port", pa.uint16()), ("target_live", pa.bool_())]
+)
+TRUTH_ROW_GROUP = 1 << 20
+
+
+def _chunk_truth(source_ip, pop, nflows, ndest, src, proto, dport, dst_off, t, inside: _Inside, plan: _Plan):
+    """Ground-truth rows of a chunk's sources, computed from their inbound flows (grouped by source),
+    and the chunk's counters for the summary."""
+    S = len(source_ip)
+    flows = np.bincount(src, minlength=S)
+    starts = _segment_starts(flows)
+    src64 = src.astype(np.int64)
+    # distinct destinations: sort (source, destination) pairs (already in source order: timsort's runs)
+    shift = int(inside.size - 1).bit_length()
+    pairs = np.sort((src64 << shift) | dst_off, kind="stable")
+    destinations = np.bincount(pairs[np.r_[True, pairs[1:] != pairs[:-1]]] >> shift, minlength=S)
+    del pairs
+    target_live = np.minimum.reduceat(inside.is_live(dst_off).astype(np.int8), starts).astype(bool)
+    # main (protocol, port): the most frequent, ties to the lowest
+    keys = np.sort((src64 << 24) | (proto.astype(np.int64) << 16) | dport.astype(np.int64), kind="stable")
+    run = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    run_keys, run_counts = keys[run], np.diff(np.r_[run, len(keys)])
+    del keys
+    owner = run_keys >> 24
+    owner_start = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])  # every source has a run
+    most = np.repeat(np.maximum.reduceat(run_counts, owner_start), np.diff(np.r_[owner_start, len(owner)]))
+    top = np.flatnonzero(run_counts == most)
+    best = run_keys[top[np.r_[True, owner[top][1:] != owner[top][:-1]]]]
+    # active hours per source
+    hours = np.sort((src64 << 20) | ((t - plan.first_ms) // MS_PER_HOUR), kind="stable")
+    hours_per_source = np.bincount(hours[np.r_[True, hours[1:] != hours[:-1]]] >> 20, minlength=S)
+    del hours
+    truth = dict(
+        sIP=source_ip, population=pop.astype(np.uint8), flows=_narrow(flows, np.uint16, "flows per source"),
+        destinations=_narrow(destinations, np.uint16, "destinations per source"), protocol=((best >> 16) & 0xFF).astype(np.uint8),
+        port=(best & 0xFFFF).astype(np.uint16), target_live=target_live,
+    )
+    vlf = nflows <= 10
+    counts = dict(
+        populations=np.bincount(pop, minlength=len(POPULATIONS)), one_flow=int((nflows == 1).sum()),
+        vlf=int(vlf.sum()), vlf_single_destination=int((ndest[vlf] == 1).sum()),
+        in_1_to_5_hours=int((hours_per_source <= 5).sum()),
+    )
+    return truth, counts
+
+
+def _write_ground_truth(parts: list[dict], path: Path) -> Path:
+    """One row per source, sorted by sIP, from the chunks' rows (which are consumed).
+
+    Written a row group at a time, so only the compact sorted columns are held whole."""
+    sip = np.concatenate([p.pop("sIP") for p in parts])
+    order = np.argsort(sip)  # addresses are distinct
+    columns = {"sIP": sip[order]}
+    del sip
+    for name in TRUTH_SCHEMA.names[1:]:
+        columns[name] = np.concatenate([p.pop(name) for p in parts])[order]
+    del order
+    names = pa.array(list(POPULATIONS), pa.string())
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, TRUTH_SCHEMA, **PARQUET_OPTIONS) as writer:
+        for a in range(0, len(columns["sIP"]), TRUTH_ROW_GROUP):
+            rows = {name: values[a : a + TRUTH_ROW_GROUP] for name, values in columns.items()}
+            rows["population"] = names.take(pa.array(rows["population"]))
+            writer.write_table(pa.table(rows, schema=TRUTH_SCHEMA))
+    return Path(path)
