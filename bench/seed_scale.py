@@ -79,7 +79,8 @@ def _dagster_stage(args, stage: str) -> dict:
     import dagster as dg
 
     from vlf_dagster.orchestration.assets.clock import compute_seconds
-    from vlf_dagster.orchestration.definitions import HOURLY_ASSETS, MONTHLY_ASSETS, build_definitions
+    from vlf_dagster.orchestration.definitions import build_definitions
+    from vlf_dagster.orchestration.jobs import HOURLY_ASSETS, MONTHLY_ASSETS
     from vlf_dagster.orchestration.runs import QUIET, ensure_instance_home, materialize_hourly
 
     ensure_instance_home(args.dagster_home)

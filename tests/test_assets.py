@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import START, flows, ip, write_landing
+from vlf_dagster.artifacts import BY_NAME
 from vlf_dagster.orchestration.assets import build_assets
 from vlf_dagster.orchestration.partitions import hour_of_key, study_partitions
-from vlf_dagster.orchestration.assets.archive import HOURLY_ASSETS
+from vlf_dagster.orchestration.jobs import HOURLY_ASSETS
 from vlf_dagster.orchestration.definitions import build_definitions
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import archive_files, hour_ms
@@ -82,7 +83,7 @@ def test_partition_range_in_one_run_each_hour_with_its_own_figures(planted, site
     assert by("hourly_flows", "dagster/row_count") == by("hourly_flows", "flows")
     for asset, label in (("hourly_source_bags", "sources"), ("hourly_contact_pairs", "pairs")):
         for hour, count in by(asset, label).items():
-            path = VlfStore(data_dir=str(planted)).hourly(asset, hour_of_key(hour))
+            path = VlfStore(data_dir=str(planted)).path(BY_NAME[asset], hour_of_key(hour))
             assert count == pq.ParquetFile(path).metadata.num_rows  # the hour's own bag, not the batch's
         assert len(set(by(asset, label).values())) > 1
     assert len(archive_files(planted, [H0, H1, H2])) == 5

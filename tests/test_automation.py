@@ -13,8 +13,8 @@ import dagster as dg
 import pytest
 
 from conftest import START, flows, write_landing
-from vlf_dagster.orchestration.assets.archive import HOURLY_ASSETS
-from vlf_dagster.orchestration.assets.bags import MONTHLY_ASSETS
+from vlf_dagster.orchestration.jobs import HOURLY_ASSETS
+from vlf_dagster.orchestration.jobs import MONTHLY_ASSETS
 from vlf_dagster.orchestration.definitions import build_definitions
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.site import SiteConfigError, site_from_mapping

@@ -25,7 +25,7 @@ from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.site import AutomationSettings, load_site, site_from_mapping
 from vlf_dagster.flows.storage import archive_files, hour_ms, hourly_path, window_path
 from vlf_dagster.orchestration.runs import write_instance_config
-from vlf_dagster.orchestration.assets.archive import HOURLY_ASSETS
+from vlf_dagster.orchestration.jobs import HOURLY_ASSETS
 from vlf_dagster.simulate import SimulationConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -282,12 +282,23 @@ def hours_between(start: datetime, end: datetime) -> list[datetime]:
 # --- paths ----------------------------------------------------------------------------------
 
 
+# The layouts of the data directory.  Which artifact has which layout is vlf_dagster.artifacts'.
+
+
 def hourly_path(base: str | Path, asset: str, hour: datetime, ext: str = "parquet") -> Path:
     return Path(base) / asset / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}.{ext}"
 
 
+def hourly_glob(asset: str, ext: str = "parquet") -> str:
+    return f"{asset}/dt=*/hour=*.{ext}"
+
+
 def monthly_path(base: str | Path, asset: str, month: datetime, ext: str = "parquet") -> Path:
     return Path(base) / asset / f"month={month:%Y-%m}.{ext}"
+
+
+def monthly_glob(asset: str, ext: str = "parquet") -> str:
+    return f"{asset}/month=*.{ext}"
 
 
 def window_path(base: str | Path, asset: str, ext: str = "parquet") -> Path:
@@ -379,8 +390,14 @@ def landing_hours(base: str | Path) -> list[datetime]:
     return [hour for hour, _ in landing_folders(base)]
 
 
+QUARANTINE_DIR = "quarantine"  # the hour's rejected records, laid out as an hourly artifact
+
+
 def quarantine_path(base: str | Path, hour: datetime) -> Path:
-    return hourly_path(base, "quarantine", hour)
+    return hourly_path(base, QUARANTINE_DIR, hour)
+
+
+ARCHIVE_GLOB = "archive/*/*/*/*/*.parquet"  # every file archive_path names
 
 
 def archive_path(base: str | Path, flowtype: int, sensor: str, hour: datetime) -> Path:

@@ -12,12 +12,12 @@ from pathlib import Path
 import dagster as dg
 
 from .assets import build_assets
-from .assets.archive import HOURLY_ASSETS
-from .assets.bags import MONTHLY_ASSETS
 from .assets.automation import automation_sensor, with_automation
 from .partitions import study_partitions
 from ..flows.site import data_dir, resolve_site
 from .resources import GeoIPResource, VlfStore
+from .jobs import build_jobs
+from .schedules import build_hourly_schedule
 from .sensors import build_landing_sensor
 
 
@@ -28,26 +28,8 @@ def build_definitions(data: str | Path | None = None, site_config: str | Path | 
     parts = study_partitions(site)
     assets = with_automation(build_assets(parts), site.automation, site.source)
 
-    hourly_job = dg.define_asset_job(
-        "hourly_job", selection=dg.AssetSelection.assets(*HOURLY_ASSETS),
-        description="Pack an hour (or a range of hours) into the archive and build its bags and sets.",
-    )
-    monthly_job = dg.define_asset_job(
-        "monthly_job", selection=dg.AssetSelection.assets(*MONTHLY_ASSETS),
-        description="Roll a month of hourly bags and sets up.",
-    )
-    window_job = dg.define_asset_job(
-        "window_job",
-        selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*HOURLY_ASSETS, *MONTHLY_ASSETS),
-        description="Window-level bags, VLF sets, VLF flows and the report.",
-    )
-    # Off by default: the landing sensor and the automation conditions already bring each hour in;
-    # this is for a site whose landing files cannot be watched (it packs the closed hour regardless).
-    hourly_schedule = dg.build_schedule_from_partitioned_job(
-        hourly_job, minute_of_hour=5, default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="At :05 past each hour, materialize the hour that just closed (off by default: the "
-        "landing sensor and the automation conditions bring each hour in as it lands).",
-    )
+    hourly_job, monthly_job, window_job = build_jobs()
+    hourly_schedule = build_hourly_schedule(hourly_job)
     landing_sensor = build_landing_sensor(data, parts.hourly, site.automation)
     return dg.Definitions(
         assets=assets,

@@ -86,7 +86,8 @@ def run_sort(args) -> int:
 
 
 def run_tuc(args) -> int:
-    from ..flows.importers.readers import ImportFormatError, parse_rwcut
+    from ..flows.importers.result import ImportFormatError
+    from ..flows.importers.rwcut import parse_rwcut
 
     data, label = read_binary_input(_inputs([args.file] if args.file else [])[0], "rwcut text")
     dest = _output(args.output_path)

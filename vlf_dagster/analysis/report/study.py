@@ -19,7 +19,8 @@ import pandas as pd
 from ...flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ...flows.sets import IPSet
 from ...flows.site import Site
-from ...flows.storage import archive_files, hours_between, monthly_path, segmented_path, state_dir, window_path
+from ... import artifacts as A
+from ...flows.storage import archive_files, hours_between, state_dir
 from ..tables import figures as fig
 from ..tables.categories import category_counts
 from ..tables.destinations import contact_surface_of_counts, where_do_they_go
@@ -46,11 +47,9 @@ class StudyInputs:
     geoip_status: str = ""
     extra: dict = field(default_factory=dict)
 
-    def window(self, name: str, ext: str = "parquet") -> Path:
-        return window_path(self.data_dir, name, ext)
-
-    def segmented(self, name: str) -> Path:
-        return segmented_path(self.data_dir, name)
+    def path(self, artifact: A.Artifact) -> Path:
+        """A window artifact's file (or segmented folder)."""
+        return artifact.path(self.data_dir)
 
     @cached_property
     def hours(self):
@@ -59,10 +58,10 @@ class StudyInputs:
     def archive(self, flowtypes=None) -> list[Path]:
         return archive_files(self.data_dir, self.hours, flowtypes)
 
-    def monthly(self, asset: str) -> list[Path]:
-        """The window's monthly files of ``asset`` (one per month the window touches)."""
+    def months(self, artifact: A.Artifact) -> list[Path]:
+        """The window's files of a monthly ``artifact`` (one per month the window touches)."""
         months = sorted({f"{h:%Y-%m}" for h in self.hours})
-        paths = (monthly_path(self.data_dir, asset, datetime.strptime(m, "%Y-%m").replace(tzinfo=timezone.utc)) for m in months)
+        paths = (artifact.path(self.data_dir, datetime.strptime(m, "%Y-%m").replace(tzinfo=timezone.utc)) for m in months)
         return [p for p in paths if p.exists()]
 
     @property
@@ -77,11 +76,11 @@ class StudyInputs:
     # part loads the 23 M categorized flows or the 30 M matched records whole.
     @property
     def categories(self) -> Path:
-        return self.segmented("vlf_categories")
+        return self.path(A.VLF_CATEGORIES)
 
     @property
     def matched(self) -> Path:
-        return self.segmented("matched_vlf_flows")
+        return self.path(A.MATCHED_VLF_FLOWS)
 
     @cached_property
     def sessions(self) -> Path:
@@ -90,7 +89,7 @@ class StudyInputs:
 
     @cached_property
     def active_inside(self) -> IPSet:
-        return IPSet.read(self.window("active_inside_set", "set"))
+        return IPSet.read(self.path(A.ACTIVE_INSIDE_SET))
 
     def figure(self, name: str) -> Path:
         return self.folder / f"{name}.png"
@@ -100,7 +99,7 @@ class StudyInputs:
 class Part:
     name: str
     title: str
-    deps: tuple[str, ...]
+    deps: tuple[A.Artifact, ...]  # what the part reads: its asset's deps
     build: Callable[[StudyInputs], list[Piece]]
     description: str = ""
     notes: tuple[str, ...] = ()
@@ -115,16 +114,16 @@ class Part:
 
 
 def _per_host(inputs: StudyInputs) -> list[Piece]:
-    df = per_host_flow_distribution(inputs.window("source_flow_bag"), inputs.site.vlf.max_flows)
+    df = per_host_flow_distribution(inputs.path(A.SOURCE_FLOW_BAG), inputs.site.vlf.max_flows)
     return [Piece("Per Host Flow Distribution", table=df, empty="No inbound flow from an outside source in the window.")]
 
 
 def _vlf_sets(inputs: StudyInputs) -> list[Piece]:
     t = inputs.site.vlf
     rows = [
-        ("VLF-f", f"1..{t.max_flows} flows", len(IPSet.read(inputs.window("vlf_f_set", "set")))),
-        ("VLF-d", "exactly 1 destination" if t.max_destinations == 1 else f"1..{t.max_destinations} destinations", len(IPSet.read(inputs.window("vlf_d_set", "set")))),
-        ("VLF-fd", "both", len(IPSet.read(inputs.window("vlf_fd_set", "set")))),
+        ("VLF-f", f"1..{t.max_flows} flows", len(IPSet.read(inputs.path(A.VLF_F_SET)))),
+        ("VLF-d", "exactly 1 destination" if t.max_destinations == 1 else f"1..{t.max_destinations} destinations", len(IPSet.read(inputs.path(A.VLF_D_SET)))),
+        ("VLF-fd", "both", len(IPSet.read(inputs.path(A.VLF_FD_SET)))),
         ("active inside", "inside addresses that answered or originated", len(inputs.active_inside)),
     ]
     return [Piece("VLF sets", table=pd.DataFrame(rows, columns=["Set", "Definition", "Addresses"]))]
@@ -135,7 +134,7 @@ def _categories(inputs: StudyInputs) -> list[Piece]:
 
 
 def _port_usage(inputs: StudyInputs) -> list[Piece]:
-    usage = overall_port_usage(inputs.monthly("monthly_port_usage"))  # the archive's counts, summarised by month
+    usage = overall_port_usage(inputs.months(A.MONTHLY_PORT_USAGE))  # the archive's counts, summarised by month
     return [Piece("Overall Port Usage (top 20 by flows, inbound and outbound)", table=usage,
                   empty="No TCP or UDP flow crossed the border in the window.")]
 
@@ -188,20 +187,20 @@ def _numerology(inputs: StudyInputs) -> list[Piece]:
 
 
 def _traffic(inputs: StudyInputs) -> list[Piece]:
-    path = fig.traffic_volumes(inputs.monthly("monthly_traffic_volumes"), inputs.figure("traffic_volumes"))
+    path = fig.traffic_volumes(inputs.months(A.MONTHLY_TRAFFIC_VOLUMES), inputs.figure("traffic_volumes"))
     return [Piece("Flows, packets and bytes per hour (all flowtypes)", figure=path)]
 
 
 def _contact_surface(inputs: StudyInputs) -> list[Piece]:
     # the figure reads the months' pair bags in DuckDB; the count and the table come from the
     # distinct destinations per source (no second pass over the pairs, no pairs in pandas)
-    counts = inputs.window("source_destination_count_bag")
+    counts = inputs.path(A.SOURCE_DESTINATION_COUNT_BAG)
     network = inputs.site.first_ipv4_network
-    kept = contacts.contact_raster(state_dir(inputs.data_dir, "source_destination_count_bag"), counts, network)
+    kept = contacts.contact_raster(A.SOURCE_DESTINATION_COUNT_BAG.state(inputs.data_dir), counts, network)
     if kept is not None and kept[1] > fig.SCATTER_LIMIT:  # the raster the bag's refresh keeps: no pass over the pairs
         path = fig.save_png(fig.contact_surface_raster_figure(*kept, network), inputs.figure("contact_surface"))
     else:
-        path = fig.contact_surface(inputs.monthly("monthly_contact_pairs"), inputs.figure("contact_surface"), inputs.site)
+        path = fig.contact_surface(inputs.months(A.MONTHLY_CONTACT_PAIRS), inputs.figure("contact_surface"), inputs.site)
     table = contact_surface_of_counts(counts)
     pairs = int((table["Destinations"] * table["Sources"]).sum())
     return [Piece(f"Contact surface: {pairs:,} unique (outside sIP, inside dIP) pairs", figure=path),
@@ -249,7 +248,7 @@ def _direction_plots(inputs: StudyInputs) -> list[Piece]:
 def _near_matches(inputs: StudyInputs) -> list[Piece]:
     # a near match answers a VLF source: vlf_outbound_flows holds every outbound flow to one. The
     # window's near matches are kept per source and searched again only where the flows changed.
-    groups = samples.refresh_near_matches(inputs.segmented("vlf_flows"), inputs.segmented("vlf_outbound_flows"),
+    groups = samples.refresh_near_matches(inputs.path(A.VLF_FLOWS), inputs.path(A.VLF_OUTBOUND_FLOWS),
                                           state_dir(inputs.data_dir, "report_malformed"),
                                           time_delta_ms=inputs.site.vlf.match_delta_ms)
     found = samples.first_near_matches(groups, 20)
@@ -316,49 +315,49 @@ def _other_protocols(inputs: StudyInputs) -> list[Piece]:
 
 
 PARTS: list[Part] = [
-    Part("report_traffic_volumes", "Overall Traffic Volumes", ("monthly_traffic_volumes",), _traffic,
+    Part("report_traffic_volumes", "Overall Traffic Volumes", (A.MONTHLY_TRAFFIC_VOLUMES,), _traffic,
          "Flows, packets and bytes over time."),
-    Part("report_overall_port_usage", "Overall Port Usage", ("monthly_port_usage",), _port_usage,
+    Part("report_overall_port_usage", "Overall Port Usage", (A.MONTHLY_PORT_USAGE,), _port_usage,
          "Top 20 TCP and UDP source and destination ports by flows over the whole window."),
-    Part("report_per_host_flow_distribution", "Per Host Flow Distribution", ("source_flow_bag",), _per_host,
+    Part("report_per_host_flow_distribution", "Per Host Flow Distribution", (A.SOURCE_FLOW_BAG,), _per_host,
          "Sources and flows for 1..10 flows per source, 1...100, > 100 and the total.",
          ("Outside sources by the number of inbound flows they sent over the window.",
           "As in the study, the 1...100 and > 100 rows repeat their own share in the cumulative columns.")),
-    Part("report_vlf_sets", "VLF sets", ("vlf_f_set", "vlf_d_set", "vlf_fd_set", "active_inside_set"), _vlf_sets,
+    Part("report_vlf_sets", "VLF sets", (A.VLF_F_SET, A.VLF_D_SET, A.VLF_FD_SET, A.ACTIVE_INSIDE_SET), _vlf_sets,
          "Sizes of the VLF sets and of the active inside set."),
-    Part("report_contact_surface", "Contact surface", ("monthly_contact_pairs", "source_destination_count_bag"), _contact_surface,
+    Part("report_contact_surface", "Contact surface", (A.MONTHLY_CONTACT_PAIRS, A.SOURCE_DESTINATION_COUNT_BAG), _contact_surface,
          "Unique (outside sIP, inside dIP) pairs over the window (figure) and sources by number of destinations."),
-    Part("report_samples", "Samples", ("vlf_categories", "matched_vlf_flows"), _samples,
+    Part("report_samples", "Samples", (A.VLF_CATEGORIES, A.MATCHED_VLF_FLOWS), _samples,
          "A sample of 1-flow sources in rwcut layout and of matched flows in cutmatch layout."),
-    Part("report_vlf_categories", "Details by type of data", ("vlf_categories",), _categories,
+    Part("report_vlf_categories", "Details by type of data", (A.VLF_CATEGORIES,), _categories,
          "VLF flows split into unmatched TCP, unmatched UDP, matched TCP, matched UDP, ICMP and other."),
-    Part("report_unmatched_tcp_flags", "Unmatched TCP flag combinations", ("vlf_categories",), _unmatched_flags,
+    Part("report_unmatched_tcp_flags", "Unmatched TCP flag combinations", (A.VLF_CATEGORIES,), _unmatched_flags,
          "Rank, flags, count and percent of the unmatched TCP flows of VLF sources."),
-    Part("report_unmatched_tcp_ports", "Unmatched TCP port usage", ("vlf_categories",), _tcp_buckets,
+    Part("report_unmatched_tcp_ports", "Unmatched TCP port usage", (A.VLF_CATEGORIES,), _tcp_buckets,
          "Top 20 destination ports of unmatched TCP by the source's flow bucket (1, 2-4, 5-7, 8-10, 1-10)."),
-    Part("report_tcp_flags_top_ports", "TCP flags for the top 10 ports at 1 flow / host", ("vlf_categories",), _flags_top_ports,
+    Part("report_tcp_flags_top_ports", "TCP flags for the top 10 ports at 1 flow / host", (A.VLF_CATEGORIES,), _flags_top_ports,
          "Flag combinations of the ten busiest unmatched TCP ports among 1-flow sources."),
-    Part("report_port_descriptions", "Port usage for the top ports", ("vlf_categories",), _port_descriptions,
+    Part("report_port_descriptions", "Port usage for the top ports", (A.VLF_CATEGORIES,), _port_descriptions,
          "Service names of the top unmatched TCP and UDP ports from a real registry."),
-    Part("report_where_do_they_go", "Where do they go", ("vlf_categories", "active_inside_set"), _where,
+    Part("report_where_do_they_go", "Where do they go", (A.VLF_CATEGORIES, A.ACTIVE_INSIDE_SET), _where,
          "Per port: flows, hits (destination exists), misses, distinct destinations and those that exist.",
          ("A hit is a flow whose destination is in active_inside_set (inside addresses that ever answered or originated).",)),
-    Part("report_port_timelines", "Temporal distribution", ("vlf_categories",), _timelines,
+    Part("report_port_timelines", "Temporal distribution", (A.VLF_CATEGORIES,), _timelines,
          "Flows per day (or hour) of the top unmatched TCP and UDP ports over the window."),
-    Part("report_geography", "Geographical distribution", ("vlf_categories",), _geography,
+    Part("report_geography", "Geographical distribution", (A.VLF_CATEGORIES,), _geography,
          "Top 10 source countries per top unmatched TCP port (GeoIP2 country database).", geo=True),
-    Part("report_udp_ports", "UDP per port volumes", ("vlf_categories",), _udp_buckets,
+    Part("report_udp_ports", "UDP per port volumes", (A.VLF_CATEGORIES,), _udp_buckets,
          "Top 20 destination ports of unmatched UDP by the source's flow bucket."),
-    Part("report_matched_ports", "Matched TCP and UDP", ("matched_vlf_flows",), _matched_ports,
+    Part("report_matched_ports", "Matched TCP and UDP", (A.MATCHED_VLF_FLOWS,), _matched_ports,
          "Matched sessions per port with who originated them (O: outside, E: enterprise).",
          ("O: the outside host opened the session, E: the inside (enterprise) host did; the port is the one it "
           "opened the session to. The opener is the side the exporter names (SiLK's application field: the "
           "service port; the Zeek importer keeps Zeek's originator so), else the earlier start, else the first "
           "packet's SYN without ACK, else the side going from an ephemeral port to a well-known one. "
           "O count / E count are distinct outside / inside addresses.",)),
-    Part("report_port_directions", "Matched sessions per port, by who opened them", ("matched_vlf_flows",), _direction_plots,
+    Part("report_port_directions", "Matched sessions per port, by who opened them", (A.MATCHED_VLF_FLOWS,), _direction_plots,
          "Matched low-frequency sessions per port by who originated them."),
-    Part("report_port_numerology", "Port numerology", ("matched_vlf_flows",), _numerology,
+    Part("report_port_numerology", "Port numerology", (A.MATCHED_VLF_FLOWS,), _numerology,
          "Ports whose counts stand out from their neighbours in the matched low-frequency data, scored for interesting numbers.",
          ("A port stands out when its matched records (counted under source and destination port) number at least "
           "3 times the median of the occurring ports within 10 port numbers of it (Ratio).",
@@ -367,10 +366,10 @@ PARTS: list[Part] = [
           "more: their length less 2; a repeated 2- or 3-digit block: 2; special numbers (65535, 1024, 32768, ...): 3; "
           "powers of two and 2^k - 1: 2. Rows are ranked by Interest, then Ratio, so 55555 or 52525 lead ordinary "
           "ports that merely stand out.")),
-    Part("report_icmp", "ICMP", ("vlf_categories",), _icmp,
+    Part("report_icmp", "ICMP", (A.VLF_CATEGORIES,), _icmp,
          "ICMP type, code, count, rank and meaning; invalid codes marked."),
-    Part("report_other_protocols", "Other protocols", ("vlf_categories",), _other_protocols,
+    Part("report_other_protocols", "Other protocols", (A.VLF_CATEGORIES,), _other_protocols,
          "Protocols other than TCP, UDP and ICMP: countries, flows, packets, bytes; implausible volumes flagged.", geo=True),
-    Part("report_malformed", "Malformed traffic", ("vlf_flows", "vlf_outbound_flows"), _near_matches,
+    Part("report_malformed", "Malformed traffic", (A.VLF_FLOWS, A.VLF_OUTBOUND_FLOWS), _near_matches,
          "Near matches in cutmatch layout: a response whose ports do not mirror the query's."),
 ]

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from ... import artifacts as A
 from ...flows import duck
 from ...flows.flowtypes import FLOWTYPES
 from ...flows.ingest import QUARANTINE_SCHEMA
@@ -30,7 +31,7 @@ from ...flows.segments import Segmented, is_segmented
 from ...flows.storage import ParquetRowCounts, atomic_path, complete_publishes
 from .traffic import PORT_SCHEMA, VOLUME_SCHEMA
 
-CATALOG_FILE = "catalog.duckdb"
+CATALOG_FILE = A.SQL_CATALOG.file
 
 # Hourly files keep their hour in the file name (hour=HH.parquet); hive partitioning only reads folders.
 _HOUR_OF_FILE = (
@@ -40,18 +41,39 @@ _HOUR_OF_FILE = (
 _MONTH_OF_FILE = "CAST(regexp_extract(filename, 'month=([0-9-]{7})', 1) || '-01' AS DATE) AS month"
 
 
+_PARTITION_COLUMNS = {A.HOURLY: _HOUR_OF_FILE, A.MONTHLY: _MONTH_OF_FILE}
+
+
 @dataclass(frozen=True)
 class Source:
-    """One view: a name, the files it reads (a glob under the data folder) and what it holds."""
+    """One view over an artifact's files."""
 
-    name: str
-    pattern: str
-    description: str
-    partition_column: str = ""  # SQL that derives the partition from ``filename``
-    segmented: bool = False  # a directory kept by flows/segments.py (base, removed rows, delta)
+    artifact: A.Artifact
     # The columns of the view, for an empty one while no file exists (the quarantine of a site
     # that never rejected a record): None for sources that exist once the window is built.
     empty_schema: pa.Schema | None = None
+    view: str = ""  # the view's name where it is not the artifact's
+    note: str = ""  # what the view adds to the artifact's records
+
+    @property
+    def name(self) -> str:
+        return self.view or self.artifact.name
+
+    @property
+    def pattern(self) -> str:  # the files it reads, a glob under the data folder
+        return self.artifact.glob()
+
+    @property
+    def description(self) -> str:
+        return f"{self.artifact.description.removesuffix('.')}{self.note}." if self.note else self.artifact.description
+
+    @property
+    def segmented(self) -> bool:  # a directory kept by flows/segments.py (base, removed rows, delta)
+        return self.artifact.format == "segmented"
+
+    @property
+    def partition_column(self) -> str:  # SQL that derives the partition from ``filename``
+        return "" if self.artifact.format == "archive" else _PARTITION_COLUMNS.get(self.artifact.grain, "")
 
 
 _HOUR = pa.field("hour", pa.timestamp("us"))
@@ -59,45 +81,28 @@ _MONTH = pa.field("month", pa.date32())
 
 
 SOURCES: tuple[Source, ...] = (
-    Source("flows", "archive/*/*/*/*/*.parquet",
-           "Every archived flow record (SiLK fields; flowtype_name added). One file per flowtype, sensor and hour.",
-           empty_schema=FLOW_SCHEMA.append(pa.field("flowtype_name", pa.string()))),
-    Source("quarantine", "quarantine/dt=*/hour=*.parquet",
-           "Landing records rejected at ingest, with the reason and the file:row they came from.", _HOUR_OF_FILE,
-           empty_schema=QUARANTINE_SCHEMA.append(_HOUR)),
-    Source("hourly_source_bags", "hourly_source_bags/dt=*/hour=*.parquet",
-           "Per outside source and hour: inbound records, packets, bytes.", _HOUR_OF_FILE),
-    Source("hourly_contact_pairs", "hourly_contact_pairs/dt=*/hour=*.parquet",
-           "Per hour: the distinct (outside sIP, inside dIP) pairs with their flow counts.", _HOUR_OF_FILE),
-    Source("monthly_source_bags", "monthly_source_bags/month=*.parquet",
-           "Per outside source and month: records, packets, bytes, active hours.", _MONTH_OF_FILE),
-    Source("monthly_contact_pairs", "monthly_contact_pairs/month=*.parquet",
-           "Per month: the distinct (sIP, dIP) pairs with their flow counts.", _MONTH_OF_FILE),
-    Source("monthly_traffic_volumes", "monthly_traffic_volumes/month=*.parquet",
-           "Flows, packets and bytes per hour (sTime, ms) and flowtype: the archive summarised.", _MONTH_OF_FILE,
-           empty_schema=VOLUME_SCHEMA.append(_MONTH)),
-    Source("monthly_port_usage", "monthly_port_usage/month=*.parquet",
-           "Flows per flowtype, protocol, side (s source port, d destination port) and port.", _MONTH_OF_FILE,
-           empty_schema=PORT_SCHEMA.append(_MONTH)),
-    Source("source_flow_bag", "source_flow_bag.parquet", "Flows per outside source over the window."),
-    Source("source_hour_count_bag", "source_hour_count_bag.parquet",
-           "Hours in which each outside source was active over the window."),
-    Source("source_destination_count_bag", "source_destination_count_bag.parquet",
-           "Distinct inside destinations per outside source over the window."),
-    Source("vlf_flows", "vlf_flows", "Every inbound flow of the VLF-fd sources.", segmented=True),
-    Source("vlf_outbound_flows", "vlf_outbound_flows", "Every outbound flow to the VLF-fd sources.", segmented=True),
-    Source("matched_vlf_flows", "matched_vlf_flows",
-           "VLF flows and the outbound flows answering them, with rwmatch ids in nhIP.", segmented=True),
-    Source("vlf_categories", "vlf_categories",
-           "Each VLF flow's category: unmatched/matched TCP or UDP, ICMP, other.", segmented=True),
+    Source(A.HOURLY_FLOWS, FLOW_SCHEMA.append(pa.field("flowtype_name", pa.string())), view="flows",
+           note="; flowtype_name added"),
+    Source(A.QUARANTINE, QUARANTINE_SCHEMA.append(_HOUR)),
+    Source(A.HOURLY_SOURCE_BAGS),
+    Source(A.HOURLY_CONTACT_PAIRS),
+    Source(A.MONTHLY_SOURCE_BAGS),
+    Source(A.MONTHLY_CONTACT_PAIRS),
+    Source(A.MONTHLY_TRAFFIC_VOLUMES, VOLUME_SCHEMA.append(_MONTH)),
+    Source(A.MONTHLY_PORT_USAGE, PORT_SCHEMA.append(_MONTH)),
+    Source(A.SOURCE_FLOW_BAG),
+    Source(A.SOURCE_HOUR_COUNT_BAG),
+    Source(A.SOURCE_DESTINATION_COUNT_BAG),
+    Source(A.VLF_FLOWS),
+    Source(A.VLF_OUTBOUND_FLOWS),
+    Source(A.MATCHED_VLF_FLOWS),
+    Source(A.VLF_CATEGORIES),
 )
 
-SETS: tuple[tuple[str, str], ...] = (
-    ("vlf_f_set", "VLF-f: sources with 1..max_flows flows."),
-    ("vlf_d_set", "VLF-d: sources with 1..max_destinations destinations."),
-    ("vlf_fd_set", "VLF-fd: VLF-f and VLF-d."),
-    ("active_inside_set", "Inside addresses that ever answered or originated."),
-)
+SETS: tuple[A.Artifact, ...] = (A.VLF_F_SET, A.VLF_D_SET, A.VLF_FD_SET, A.ACTIVE_INSIDE_SET)
+
+# the assets the catalog reads: what the sql_catalog asset depends on
+VIEWED: list[str] = [s.artifact.name for s in SOURCES if s.artifact.asset] + [a.name for a in SETS]
 
 # Readable forms of the stored encodings, usable in any query on the catalog.
 MACROS = (
@@ -137,7 +142,7 @@ def _view_sql(source: Source, base: Path) -> str:
     if source.segmented:
         return Segmented(base / source.pattern).relation_sql()
     files = literal(f"{glob_escaped(base)}/{source.pattern}")  # the folder read by name, the pattern as one
-    if source.name == "flows":
+    if source.artifact is A.HOURLY_FLOWS:  # the archive: flowtypes by name too
         return f"SELECT *, {_flowtype_case()} FROM read_parquet({files})"
     if source.partition_column:
         return (f"SELECT * EXCLUDE (filename), {source.partition_column} "
@@ -154,8 +159,8 @@ def _copy_sets(con, base: Path) -> list[str]:
     a name and a null IPv6 per member took ~10 s for the 34 M members of the seed's size)."""
     con.execute("CREATE TABLE ip_sets (set_name VARCHAR, ipv4 UINTEGER, ipv6 BLOB)")
     found = []
-    for name, _ in SETS:
-        path = base / f"{name}.set"
+    for artifact in SETS:
+        name, path = artifact.name, artifact.path(base)
         if not path.exists():
             continue
         found.append(name)
@@ -207,14 +212,15 @@ def build_catalog(base: str | Path, path: str | Path | None = None) -> CatalogSu
             found = _copy_sets(con, base)
             objects["ip_sets"] = con.sql("SELECT count(*) FROM ip_sets").fetchall()[0][0]
             entries.append(("ip_sets", "table", "Members of the study's IP sets (set_name, ipv4 or ipv6), "
-                            "copied at refresh.", ", ".join(str(base / f"{n}.set") for n in found)))
-            for name, description in SETS:
+                            "copied at refresh.", ", ".join(str(A.BY_NAME[n].path(base)) for n in found)))
+            for artifact in SETS:
+                name, description = artifact.name, artifact.description
                 if name not in found:
                     missing.append(name)
                     continue
                 con.execute(f"CREATE VIEW {ident(name)} AS SELECT ipv4, ipv6 FROM ip_sets WHERE set_name = {literal(name)}")
                 objects[name] = con.sql(f"SELECT count(*) FROM {ident(name)}").fetchall()[0][0]
-                entries.append((name, "view", description, str(base / f"{name}.set")))
+                entries.append((name, "view", description, str(artifact.path(base))))
             con.execute("CREATE TABLE catalog_source AS SELECT ? AS data_dir", [str(base)])  # what readers may read
             con.execute("CREATE TABLE catalog (name VARCHAR, kind VARCHAR, description VARCHAR, files VARCHAR, "
                         "rows_at_refresh UBIGINT)")

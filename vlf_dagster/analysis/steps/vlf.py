@@ -192,6 +192,46 @@ def window_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path) ->
 
 # --- the per-host flow distribution table ----------------------------------------------------
 
+# --- the VLF sets (stage 3): the study's thresholds applied to the window's bags ---------------------
+
+
+def vlf_f_set(source_flow_bag: Path, thresholds) -> IPSet:
+    """VLF-f: sources with 1..max_flows flows over the window (rwbagtool --maxcounter --coverset)."""
+    return bags.coverset(source_flow_bag, min_counter=1, max_counter=thresholds.max_flows)
+
+
+def vlf_d_set(source_destination_count_bag: Path, thresholds) -> IPSet:
+    """VLF-d: sources that contacted 1..max_destinations inside addresses."""
+    return bags.coverset(source_destination_count_bag, min_counter=1, max_counter=thresholds.max_destinations)
+
+
+def vlf_fd_set(vlf_f: IPSet, vlf_d: IPSet) -> IPSet:
+    """VLF-fd = VLF-f and VLF-d (rwsettool --intersect)."""
+    return vlf_f & vlf_d
+
+
+def heavy_sources(monthly_source_bag: Path, thresholds) -> IPSet:
+    """Sources with more than max_flows inbound flows in one month: none of them can be VLF, so a
+    month's low-frequency flows leave them out."""
+    return bags.coverset(monthly_source_bag, counter="records", min_counter=thresholds.max_flows + 1)
+
+
+def share_active_1_to_5_hours(source_hour_count_bag: Path) -> float:
+    """The share of sources active in 1 to 5 hours of the window (the study's figure)."""
+    with duck.connect() as con:
+        share = con.execute("SELECT avg((hours BETWEEN 1 AND 5)::INT) FROM read_parquet(?)",
+                            [glob_escaped(source_hour_count_bag)]).fetchone()[0]
+    return float(share or 0)
+
+
+def destination_counts(source_destination_count_bag: Path) -> tuple[int, int]:
+    """(sources, sources with exactly one destination) of the window's destination bag."""
+    with duck.connect() as con:
+        single, total = con.execute("SELECT count(*) FILTER (WHERE destinations = 1), count(*) FROM read_parquet(?)",
+                                    [glob_escaped(source_destination_count_bag)]).fetchone()
+    return int(total), int(single)
+
+
 DISTRIBUTION_COLUMNS = ["Flows/host", "Sources", "% sources", "Cum. % sources", "Flows", "% flows", "Cum. % flows"]
 
 

@@ -13,13 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
+from ... import artifacts as A
 from ...analysis.steps import vlf
 from ...analysis.steps.expectations import validate_table
 from ...flows.archive import pack_batch
 from ...flows.flowtypes import INBOUND_TYPES
 from ...flows.storage import hours_between
 from ..resources import VlfStore
-from .automation import CHECK_CONDITION, LANDING_FLOWS
+from .automation import CHECK_CONDITION
 from .clock import multi_asset
 from .metadata import FLOW_COLUMNS
 from ..partitions import StudyPartitions
@@ -29,11 +30,10 @@ HOURLY_BATCH = 168  # hours per run in backfills: a week per run, 14 months in ~
 VALIDITY_CHECK = "archive_records_valid"
 EXPECTATIONS_CHECK = "archive_expectations"
 
-HOURLY_FLOWS = "hourly_flows"
-HOURLY_SOURCE_BAGS = "hourly_source_bags"
-HOURLY_CONTACT_PAIRS = "hourly_contact_pairs"
-HOURLY_ACTIVE_HOSTS = "hourly_active_hosts"
-HOURLY_ASSETS = [HOURLY_FLOWS, HOURLY_SOURCE_BAGS, HOURLY_CONTACT_PAIRS, HOURLY_ACTIVE_HOSTS]  # one step
+HOURLY_FLOWS = A.HOURLY_FLOWS.name
+HOURLY_SOURCE_BAGS = A.HOURLY_SOURCE_BAGS.name
+HOURLY_CONTACT_PAIRS = A.HOURLY_CONTACT_PAIRS.name
+HOURLY_ACTIVE_HOSTS = A.HOURLY_ACTIVE_HOSTS.name
 
 
 def _hours(context) -> list:
@@ -42,28 +42,21 @@ def _hours(context) -> list:
 
 
 def build(parts: StudyPartitions) -> list:
-    derived = dict(deps=[HOURLY_FLOWS], group_name="bags", skippable=True)
+    def spec(artifact: A.Artifact, **kwargs) -> dg.AssetSpec:
+        return dg.AssetSpec(artifact.name, group_name=artifact.group, kinds=artifact.kinds,
+                            description=artifact.asset_description, **kwargs)
+
+    derived = dict(deps=[HOURLY_FLOWS], skippable=True)
 
     @multi_asset(
         name="hourly_archive",
         partitions_def=parts.hourly,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=HOURLY_BATCH),
         specs=[
-            dg.AssetSpec(
-                HOURLY_FLOWS, group_name="archive", kinds={"parquet"}, metadata=FLOW_COLUMNS, deps=[LANDING_FLOWS],
-                description="The hour's landing input packed into SiLK's archive layout, split by flowtype with "
-                "the site's internal networks: archive/TYPE/YYYY/MM/DD/FLOWTYPE-SENSOR_YYYYMMDD.HH.parquet "
-                "(e.g. archive/in/2006/04/01/in-S0_20060401.00.parquet); rejected records go to quarantine/.",
-            ),
-            dg.AssetSpec(HOURLY_SOURCE_BAGS, kinds={"parquet"}, **derived,
-                         description="Per outside source: records, packets and bytes of the hour's inbound flows "
-                         "(in, inweb, inicmp). Files: hourly_source_bags/dt=YYYY-MM-DD/hour=HH.parquet"),
-            dg.AssetSpec(HOURLY_CONTACT_PAIRS, kinds={"parquet"}, **derived,
-                         description="The hour's distinct (outside sIP, inside dIP) pairs with their flow counts: "
-                         "exact, where SiLK needed a Bloom-filter plug-in."),
-            dg.AssetSpec(HOURLY_ACTIVE_HOSTS, kinds={"roaring"}, **derived,
-                         description="Inside addresses active in the hour (sources of outbound and int2int flows), "
-                         "as an IP set file."),
+            spec(A.HOURLY_FLOWS, metadata=FLOW_COLUMNS, deps=[A.LANDING_FLOWS.name]),
+            spec(A.HOURLY_SOURCE_BAGS, **derived),
+            spec(A.HOURLY_CONTACT_PAIRS, **derived),
+            spec(A.HOURLY_ACTIVE_HOSTS, **derived),
         ],
         check_specs=[
             dg.AssetCheckSpec(
@@ -138,24 +131,20 @@ def build(parts: StudyPartitions) -> list:
                 context.add_asset_metadata({label: int(count), "dagster/row_count": int(count)},
                                            asset_key=asset, partition_key=key)
 
-        rows = vlf.hourly_bags(flows, hours, [store.hourly(HOURLY_SOURCE_BAGS, h) for h in hours], ["sIP"],
+        rows = vlf.hourly_bags(flows, hours, [store.path(A.HOURLY_SOURCE_BAGS, h) for h in hours], ["sIP"],
                                vlf.SOURCE_COUNTERS, flowtypes=INBOUND_TYPES)
         per_hour(HOURLY_SOURCE_BAGS, "sources", rows)
         yield dg.MaterializeResult(asset_key=HOURLY_SOURCE_BAGS)
-        rows = vlf.hourly_bags(flows, hours, [store.hourly(HOURLY_CONTACT_PAIRS, h) for h in hours], ["sIP", "dIP"],
+        rows = vlf.hourly_bags(flows, hours, [store.path(A.HOURLY_CONTACT_PAIRS, h) for h in hours], ["sIP", "dIP"],
                                ["records"], flowtypes=INBOUND_TYPES)
         per_hour(HOURLY_CONTACT_PAIRS, "pairs", rows)
         yield dg.MaterializeResult(asset_key=HOURLY_CONTACT_PAIRS)
         sets = vlf.hourly_active_hosts(flows, hours)
         with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda job: job[0].write(store.hourly(HOURLY_ACTIVE_HOSTS, job[1], "set")), zip(sets, hours)))
+            list(pool.map(lambda job: job[0].write(store.path(A.HOURLY_ACTIVE_HOSTS, job[1])), zip(sets, hours)))
         per_hour(HOURLY_ACTIVE_HOSTS, "active_hosts", [len(s) for s in sets])
         yield dg.MaterializeResult(asset_key=HOURLY_ACTIVE_HOSTS)
 
-    landing = dg.AssetSpec(
-        LANDING_FLOWS, partitions_def=parts.hourly, group_name="archive", kinds={"file"},
-        description="The hour's landing input (landing/dt=YYYY-MM-DD/hour=HH/: collector spools and imports), made "
-        "outside Dagster. The landing sensor records a materialization for every hour whose files are new "
-        "or changed; hourly_flows follows it.",
-    )
+    landing = dg.AssetSpec(A.LANDING_FLOWS.name, partitions_def=parts.hourly, group_name=A.LANDING_FLOWS.group,
+                           kinds=A.LANDING_FLOWS.kinds, description=A.LANDING_FLOWS.asset_description)
     return [landing, hourly_archive]

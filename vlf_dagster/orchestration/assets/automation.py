@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ... import artifacts as A
 from ...flows.site import AutomationSettings, SiteConfigError
 
 AC = dg.AutomationCondition
 
-LANDING_FLOWS = "landing_flows"  # the external hourly asset the landing sensor reports
-STUDY_MONTHS = "study_months"  # the unpartitioned index of the months' rollups the window reads
+LANDING_FLOWS = A.LANDING_FLOWS.name  # the external hourly asset the landing sensor reports
+STUDY_MONTHS = A.STUDY_MONTHS.name  # the unpartitioned index of the months' rollups the window reads
 AUTOMATION_SENSOR = "study_automation"
 # Every run automation launches carries this tag; the instance lets one such run go at a time
 # (runs.write_instance_config), so a window refresh never reads a month or an hour being rewritten.

@@ -6,25 +6,17 @@ import json
 
 import dagster as dg
 
+from ... import artifacts as A
 from ...analysis.steps import consistency, contacts, traffic, vlf
 from ...flows.flowtypes import INBOUND_TYPES
-from ...flows.sql import glob_escaped
 from ...flows.storage import hours_between, write_text
 from ..resources import VlfStore
 from .metadata import parquet_metadata
 from ..partitions import StudyPartitions
-from .automation import CHECK_CONDITION, STUDY_MONTHS
+from .automation import CHECK_CONDITION
 from .clock import asset, multi_asset
-from .vlf import LOW_FREQUENCY_ANSWERS, LOW_FREQUENCY_FLOWS
-from ...flows import duck
 
 CONSERVATION_CHECK = "window_bag_conserves_flows"
-
-# Every monthly asset, with the extension of its files.
-MONTHLY_FILES = {"monthly_source_bags": "parquet", "monthly_contact_pairs": "parquet", "monthly_active_hosts": "set",
-                 "monthly_traffic_volumes": "parquet", "monthly_port_usage": "parquet",
-                 LOW_FREQUENCY_FLOWS: "parquet", LOW_FREQUENCY_ANSWERS: "parquet"}
-MONTHLY_ASSETS = list(MONTHLY_FILES)
 
 
 def _hours(context):
@@ -39,114 +31,97 @@ def _file_metadata(path, rows_label: str) -> dict:
 
 
 def build(parts: StudyPartitions) -> list:
-    monthly = dict(partitions_def=parts.monthly, group_name="bags")
+    def monthly(artifact: A.Artifact, upstream: A.Artifact) -> dict:
+        return dict(name=artifact.name, partitions_def=parts.monthly, group_name=artifact.group, deps=[upstream.name],
+                    kinds=artifact.kinds, description=artifact.asset_description)
 
-    def _month_inputs(context, store, asset, ext="parquet"):
+    def _month_inputs(context, store, hourly: A.Artifact):
         window = context.partition_time_window
-        return window.start, store.existing_hourly(asset, window.start, window.end, ext)
+        return window.start, store.existing(hourly, window.start, window.end)
 
-    @asset(**monthly, deps=["hourly_source_bags"], kinds={"parquet"},
-           description="The month's hourly source bags added up; `hours` counts the hours each source was active.")
+    @asset(**monthly(A.MONTHLY_SOURCE_BAGS, A.HOURLY_SOURCE_BAGS))
     def monthly_source_bags(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
-        month, inputs = _month_inputs(context, store, "hourly_source_bags")
-        out = vlf.rollup_source_bags(inputs, store.monthly("monthly_source_bags", month))
+        month, inputs = _month_inputs(context, store, A.HOURLY_SOURCE_BAGS)
+        out = vlf.rollup_source_bags(inputs, store.path(A.MONTHLY_SOURCE_BAGS, month))
         return dg.MaterializeResult(metadata={"hours_read": len(inputs), **_file_metadata(out, "sources")})
 
-    @asset(**monthly, deps=["hourly_contact_pairs"], kinds={"parquet"},
-           description="The month's distinct (sIP, dIP) pairs with their flow counts.")
+    @asset(**monthly(A.MONTHLY_CONTACT_PAIRS, A.HOURLY_CONTACT_PAIRS))
     def monthly_contact_pairs(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
-        month, inputs = _month_inputs(context, store, "hourly_contact_pairs")
-        out = vlf.rollup_contact_pairs(inputs, store.monthly("monthly_contact_pairs", month))
+        month, inputs = _month_inputs(context, store, A.HOURLY_CONTACT_PAIRS)
+        out = vlf.rollup_contact_pairs(inputs, store.path(A.MONTHLY_CONTACT_PAIRS, month))
         return dg.MaterializeResult(metadata={"hours_read": len(inputs), **_file_metadata(out, "pairs")})
 
-    @asset(**monthly, deps=["hourly_active_hosts"], kinds={"roaring"},
-           description="Inside addresses active at some hour of the month.")
+    @asset(**monthly(A.MONTHLY_ACTIVE_HOSTS, A.HOURLY_ACTIVE_HOSTS))
     def monthly_active_hosts(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
-        month, inputs = _month_inputs(context, store, "hourly_active_hosts", "set")
+        month, inputs = _month_inputs(context, store, A.HOURLY_ACTIVE_HOSTS)
         active = vlf.union_sets(inputs)
-        active.write(store.monthly("monthly_active_hosts", month, "set"))
+        active.write(store.path(A.MONTHLY_ACTIVE_HOSTS, month))
         return dg.MaterializeResult(metadata={"hours_read": len(inputs), "active_hosts": len(active)})
 
     @multi_asset(
         specs=[
-            dg.AssetSpec("monthly_traffic_volumes", deps=["hourly_flows"], group_name="bags", kinds={"parquet"},
-                         partitions_def=parts.monthly,
-                         description="Flows, packets and bytes per hour and flowtype of the month's archive: what "
-                         "the Overall Traffic Volumes figure plots, without rescanning the archive."),
-            dg.AssetSpec("monthly_port_usage", deps=["hourly_flows"], group_name="bags", kinds={"parquet"},
-                         partitions_def=parts.monthly,
-                         description="Flows per flowtype, protocol, side (s: source port, d: destination port) and "
-                         "port of the month's archive: what the Overall Port Usage table ranks."),
+            dg.AssetSpec(a.name, deps=[A.HOURLY_FLOWS.name], group_name=a.group, kinds=a.kinds,
+                         partitions_def=parts.monthly, description=a.asset_description)
+            for a in (A.MONTHLY_TRAFFIC_VOLUMES, A.MONTHLY_PORT_USAGE)
         ],
         partitions_def=parts.monthly,
     )
     def monthly_traffic(context: dg.AssetExecutionContext, store: VlfStore):
         window = context.partition_time_window
         files = store.archive_files(hours_between(window.start, window.end))
-        volumes = store.monthly("monthly_traffic_volumes", window.start)
-        ports = store.monthly("monthly_port_usage", window.start)
+        volumes = store.path(A.MONTHLY_TRAFFIC_VOLUMES, window.start)
+        ports = store.path(A.MONTHLY_PORT_USAGE, window.start)
         traffic.monthly_traffic(files, volumes, ports)  # one pass over the month for both
-        yield dg.MaterializeResult(asset_key="monthly_traffic_volumes",
+        yield dg.MaterializeResult(asset_key=A.MONTHLY_TRAFFIC_VOLUMES.name,
                                    metadata={"archive_files_read": len(files), **_file_metadata(volumes, "hour_rows")})
-        yield dg.MaterializeResult(asset_key="monthly_port_usage",
+        yield dg.MaterializeResult(asset_key=A.MONTHLY_PORT_USAGE.name,
                                    metadata={"archive_files_read": len(files), **_file_metadata(ports, "port_rows")})
 
-    @asset(group_name="bags", kinds={"json"}, deps=MONTHLY_ASSETS,
-           description="The months rolled up so far, each monthly file with its size, rows and modification "
-           "time: the one unpartitioned input of the window assets besides the months themselves. It follows "
-           "every monthly materialization at once, so a month rolled up again shows the window assets as "
-           "stale in the UI until their next refresh (Dagster tracks no staleness from a monthly asset to an "
-           "unpartitioned one).")
+    @asset(name=A.STUDY_MONTHS.name, group_name=A.STUDY_MONTHS.group, kinds=A.STUDY_MONTHS.kinds,
+           deps=A.names(A.of_grain(A.MONTHLY)), description=A.STUDY_MONTHS.asset_description)
     def study_months(store: VlfStore) -> dg.MaterializeResult:
         months: dict[str, dict] = {}
-        for name, ext in MONTHLY_FILES.items():
-            for path in store.existing_monthly(name, ext):
+        for artifact in A.of_grain(A.MONTHLY):
+            name = artifact.name
+            for path in store.existing(artifact):
                 stat = path.stat()
                 entry = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-                if ext == "parquet":
+                if artifact.format == "parquet":
                     entry["rows"] = parquet_metadata(path)["dagster/row_count"]
                 months.setdefault(path.stem.removeprefix("month="), {})[name] = entry
         index = {month: months[month] for month in sorted(months)}
-        path = write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", store.window(STUDY_MONTHS, "json"))
-        rows = [f"| {m} | {e.get('monthly_source_bags', {}).get('rows', 0):,} | "
-                f"{e.get(LOW_FREQUENCY_FLOWS, {}).get('rows', 0):,} |" for m, e in index.items()]
+        path = write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", store.path(A.STUDY_MONTHS))
+        rows = [f"| {m} | {e.get(A.MONTHLY_SOURCE_BAGS.name, {}).get('rows', 0):,} | "
+                f"{e.get(A.LOW_FREQUENCY_FLOWS.name, {}).get('rows', 0):,} |" for m, e in index.items()]
         table = "| month | sources | low-frequency flows |\n|---|---:|---:|\n" + "\n".join(rows)
         return dg.MaterializeResult(metadata={"months": len(index), "path": dg.MetadataValue.path(str(path.resolve())),
                                               "index": dg.MetadataValue.md(table)})
 
-    window = dict(group_name="bags", kinds={"parquet"})
+    def window(artifact: A.Artifact, upstream) -> dict:
+        return dict(name=artifact.name, group_name=artifact.group, kinds=artifact.kinds, deps=[upstream],
+                    description=artifact.asset_description)
 
-    @asset(**window, deps=[monthly_source_bags],
-           description="Flows per outside source over the whole window (bag sIP -> records).")
+    @asset(**window(A.SOURCE_FLOW_BAG, monthly_source_bags))
     def source_flow_bag(store: VlfStore) -> dg.MaterializeResult:
-        out = store.window("source_flow_bag")
-        vlf.refresh_counter_bag(store.existing_monthly("monthly_source_bags"), "records", out, store.state_dir("source_flow_bag"))
+        out = store.path(A.SOURCE_FLOW_BAG)
+        vlf.refresh_counter_bag(store.existing(A.MONTHLY_SOURCE_BAGS), "records", out, store.state_dir(A.SOURCE_FLOW_BAG))
         return dg.MaterializeResult(metadata=_file_metadata(out, "sources"))
 
-    @asset(**window, deps=[monthly_source_bags],
-           description="Hours in which each outside source was active over the window (the count-1 bags added up).")
+    @asset(**window(A.SOURCE_HOUR_COUNT_BAG, monthly_source_bags))
     def source_hour_count_bag(store: VlfStore) -> dg.MaterializeResult:
-        out = store.window("source_hour_count_bag")
-        vlf.refresh_counter_bag(store.existing_monthly("monthly_source_bags"), "hours", out, store.state_dir("source_hour_count_bag"))
-        in_1_to_5 = duck.connect().execute(
-            "SELECT avg((hours BETWEEN 1 AND 5)::INT) FROM read_parquet(?)", [glob_escaped(out)]
-        ).fetchone()[0]
-        return dg.MaterializeResult(metadata={"share_active_1_to_5_hours": float(in_1_to_5 or 0),
+        out = store.path(A.SOURCE_HOUR_COUNT_BAG)
+        vlf.refresh_counter_bag(store.existing(A.MONTHLY_SOURCE_BAGS), "hours", out, store.state_dir(A.SOURCE_HOUR_COUNT_BAG))
+        return dg.MaterializeResult(metadata={"share_active_1_to_5_hours": vlf.share_active_1_to_5_hours(out),
                                               **_file_metadata(out, "sources")})
 
-    @asset(**window, deps=[monthly_contact_pairs],
-           description="Distinct inside destinations per outside source over the window. A refresh counts again "
-           "only the sources whose pairs changed in a changed month, and keeps the contact-surface raster with it "
-           "(.state/source_destination_count_bag).")
+    @asset(**window(A.SOURCE_DESTINATION_COUNT_BAG, monthly_contact_pairs))
     def source_destination_count_bag(store: VlfStore) -> dg.MaterializeResult:
-        out = store.window("source_destination_count_bag")
-        refresh = contacts.refresh_contacts(store.existing_monthly("monthly_contact_pairs"), out,
-                                            store.state_dir("source_destination_count_bag"), store.site.first_ipv4_network)
-        single = duck.connect().execute(
-            "SELECT count(*) FILTER (WHERE destinations = 1), count(*) FROM read_parquet(?)", [glob_escaped(out)]
-        ).fetchone()
+        out = store.path(A.SOURCE_DESTINATION_COUNT_BAG)
+        refresh = contacts.refresh_contacts(store.existing(A.MONTHLY_CONTACT_PAIRS), out,
+                                            store.state_dir(A.SOURCE_DESTINATION_COUNT_BAG), store.site.first_ipv4_network)
+        sources, single = vlf.destination_counts(out)
         return dg.MaterializeResult(metadata={
-            "sources": single[1], "single_destination_sources": single[0], "incremental": refresh.incremental,
+            "sources": sources, "single_destination_sources": single, "incremental": refresh.incremental,
             "sources_counted_again": refresh.sources_changed if refresh.sources_changed is not None else "all",
             **parquet_metadata(out)})
 
@@ -156,7 +131,7 @@ def build(parts: StudyPartitions) -> list:
     def flows_conserved(store: VlfStore) -> dg.AssetCheckResult:
         site = store.site
         inbound = store.archive_files(hours_between(site.start, site.window_end()), list(INBOUND_TYPES))
-        verdict = consistency.flows_conserved(inbound, store.window("source_flow_bag"),
+        verdict = consistency.flows_conserved(inbound, store.path(A.SOURCE_FLOW_BAG),
                                               row_cache=store.state_dir(CONSERVATION_CHECK) / "row_counts.parquet")
         return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
 

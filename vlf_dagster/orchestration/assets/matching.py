@@ -2,41 +2,38 @@
 
 import dagster as dg
 
+from ... import artifacts as A
 from ...analysis.steps import matching
 from ...analysis.report import render as tables
-from ...analysis.tables.port_tables import category_counts
+from ...analysis.tables.categories import category_counts
 from ..resources import VlfStore
 from .metadata import FLOW_COLUMNS
 from .clock import asset
 
 
+def _asset(artifact: A.Artifact, *deps: A.Artifact, **kwargs) -> dict:
+    return dict(name=artifact.name, group_name=artifact.group, kinds=artifact.kinds, deps=[d.name for d in deps],
+                description=artifact.asset_description, **kwargs)
+
+
 def build() -> list:
-    @asset(group_name="matching", kinds={"parquet"}, deps=["vlf_flows", "vlf_outbound_flows", "vlf_fd_set"], metadata=FLOW_COLUMNS,
-           description="rwmatch of every VLF flow (query) with the outbound flows that answer it (response): "
-           "reversed addresses and ports, same protocol, within the site's match_delta_ms. nhIP carries the "
-           "match id (top byte 0x00 query, 0xFF response; unmatched queries 0.0.0.0), so `vlf cut "
-           "--fields=match,...` prints it in cutmatch layout. Segmented: a refresh matches again only the sources "
-           "whose queries or answers changed (rwmatch's groups never mix sources), numbering their groups above "
-           "every id given so far; the groups equal a full run's.")
+    @asset(**_asset(A.MATCHED_VLF_FLOWS, A.VLF_FLOWS, A.VLF_OUTBOUND_FLOWS, A.VLF_FD_SET, metadata=FLOW_COLUMNS))
     def matched_vlf_flows(store: VlfStore) -> dg.MaterializeResult:
-        target = store.segmented("matched_vlf_flows")
+        target = store.path(A.MATCHED_VLF_FLOWS)
         refresh = matching.match_vlf_flows(
-            store.segmented("vlf_flows"), store.segmented("vlf_outbound_flows"), target,
-            time_delta_ms=store.site.vlf.match_delta_ms, state=store.state_dir("matched_vlf_flows"),
+            store.path(A.VLF_FLOWS), store.path(A.VLF_OUTBOUND_FLOWS), target,
+            time_delta_ms=store.site.vlf.match_delta_ms, state=store.state_dir(A.MATCHED_VLF_FLOWS),
         )
         return dg.MaterializeResult(metadata={
             "records": refresh.records, "dagster/row_count": refresh.records,
             "sources_rematched": refresh.rematched if refresh.rematched is not None else "all",
             "incremental": refresh.incremental, "path": dg.MetadataValue.path(str(target))})
 
-    @asset(group_name="matching", kinds={"parquet"}, deps=[matched_vlf_flows, "source_flow_bag"],
-           description="One row per VLF flow with its match id, its category (unmatched TCP, unmatched UDP, "
-           "matched TCP, matched UDP, ICMP, other) and its source's flow count over the window. Segmented: "
-           "a refresh categorizes again only the sources whose matched records changed.")
+    @asset(**_asset(A.VLF_CATEGORIES, A.MATCHED_VLF_FLOWS, A.SOURCE_FLOW_BAG))
     def vlf_categories(store: VlfStore) -> dg.MaterializeResult:
-        out = store.segmented("vlf_categories")
-        refresh = matching.write_categories(store.segmented("matched_vlf_flows"), store.window("source_flow_bag"), out,
-                                            state=store.state_dir("vlf_categories"))
+        out = store.path(A.VLF_CATEGORIES)
+        refresh = matching.write_categories(store.path(A.MATCHED_VLF_FLOWS), store.path(A.SOURCE_FLOW_BAG), out,
+                                            state=store.state_dir(A.VLF_CATEGORIES))
         df = category_counts(out)
         counts = dict(zip(df["Category"], (int(v) for v in df["Flows"])))
         return dg.MaterializeResult(metadata={

@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 
+from ... import artifacts as A
 from ...analysis.report.page import render_report
 from ...analysis.report.parts import markdown_of, section_from_folder, write_part
 from ...analysis.report.study import PARTS, Part, StudyInputs
@@ -23,7 +24,7 @@ def _inputs(store: VlfStore, geoip: GeoIPResource, part: Part) -> StudyInputs:
 
 
 def _part_asset(part: Part) -> dg.AssetsDefinition:
-    @asset(name=part.name, group_name="reports", kinds={"csv", "png"}, deps=list(part.deps),
+    @asset(name=part.name, group_name=A.VLF_REPORT.group, kinds={"csv", "png"}, deps=[d.name for d in part.deps],
            description=part.description or part.title)
     def _asset(context: dg.AssetExecutionContext, store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
         started = time.perf_counter()
@@ -44,9 +45,8 @@ def _part_asset(part: Part) -> dg.AssetsDefinition:
 def build() -> list:
     part_assets = [_part_asset(part) for part in PARTS]
 
-    @asset(group_name="reports", kinds={"html"}, deps=part_assets,
-           description="One HTML page with every table and figure of the study, with a table of contents: "
-           "`data/reports/WINDOW/index.html` (WINDOW: the window's first and last day, YYYYMMDD-YYYYMMDD).")
+    @asset(name=A.VLF_REPORT.name, group_name=A.VLF_REPORT.group, kinds=A.VLF_REPORT.kinds, deps=part_assets,
+           description=A.VLF_REPORT.asset_description)
     def vlf_report(store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
         site = store.site
         out_dir = store.report_dir()

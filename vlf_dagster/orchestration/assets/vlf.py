@@ -3,9 +3,9 @@
 
 import dagster as dg
 
+from ... import artifacts as A
 from ...analysis.steps import consistency, vlf
 from ...analysis.steps.extraction import extract_by_set
-from ...flows.bags import coverset
 from ...flows.tools.filter import FilterSpec, write_filtered
 from ...flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ...flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey
@@ -17,9 +17,6 @@ from .automation import CHECK_CONDITION
 from .clock import asset, multi_asset
 from ..partitions import StudyPartitions
 
-LOW_FREQUENCY_FLOWS = "monthly_low_frequency_flows"
-LOW_FREQUENCY_ANSWERS = "monthly_low_frequency_answers"
-
 
 def _set_result(ipset: IPSet, path, **extra) -> dg.MaterializeResult:
     return dg.MaterializeResult(
@@ -27,108 +24,90 @@ def _set_result(ipset: IPSet, path, **extra) -> dg.MaterializeResult:
     )
 
 
-def _of_vlf_sources(store: VlfStore, extracts: str, key: SourceKey, name: str) -> dg.MaterializeResult:
+def _read(store: VlfStore, artifact: A.Artifact) -> IPSet:
+    return IPSet.read(store.path(artifact))
+
+
+def _of_vlf_sources(store: VlfStore, extracts: A.Artifact, key: SourceKey, artifact: A.Artifact) -> dg.MaterializeResult:
     """The rows of the monthly ``extracts`` whose source (``key``) is in VLF-fd, refreshed by source."""
-    files = store.existing_monthly(extracts)
-    sources = IPSet.read(store.window("vlf_fd_set", "set"))
-    target = Segmented(store.segmented(name), key)
-    refresh = extract_by_set(files, sources, target, store.state_dir(name))
+    target = Segmented(store.path(artifact), key)
+    refresh = extract_by_set(store.existing(extracts), _read(store, A.VLF_FD_SET), target, store.state_dir(artifact))
     return dg.MaterializeResult(metadata={
         "flows": refresh.rows, "dagster/row_count": refresh.rows, "sources_changed": refresh.sources_changed,
         "monthly_files_digested": refresh.months_read, "incremental": refresh.incremental,
         "generation": target.generation, "path": dg.MetadataValue.path(str(target.directory))})
 
 
+def _window(artifact: A.Artifact, *deps, **kwargs) -> dict:
+    return dict(name=artifact.name, group_name=artifact.group, kinds=artifact.kinds, deps=[str(d) for d in deps],
+                description=artifact.asset_description, **kwargs)
+
+
 def build(parts: StudyPartitions) -> list:
-    common = dict(group_name="vlf", kinds={"roaring"})
-
-    @asset(**common, deps=["source_flow_bag"],
-           description="VLF-f: outside sources with 1..max_flows flows over the window "
-           "(rwbagtool --maxcounter=10 --coverset).")
+    @asset(**_window(A.VLF_F_SET, A.SOURCE_FLOW_BAG))
     def vlf_f_set(store: VlfStore) -> dg.MaterializeResult:
-        t = store.site.vlf
-        ipset = coverset(store.window("source_flow_bag"), min_counter=1, max_counter=t.max_flows)
-        path = ipset.write(store.window("vlf_f_set", "set"))
-        return _set_result(ipset, path, max_flows=t.max_flows)
+        ipset = vlf.vlf_f_set(store.path(A.SOURCE_FLOW_BAG), store.site.vlf)
+        return _set_result(ipset, ipset.write(store.path(A.VLF_F_SET)), max_flows=store.site.vlf.max_flows)
 
-    @asset(**common, deps=["source_destination_count_bag"],
-           description="VLF-d: outside sources that contacted 1..max_destinations inside addresses.")
+    @asset(**_window(A.VLF_D_SET, A.SOURCE_DESTINATION_COUNT_BAG))
     def vlf_d_set(store: VlfStore) -> dg.MaterializeResult:
-        t = store.site.vlf
-        ipset = coverset(store.window("source_destination_count_bag"), min_counter=1, max_counter=t.max_destinations)
-        path = ipset.write(store.window("vlf_d_set", "set"))
-        return _set_result(ipset, path, max_destinations=t.max_destinations)
+        ipset = vlf.vlf_d_set(store.path(A.SOURCE_DESTINATION_COUNT_BAG), store.site.vlf)
+        return _set_result(ipset, ipset.write(store.path(A.VLF_D_SET)), max_destinations=store.site.vlf.max_destinations)
 
-    @asset(**common, deps=[vlf_f_set, vlf_d_set],
-           description="VLF-fd = VLF-f ∩ VLF-d (rwsettool --intersect).")
+    @asset(**_window(A.VLF_FD_SET, A.VLF_F_SET, A.VLF_D_SET))
     def vlf_fd_set(store: VlfStore) -> dg.MaterializeResult:
-        ipset = IPSet.read(store.window("vlf_f_set", "set")) & IPSet.read(store.window("vlf_d_set", "set"))
-        return _set_result(ipset, ipset.write(store.window("vlf_fd_set", "set")))
+        ipset = vlf.vlf_fd_set(_read(store, A.VLF_F_SET), _read(store, A.VLF_D_SET))
+        return _set_result(ipset, ipset.write(store.path(A.VLF_FD_SET)))
 
-    @asset(**common, deps=["monthly_active_hosts"],
-           description="Inside addresses that ever answered or originated traffic in the window.")
+    @asset(**_window(A.ACTIVE_INSIDE_SET, A.MONTHLY_ACTIVE_HOSTS))
     def active_inside_set(store: VlfStore) -> dg.MaterializeResult:
-        ipset = vlf.union_sets(store.existing_monthly("monthly_active_hosts", "set"))
-        return _set_result(ipset, ipset.write(store.window("active_inside_set", "set")))
+        ipset = vlf.union_sets(store.existing(A.MONTHLY_ACTIVE_HOSTS))
+        return _set_result(ipset, ipset.write(store.path(A.ACTIVE_INSIDE_SET)))
 
     @multi_asset(
         name="monthly_low_frequency",
         partitions_def=parts.monthly,
         specs=[
-            dg.AssetSpec(LOW_FREQUENCY_FLOWS, group_name="vlf", kinds={"parquet"}, metadata=FLOW_COLUMNS,
-                         deps=["hourly_flows", "monthly_source_bags"],
-                         description="The month's inbound flows of every source with at most max_flows inbound flows "
-                         "that month: a VLF source has at most max_flows over the window, so at most that many in "
-                         "each month, and all its flows are here. vlf_flows reads these instead of the archive."),
-            dg.AssetSpec(LOW_FREQUENCY_ANSWERS, group_name="vlf", kinds={"parquet"}, metadata=FLOW_COLUMNS,
-                         deps=["hourly_flows", "monthly_source_bags"],
-                         description="The month's outbound flows to any address that is not a heavy source of the "
-                         "month (more than max_flows inbound flows): every possible answer to a VLF source."),
+            dg.AssetSpec(a.name, group_name=a.group, kinds=a.kinds, metadata=FLOW_COLUMNS,
+                         deps=[A.HOURLY_FLOWS.name, A.MONTHLY_SOURCE_BAGS.name], description=a.asset_description)
+            for a in (A.LOW_FREQUENCY_FLOWS, A.LOW_FREQUENCY_ANSWERS)
         ],
     )
     def monthly_low_frequency(context: dg.AssetExecutionContext, store: VlfStore):
         window = context.partition_time_window
         hours = hours_between(window.start, window.end)
-        # heavy this month: more than max_flows inbound flows, from the month's source bag
-        heavy = coverset(store.monthly("monthly_source_bags", window.start), counter="records",
-                         min_counter=store.site.vlf.max_flows + 1)
+        heavy = vlf.heavy_sources(store.path(A.MONTHLY_SOURCE_BAGS, window.start), store.site.vlf)
         inbound = store.archive_files(hours, list(INBOUND_TYPES))
-        flows = write_filtered(inbound, FilterSpec(not_sipset=heavy), store.monthly(LOW_FREQUENCY_FLOWS, window.start))
+        flows = write_filtered(inbound, FilterSpec(not_sipset=heavy), store.path(A.LOW_FREQUENCY_FLOWS, window.start))
         outbound = store.archive_files(hours, list(OUTBOUND_TYPES))
-        answers = write_filtered(outbound, FilterSpec(not_dipset=heavy), store.monthly(LOW_FREQUENCY_ANSWERS, window.start))
-        yield dg.MaterializeResult(asset_key=LOW_FREQUENCY_FLOWS, metadata={
+        answers = write_filtered(outbound, FilterSpec(not_dipset=heavy), store.path(A.LOW_FREQUENCY_ANSWERS, window.start))
+        yield dg.MaterializeResult(asset_key=A.LOW_FREQUENCY_FLOWS.name, metadata={
             "flows": flows, "dagster/row_count": flows, "heavy_sources": len(heavy), "archive_files_read": len(inbound)})
-        yield dg.MaterializeResult(asset_key=LOW_FREQUENCY_ANSWERS, metadata={
+        yield dg.MaterializeResult(asset_key=A.LOW_FREQUENCY_ANSWERS.name, metadata={
             "flows": answers, "dagster/row_count": answers, "archive_files_read": len(outbound)})
 
-    @asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, LOW_FREQUENCY_FLOWS], metadata=FLOW_COLUMNS,
-           description="Every inbound flow of the VLF-fd sources, extracted by set membership (rwfilter "
-           "--sipset=VLF-fd.set) from the months' low-frequency flows, which hold all of them: the window "
-           "never rescans the archive. Kept segmented (data/vlf_flows/: base, removed rows, delta): a refresh "
-           "extracts again only the sources that entered or left VLF-fd or whose flows changed in a changed month.")
+    @asset(**_window(A.VLF_FLOWS, A.VLF_FD_SET, A.LOW_FREQUENCY_FLOWS, metadata=FLOW_COLUMNS))
     def vlf_flows(store: VlfStore) -> dg.MaterializeResult:
-        return _of_vlf_sources(store, LOW_FREQUENCY_FLOWS, SOURCE_IS_SIP, "vlf_flows")  # rwfilter --sipset
+        return _of_vlf_sources(store, A.LOW_FREQUENCY_FLOWS, SOURCE_IS_SIP, A.VLF_FLOWS)  # rwfilter --sipset
 
-    @asset(group_name="vlf", kinds={"parquet", "duckdb"}, deps=[vlf_fd_set, LOW_FREQUENCY_ANSWERS], metadata=FLOW_COLUMNS,
-           description="Every outbound flow to a VLF-fd source (rwfilter --type=out,outweb,outicmp "
-           "--dipset=VLF-fd.set), from the months' possible answers: what matching and the near-match "
-           "search read. Segmented and refreshed by source like vlf_flows.")
+    @asset(**_window(A.VLF_OUTBOUND_FLOWS, A.VLF_FD_SET, A.LOW_FREQUENCY_ANSWERS, metadata=FLOW_COLUMNS))
     def vlf_outbound_flows(store: VlfStore) -> dg.MaterializeResult:
-        return _of_vlf_sources(store, LOW_FREQUENCY_ANSWERS, SOURCE_IS_DIP, "vlf_outbound_flows")  # rwfilter --dipset
+        return _of_vlf_sources(store, A.LOW_FREQUENCY_ANSWERS, SOURCE_IS_DIP, A.VLF_OUTBOUND_FLOWS)  # rwfilter --dipset
 
     @dg.asset_check(asset=vlf_fd_set, name="vlf_fd_is_f_and_d", blocking=True, automation_condition=CHECK_CONDITION,
                     description="VLF-fd holds exactly the sources in both VLF-f and VLF-d.")
     def vlf_fd_is_f_and_d(store: VlfStore) -> dg.AssetCheckResult:
-        read = lambda name: IPSet.read(store.window(name, "set"))  # noqa: E731
-        verdict = consistency.intersection_holds(read("vlf_f_set"), read("vlf_d_set"), read("vlf_fd_set"))
+        verdict = consistency.intersection_holds(_read(store, A.VLF_F_SET), _read(store, A.VLF_D_SET),
+                                                 _read(store, A.VLF_FD_SET))
         return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
 
     @dg.asset_check(asset=vlf_flows, name="vlf_flows_match_the_bag", blocking=True, automation_condition=CHECK_CONDITION,
                     description="The extracted VLF flows are the flows source_flow_bag counts for the VLF-fd "
                     "sources, and no other source's.")
     def vlf_flows_match_the_bag(store: VlfStore) -> dg.AssetCheckResult:
-        verdict = consistency.vlf_flows_match_bag(store.segmented("vlf_flows"), store.window("source_flow_bag"),
-                                                  IPSet.read(store.window("vlf_fd_set", "set")))
+        verdict = consistency.vlf_flows_match_bag(store.path(A.VLF_FLOWS), store.path(A.SOURCE_FLOW_BAG),
+                                                  _read(store, A.VLF_FD_SET))
         return dg.AssetCheckResult(passed=verdict.passed, metadata=verdict.metadata)
 
-    return [vlf_f_set, vlf_d_set, vlf_fd_set, active_inside_set, monthly_low_frequency, vlf_flows, vlf_outbound_flows, vlf_fd_is_f_and_d, vlf_flows_match_the_bag]
+    return [vlf_f_set, vlf_d_set, vlf_fd_set, active_inside_set, monthly_low_frequency, vlf_flows, vlf_outbound_flows,
+            vlf_fd_is_f_and_d, vlf_flows_match_the_bag]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from ... import artifacts
+from ...artifacts import Artifact
 from ...flows import storage
 from ...flows.flowtypes import INBOUND_TYPES
 from ...flows.site import Site, resolve_site
@@ -27,27 +29,15 @@ class VlfStore(dg.ConfigurableResource):
     def site(self) -> Site:
         return resolve_site(self.site_config or None, self.base)
 
-    def hourly(self, asset: str, hour: datetime, ext: str = "parquet") -> Path:
-        return storage.hourly_path(self.base, asset, hour, ext)
+    def path(self, artifact: Artifact, at: datetime | None = None) -> Path:
+        """The artifact's file (or segmented folder) of the hour or month ``at``."""
+        return artifact.path(self.base, at)
 
-    def monthly(self, asset: str, month: datetime, ext: str = "parquet") -> Path:
-        return storage.monthly_path(self.base, asset, month, ext)
+    def existing(self, artifact: Artifact, start: datetime | None = None, end: datetime | None = None) -> list[Path]:
+        return artifact.existing(self.base, start, end)
 
-    def window(self, asset: str, ext: str = "parquet") -> Path:
-        return storage.window_path(self.base, asset, ext)
-
-    def state_dir(self, asset: str) -> Path:
-        return storage.state_dir(self.base, asset)
-
-    def segmented(self, asset: str) -> Path:
-        return storage.segmented_path(self.base, asset)
-
-    def existing_hourly(self, asset: str, start: datetime, end: datetime, ext: str = "parquet") -> list[Path]:
-        paths = (self.hourly(asset, h, ext) for h in storage.hours_between(start, end))
-        return [p for p in paths if p.exists()]
-
-    def existing_monthly(self, asset: str, ext: str = "parquet") -> list[Path]:
-        return sorted((self.base / asset).glob(f"month=*.{ext}"))
+    def state_dir(self, step: Artifact | str) -> Path:
+        return storage.state_dir(self.base, str(step))
 
     def inbound_files(self, hour: datetime) -> list[Path]:
         return storage.archive_files(self.base, [hour], list(INBOUND_TYPES))
@@ -56,6 +46,4 @@ class VlfStore(dg.ConfigurableResource):
         return storage.archive_files(self.base, hours, flowtypes)
 
     def report_dir(self) -> Path:
-        site = self.site
-        end = f"{site.end:%Y%m%d}" if site.end else "now"
-        return self.base / "reports" / f"{site.start:%Y%m%d}-{end}"
+        return artifacts.report_dir(self.base, self.site)
