@@ -10,7 +10,7 @@ import traceback
 from datetime import timedelta
 from pathlib import Path
 
-from .flows.site import load_site, parse_utc
+from .flows.site import data_site_file, load_site, packaged_site, parse_utc
 from .verbs.common import VerbError  # the one user-facing error: one line, exit status 1
 
 
@@ -21,21 +21,22 @@ def _data_dir(args) -> Path:
 
 
 def cmd_simulate(args) -> dict:
+    from .flows.storage import write_text
     from .simulate import SimulationConfig, simulate
 
     data = _data_dir(args)
-    site = load_site(args.site) if args.site else load_site(Path(__file__).with_name("site.default.toml"))
+    site = load_site(args.site) if args.site else packaged_site()
     start = parse_utc(args.start, what="--start") if args.start else site.start
     site = site.with_window(start, start + timedelta(days=args.days))
     data.mkdir(parents=True, exist_ok=True)
-    (data / "site.toml").write_text(site.to_toml())
+    write_text(site.to_toml(), data_site_file(data))
     started = time.perf_counter()
     summary = simulate(site, SimulationConfig(days=args.days, sources=args.sources, seed=args.seed), data)
     elapsed = time.perf_counter() - started
     print(
         f"simulated {summary.flows:,} flows ({summary.inbound_flows:,} inbound) from {summary.sources:,} outside "
         f"sources over {summary.hours} hours in {elapsed:.1f} s\n"
-        f"  landing:      {data / 'landing'}\n  ground truth: {summary.ground_truth_path}\n  site config:  {data / 'site.toml'}"
+        f"  landing:      {data / 'landing'}\n  ground truth: {summary.ground_truth_path}\n  site config:  {data_site_file(data)}"
     )
     return {"flows": summary.flows, "seconds": elapsed}
 
@@ -70,17 +71,18 @@ def _print_catalog(data: Path) -> None:
 
 
 def cmd_demo(args) -> None:
+    from . import artifacts as A
     started = time.perf_counter()
     cmd_simulate(args)
     cmd_materialize(args)
     data = _data_dir(args)
-    reports = sorted((data / "reports").glob("*/index.html"))
+    reports = sorted(A.VLF_REPORT.path(data).glob("*/index.html"))
     elapsed = time.perf_counter() - started
     print(f"\ndemo finished in {elapsed:.0f} s")
     for report in reports:
         print(f"report:  {report.resolve()}")
     _print_catalog(data)
-    table = sorted((data / "reports").glob("*/report_per_host_flow_distribution/*.csv"))
+    table = sorted(A.VLF_REPORT.path(data).glob("*/report_per_host_flow_distribution/*.csv"))
     if table:
         print("\nPer Host Flow Distribution:\n" + table[-1].read_text())
     print(
@@ -91,6 +93,8 @@ def cmd_demo(args) -> None:
 
 def cmd_demo_real(args) -> None:
     """Import real flow files, set the site's window to their hours, run the whole study."""
+    from .flows.storage import write_text
+    from . import artifacts as A
     import pyarrow.compute as pc
 
     from .flows.importers.readers import import_file, land, source_name
@@ -119,9 +123,9 @@ def cmd_demo_real(args) -> None:
         "name": "real-" + Path(args.files[0]).name, "internal_networks": args.internal, "sensors": ["S0"],
         "start": f"{first:%Y-%m-%dT%H:00}", "end": f"{last + timedelta(hours=1):%Y-%m-%dT%H:00}",
     }, source="--internal")
-    (data / "site.toml").write_text(site.to_toml())
+    write_text(site.to_toml(), data_site_file(data))
     cmd_materialize(args)
-    reports = sorted((data / "reports").glob("*/index.html"))
+    reports = sorted(A.VLF_REPORT.path(data).glob("*/index.html"))
     print(f"\nreal-data study finished in {time.perf_counter() - started:.0f} s")
     for report in reports:
         print(f"report:  {report.resolve()}")

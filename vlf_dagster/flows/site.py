@@ -191,6 +191,18 @@ def data_dir() -> Path:
     return Path(os.environ.get("VLF_DATA_DIR", "data"))
 
 
+SITE_FILE_NAME = "site.toml"  # the site of a data directory, as `vlf simulate` and `vlf demo-real` write it
+
+
+def data_site_file(data: str | Path) -> Path:
+    return Path(data) / SITE_FILE_NAME
+
+
+def packaged_site() -> Site:
+    """The packaged default site, whatever $VLF_SITE_CONFIG says."""
+    return load_site(Path(str(resources.files("vlf_dagster").joinpath(DEFAULT_CONFIG_NAME))))
+
+
 def site_config_path(explicit: str | Path | None = None, data: str | Path | None = None) -> Path | None:
     """The one lookup of the site file, for every part of vlf: ``explicit`` (an option or an
     argument), else ``$VLF_SITE_CONFIG``, else ``site.toml`` in the data directory (``data``, else
@@ -199,7 +211,7 @@ def site_config_path(explicit: str | Path | None = None, data: str | Path | None
         return Path(explicit)
     if os.environ.get("VLF_SITE_CONFIG"):
         return Path(os.environ["VLF_SITE_CONFIG"])
-    candidate = (Path(data) if data is not None else data_dir()) / "site.toml"
+    candidate = data_site_file(data if data is not None else data_dir())
     return candidate if candidate.exists() else None
 
 
