@@ -1,3 +1,5 @@
+"""Dagster resources: the data store (paths through the artifact catalogue, the site) and GeoIP."""
+
 from .geoip import GeoIPResource
 from .store import VlfStore
 
