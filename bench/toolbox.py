@@ -41,7 +41,7 @@ def _files(data: Path, types=None):
 
 
 def op_filter(data: Path) -> int:
-    from vlf_dagster.flows.tools.filter import FilterSpec, filter_files
+    from vlf_dagster.flows.tools.filter.compiler import FilterSpec, filter_files
 
     files = _files(data)
     filter_files(files, FilterSpec(protocol="6", flags_all=["S/SA"]))

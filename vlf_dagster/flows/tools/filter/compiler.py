@@ -35,15 +35,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..flags import FLAG_BITS, parse_flags, parse_high_mask
-from ..flowtypes import DEFAULT_TYPES, FLOWTYPES, parse_types
-from ..schema import ATTR_IPV6, FIELD_NAMES, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, TIME_ORDER, conform, ipv4_mapped
-from ..sets import IPSet
-from ..silktime import SilkTimeError, parse_silk_time, window_end
-from ..site import Site
-from ..sql import NO_HIVE, glob_escaped, ident, literal
-from ..storage import archive_files, hours_between
-from .. import duck
+from ...flags import FLAG_BITS, parse_flags, parse_high_mask
+from ...flowtypes import DEFAULT_TYPES, FLOWTYPES, parse_types
+from ...schema import ATTR_IPV6, FIELD_NAMES, FLOW_SCHEMA, PROTO_ICMP, PROTO_ICMPV6, TIME_ORDER, conform, ipv4_mapped
+from ...sets import IPSet
+from ...silktime import SilkTimeError, parse_silk_time, window_end
+from ...site import Site
+from ...sql import NO_HIVE, glob_escaped, ident, literal
+from ...storage import archive_files, hours_between
+from ... import duck
 
 
 class FilterError(ValueError):
@@ -1049,7 +1049,7 @@ def write_filtered(
 ) -> int:
     """``--pass-destination=FILE.parquet`` streamed by DuckDB: the passing records never pass
     through Python, so memory stays flat however many there are.  Returns the record count."""
-    from ..storage import atomic_path, write_parquet
+    from ...storage import atomic_path, write_parquet
 
     if not files:
         write_parquet(FLOW_SCHEMA.empty_table(), out)
