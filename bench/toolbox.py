@@ -41,7 +41,8 @@ def _files(data: Path, types=None):
 
 
 def op_filter(data: Path) -> int:
-    from vlf_dagster.flows.tools.filter.compiler import FilterSpec, filter_files
+    from vlf_dagster.flows.tools.filter.run import filter_files
+    from vlf_dagster.flows.tools.filter.spec import FilterSpec
 
     files = _files(data)
     filter_files(files, FilterSpec(protocol="6", flags_all=["S/SA"]))

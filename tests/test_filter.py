@@ -22,15 +22,10 @@ import pytest
 from conftest import START, flows, write_landing
 from vlf_dagster import cli
 from vlf_dagster.flows.archive import pack_hour
-from vlf_dagster.flows.tools.filter.compiler import (
-    FilterError,
-    FilterSpec,
-    compile_filter,
-    filter_files,
-    parse_date_range,
-    partition,
-    select_archive_files,
-)
+from vlf_dagster.flows.tools.filter.compiler import compile_filter
+from vlf_dagster.flows.tools.filter.run import filter_files, partition
+from vlf_dagster.flows.tools.filter.selection import parse_date_range, select_archive_files
+from vlf_dagster.flows.tools.filter.spec import FilterError, FilterSpec
 from vlf_dagster.flows.schema import ATTR_IPV6, conform
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import write_parquet
@@ -507,7 +502,8 @@ def test_help_documents_every_option(capsys):
 
 
 def test_written_flows_are_the_same_bytes_whatever_order_they_were_read_in(tmp_path):
-    from vlf_dagster.flows.tools.filter.compiler import FilterSpec, write_filtered
+    from vlf_dagster.flows.tools.filter.run import write_filtered
+    from vlf_dagster.flows.tools.filter.spec import FilterSpec
 
     # records that tie on start time and source and differ in everything else
     rows = [dict(sIP="4.3.2.1", dIP=f"10.1.24.{i % 5}", dPort=1000 + (i * 7) % 13, packets=1 + i % 3, sTime=1_143_849_600_000)
@@ -539,7 +535,7 @@ def test_an_arrow_stream_out_is_written_batch_by_batch_in_input_order(tmp_path, 
     """One Arrow stream out of Parquet inputs (a pipe or a file not named .parquet) is written batch
     by batch as DuckDB scans (filtered_batches): the same records, in input order, as the Parquet
     destination; a damaged input is one line naming it, and no output file is left."""
-    from vlf_dagster.flows.tools.filter.compiler import filtered_batches
+    from vlf_dagster.flows.tools.filter.run import filtered_batches
 
     t0 = 1_143_849_600_000
     rows = [dict(sIP=f"1.0.{i // 250}.{i % 250}", sTime=t0 + (7919 * i) % 100_000, protocol=6 if i % 3 else 17)

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 
 from conftest import flows, ip, write_landing
 from vlf_dagster.orchestration.definitions import build_definitions
-from vlf_dagster.flows.tools.filter.compiler import FilterSpec, filter_files
+from vlf_dagster.flows.tools.filter.run import filter_files
+from vlf_dagster.flows.tools.filter.spec import FilterSpec
 from vlf_dagster.flows.schema import conform
 from vlf_dagster.flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from vlf_dagster.flows.sets import IPSet

@@ -174,7 +174,8 @@ def test_a_file_named_twice_is_read_twice_in_place_with_a_set_test(files, tmp_pa
 def test_ipv6_vlf_flows_written_by_duckdb_pass_the_consistency_check(tmp_path):
     from vlf_dagster.analysis.steps.consistency import vlf_flows_match_bag
     from vlf_dagster.flows.bags import bag_from_flows
-    from vlf_dagster.flows.tools.filter.compiler import FilterSpec, write_filtered
+    from vlf_dagster.flows.tools.filter.run import write_filtered
+    from vlf_dagster.flows.tools.filter.spec import FilterSpec
     from vlf_dagster.flows.sets import IPSet
 
     archive = write_parquet(flows([dict(sIP="0.0.0.0", dIP="0.0.0.0", sIPv6=V6, dIPv6=V6, attributes=0x80),

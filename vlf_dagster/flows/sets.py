@@ -115,7 +115,8 @@ class IPSet:
         SiLK wildcard (``10.1.x.1-5``); with ``ip_ranges`` (the delimiter), ``LOW-HIGH`` ranges of
         addresses or integers instead of wildcards.  ``#`` starts a comment; blank lines are skipped.
         A bad line raises ValueError naming ``label`` and the line number."""
-        from .tools.filter.compiler import FilterError, parse_address
+        from .tools.filter.addresses import parse_address
+        from .tools.filter.spec import FilterError
 
         v4, v6_ranges = BitMap(), []
         v4_lo, v4_hi = 0xFFFF << 32, (0xFFFF << 32) | 0xFFFFFFFF

@@ -11,7 +11,7 @@ from .common import (SILK_OUTPUT_HELP, HelpFormatter, check_clobber, damaged_par
                      write_flows)
 
 if TYPE_CHECKING:
-    from ..flows.tools.filter.compiler import FilterSpec
+    from ..flows.tools.filter.spec import FilterSpec
     from ..flows.site import Site
 
 # The engine (DuckDB, pyarrow) is imported inside the functions that run it, so that building the
@@ -157,7 +157,7 @@ def register(subparsers) -> None:
 
 def _one(args, name: str):
     """The value of a once-only switch (stored as a list to notice repeats)."""
-    from ..flows.tools.filter.compiler import FilterError, option_name
+    from ..flows.tools.filter.spec import FilterError, option_name
 
     values = getattr(args, name, None)
     if not values:
@@ -169,7 +169,7 @@ def _one(args, name: str):
 
 
 def spec_from_args(args) -> FilterSpec:
-    from ..flows.tools.filter.compiler import FilterSpec
+    from ..flows.tools.filter.spec import FilterSpec
 
     spec = FilterSpec()
     for name in _SPEC_SINGLE:
@@ -183,7 +183,8 @@ def spec_from_args(args) -> FilterSpec:
 
 def _types(args) -> list[int] | None:
     """Flowtype ids from --class/--type/--flowtypes, or None when none is given."""
-    from ..flows.tools.filter.compiler import FilterError, parse_flowtypes, parse_type_list
+    from ..flows.tools.filter.selection import parse_flowtypes, parse_type_list
+    from ..flows.tools.filter.spec import FilterError
 
     klass, types, flowtypes = _one(args, "klass"), _one(args, "type"), _one(args, "flowtypes")
     if klass is not None and klass != "all":
@@ -206,7 +207,7 @@ def _site(args, data_dir: Path | None) -> Site:
 
 
 def _max_records(args, name: str) -> int | None:
-    from ..flows.tools.filter.compiler import FilterError, option_name
+    from ..flows.tools.filter.spec import FilterError, option_name
 
     value = _one(args, name)
     if value is None:
@@ -234,7 +235,10 @@ def run(args) -> int:
     import duckdb
     import pyarrow as pa
 
-    from ..flows.tools.filter.compiler import FilterError, compile_filter, execute, filtered_batches, option_name, parse_sensors, select_archive_files, write_filtered
+    from ..flows.tools.filter.compiler import compile_filter
+    from ..flows.tools.filter.run import execute, filtered_batches, write_filtered
+    from ..flows.tools.filter.selection import parse_sensors, select_archive_files
+    from ..flows.tools.filter.spec import FilterError, option_name
     from ..flows.storage import write_text
 
     spec = spec_from_args(args)

@@ -21,7 +21,8 @@ from typing import Sequence
 import pyarrow as pa
 
 from ...flows import duck
-from ...flows.tools.filter.compiler import FilterSpec, write_filtered
+from ...flows.tools.filter.run import write_filtered
+from ...flows.tools.filter.spec import FilterSpec
 from ...flows.schema import FLOW_SCHEMA, TIME_ORDER
 from ...flows.segments import CHANGES_SCHEMA, SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey, keys_of_set, rows_of_sources, set_of_keys
 from ...flows.sets import IPSet

@@ -6,7 +6,8 @@ import dagster as dg
 from ... import artifacts as A
 from ...analysis.steps import consistency, vlf
 from ...analysis.steps.extraction import extract_by_set
-from ...flows.tools.filter.compiler import FilterSpec, write_filtered
+from ...flows.tools.filter.run import write_filtered
+from ...flows.tools.filter.spec import FilterSpec
 from ...flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ...flows.segments import SOURCE_IS_DIP, SOURCE_IS_SIP, Segmented, SourceKey
 from ...flows.sets import IPSet
