@@ -237,7 +237,7 @@ def test_categories_streamed_row_group_by_row_group_equal_categorizing_the_whole
 
 
 def test_sessions_kept_by_source_give_the_matched_port_tables_of_the_records(tmp_path):
-    from vlf_dagster.analysis.tables import port_tables as pt
+    from vlf_dagster.analysis.tables import sessions as pt
 
     rng = np.random.default_rng(17)
     site = _Site(tmp_path / "live")
@@ -259,7 +259,9 @@ def test_sessions_kept_by_source_give_the_matched_port_tables_of_the_records(tmp
 
 
 def test_port_tables_read_the_kept_counts_as_they_would_the_rows(tmp_path):
-    from vlf_dagster.analysis.tables import port_tables as pt
+    from vlf_dagster.analysis.tables.destinations import where_do_they_go
+    from vlf_dagster.analysis.tables.flags import flags_for_top_ports, unmatched_tcp_flags
+    from vlf_dagster.analysis.tables.ports import port_counts, ports_by_flow_bucket
 
     rng = np.random.default_rng(23)
     site = _Site(tmp_path / "live")
@@ -270,16 +272,16 @@ def test_port_tables_read_the_kept_counts_as_they_would_the_rows(tmp_path):
     folder, rows = site.root / "categories", site.categories()
     assert Segmented(folder).summary(matching.CATEGORY_PORTS.name) is not None
     for category in ("unmatched TCP", "unmatched UDP"):
-        kept, counted = pt.ports_by_flow_bucket(folder, category), pt.ports_by_flow_bucket(rows, category)
+        kept, counted = ports_by_flow_bucket(folder, category), ports_by_flow_bucket(rows, category)
         assert len(kept) and kept.equals(counted)
-    assert pt.unmatched_tcp_flags(folder).equals(pt.unmatched_tcp_flags(rows))
-    assert pt.flags_for_top_ports(folder, bucket=(1, 10)).equals(pt.flags_for_top_ports(rows, bucket=(1, 10)))
+    assert unmatched_tcp_flags(folder).equals(unmatched_tcp_flags(rows))
+    assert flags_for_top_ports(folder, bucket=(1, 10)).equals(flags_for_top_ports(rows, bucket=(1, 10)))
     active = IPSet.from_ipv4(np.unique(rows.column("dIP").to_numpy())[::2])  # every other destination exists
     for protocol, category in ((6, "unmatched TCP"), (17, "unmatched UDP"), (6, "matched TCP")):
         for buckets in ((1, 1), (1, 10)):
-            kept = pt.where_do_they_go(folder, active, protocol, buckets, category=category)
-            assert kept.equals(pt.where_do_they_go(rows, active, protocol, buckets, category=category))
+            kept = where_do_they_go(folder, active, protocol, buckets, category=category)
+            assert kept.equals(where_do_they_go(rows, active, protocol, buckets, category=category))
             assert buckets == (1, 1) or (len(kept) and kept["Hit"].sum() and kept["Miss"].sum())
     for protocol in (6, 17, None):
-        assert (pt.port_counts(site.root / "matched", protocol) == pt.port_counts(site.matched(), protocol)).all()
-    assert pt.port_counts(site.root / "matched").sum() > 0
+        assert (port_counts(site.root / "matched", protocol) == port_counts(site.matched(), protocol)).all()
+    assert port_counts(site.root / "matched").sum() > 0

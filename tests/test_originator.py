@@ -1,5 +1,5 @@
 """Who opened a matched session (O/E) and on which port: the exporter's word, then the start
-time, the opening flags and the port rule (analysis.port_tables.ORIGINATOR_ORDER)."""
+time, the opening flags and the port rule (analysis.tables.sessions.ORIGINATOR_ORDER)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import flows
-from vlf_dagster.analysis.tables import port_tables as pt
+from vlf_dagster.analysis.tables import sessions as pt
 from vlf_dagster.flows import duck
 from vlf_dagster.flows.importers.argus import parse_binetflow
 from vlf_dagster.flows.importers.zeek import parse_zeek

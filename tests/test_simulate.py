@@ -308,7 +308,7 @@ def test_inside_hosts_originate_sessions_that_vlf_answerers_answer(sim):
     p2p = int(ipaddress.IPv4Address(facts["servers"]["p2p"]))
     assert p2p in set(openers.sIP[openers.dPort.isin([4662, 4672, 6881])])
     # rwmatch with --symmetric-delta pairs them; the originator is the outbound record (E)
-    from vlf_dagster.analysis.tables.port_tables import matched_ports
+    from vlf_dagster.analysis.tables.sessions import matched_ports
     from vlf_dagster.flows.tools.match import match_sessions
     from vlf_dagster.flows.schema import conform
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pandas as pd
 import pyarrow.parquet as pq
 
-from vlf_dagster.analysis.tables import figures as fig, port_tables as pt
+from vlf_dagster.analysis.tables import figures as fig, ports as pt
 from vlf_dagster.analysis.steps import traffic
 from vlf_dagster.flows.archive import pack_hours
 from vlf_dagster.flows.flowtypes import INBOUND_TYPES

@@ -9,7 +9,7 @@ One DuckDB pass over a month's archive files (GROUPING SETS) gives two small tab
 
 Both add up across months exactly (they are counts), so the window's figures read 14 small files
 instead of ~80,000 archive files, and a month is summarised again only when its hours change.
-Readers: :func:`figures.traffic_volume_data` and :func:`port_tables.overall_port_usage` take them
+Readers: :func:`figures.traffic_volume_data` and :func:`ports.overall_port_usage` take them
 in place of archive files.
 """
 

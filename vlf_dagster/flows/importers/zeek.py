@@ -248,7 +248,7 @@ def _zeek_records(rows: Rows, cols: dict[str, pa.Array], unset: list[str]):
     resp_flags = np.where(tcp & known, (pair >> 8) & 0xFF, 0)
     # Zeek knows who opened the connection: both flows carry the responder's port as SiLK's
     # application (the service port the flow generator recognised), so the originator's flow is
-    # the one whose dPort is it (analysis.port_tables decides who opened a matched session so)
+    # the one whose dPort is it (analysis.tables.sessions decides who opened a matched session so)
     service = np.where(icmp, 0, resp_p)
     fwd = flow_columns(src, dst, v6, sPort=np.where(icmp, 0, orig_p), dPort=np.where(icmp, fwd_icmp, resp_p), protocol=protocol,
                    packets=orig_pkts, bytes=orig_bytes, flags=orig_flags, sTime=s_time, duration=duration,
