@@ -15,14 +15,15 @@ import numpy as np
 from ...flowtypes import DEFAULT_TYPES, FLOWTYPES, parse_types
 from ...site import Site
 from ...storage import archive_files, hours_between
+from ...silktime import SilkTimeError, parse_silk_time
 from .spec import FilterError
 
 
-_DATE_RE = re.compile(r"(\d{4})[/-](\d{1,2})[/-](\d{1,2})(?:[:T](\d{1,2})(?::\d{1,2}(?::\d{1,2}(?:\.\d*)?)?)?)?")
-
-
 def _parse_date(text: str, what: str) -> tuple[datetime, str, bool]:
-    """A --start-date/--end-date value -> (hour, precision 'day'|'hour', was epoch seconds)."""
+    """A --start-date/--end-date value -> (hour, precision 'day'|'hour', was epoch seconds).
+
+    SiLK's time syntax (flows/silktime.py; here ``-`` may also separate the date's parts), of which
+    the archive selection keeps the day or the hour: finer parts are read and dropped, as rwfilter does."""
     text = str(text).strip()
     if re.fullmatch(r"\d+", text):
         seconds = int(text)
@@ -32,15 +33,14 @@ def _parse_date(text: str, what: str) -> tuple[datetime, str, bool]:
             raise FilterError(f"{what}: invalid date {text!r}") from None
         precision = "day" if seconds % 86400 == 0 else "hour"
         return moment.replace(minute=0, second=0, microsecond=0), precision, True
-    m = _DATE_RE.fullmatch(text)
-    if not m:
+    if "/" not in text and "-" not in text:  # a fraction of epoch seconds names no archive hour
         raise FilterError(f"{what}: invalid date {text!r} (expected YYYY/MM/DD[:HH] or epoch seconds)")
-    hour = m.group(4)
     try:
-        moment = datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(hour or 0), tzinfo=timezone.utc)
-    except ValueError as exc:
-        raise FilterError(f"{what}: invalid date {text!r}: {exc}") from None
-    return moment, ("hour" if hour is not None else "day"), False
+        ms, precision = parse_silk_time(text.replace("-", "/", 2))
+    except SilkTimeError as exc:
+        raise FilterError(f"{what}: invalid date {text!r} ({exc})") from None
+    moment = datetime.fromtimestamp(ms // 1000, tz=timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return moment, ("day" if precision == "day" else "hour"), False
 
 
 def parse_date_range(start: str | None, end: str | None, *, now: datetime | None = None) -> list[datetime]:
