@@ -14,7 +14,7 @@ import pytest
 
 from conftest import START, flows, ip
 from vlf_dagster.analysis.tables import figures as fg
-from vlf_dagster.flows.tools import stats
+from vlf_dagster.flows.tools.stats import text as stats
 from vlf_dagster.flows.storage import hour_ms
 
 T0 = hour_ms(START)  # 2006/04/01T00:00 UTC

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import START, flows, ip
 
-from vlf_dagster.flows.tools import stats as st
-from vlf_dagster.flows.tools.stats import StatsError
+from vlf_dagster.flows.tools.stats import text as st
+from vlf_dagster.flows.tools.stats.text import StatsError
 
 T0 = int(START.timestamp() * 1000)  # 2006-04-01 00:00:00 UTC, a day (and 30 s) boundary
 ROOT = Path(__file__).resolve().parents[1]

@@ -90,7 +90,7 @@ def test_stats_sees_ipv6_in_files_without_scanning_for_it(tmp_path, capsys):
 
 
 def test_library_stats_scan_mixed_files_by_name_and_complete_ones_as_they_are(files, tmp_path):
-    from vlf_dagster.flows.tools import stats
+    from vlf_dagster.flows.tools.stats import text as stats
     from vlf_dagster.flows.storage import holds_flow_columns
 
     partial = tmp_path / "partial.parquet"

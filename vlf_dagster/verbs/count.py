@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..flows.tools import stats
+    from ..flows.tools.stats import text as stats
 
     if args.epoch_slots:
         args.timestamp_format = "epoch"

@@ -9,7 +9,7 @@ from .text_options import FIELDS_HELP, OptionalValue, add_input_argument, add_te
 
 
 def _non_negative_int(text: str | None, switch: str) -> int | None:
-    from ..flows.tools import stats
+    from ..flows.tools.stats import text as stats
 
     if text is None:
         return None
@@ -23,7 +23,7 @@ def _non_negative_int(text: str | None, switch: str) -> int | None:
 
 
 def _percentage(text: str | None) -> float | None:
-    from ..flows.tools import stats
+    from ..flows.tools.stats import text as stats
 
     if text is None:
         return None
@@ -98,7 +98,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..flows.tools import stats
+    from ..flows.tools.stats import text as stats
 
     opts = text_options(args)
     limits = {

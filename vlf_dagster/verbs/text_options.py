@@ -100,7 +100,7 @@ def add_text_options(parser: argparse.ArgumentParser, *, keys: bool = True) -> N
 def text_options(args: argparse.Namespace):
     """The parsed switches as the formatter's ``TextOptions``."""
     from ..flows.silktime import TIMESTAMP_FORMATS
-    from ..flows.tools.stats import TextOptions
+    from ..flows.tools.stats.text import TextOptions
 
     separator = args.column_separator if args.column_separator is not None else "|"
     columns, final = not args.no_columns, not args.no_final_delimiter

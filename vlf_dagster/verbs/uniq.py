@@ -88,7 +88,7 @@ def register(subparsers) -> None:
 
 
 def _values_and_thresholds(args: argparse.Namespace) -> tuple[list, list]:
-    from ..flows.tools import stats
+    from ..flows.tools.stats import text as stats
 
     values = stats.parse_values(args.values) if args.values else []
     thresholds = [stats.parse_threshold(t) for t in args.threshold]
@@ -113,7 +113,7 @@ def _values_and_thresholds(args: argparse.Namespace) -> tuple[list, list]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..flows.tools import stats
+    from ..flows.tools.stats import text as stats
 
     opts = text_options(args)
     values, thresholds = _values_and_thresholds(args)

@@ -34,17 +34,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import fields as field_registry
-from ..fields import Field, FieldError
-from ..flags import attribute_strings, flag_strings
-from ..flowtypes import FLOWTYPES
-from ..site import sensor_labels, sensor_width
-from ..iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
-from ..schema import FLOW_SCHEMA, SchemaError, conform
-from ..storage import holds_flow_columns, ipv6_columns_empty
-from ..silktime import SilkTimeError, parse_silk_time, window_end
-from ..sql import NO_HIVE, path_list
-from .. import duck
+from ... import fields as field_registry
+from ...fields import Field, FieldError
+from ...flags import attribute_strings, flag_strings
+from ...flowtypes import FLOWTYPES
+from ...site import sensor_labels, sensor_width
+from ...iptext import CANONICAL, DECIMAL, IpFormat, ip_width, ipv4_text, ipv6_text
+from ...schema import FLOW_SCHEMA, SchemaError, conform
+from ...storage import holds_flow_columns, ipv6_columns_empty
+from ...silktime import SilkTimeError, parse_silk_time, window_end
+from ...sql import NO_HIVE, path_list
+from ... import duck
 
 
 class StatsError(ValueError):
