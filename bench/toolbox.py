@@ -70,7 +70,7 @@ def op_match(data: Path) -> int:
 
 
 def op_uniq(data: Path) -> int:
-    from vlf_dagster.flows.tools.stats.text import uniq
+    from vlf_dagster.flows.tools.stats.uniq import uniq
 
     files = _files(data)
     uniq([str(f) for f in files], "sip", "flows,distinct:dip", ["flows=1-10"])

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import START, flows, ip
 from vlf_dagster.analysis.tables import figures as fg
-from vlf_dagster.flows.tools.stats import text as stats
+from vlf_dagster.flows.tools.stats.count import count_bins
 from vlf_dagster.flows.storage import hour_ms
 
 T0 = hour_ms(START)  # 2006/04/01T00:00 UTC
@@ -73,7 +73,7 @@ def test_traffic_volume_data_per_hour(archive):
     assert data["Packets"].tolist() == [3.0, 0.0, 12.0]
     assert data["Bytes"].tolist() == [140.0, 0.0, 180.0]
     # the same as rwcount's start-spike scheme
-    count = stats.count_bins(archive, 3600, "start-spike").to_pandas()
+    count = count_bins(archive, 3600, "start-spike").to_pandas()
     assert count["Records"].tolist() == [2.0, 0.0, 3.0]
     assert count["Bytes"].tolist() == data["Bytes"].tolist()
 

@@ -13,8 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import START, flows, ip
 
-from vlf_dagster.flows.tools.stats import text as st
-from vlf_dagster.flows.tools.stats.text import StatsError
+from vlf_dagster.flows.tools.stats.count import count_bins, parse_load_scheme
+from vlf_dagster.flows.tools.stats.keys import StatsError
+from vlf_dagster.flows.tools.stats.text import TextLines, TextOptions, format_top, format_uniq
+from vlf_dagster.flows.tools.stats.top import top_n
+from vlf_dagster.flows.tools.stats.uniq import uniq, uniq_plan
 
 T0 = int(START.timestamp() * 1000)  # 2006-04-01 00:00:00 UTC, a day (and 30 s) boundary
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +61,7 @@ def rows_by_key(result: pa.Table, key: str) -> dict:
 
 
 def test_uniq_records_packets_bytes_per_key(table):
-    got = rows_by_key(st.uniq(table, "sip", "records,packets,bytes"), "sIP")
+    got = rows_by_key(uniq(table, "sip", "records,packets,bytes"), "sIP")
     assert got == {
         ip("1.1.1.1"): {"Records": 3, "Packets": 6, "Bytes": 350},
         ip("2.2.2.2"): {"Records": 1, "Packets": 4, "Bytes": 400},
@@ -68,45 +71,45 @@ def test_uniq_records_packets_bytes_per_key(table):
 
 
 def test_uniq_default_value_is_records_and_numbers_name_fields(table):
-    result = st.uniq(table, "1")  # rwcut number 1 = sIP
+    result = uniq(table, "1")  # rwcut number 1 = sIP
     assert result.column_names == ["sIP", "Records"]
     assert rows_by_key(result, "sIP")[ip("5.5.5.5")] == {"Records": 11}
 
 
 def test_uniq_distinct_dip_and_sip_distinct(table):
-    got = rows_by_key(st.uniq(table, "sip", "distinct:dip"), "sIP")
+    got = rows_by_key(uniq(table, "sip", "distinct:dip"), "sIP")
     assert {k: v["dIP-Distinct"] for k, v in got.items()} == {
         ip("1.1.1.1"): 2, ip("2.2.2.2"): 1, ip("3.3.3.3"): 1, ip("5.5.5.5"): 11,
     }  # fmt: skip
-    per_dip = rows_by_key(st.uniq(table, "dip", "sIP-Distinct,flows"), "dIP")
+    per_dip = rows_by_key(uniq(table, "dip", "sIP-Distinct,flows"), "dIP")
     assert per_dip[ip("10.0.0.1")] == {"sIP-Distinct": 2, "Records": 3}  # 1.1.1.1 twice, 2.2.2.2 once
     assert per_dip[ip("10.0.0.2")] == {"sIP-Distinct": 1, "Records": 1}
     assert per_dip[ip("10.0.1.7")] == {"sIP-Distinct": 1, "Records": 1}
 
 
 def test_uniq_earliest_and_latest_times(table):
-    got = rows_by_key(st.uniq(table, "sip", "stime,etime"), "sIP")[ip("1.1.1.1")]
+    got = rows_by_key(uniq(table, "sip", "stime,etime"), "sIP")[ip("1.1.1.1")]
     # starts at +5 s, +1 s, +9 s; ends at +7 s, +1 s, +9.5 s
     assert got == {"sTime-Earliest": T0 + 1_000, "eTime-Latest": T0 + 9_500}
 
 
 def test_uniq_thresholds(table):
-    only_big = st.uniq(table, "sip", "flows", ["flows=2"], sort=True)
+    only_big = uniq(table, "sip", "flows", ["flows=2"], sort=True)
     assert only_big.column("sIP").to_pylist() == [ip("1.1.1.1"), ip("5.5.5.5")]
-    singles = st.uniq(table, "sip", "flows", ["flows=1-1"], sort=True)
+    singles = uniq(table, "sip", "flows", ["flows=1-1"], sort=True)
     assert singles.column("sIP").to_pylist() == [ip("2.2.2.2"), ip("3.3.3.3")]
-    both = st.uniq(table, "sip", "flows", ["flows=1-3", "bytes=100-400"], sort=True)
+    both = uniq(table, "sip", "flows", ["flows=1-3", "bytes=100-400"], sort=True)
     # the bytes threshold appends Bytes to the values
     assert both.to_pylist() == [
         {"sIP": ip("1.1.1.1"), "Records": 3, "Bytes": 350},
         {"sIP": ip("2.2.2.2"), "Records": 1, "Bytes": 400},
     ]
-    zero_min = st.uniq(table, "sip", "flows", ["dip-distinct=0-1"], sort=True)  # MIN 0 counts as 1
+    zero_min = uniq(table, "sip", "flows", ["dip-distinct=0-1"], sort=True)  # MIN 0 counts as 1
     assert zero_min.column("sIP").to_pylist() == [ip("2.2.2.2"), ip("3.3.3.3")]
 
 
 def test_uniq_study_example(table):
-    result = st.uniq(table, "sip", "flows,distinct:dip", ["flows=1-10"], sort=True)
+    result = uniq(table, "sip", "flows,distinct:dip", ["flows=1-10"], sort=True)
     assert result.to_pylist() == [
         {"sIP": ip("1.1.1.1"), "Records": 3, "dIP-Distinct": 2},
         {"sIP": ip("2.2.2.2"), "Records": 1, "dIP-Distinct": 1},
@@ -115,7 +118,7 @@ def test_uniq_study_example(table):
 
 
 def test_uniq_sort_output_orders_by_all_keys(table):
-    result = st.uniq(table, "sip,dip", "records", sort=True)
+    result = uniq(table, "sip,dip", "records", sort=True)
     pairs = list(zip(result.column("sIP").to_pylist(), result.column("dIP").to_pylist()))
     assert pairs[:3] == [(ip("1.1.1.1"), ip("10.0.0.1")), (ip("1.1.1.1"), ip("10.0.0.2")), (ip("2.2.2.2"), ip("10.0.0.1"))]
     assert pairs == sorted(pairs) and len(pairs) == 15
@@ -145,13 +148,13 @@ def test_uniq_keys_shown_as_rwcut_shows_them():
             {"protocol": 17, "flags": 0, "sTime": T0 + 3_600_000},
         ]
     )
-    plan, result = st.uniq_plan(data, "proto,flags,stime", "bytes", bin_time=3600, sort=True)
-    assert st.format_uniq(result, plan) == [
+    plan, result = uniq_plan(data, "proto,flags,stime", "bytes", bin_time=3600, sort=True)
+    assert format_uniq(result, plan) == [
         "pro|   flags|              sTime|               Bytes|",
         "  6| S  A   |2006/04/01T00:00:00|                  80|",
         " 17|        |2006/04/01T01:00:00|                  40|",
     ]
-    compact = st.format_uniq(result, plan, st.TextOptions(columns=False, final_delimiter=False))
+    compact = format_uniq(result, plan, TextOptions(columns=False, final_delimiter=False))
     assert compact[1] == "6|SA|2006/04/01T00:00:00|80"
 
 
@@ -165,7 +168,7 @@ def test_uniq_reads_an_arrow_stream_from_stdin(table):
 
 
 def test_uniq_accepts_parquet_paths(parquet):
-    result = st.uniq([parquet, parquet], "sip", "flows", ["flows=20"], sort=True)
+    result = uniq([parquet, parquet], "sip", "flows", ["flows=20"], sort=True)
     assert result.to_pylist() == [{"sIP": ip("5.5.5.5"), "Records": 22}]
 
 
@@ -192,7 +195,7 @@ EXPECTED = {  # scheme -> per bin (records, bytes, packets)
 
 @pytest.mark.parametrize("scheme", list(EXPECTED))
 def test_count_load_schemes_over_three_bins(scheme):
-    result = st.count_bins(
+    result = count_bins(
         flows(SPAN), 30, scheme, start_time="2006/04/01:00:00:00", end_time="2006/04/01:00:01:29"
     )
     dates = [int(d.timestamp() * 1000) for d in result.column("Date").to_pylist()]
@@ -206,8 +209,8 @@ def test_count_load_scheme_numbers_match_names():
     for number, name in enumerate(
         ["bin-uniform", "start-spike", "end-spike", "middle-spike", "time-proportional", "maximum-volume", "minimum-volume"]
     ):
-        assert st.parse_load_scheme(number) == name
-    assert st.parse_load_scheme("max") == "maximum-volume"
+        assert parse_load_scheme(number) == name
+    assert parse_load_scheme("max") == "maximum-volume"
 
 
 def test_count_text_and_default_range(tmp_path):
@@ -231,21 +234,21 @@ def test_count_text_and_default_range(tmp_path):
 
 def test_count_skip_zeroes():
     window = dict(start_time=T0, end_time="2006/04/01:00:01:29")
-    full = st.count_bins(flows(SPAN), 30, "start-spike", **window)
+    full = count_bins(flows(SPAN), 30, "start-spike", **window)
     assert full.column("Records").to_pylist() == [1, 1, 0]
-    skipped = st.count_bins(flows(SPAN), 30, "start-spike", skip_zeroes=True, **window)
+    skipped = count_bins(flows(SPAN), 30, "start-spike", skip_zeroes=True, **window)
     assert skipped.column("Records").to_pylist() == [1, 1]
-    middle = st.count_bins(flows(SPAN), 30, "middle", skip_zeroes=True, **window)
+    middle = count_bins(flows(SPAN), 30, "middle", skip_zeroes=True, **window)
     assert [int(d.timestamp() * 1000) for d in middle.column("Date").to_pylist()] == [T0 + 30_000]
     # an empty bin between two busy ones is printed unless skip-zeroes
     gap = flows([{"sTime": T0, "bytes": 10}, {"sTime": T0 + 60_000, "bytes": 10}])
-    assert st.count_bins(gap, 30, "start-spike").column("Records").to_pylist() == [1, 0, 1]
-    assert st.count_bins(gap, 30, "start-spike", skip_zeroes=True).column("Records").to_pylist() == [1, 1]
+    assert count_bins(gap, 30, "start-spike").column("Records").to_pylist() == [1, 0, 1]
+    assert count_bins(gap, 30, "start-spike", skip_zeroes=True).column("Records").to_pylist() == [1, 1]
 
 
 def test_count_start_time_cuts_the_flow():
     # start at T0+30 s: A's first 20 s are not counted; bins 1 and 2 keep their shares
-    result = st.count_bins(flows(SPAN), 30, "time-proportional", start_time=T0 + 30_000)
+    result = count_bins(flows(SPAN), 30, "time-proportional", start_time=T0 + 30_000)
     assert result.column("Records").to_pylist() == pytest.approx([1.5, 1 / 6])
     assert result.column("Bytes").to_pylist() == pytest.approx([3100, 1000])
 
@@ -254,12 +257,12 @@ def test_count_start_time_cuts_the_flow():
 
 
 def test_stats_top_n_with_percentages(table):
-    result = st.top_n(table, "sip", "records", count=2)
+    result = top_n(table, "sip", "records", count=2)
     assert (result.records, result.bins, result.total) == (16, 4, 16)
     assert result.table.column("sIP").to_pylist() == [ip("5.5.5.5"), ip("1.1.1.1")]
     assert result.table.column("%Records").to_pylist() == pytest.approx([68.75, 18.75])  # 11/16, 3/16
     assert result.table.column("cumul_%").to_pylist() == pytest.approx([68.75, 87.5])
-    assert st.format_top(result) == [
+    assert format_top(result) == [
         "INPUT: 16 Records for 4 Bins and 16 Total Records",
         "OUTPUT: Top 2 Bins by Records",
         "            sIP|   Records|  %Records|   cumul_%|",
@@ -269,43 +272,43 @@ def test_stats_top_n_with_percentages(table):
 
 
 def test_stats_bottom_n_breaks_ties_by_key(table):
-    result = st.top_n(table, "sip", "flows", count=3, bottom=True)
+    result = top_n(table, "sip", "flows", count=3, bottom=True)
     # 2.2.2.2 and 3.3.3.3 tie at 1 record: the smaller key comes first
     assert result.table.column("sIP").to_pylist() == [ip("2.2.2.2"), ip("3.3.3.3"), ip("1.1.1.1")]
     assert result.table.column("cumul_%").to_pylist() == pytest.approx([6.25, 12.5, 31.25])
-    assert st.format_top(result)[1] == "OUTPUT: Bottom 3 Bins by Records"
+    assert format_top(result)[1] == "OUTPUT: Bottom 3 Bins by Records"
 
 
 def test_stats_bytes_percentages(table):
-    result = st.top_n(table, "sip", "bytes,flows", count=1)
+    result = top_n(table, "sip", "bytes,flows", count=1)
     # bytes: 350 + 400 + 40 + 440 = 1230; 440 / 1230 = 35.7723577...%
     assert result.total == 1230
-    assert st.format_top(result)[3] == "        5.5.5.5|                 440|        11| 35.772358| 35.772358|"
+    assert format_top(result)[3] == "        5.5.5.5|                 440|        11| 35.772358| 35.772358|"
 
 
 def test_stats_threshold_mode(table):
-    top = st.top_n(table, "sip", "records", threshold=3)
+    top = top_n(table, "sip", "records", threshold=3)
     assert top.table.column("sIP").to_pylist() == [ip("5.5.5.5"), ip("1.1.1.1")]  # >= 3
-    assert st.format_top(top)[1] == "OUTPUT: Top 2 bins by Records (threshold 3)"
-    bottom = st.top_n(table, "sip", "packets", threshold=4, bottom=True)
+    assert format_top(top)[1] == "OUTPUT: Top 2 bins by Records (threshold 3)"
+    bottom = top_n(table, "sip", "packets", threshold=4, bottom=True)
     assert bottom.table.column("sIP").to_pylist() == [ip("3.3.3.3"), ip("2.2.2.2")]  # 1 and 4 packets <= 4
-    none = st.top_n(table, "sip", "records", threshold=12)
-    assert st.format_top(none) == [
+    none = top_n(table, "sip", "records", threshold=12)
+    assert format_top(none) == [
         "INPUT: 16 Records for 4 Bins and 16 Total Records",
         "OUTPUT: No bins above threshold of 12 Records",
     ]
 
 
 def test_stats_percentage_mode(table):
-    result = st.top_n(table, "sip", "records", percentage=15)
+    result = top_n(table, "sip", "records", percentage=15)
     # cut-off: int(15 * 16 / 100) = int(2.4) = 2 records
     assert result.threshold == 2
     assert result.table.column("sIP").to_pylist() == [ip("5.5.5.5"), ip("1.1.1.1")]
-    assert st.format_top(result)[1] == "OUTPUT: Top 2 bins by Records (15.0000% == 2)"
+    assert format_top(result)[1] == "OUTPUT: Top 2 bins by Records (15.0000% == 2)"
 
 
 def test_stats_distinct_primary_total_is_overall_distinct_count(table):
-    result = st.top_n(table, "sip", "dip-distinct", count=2)
+    result = top_n(table, "sip", "dip-distinct", count=2)
     # distinct destinations overall: 10.0.0.1-3 and 10.0.1.0-10 = 14
     assert result.total == 14
     assert result.table.column("dIP-Distinct").to_pylist() == [11, 2]
@@ -353,11 +356,11 @@ def test_bad_input_exits_1_with_one_line(parquet, args, needle):
 
 def test_library_errors_are_value_errors(table):
     with pytest.raises(StatsError, match="also a key"):
-        st.uniq(table, "dip", "dip-distinct")
+        uniq(table, "dip", "dip-distinct")
     with pytest.raises(StatsError, match="exactly one"):
-        st.top_n(table, "sip", count=1, threshold=2)
+        top_n(table, "sip", count=1, threshold=2)
     with pytest.raises(ValueError, match="sTime-Earliest cannot"):
-        st.top_n(table, "sip", "stime", count=1)
+        top_n(table, "sip", "stime", count=1)
 
 
 def test_uniq_output_path_is_written_whole_or_not_at_all(parquet, tmp_path, capsys, monkeypatch):
@@ -388,7 +391,7 @@ def test_text_lines_bytes_equal_the_lines_joined():
     import pyarrow as pa
 
     rows = pa.array(["zero", "één|", "  2|", "3"]).slice(1, 3)
-    lines = ["head 1"] + st.TextLines(["title|"], rows)
+    lines = ["head 1"] + TextLines(["title|"], rows)
     assert list(lines) == ["head 1", "title|", "één|", "  2|", "3"] and lines[-1] == "3" and lines[1:3] == ["title|", "één|"]
     assert lines.to_bytes() == "".join(line + "\n" for line in lines).encode("utf-8")
-    assert st.TextLines(["only"]).to_bytes() == b"only\n"
+    assert TextLines(["only"]).to_bytes() == b"only\n"

@@ -90,7 +90,7 @@ def test_stats_sees_ipv6_in_files_without_scanning_for_it(tmp_path, capsys):
 
 
 def test_library_stats_scan_mixed_files_by_name_and_complete_ones_as_they_are(files, tmp_path):
-    from vlf_dagster.flows.tools.stats import text as stats
+    from vlf_dagster.flows.tools.stats.top import top_n
     from vlf_dagster.flows.storage import holds_flow_columns
 
     partial = tmp_path / "partial.parquet"
@@ -99,9 +99,9 @@ def test_library_stats_scan_mixed_files_by_name_and_complete_ones_as_they_are(fi
                              "sTime": [T0, T0]}), partial)
     assert holds_flow_columns(files) and not holds_flow_columns([*files, str(partial)])
     assert not holds_flow_columns([str(tmp_path / "missing.parquet")])
-    top = stats.top_n([*files, str(partial)], "sip", "flows", count=1).table
+    top = top_n([*files, str(partial)], "sip", "flows", count=1).table
     assert top.column(0).to_pylist() == [ip("1.0.0.1")] and top.column(1).to_pylist() == [3]
-    top = stats.top_n(files, "sip", "flows", count=0).table
+    top = top_n(files, "sip", "flows", count=0).table
     assert top.num_rows == 5
 
 

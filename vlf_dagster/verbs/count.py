@@ -54,20 +54,21 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..flows.tools.stats import text as stats
+    from ..flows.tools.stats.count import count_bins, parse_bin_size, parse_load_scheme, parse_time
+    from ..flows.tools.stats.text import format_count
 
     if args.epoch_slots:
         args.timestamp_format = "epoch"
     opts = text_options(args)
     # check every argument before reading the input
-    stats.parse_bin_size(args.bin_size)
-    scheme = stats.parse_load_scheme(args.load_scheme)
+    parse_bin_size(args.bin_size)
+    scheme = parse_load_scheme(args.load_scheme)
     if args.start_time is not None:
-        stats.parse_time(args.start_time, "--start-time")
+        parse_time(args.start_time, "--start-time")
     if args.end_time is not None:
-        stats.parse_time(args.end_time, "--end-time")
+        parse_time(args.end_time, "--end-time")
     table = read_input(args)
-    result = stats.count_bins(
+    result = count_bins(
         table,
         args.bin_size,
         scheme,
@@ -75,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
         end_time=args.end_time,
         skip_zeroes=args.skip_zeroes,
     )
-    write_lines(stats.format_count(result, args.bin_size, opts), args)
+    write_lines(format_count(result, args.bin_size, opts), args)
     return 0

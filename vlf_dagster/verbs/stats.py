@@ -9,7 +9,7 @@ from .text_options import FIELDS_HELP, OptionalValue, add_input_argument, add_te
 
 
 def _non_negative_int(text: str | None, switch: str) -> int | None:
-    from ..flows.tools.stats import text as stats
+    from ..flows.tools.stats.keys import StatsError
 
     if text is None:
         return None
@@ -18,12 +18,12 @@ def _non_negative_int(text: str | None, switch: str) -> int | None:
     except ValueError:
         value = -1
     if value < 0:
-        raise stats.StatsError(f"invalid {switch} {text!r}: expected a non-negative integer")
+        raise StatsError(f"invalid {switch} {text!r}: expected a non-negative integer")
     return value
 
 
 def _percentage(text: str | None) -> float | None:
-    from ..flows.tools.stats import text as stats
+    from ..flows.tools.stats.keys import StatsError
 
     if text is None:
         return None
@@ -32,7 +32,7 @@ def _percentage(text: str | None) -> float | None:
     except ValueError:
         value = -1.0
     if not 0.0 <= value <= 100.0:
-        raise stats.StatsError(f"invalid --percentage {text!r}: expected a number from 0 to 100")
+        raise StatsError(f"invalid --percentage {text!r}: expected a number from 0 to 100")
     return value
 
 
@@ -98,7 +98,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..flows.tools.stats import text as stats
+    from ..flows.tools.stats.keys import StatsError, make_plan
+    from ..flows.tools.stats.text import format_top
+    from ..flows.tools.stats.top import top_n
 
     opts = text_options(args)
     limits = {
@@ -107,11 +109,11 @@ def run(args: argparse.Namespace) -> int:
         "percentage": _percentage(args.percentage),
     }
     if all(v is None for v in limits.values()):
-        raise stats.StatsError("give one of --count=N, --threshold=N or --percentage=P")
-    plan = stats.make_plan(args.fields, args.values, bin_time=args.bin_time)  # check before reading input
+        raise StatsError("give one of --count=N, --threshold=N or --percentage=P")
+    plan = make_plan(args.fields, args.values, bin_time=args.bin_time)  # check before reading input
     if plan.values[0].kind in ("stime", "etime"):
-        raise stats.StatsError(f"{plan.values[0].title} cannot be the first (ranking) value of stats")
+        raise StatsError(f"{plan.values[0].title} cannot be the first (ranking) value of stats")
     table = read_input(args)
-    result = stats.top_n(table, args.fields, args.values, bottom=args.bottom, bin_time=args.bin_time, **limits, wide=wide_addresses(args))
-    write_lines(stats.format_top(result, opts, percents=not args.no_percents), args)
+    result = top_n(table, args.fields, args.values, bottom=args.bottom, bin_time=args.bin_time, **limits, wide=wide_addresses(args))
+    write_lines(format_top(result, opts, percents=not args.no_percents), args)
     return 0

@@ -88,16 +88,16 @@ def register(subparsers) -> None:
 
 
 def _values_and_thresholds(args: argparse.Namespace) -> tuple[list, list]:
-    from ..flows.tools.stats import text as stats
+    from ..flows.tools.stats.keys import Threshold, parse_range, parse_threshold, parse_value, parse_values, value_id
 
-    values = stats.parse_values(args.values) if args.values else []
-    thresholds = [stats.parse_threshold(t) for t in args.threshold]
-    present = {stats.value_id(v) for v in values}
+    values = parse_values(args.values) if args.values else []
+    thresholds = [parse_threshold(t) for t in args.threshold]
+    present = {value_id(v) for v in values}
 
     def add(name: str) -> None:
-        value = stats.parse_value(name)
-        if stats.value_id(value) not in present:
-            present.add(stats.value_id(value))
+        value = parse_value(name)
+        if value_id(value) not in present:
+            present.add(value_id(value))
             values.append(value)
 
     for name, arg in args.legacy:
@@ -105,22 +105,24 @@ def _values_and_thresholds(args: argparse.Namespace) -> tuple[list, list]:
             for item in ("bytes", "packets", "records", "stime-earliest", "etime-latest"):
                 add(item)
         elif isinstance(arg, str) and arg != name:
-            low, high = stats.parse_range(arg, f"--{name}")
-            thresholds.append(stats.Threshold(stats.parse_value(name), low, high))
+            low, high = parse_range(arg, f"--{name}")
+            thresholds.append(Threshold(parse_value(name), low, high))
         else:
             add(name)
     return values, thresholds
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..flows.tools.stats import text as stats
+    from ..flows.tools.stats.keys import make_plan
+    from ..flows.tools.stats.text import format_uniq
+    from ..flows.tools.stats.uniq import uniq_plan
 
     opts = text_options(args)
     values, thresholds = _values_and_thresholds(args)
-    stats.make_plan(args.fields, values, thresholds, bin_time=args.bin_time)  # check before reading input
+    make_plan(args.fields, values, thresholds, bin_time=args.bin_time)  # check before reading input
     table = read_input(args)
-    plan, result = stats.uniq_plan(table, args.fields, values, thresholds, bin_time=args.bin_time, sort=args.sort_output, wide=wide_addresses(args))
-    write_lines(stats.format_uniq(result, plan, opts), args)
+    plan, result = uniq_plan(table, args.fields, values, thresholds, bin_time=args.bin_time, sort=args.sort_output, wide=wide_addresses(args))
+    write_lines(format_uniq(result, plan, opts), args)
     return 0
 
 
