@@ -19,13 +19,15 @@ export VLF_NMAP_SERVICES_FILE ?= $(NMAP_SERVICES)
 .PHONY: install demo demo-real test ui clean geoip nmap-services bench-scale bench-incremental bench-28d bench-crash bench-collector-flood bench-silk
 
 $(BIN)/vlf: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@echo "installing vlf_dagster and its dependencies into $(VENV) (about two minutes the first time)"
+	@$(PYTHON) -m venv $(VENV)
+	@# -qq: errors only (pip's WARNING lines about unreachable extra indexes say nothing to a user)
+	@$(BIN)/pip install -qq --upgrade pip
+	@$(BIN)/pip install -qq -e '.[test]'
 	@# an editable install gets no bytecode; without it every `vlf` command compiles its modules
 	@# (40-50 ms of start-up where PYTHONDONTWRITEBYTECODE is set)
-	$(BIN)/python -m compileall -q vlf_dagster
-	touch $@
+	@$(BIN)/python -m compileall -q vlf_dagster
+	@touch $@
 
 install: $(BIN)/vlf
 
@@ -79,9 +81,8 @@ bench-crash: install  ## kill -9 vlf materialize 20 times at random moments; eve
 bench-collector-flood: install  ## collector memory under floods of made-up domains, exporters and hours
 	$(BIN)/python bench/collector_flood.py
 
-ui: install  ## the Dagster UI on http://127.0.0.1:3000
-	$(BIN)/python -c "import os; from vlf_dagster.orchestration.runs import write_instance_config; write_instance_config(os.environ['DAGSTER_HOME'])"
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+ui: install  ## the Dagster UI on http://127.0.0.1:3000 (Ctrl-C or SIGTERM stops it and everything it started)
+	$(BIN)/vlf ui
 
 clean:  ## remove generated data and the Dagster instance (keeps the venv)
 	rm -rf data/landing data/archive data/quarantine data/reports data/sim data/hourly_* data/monthly_* data/*.parquet data/*.set data/site.toml "$$DAGSTER_HOME"

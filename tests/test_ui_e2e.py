@@ -24,7 +24,6 @@ from conftest import flows, write_landing
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.site import AutomationSettings, load_site, site_from_mapping
 from vlf_dagster.flows.storage import archive_files, hour_ms, hourly_path, window_path
-from vlf_dagster.orchestration.runs import write_instance_config
 from vlf_dagster.orchestration.jobs import HOURLY_ASSETS
 from vlf_dagster.simulate import SimulationConfig, simulate
 
@@ -72,29 +71,46 @@ def _wait(what: str, probe, timeout: float, every: float = 1.0):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def _processes_of(home) -> list[int]:
+    """Processes whose command line names the instance folder (every process `dagster dev` starts
+    passes its instance along)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(home).encode() in cmdline.read_bytes() and int(cmdline.parent.name) != os.getpid():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue  # it ended meanwhile
+    return found
+
+
 @contextlib.contextmanager
 def _dagster_dev(tmp_path, data, home):
-    """`dagster dev` (webserver, daemon, code server) on a free loopback port, over ``data``."""
-    write_instance_config(home)
+    """`vlf ui` (dagster dev: webserver, daemon, code server) on a free loopback port, over ``data``;
+    stopped as `make ui` is, by a SIGTERM to it alone, which must take everything it started down."""
     port = _free_port()
-    env = {**os.environ, "VLF_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "GX_ANALYTICS_ENABLED": "false",
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(ROOT)}
     log = (tmp_path / "dagster-dev.log").open("w")
-    # its own process group: `dagster dev` forks a webserver, a daemon and code servers
+    # its own process group, so that a failure below can still kill all of it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "vlf_dagster.cli", "ui", "--data-dir", str(data), "--dagster-home", str(home),
+         "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    stopped_cleanly = False
     try:
         server = Server(port)
         _wait("the code location to load", lambda: server.query("{ assetNodes { assetKey { path } } }")["assetNodes"], 180)
         yield server
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+        left = _wait("every process of the UI to end", lambda: not _processes_of(home) or None, 10)
+        stopped_cleanly = left
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
+        if not stopped_cleanly:
             os.killpg(proc.pid, signal.SIGKILL)
+            for pid in _processes_of(home):
+                os.kill(pid, signal.SIGKILL)
             proc.wait()
         log.close()
 

@@ -153,6 +153,54 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+UI_STOP_SECONDS = 30  # how long `vlf ui` waits for `dagster dev` to shut down before killing what is left
+
+
+def cmd_ui(args) -> int:
+    """`dagster dev` over the data directory, stopped cleanly by SIGTERM as by Ctrl-C.
+
+    `dagster dev` shuts its webserver, daemon and code servers down on SIGINT but ignores SIGTERM,
+    and `make ui` passes a SIGTERM on to it: so it runs in its own process group and both signals
+    reach it as SIGINT; whatever still runs after UI_STOP_SECONDS is killed."""
+    import shutil
+    import signal
+    import subprocess
+
+    from .orchestration.runs import ensure_instance_home
+
+    data = _data_dir(args)
+    home = ensure_instance_home(args.dagster_home)
+    env = {**os.environ, "VLF_DATA_DIR": str(data.resolve()), "DAGSTER_HOME": str(home)}
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}, data {data}); stop with Ctrl-C or SIGTERM",
+          flush=True)
+    child = subprocess.Popen([dagster, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)], env=env,
+                             process_group=0, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    stopping = []
+
+    def stop(signum, frame):
+        stopping.append(signum)
+        try:
+            os.killpg(child.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        try:
+            code = child.wait(UI_STOP_SECONDS if stopping else None)
+            break
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+    try:
+        os.killpg(child.pid, signal.SIGKILL)  # a code server or daemon left behind by its parent
+    except ProcessLookupError:
+        pass
+    return 0 if stopping else code
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The `vlf` parser; with ``command`` (the invoked verb), only that verb's module is loaded."""
     parser = argparse.ArgumentParser(prog="vlf", description="Very-low-frequency flow analysis (SiLK-compatible toolbox + Dagster).")
@@ -187,6 +235,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     add_sim(p)
     add_mat(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ui", help="the Dagster UI (dagster dev) over the data directory, on 127.0.0.1:3000")
+    add_data(p)
+    p.add_argument("--dagster-home", help="Dagster instance folder (default: $DAGSTER_HOME or .dagster_home)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=3000, help="port (default 3000)")
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("demo-real", help="import real flow files and run the whole study on them")
     p.add_argument("files", nargs="+", help="nfcapd, nfdump csv, Argus binetflow, Zeek conn.log or rwcut text files")
