@@ -86,8 +86,7 @@ def cmd_demo(args) -> None:
     if table:
         print("\nPer Host Flow Distribution:\n" + table[-1].read_text())
     print(
-        "UI:      DAGSTER_HOME=$PWD/.dagster_home VLF_DATA_DIR=$PWD/data .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1\n"
-        "         then open http://127.0.0.1:3000  (or simply: make ui)"
+        "UI:      make ui  (or .venv/bin/vlf ui), then open http://127.0.0.1:3000; Ctrl-C stops it"
     )
 
 
