@@ -10,6 +10,7 @@ import traceback
 from datetime import timedelta
 from pathlib import Path
 
+from . import progress
 from .flows.site import data_site_file, load_site, packaged_site, parse_utc
 from .verbs.common import VerbError  # the one user-facing error: one line, exit status 1
 
@@ -31,7 +32,8 @@ def cmd_simulate(args) -> dict:
     data.mkdir(parents=True, exist_ok=True)
     write_text(site.to_toml(), data_site_file(data))
     started = time.perf_counter()
-    summary = simulate(site, SimulationConfig(days=args.days, sources=args.sources, seed=args.seed), data)
+    with progress.shown("vlf simulate"):
+        summary = simulate(site, SimulationConfig(days=args.days, sources=args.sources, seed=args.seed), data)
     elapsed = time.perf_counter() - started
     print(
         f"simulated {summary.flows:,} flows ({summary.inbound_flows:,} inbound) from {summary.sources:,} outside "
@@ -105,7 +107,8 @@ def cmd_demo_real(args) -> None:
     started = time.perf_counter()
     hours = set()
     for path in args.files:
-        result = import_file(path, args.format)
+        with progress.shown("vlf demo-real"):
+            result = import_file(path, args.format)
         if not result.records:
             raise VerbError(f"{path}: no records imported ({result.quarantined} quarantined)")
         landed = land(result, data, source_name(path))

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import progress
 from ..flows.schema import PROTO_TCP, int_to_ipv4
 from ..flows.site import Site
 from ..flows.storage import write_text
@@ -149,9 +150,14 @@ def _simulate_sources(ctx: _Context, S: int) -> list[_Chunk]:
     bounds = list(range(0, S, ctx.plan.chunk_sources)) + [S]
     sizes = np.diff(bounds)
     n_other = _quota(min(int(np.clip(round(S * 0.0004), 3, 16)), S), sizes)  # "a handful" in all
-    return _run_in_order(
-        WORKERS, lambda c: _simulate_chunk(ctx, c, bounds[c], bounds[c + 1], int(n_other[c])), range(len(sizes))
-    )
+    progress.start(S, "sources", "simulating sources")
+
+    def chunk(c: int) -> _Chunk:
+        done = _simulate_chunk(ctx, c, bounds[c], bounds[c + 1], int(n_other[c]))
+        progress.advance(int(sizes[c]))
+        return done
+
+    return _run_in_order(WORKERS, chunk, range(len(sizes)))
 
 
 def _run_in_order(workers: int, fn, items) -> list:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from .. import progress
 from ..flows.schema import FLOW_SCHEMA, MS_PER_HOUR, numpy_dtype
 from ..flows.storage import hour_ms, landing_dir, write_parquet
 from .model import SimulationError
@@ -71,10 +72,12 @@ def _write_landing(data_dir: Path, plan: _Plan, spills: list[Path], background, 
     files = [pa.OSFile(str(p), "rb") for p in spills]
     try:
         readers = [pa.ipc.open_file(f) for f in files]
+        progress.start(sum(len(plan.bucket(b)) for b in range(plan.buckets)), "hours", "writing the landing files")
         with ThreadPoolExecutor(workers) as pool:
             pending: deque = deque()
             for b in range(plan.buckets):
                 hours = plan.bucket(b)
+                progress.advance(len(hours))  # its hours are handed to the writers below
                 bucket_start = plan.first_ms + b * plan.bucket_ms
                 batches = [r.get_batch(b) for r in readers]
                 extra = background(b)

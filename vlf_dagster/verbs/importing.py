@@ -134,6 +134,7 @@ def _warn_outside_window(data_dir: Path, hours: list) -> None:
 
 
 def run(args) -> int:
+    from .. import progress
     from ..flows.importers.readers import check_source_name, import_file, land, source_name
     from ..flows.importers.result import ImportFormatError
 
@@ -148,8 +149,9 @@ def run(args) -> int:
         if not Path(name).is_file():
             raise VerbError(f"{name}: cannot read: no such file")
         try:
-            results.append((name, import_file(name, args.format, fields=args.fields, delimiter=args.column_separator,
-                                              old_times=args.old_times, tz=args.tz)))
+            with progress.shown("vlf import"):
+                results.append((name, import_file(name, args.format, fields=args.fields, delimiter=args.column_separator,
+                                                  old_times=args.old_times, tz=args.tz)))
         except ImportFormatError as exc:
             raise VerbError(str(exc)) from None
     for name, result in results:

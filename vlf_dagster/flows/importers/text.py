@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ... import progress
 from ..flags import FLAG_BITS
 from ..ingest import QUARANTINE_SCHEMA
 from ..schema import (ATTR_IPV6, FLOW_SCHEMA, IPV6_FIELDS, IPV6_TYPE, PROTO_ICMP, PROTO_ICMPV6, TIME_1990_MS,
@@ -520,9 +521,11 @@ def convert_lines(lines: Lines, fmt: str, convert: Callable[[Rows], list[tuple[n
         raise ValueError(f"old_times must be one of {', '.join(OLD_TIME_POLICIES)}, not {old_times!r}")
     index = lines.remaining()
     partials = []
+    progress.start(len(index), "lines", f"importing {lines.origin}")
     for start in range(0, max(len(index), 1), BATCH_ROWS):
         rows = Rows(lines, index[start:start + BATCH_ROWS])
         partials.append(_partial(rows, convert(rows) if rows.n else [], old_times))
+        progress.advance(rows.n)
     empty = np.concatenate([p.empty for p in partials])
     if len(empty):
         mask = np.zeros(lines.n, dtype=bool)
