@@ -1,13 +1,18 @@
-"""A snapshot of the asset graph: every asset's upstream assets, group and partitioning.
+"""A snapshot of the asset graph: every asset's upstream assets, group and partitioning; and what
+every asset carries (owners, grain and stage tags, code references).
 
 A change to the study's lineage must be a deliberate edit here, not an accident of a refactor.
 """
 
 import re
+from pathlib import Path
 
 import dagster as dg
 
+from vlf_dagster import artifacts as A
+from vlf_dagster.orchestration import ownership
 from vlf_dagster.orchestration.definitions import build_definitions
+from vlf_dagster.orchestration.ownership import OWNERS, STAGES
 
 WINDOW_SOURCES = ["hourly_contact_pairs", "hourly_flows", "hourly_source_bags", "monthly_contact_pairs",
                   "monthly_port_usage", "monthly_source_bags", "monthly_traffic_volumes", "source_destination_count_bag",
@@ -126,3 +131,46 @@ def test_definitions_load_without_warnings(tmp_path):
         build_definitions(tmp_path)
     ours = [f"{w.category.__name__}: {w.message}" for w in caught if "vlf_dagster" in (w.filename or "")]
     assert ours == []
+
+
+def test_every_asset_has_owners_tags_and_a_code_reference(tmp_path):
+    """Owners and the grain and stage tags on every asset, the grain its artifact's (the report's
+    parts are window), and a code reference to a file of the checkout."""
+    graph = build_definitions(tmp_path).resolve_asset_graph()
+    root = Path(__file__).resolve().parents[1]
+    for node in graph.asset_nodes:
+        name = node.key.to_user_string()
+        assert node.owners == OWNERS, name
+        artifact = A.BY_NAME.get(name)
+        assert artifact is not None or name.startswith("report_"), name
+        assert node.tags["grain"] == (artifact.grain if artifact else A.WINDOW), name
+        assert node.tags["stage"] == STAGES[node.group_name], name
+        references = node.metadata["dagster/code_references"].code_references
+        assert references, name
+        for reference in references:
+            if isinstance(reference, dg.UrlCodeReference):  # a checkout with a GitHub or GitLab origin
+                path = re.sub(r"^https://[^/]+/.+?/tree/[^/]+/|#L\d+$", "", reference.url)
+                assert (root / path).is_file(), (name, reference.url)
+            else:
+                assert Path(reference.file_path).is_file() and reference.line_number, (name, reference)
+    assert graph.get(dg.AssetKey("hourly_flows")).tags["grain"] == "hourly"
+    assert graph.get(dg.AssetKey("monthly_port_usage")).tags["grain"] == "monthly"
+
+
+def test_code_references_link_to_the_hosted_repository(tmp_path, monkeypatch):
+    """With a GitHub origin, each reference is a link to the line in the branch's tree."""
+    assert ownership.web_url("git@github.com:owner/repo.git") == ("https://github.com/owner/repo", "github")
+    assert ownership.web_url("ssh://git@gitlab.example.org:2222/team/repo.git") == (
+        "https://gitlab.example.org/team/repo", "gitlab")
+    assert ownership.web_url("https://github.com/owner/repo") == ("https://github.com/owner/repo", "github")
+    assert ownership.web_url("/srv/git/repo.git") is None
+    monkeypatch.setattr(ownership, "_remote", lambda: ("https://github.com/owner/repo", "github", "main"))
+    graph = build_definitions(tmp_path).resolve_asset_graph()
+    root = Path(__file__).resolve().parents[1]
+    for node in graph.asset_nodes:
+        [reference] = node.metadata["dagster/code_references"].code_references
+        assert isinstance(reference, dg.UrlCodeReference), node.key
+        match = re.fullmatch(r"https://github\.com/owner/repo/tree/main/(vlf_dagster/\S+\.py)#L\d+", reference.url)
+        assert match and (root / match.group(1)).is_file(), reference.url
+    landing = graph.get(dg.AssetKey("landing_flows")).metadata["dagster/code_references"].code_references[0]
+    assert "/vlf_dagster/orchestration/sensors.py#L" in landing.url

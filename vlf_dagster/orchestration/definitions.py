@@ -13,13 +13,14 @@ import dagster as dg
 
 from .assets import build_assets
 from .assets.automation import automation_sensor, with_automation
+from .ownership import annotate
 from .partitions import study_partitions
 from ..flows.site import data_dir, resolve_site
 from .resources import GeoIPResource, VlfStore
 from .jobs import build_jobs
 from .schedules import build_hourly_schedule
 from .sensors import build_landing_sensor
-
+from .. import artifacts as A
 
 
 def build_definitions(data: str | Path | None = None, site_config: str | Path | None = None) -> dg.Definitions:
@@ -27,6 +28,8 @@ def build_definitions(data: str | Path | None = None, site_config: str | Path | 
     site = resolve_site(site_config, data)
     parts = study_partitions(site)
     assets = with_automation(build_assets(parts), site.automation, site.source)
+    # owners, grain and stage tags and code references, on every asset here rather than in each asset file
+    assets = annotate(assets, reported_by={A.LANDING_FLOWS.name: build_landing_sensor})
 
     hourly_job, monthly_job, window_job = build_jobs()
     hourly_schedule = build_hourly_schedule(hourly_job)
