@@ -40,8 +40,14 @@ INSTANCE_SETTINGS = {
 STORAGE_KEYS = ("storage", "event_log_storage", "run_storage", "schedule_storage")
 # (the mark names the module's first home; kept as it was so that instances written before the move are recognised and rewritten)
 _OUR_STORAGE_MARK = "# vlf_dagster: faster SQLite event log (vlf_dagster/instance_storage.py), Dagster's default files\n"
+# The one setting that puts the instance on PostgreSQL instead (dagster-postgres): a libpq URL,
+# postgresql://user[:password]@host:port/database; unset (or empty) keeps the SQLite block above.
+POSTGRES_URL_VARIABLE = "VLF_DAGSTER_POSTGRES_URL"
+_OUR_POSTGRES_MARK = f"# vlf_dagster: instance storage on PostgreSQL (${POSTGRES_URL_VARIABLE})\n"
+# Either of our blocks, whichever a previous start wrote, so that changing the setting replaces it.
 _OUR_STORAGE_BLOCK = re.compile(
-    re.escape(_OUR_STORAGE_MARK) + r"event_log_storage:[ \t]*\n(?:[ \t]+\S.*(?:\n|$))*")
+    rf"(?:{re.escape(_OUR_STORAGE_MARK)}event_log_storage|{re.escape(_OUR_POSTGRES_MARK)}storage)"
+    r":[ \t]*\n(?:[ \t]+\S.*(?:\n|$))*")
 
 
 def event_log_storage_block(home: str | Path) -> str:
@@ -60,6 +66,26 @@ def event_log_storage_block(home: str | Path) -> str:
             f"  config:\n    base_dir: {json.dumps(base_dir)}\n")
 
 
+def postgres_storage_block(url: str) -> str:
+    """Dagster's ``storage: postgres:`` (runs, event log and schedules in one database) at ``url``.
+
+    The URL is written as given, so every Dagster process reading this home (webserver, daemon,
+    runs) finds the same database without the variable; a password is better left to libpq's
+    ``~/.pgpass`` than put in the URL.  The database must exist; Dagster creates its tables.
+    A plain ``postgresql://`` URL is given the psycopg2 driver: SQLAlchemy 2.1 would otherwise
+    pick psycopg 3, whose ``with connection:`` closes the connection that dagster-postgres's
+    statement-timeout hook (written for psycopg2, its declared driver) goes on using.
+    """
+    url = re.sub(r"^postgres(?:ql)?://", "postgresql+psycopg2://", url)
+    return f"{_OUR_POSTGRES_MARK}storage:\n  postgres:\n    postgres_url: {json.dumps(url)}\n"
+
+
+def storage_block(home: str | Path) -> str:
+    """The storage block a start writes: PostgreSQL if ``$VLF_DAGSTER_POSTGRES_URL`` is set, else SQLite."""
+    url = os.environ.get(POSTGRES_URL_VARIABLE, "").strip()
+    return postgres_storage_block(url) if url else event_log_storage_block(home)
+
+
 def _top_level_keys(text: str) -> set[str] | None:
     try:
         loaded = yaml.safe_load(text) if text.strip() else {}
@@ -72,7 +98,7 @@ def _top_level_keys(text: str) -> set[str] | None:
 
 def _with_storage(text: str, home: str | Path) -> str:
     ours = _OUR_STORAGE_BLOCK.search(text)
-    block = event_log_storage_block(home)
+    block = storage_block(home)
     if ours:
         rest = text[: ours.start()] + text[ours.end():]
         keys = _top_level_keys(rest)
@@ -90,7 +116,8 @@ def write_instance_config(home: str | Path) -> Path:
     """Give ``home/dagster.yaml`` our settings, keeping whatever else it already says.
 
     Telemetry and the sign-up pop-up off, and, unless the file configures storage of its own, the
-    faster event log storage of :mod:`vlf_dagster.orchestration.instance_storage` over Dagster's default files.
+    faster event log storage of :mod:`vlf_dagster.orchestration.instance_storage` over Dagster's default
+    files, or PostgreSQL when ``$VLF_DAGSTER_POSTGRES_URL`` is set (:func:`storage_block`).
     """
     config = Path(home) / "dagster.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
