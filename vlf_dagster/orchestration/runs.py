@@ -72,9 +72,10 @@ def postgres_storage_block(url: str) -> str:
     The URL is written as given, so every Dagster process reading this home (webserver, daemon,
     runs) finds the same database without the variable; a password is better left to libpq's
     ``~/.pgpass`` than put in the URL.  The database must exist; Dagster creates its tables.
-    A plain ``postgresql://`` URL is given the psycopg2 driver: SQLAlchemy 2.1 would otherwise
-    pick psycopg 3, whose ``with connection:`` closes the connection that dagster-postgres's
-    statement-timeout hook (written for psycopg2, its declared driver) goes on using.
+    A plain ``postgresql://`` URL is given the psycopg2 driver, the one dagster-postgres requires
+    and is written for: SQLAlchemy 2.1 would otherwise pick psycopg 3 (not installed, and its
+    ``with connection:`` closes the connection that dagster-postgres's statement-timeout hook goes
+    on using).
     """
     url = re.sub(r"^postgres(?:ql)?://", "postgresql+psycopg2://", url)
     return f"{_OUR_POSTGRES_MARK}storage:\n  postgres:\n    postgres_url: {json.dumps(url)}\n"
