@@ -67,3 +67,10 @@ def test_work_reports_progress_for_free_when_no_command_shows_it(capsys):
     progress.start(10, "things", "nothing shown")
     progress.advance(5)  # no display opened: nothing happens, nothing is printed
     assert capsys.readouterr() == ("", "")
+
+
+def test_materialize_counts_its_runs_on_a_terminal_and_keeps_its_run_lines(tmp_path):
+    assert _run(["simulate", "--days", "1", "--sources", "500"], tmp_path, terminal=False)[0] == 0
+    code, shown = _run(["materialize", "--dagster-home", str(tmp_path / "home")], tmp_path, terminal=True)
+    assert code == 0
+    assert "vlf materialize: materializing" in shown and "/3.00 [" in shown  # 1 hourly batch, 1 month, the window

@@ -61,7 +61,9 @@ def cmd_materialize(args) -> dict:
         swept = sweep_temp_files(data)
         if swept:
             print(f"  removed {len(swept)} temporary file(s) a killed run left under {data}")
-        log = materialize_all(defs, instance, hours_per_run=args.hours_per_run or HOURLY_BATCH, workers=args.workers)
+        with progress.shown("vlf materialize"):
+            log = materialize_all(defs, instance, hours_per_run=args.hours_per_run or HOURLY_BATCH,
+                                  workers=args.workers, echo=progress.echo)
     print(f"{len(log.runs)} runs, {log.seconds:.1f} s")
     return {"runs": len(log.runs), "seconds": log.seconds}
 

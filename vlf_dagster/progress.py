@@ -65,3 +65,13 @@ def advance(n: int = 1) -> None:
     with _lock:
         if _active is not None:
             _active.advance(int(n))
+
+
+def echo(line: str) -> None:
+    """Print a line of the command's own output above the bar (a plain print would tear it)."""
+    with _lock:
+        bar = _active.bar if _active is not None else None
+    if bar is not None and not bar.disable:
+        bar.write(line, file=sys.stdout)
+    else:
+        print(line, flush=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
+from .. import progress
 from .assets.archive import HOURLY_BATCH
 from .assets.automation import AUTOMATION_RUN_TAG
 from ..flows.storage import write_text
@@ -237,6 +238,7 @@ def _record(log: RunLog, job: str, label: str, run_id: str, success: bool, elaps
     log.runs.append((job, label, elapsed))
     log.run_ids.append(run_id)
     log.compute_seconds += compute
+    progress.advance()
     if not success:
         why = f" at {failure}" if failure else ""
         raise RunFailed(f"run {run_id} of {job} [{label}] failed{why}; the run's events are in the Dagster UI")
@@ -304,9 +306,11 @@ def materialize_hourly(defs: dg.Definitions, instance: dg.DagsterInstance, *, ho
 
 def materialize_all(defs: dg.Definitions, instance: dg.DagsterInstance, *, hours_per_run: int = HOURLY_BATCH,
                     workers: int | None = None, echo=print) -> RunLog:
+    months = defs.resolve_job_def("monthly_job").partitions_def.get_partition_keys()
+    progress.start(len(hourly_batches(defs, hours_per_run)) + len(months) + 1, "runs", "materializing")
     log = materialize_hourly(defs, instance, hours_per_run=hours_per_run, workers=workers, echo=echo)
     monthly = defs.resolve_job_def("monthly_job")
-    for key in monthly.partitions_def.get_partition_keys():
+    for key in months:
         _execute(monthly, instance, {"dagster/partition": key}, key, log, echo)
     _execute(defs.resolve_job_def("window_job"), instance, {}, "window", log, echo)
     return log
