@@ -12,6 +12,9 @@ Every query of the project runs on an in-memory connection from :func:`connect`:
 :func:`register` is the one adapter from a table source (an Arrow table or pandas DataFrame, a
 Parquet path or list of them, a segmented artifact's directory) to a relation of a connection;
 :func:`relation` opens a connection with one such relation and closes it after use.
+
+Whoever opens a connection closes it (``with connect() as con:``), once nothing it returns still
+needs it: results leave as Arrow tables, DataFrames or Python values, not as relations.
 """
 
 from __future__ import annotations

@@ -74,19 +74,34 @@ def read_landing_parquet(
     more packets than bytes are rejected too.
     """
     path = Path(path)
-    con = duck.connect()
-    try:
-        con.execute(f"CREATE VIEW landing AS SELECT *, row_number() OVER () AS _row FROM read_parquet({path_literal(path)}, hive_partitioning = false)")
-        present = {r[0] for r in con.execute("DESCRIBE landing").fetchall()}
-    except duckdb.Error as exc:
-        reason = f"unreadable Parquet: {str(exc).splitlines()[0]}"
-        return IngestResult(empty_table(), quarantine_table([str(path)], [reason], [""]), {reason: 1})
-    unknown = sorted(present - set(FLOW_SCHEMA.names) - {"_row"})
-    missing = [f for f in REQUIRED_FIELDS if f not in present]
-    if missing or unknown:
-        reason = "missing field(s) " + ", ".join(missing) if missing else "unknown field(s) " + ", ".join(unknown)
-        return IngestResult(empty_table(), quarantine_table([str(path)], [reason], [""]), {reason: 1})
+    with duck.connect() as con:
+        try:
+            con.execute(f"CREATE VIEW landing AS SELECT *, row_number() OVER () AS _row FROM read_parquet({path_literal(path)}, hive_partitioning = false)")
+            present = {r[0] for r in con.execute("DESCRIBE landing").fetchall()}
+        except duckdb.Error as exc:
+            reason = f"unreadable Parquet: {str(exc).splitlines()[0]}"
+            return IngestResult(empty_table(), quarantine_table([str(path)], [reason], [""]), {reason: 1})
+        unknown = sorted(present - set(FLOW_SCHEMA.names) - {"_row"})
+        missing = [f for f in REQUIRED_FIELDS if f not in present]
+        if missing or unknown:
+            reason = "missing field(s) " + ", ".join(missing) if missing else "unknown field(s) " + ", ".join(unknown)
+            return IngestResult(empty_table(), quarantine_table([str(path)], [reason], [""]), {reason: 1})
+        casts, reason_sql = _checks_sql(present, hour_start_ms, plausibility)
+        con.execute(f"CREATE TABLE checked AS SELECT {', '.join(casts)}, _row, {reason_sql} AS _reason FROM landing")
+        good = con.sql(
+            f"SELECT {', '.join(ident(c) for c in FLOW_SCHEMA.names if c in present)} FROM checked WHERE _reason IS NULL ORDER BY _row"
+        ).to_arrow_table()
+        bad = con.sql(
+            "SELECT ? || ':' || c._row AS origin, c._reason AS reason, to_json(l)::VARCHAR AS record "
+            "FROM checked c JOIN landing l USING (_row) WHERE c._reason IS NOT NULL ORDER BY c._row", params=[str(path)]).to_arrow_table()
+        reasons = dict(con.execute("SELECT _reason, count(*) FROM checked WHERE _reason IS NOT NULL GROUP BY 1").fetchall())
+    flows = conform(good, source=str(path))
+    return IngestResult(flows, bad.cast(QUARANTINE_SCHEMA), reasons)
 
+
+def _checks_sql(present: set[str], hour_start_ms: int | None, plausibility: bool) -> tuple[list[str], str]:
+    """The casts of the ``present`` flow columns to the flow schema's types, and a CASE giving
+    each row's first problem (NULL for a good row), as :func:`read_landing_parquet` checks them."""
     casts, problems = [], []
     for f in FLOW_SCHEMA:
         if f.name not in present:
@@ -112,17 +127,7 @@ def read_landing_parquet(
     if plausibility:
         problems.append("WHEN TRY_CAST(packets AS UBIGINT) = 0 THEN 'zero packets'")
         problems.append("WHEN TRY_CAST(packets AS UBIGINT) > TRY_CAST(bytes AS UBIGINT) THEN 'more packets than bytes'")
-    reason_sql = "CASE " + " ".join(problems) + " ELSE NULL END"
-    con.execute(f"CREATE TABLE checked AS SELECT {', '.join(casts)}, _row, {reason_sql} AS _reason FROM landing")
-    good = con.sql(
-        f"SELECT {', '.join(ident(c) for c in FLOW_SCHEMA.names if c in present)} FROM checked WHERE _reason IS NULL ORDER BY _row"
-    ).to_arrow_table()
-    bad = con.sql(
-        "SELECT ? || ':' || c._row AS origin, c._reason AS reason, to_json(l)::VARCHAR AS record "
-        "FROM checked c JOIN landing l USING (_row) WHERE c._reason IS NOT NULL ORDER BY c._row", params=[str(path)]).to_arrow_table()
-    reasons = dict(con.execute("SELECT _reason, count(*) FROM checked WHERE _reason IS NOT NULL GROUP BY 1").fetchall())
-    flows = conform(good, source=str(path))
-    return IngestResult(flows, bad.cast(QUARANTINE_SCHEMA), reasons)
+    return casts, "CASE " + " ".join(problems) + " ELSE NULL END"
 
 
 READERS = {".parquet": read_landing_parquet}
@@ -267,9 +272,6 @@ def read_landing_batch(files: Sequence[tuple[Path, int, int]], *, plausibility: 
 
 def records_as_json(table: pa.Table) -> list[str]:
     """Each row as JSON text, as read_landing_parquet keeps a rejected record (DuckDB's to_json)."""
-    con = duck.connect()
-    try:
+    with duck.connect() as con:
         con.register("rejected", table)
         return [r[0] for r in con.execute("SELECT to_json(r)::VARCHAR FROM rejected r").fetchall()]
-    finally:
-        con.close()

@@ -76,13 +76,10 @@ SOURCE_IS_DIP = SourceKey("{t}.dIP", "{t}.dIPv6")
 
 def rows_of_sources(relation: str, key: SourceKey, keys: pa.Table, *, order_by: str | None = None) -> pa.Table:
     """The rows of ``relation`` (SQL) whose source (``key``) is among ``keys`` (ip, ipv6)."""
-    con = duck.connect()
-    try:
+    with duck.connect() as con:
         con.register("wanted", keys)
         order = f" ORDER BY {order_by}" if order_by else ""
         return con.sql(f"SELECT t.* FROM ({relation}) t SEMI JOIN wanted w ON {key.joins('t', 'w')}{order}").to_arrow_table()
-    finally:
-        con.close()
 
 
 def is_segmented(path: str | Path) -> bool:
@@ -208,12 +205,9 @@ class Segmented:
         m = self._manifest()
         if m["removed"] is None and m["delta"] is None:
             return pq.read_table(self.base, columns=columns, pre_buffer=False)
-        con = duck.connect()
-        try:
+        with duck.connect() as con:
             select = ", ".join(ident(c) for c in columns) if columns else "*"
             table = con.sql(f"SELECT {select} FROM ({self.relation_sql(m)})").to_arrow_table()
-        finally:
-            con.close()
         return table.cast(self.schema() if columns is None else pa.schema([self.schema().field(c) for c in columns]))
 
     def changes_since(self, generation: int | None) -> pa.Table | None:
@@ -229,12 +223,9 @@ class Segmented:
         tables = [pq.read_table(self.directory / log[g]) for g in wanted]
         if not tables:
             return CHANGES_SCHEMA.empty_table()
-        con = duck.connect()
-        try:
+        with duck.connect() as con:
             con.register("changes", pa.concat_tables(tables))
             return con.sql("SELECT DISTINCT ip, ipv6 FROM changes ORDER BY ip, ipv6").to_arrow_table().cast(CHANGES_SCHEMA)
-        finally:
-            con.close()
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -266,8 +257,7 @@ class Segmented:
         g = m["generation"] + 1
         schema = self.schema()
         changed = changed.select(["ip", "ipv6"]).cast(CHANGES_SCHEMA)
-        con = duck.connect()
-        try:
+        with duck.connect() as con:
             con.register("changed", changed)
             con.register("added", added)
             stray = con.sql(f"SELECT count(*) FROM added a ANTI JOIN changed c ON {self.key.joins('a', 'c')}").fetchall()[0][0]
@@ -298,8 +288,6 @@ class Segmented:
                 if delta:
                     sql += f" UNION ALL SELECT d.* EXCLUDE (file_row_number) FROM {delta} SEMI JOIN changed c ON {self.key.joins('d', 'c')}"
                 old_rows = con.sql(sql).to_arrow_table()
-        finally:
-            con.close()
         delta = pa.concat_tables([kept.cast(schema), added.select(schema.names).cast(schema)])
         names = {k: f"{k}-{g:08d}.parquet" for k in ("removed", "delta", "changes")}
         write_parquet(removed, self.directory / names["removed"])
@@ -321,8 +309,7 @@ class Segmented:
         counts (a full write, or a summary declared since)."""
         kept = (previous or {}).get("summaries", {})
         out = {}
-        con = duck.connect()
-        try:
+        with duck.connect() as con:
             for summary in self.summaries:
                 keys = ", ".join(ident(k) for k in summary.keys)
                 if summary.name in kept and previous is not None:
@@ -341,8 +328,6 @@ class Segmented:
                 file = summary.file(manifest["generation"])
                 write_parquet(con.sql(sql).to_arrow_table(), self.directory / file)
                 out[summary.name] = file
-        finally:
-            con.close()
         return out
 
     def _compacted(self, manifest: dict) -> dict:
@@ -350,14 +335,11 @@ class Segmented:
         entries, since no source's rows changed by folding them."""
         base = f"base-{manifest['generation']:08d}.parquet"
         schema = self.schema()
-        con = duck.connect()
-        try:
+        with duck.connect() as con:
             reader = con.sql(f"SELECT * FROM ({self.relation_sql(manifest, row_numbers=True)}) ORDER BY _row"
                              ).fetch_record_batch(1 << 20)
             write_parquet_batches((pa.Table.from_batches([b]).drop_columns(["_row"]).cast(schema) for b in reader),
                                   self.directory / base, schema)
-        finally:
-            con.close()
         return {**manifest, "base": base, "removed": None, "delta": None, "base_rows": manifest["rows"],
                 "removed_rows": 0, "delta_rows": 0}
 

@@ -96,8 +96,7 @@ def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ip
     months = sorted(months)
     links = MonthLinks(state)
     seen = links.changes(months, _settings(bag, network)) if _raster_path(state).exists() else None
-    con = duck.connect()
-    try:
+    with duck.connect() as con:
         if seen is None or not months:
             grid = np.zeros(raster_shape(network), np.int64)
             if not months:
@@ -135,8 +134,6 @@ def refresh_contacts(months: Sequence[Path], bag: Path, state: Path, network: ip
                     f"FROM ({of_touched(months)}) GROUP BY ALL")
         _write_merged(con, f"SELECT b.* FROM read_parquet({path_literal(str(bag))}) b ANTI JOIN touched t "
                       "ON b.sIP = t.sIP AND b.sIPv6 IS NOT DISTINCT FROM t.sIPv6", bag)
-    finally:
-        con.close()
     _save_raster(state, grid)
     links.record(months, _settings(bag, network))
     return ContactRefresh(int(touched), len(seen.changed) + len(seen.gone), True)

@@ -45,9 +45,8 @@ def validate_archive(files: Sequence[Path]) -> SuiteOutcome:
     """Run :func:`archive_suite` over the records of ``files`` (an hour or a batch of hours)."""
     if not files:
         return SuiteOutcome(True, {"evaluated_expectations": 0, "note": "no archive files in this range"})
-    df = duck.connect().execute(
-        f"SELECT {', '.join(NOT_NULL)} FROM read_parquet({path_list(files)})"
-    ).fetchdf()
+    with duck.connect() as con:
+        df = con.execute(f"SELECT {', '.join(NOT_NULL)} FROM read_parquet({path_list(files)})").fetchdf()
     return validate_frame(df)
 
 

@@ -101,13 +101,10 @@ def extract_by_set(months: Sequence[Path], sources: IPSet, target: Segmented, st
     state = _State(state_folder)
     previous = state.read(target)
     prints = {m.name: fingerprint(m) for m in months}
-    con = duck.connect()
-    try:
+    with duck.connect() as con:
         if previous is None:
             return _full(con, months, sources, target, state, prints)
         return _refresh(con, months, sources, target, state, prints, previous)
-    finally:
-        con.close()
 
 
 def _full(con, months, sources, target, state, prints) -> ExtractRefresh:

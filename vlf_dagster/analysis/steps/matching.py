@@ -210,16 +210,13 @@ def category_totals(rows: str | pa.Table) -> dict[str, list[int]]:
     """Flows and distinct sources (address and IPv6 address) of each category, and of all
     ("Total"), over categorized rows (SQL or a table).  Both are sums over sources, so a refresh
     keeps them by the changed sources' old and new rows alone."""
-    con = duck.connect()
-    try:
+    with duck.connect() as con:
         if isinstance(rows, pa.Table):
             con.register("rows_table", rows)
             rows = "SELECT * FROM rows_table"
         source = "(sIP, sIPv6)" if "sIPv6" in {r[0] for r in con.sql(f"DESCRIBE {rows}").fetchall()} else "sIP"
         found = con.sql(f"SELECT category, count(*), count(DISTINCT {source}) FROM ({rows}) GROUP BY category").fetchall()
         total = con.sql(f"SELECT count(*), count(DISTINCT {source}) FROM ({rows})").fetchall()[0]
-    finally:
-        con.close()
     out = {c: [0, 0] for c in CATEGORIES}
     out.update({c: [int(f), int(n)] for c, f, n in found})
     out["Total"] = [int(total[0]), int(total[1])]
@@ -247,15 +244,12 @@ def write_categories(matched: Path, flow_bag: Path, out: Path, *, state: Path) -
     if changed is None:
         counts = _FlowCounts(flow_bag)
         schema = _categorized(source.schema().empty_table().select(list(CATEGORY_INPUTS)), counts).schema
-        con = duck.connect()
-        try:
+        with duck.connect() as con:
             reader = con.sql(f"SELECT {', '.join(ident(c) for c in CATEGORY_INPUTS)} FROM ({source.relation_sql()})"
                              ).fetch_record_batch(ROW_GROUP_ROWS)
             batches = (_categorized(pa.Table.from_batches([b]), counts).cast(schema) for b in reader)
             target.write_full(lambda path: write_parquet_batches(batches, path, schema),
                               extra=lambda base: {TOTALS: category_totals(f"SELECT * FROM read_parquet({path_list([base])})")})
-        finally:
-            con.close()
         result = CategoryRefresh(target.rows, None, False)
     else:
         bag = rows_of_sources(f"SELECT sIP, sIPv6, records FROM read_parquet({path_list([flow_bag])})", SOURCE_IS_SIP,

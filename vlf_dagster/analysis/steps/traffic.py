@@ -45,8 +45,7 @@ PORT_SCHEMA = pa.schema([
 def monthly_traffic(archive_files: Sequence[Path], volumes_out: Path, ports_out: Path) -> tuple[int, int]:
     """Summarise ``archive_files`` (a month's) into the two tables; returns their row counts."""
     if archive_files:
-        con = duck.connect()
-        try:
+        with duck.connect() as con:
             table = con.sql(
                 "SELECT grouping(h, protocol, sPort, dPort) AS g, h, flowtype, protocol, sPort, dPort, "
                 "count(*)::UBIGINT AS flows, sum(packets)::UBIGINT AS packets, sum(bytes)::UBIGINT AS bytes FROM "
@@ -54,8 +53,6 @@ def monthly_traffic(archive_files: Sequence[Path], volumes_out: Path, ports_out:
                 f" FROM read_parquet({path_list(archive_files)})) "
                 "GROUP BY GROUPING SETS ((h, flowtype), (flowtype, protocol, sPort), (flowtype, protocol, dPort))"
             ).to_arrow_table()
-        finally:
-            con.close()
     else:
         table = None
     volumes, ports = _split(table)

@@ -50,6 +50,7 @@ def _hour_cuts(hour_column: np.ndarray, hours: Sequence[datetime]) -> np.ndarray
 
 def _batch_source(con, flows: Sequence[Path] | pa.Table) -> str:
     """A batch's flows as a relation: archive files, or the records a step has in memory."""
+    # not duck.register: its view and column probe would bind the batch's file list twice more
     if isinstance(flows, pa.Table):
         con.register("batch_flows", flows)
         return "batch_flows"
@@ -71,14 +72,11 @@ def hourly_bags(flows: Sequence[Path] | pa.Table, hours: Sequence[datetime], out
     info = BagInfo(tuple(keys), tuple(counters))
     where = f"flowtype IN ({', '.join(str(int(t)) for t in flowtypes)})" if flowtypes is not None else "TRUE"
     if _has_flows(flows):
-        con = duck.connect()
-        try:
+        with duck.connect() as con:
             table = con.sql(
                 f"SELECT * FROM ({bags.bag_sql(_batch_source(con, flows), info, where, hour_key=True)}) "
                 f"ORDER BY _hour, {bags.key_list(info)}"
             ).to_arrow_table()
-        finally:
-            con.close()
     else:
         table = pa.table({"_hour": pa.array([], pa.int64())})
     cuts = _hour_cuts(table.column("_hour").to_numpy(), hours)
@@ -98,15 +96,12 @@ def hourly_active_hosts(flows: Sequence[Path] | pa.Table, hours: Sequence[dateti
     outbound and int2int flows, in one DuckDB pass."""
     if not _has_flows(flows):
         return [IPSet() for _ in hours]
-    con = duck.connect()
-    try:
+    with duck.connect() as con:
         table = con.sql(
             f"SELECT DISTINCT (sTime // {MS_PER_HOUR}) * {MS_PER_HOUR} AS _hour, sIP, sIPv6, attributes & {ATTR_IPV6} AS attributes "
             f"FROM {_batch_source(con, flows)} "
             f"WHERE flowtype IN ({', '.join(str(t) for t in ACTIVE_TYPES)}) ORDER BY _hour"
         ).to_arrow_table()
-    finally:
-        con.close()
     cuts = _hour_cuts(table.column("_hour").to_numpy(), hours)
     return [IPSet.from_flow_column(table.slice(cuts[i], cuts[i + 1] - cuts[i]), "sIP") for i in range(len(hours))]
 
@@ -150,8 +145,7 @@ def refresh_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path, s
     c = ident(counter)
     signed = [f"SELECT sIP, sIPv6, {c}::HUGEINT AS d FROM read_parquet({path_list([m])})" for m in seen.changed]
     signed += [f"SELECT sIP, sIPv6, -{c}::HUGEINT AS d FROM read_parquet({path_list([p])})" for p in seen.old.values()]
-    con = duck.connect()
-    try:
+    with duck.connect() as con:
         con.execute(f"CREATE TEMP TABLE delta AS SELECT sIP, sIPv6, sum(d) AS d FROM ({' UNION ALL '.join(signed)}) "
                     "GROUP BY ALL HAVING sum(d) <> 0")
         _write_counter_bag(con, (
@@ -159,8 +153,6 @@ def refresh_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path, s
             f"LEFT JOIN delta d ON b.sIP = d.sIP AND b.sIPv6 IS NOT DISTINCT FROM d.sIPv6 WHERE b.{c} + coalesce(d.d, 0) > 0 "
             f"UNION ALL SELECT d.sIP, d.sIPv6, d.d::UBIGINT FROM delta d ANTI JOIN read_parquet({path_list([out])}) b "
             "ON b.sIP = d.sIP AND b.sIPv6 IS NOT DISTINCT FROM d.sIPv6"), counter, out)
-    finally:
-        con.close()
     links.record(months, settings())
     return True
 
@@ -181,13 +173,10 @@ def window_counter_bag(monthly_bags: Sequence[Path], counter: str, out: Path) ->
     infos = {bags.read_info(p) for p in monthly_bags}
     if len(infos) != 1 or counter not in next(iter(infos)).counters:
         return add_bags(monthly_bags, out, counters=[counter])  # its one-line errors
-    con = duck.connect()
-    try:
+    with duck.connect() as con:
         c = ident(counter)
         return _write_counter_bag(con, f"SELECT sIP, sIPv6, sum({c})::UBIGINT AS {c} FROM "
                                   f"read_parquet({path_list(list(monthly_bags))}) GROUP BY ALL", counter, out)
-    finally:
-        con.close()
 
 
 # --- the per-host flow distribution table ----------------------------------------------------
@@ -242,11 +231,11 @@ def per_host_flow_distribution(flow_bag: Path, max_flows: int = 10) -> pd.DataFr
     As in the study, the 1...100 and > 100 rows are not cumulative with the rows above: their
     "Cum." columns repeat their own share.
     """
-    con = duck.connect()
-    counts = con.execute(
-        "SELECT records, count(*) AS sources FROM read_parquet(?) WHERE records > 0 GROUP BY 1 ORDER BY 1",
-        [glob_escaped(flow_bag)],
-    ).fetchdf()
+    with duck.connect() as con:
+        counts = con.execute(
+            "SELECT records, count(*) AS sources FROM read_parquet(?) WHERE records > 0 GROUP BY 1 ORDER BY 1",
+            [glob_escaped(flow_bag)],
+        ).fetchdf()
     per = counts.set_index("records")["sources"].astype("int64")
     flows_of = per * per.index.to_numpy(dtype=np.int64)
     total_sources, total_flows = int(per.sum()), int(flows_of.sum())
