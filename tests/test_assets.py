@@ -19,7 +19,7 @@ from vlf_dagster.orchestration.definitions import build_definitions
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import archive_files, hour_ms
 from vlf_dagster.orchestration.resources import GeoIPResource, VlfStore
-from vlf_dagster.orchestration.runs import materialize_all
+from vlf_dagster.orchestration.runs import materialize_all, recorded_backfill
 from vlf_dagster.flows.segments import Segmented
 
 H0, H1, H2 = START, START + timedelta(hours=1), START + timedelta(hours=2)
@@ -110,6 +110,11 @@ def test_whole_graph_gives_the_planted_vlf_sets(planted, tmp_path):
         log = materialize_all(defs, instance, hours_per_run=2, echo=lambda *_: None)
         catalog = {name: instance.get_latest_materialization_event(dg.AssetKey(name)).asset_materialization.metadata
                    for name in ("source_flow_bag", "vlf_flows", "hourly_flows")}
+        # the UI's Backfills tab shows the four runs as one completed backfill
+        backfill = instance.get_backfill(log.backfill_id)
+        in_backfill = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": log.backfill_id}))
+    assert backfill.status.value == "COMPLETED_SUCCESS" and backfill.title == "vlf materialize"
+    assert sorted(r.run_id for r in in_backfill) == sorted(log.run_ids)
     assert [r[0] for r in log.runs] == ["hourly_job", "hourly_job", "monthly_job", "window_job"]
     # the UI's catalog: row counts and column schemas read from the written files
     assert catalog["source_flow_bag"]["dagster/row_count"].value == 4
@@ -272,3 +277,13 @@ def test_hourly_batches_on_two_processes_equal_one_process(planted, tmp_path):
     assert len(two_log.run_ids) == len(set(two_log.run_ids)) == 3  # the site's three hours, a run each
     assert two_flows == one_flows == {"2006-04-01-00:00": 4, "2006-04-01-01:00": 13, "2006-04-01-02:00": 2}
     assert two_files == one_files and len(one_files) >= 5
+
+
+def test_a_failed_materialization_is_recorded_as_a_failed_backfill(site_file):
+    defs = build_definitions(site_file.parent)
+    with dg.instance_for_test() as instance:
+        with pytest.raises(RuntimeError):
+            with recorded_backfill(defs, instance) as tags:
+                raise RuntimeError("a run failed")
+        backfill = instance.get_backfill(tags["dagster/backfill"])
+    assert backfill.status.value == "COMPLETED_FAILED"
