@@ -74,6 +74,16 @@ def _ms(value: datetime | int | None) -> int | None:
     return int(value)
 
 
+def _within(where: list[str], params: list, lo: int | None, hi: int | None) -> None:
+    """Add the SQL conditions (and their parameters) of sTime in [lo, hi), either end open."""
+    if lo is not None:
+        where.append("sTime >= ?")
+        params.append(lo)
+    if hi is not None:
+        where.append("sTime < ?")
+        params.append(hi)
+
+
 def _utc_dates(ms: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(np.asarray(ms, dtype=np.int64), unit="ms", utc=True))
 
@@ -145,12 +155,7 @@ def traffic_volume_data(
         types = [int(t) for t in flowtypes]
         where.append(f"flowtype IN ({', '.join('?' for _ in types)})" if types else "FALSE")
         params += types
-    if lo is not None:
-        where.append("sTime >= ?")
-        params.append(lo)
-    if hi is not None:
-        where.append("sTime < ?")
-        params.append(hi)
+    _within(where, params, lo, hi)
     with duck.connect() as con:
         columns = duck.register(con, "flows", archive_files)
         if columns is not None:
@@ -470,12 +475,7 @@ def port_timeline_data(
         cats = [category] if isinstance(category, str) else list(category)
         where.append(f"category IN ({', '.join('?' for _ in cats)})" if cats else "FALSE")
         params += cats
-    if lo is not None:
-        where.append("sTime >= ?")
-        params.append(lo)
-    if hi is not None:
-        where.append("sTime < ?")
-        params.append(hi)
+    _within(where, params, lo, hi)
     sql_where = " AND ".join(where)
     with duck.connect() as con:
         if duck.register(con, "cats", categories) is not None:

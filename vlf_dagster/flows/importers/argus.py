@@ -63,11 +63,7 @@ def parse_binetflow(data: bytes | str, origin: str = "<binetflow>", *, old_times
     """
     lines = Lines(data, origin)
     lines.skip_blank()
-    header = lines.startswith("StartTime,")
-    columns = BINETFLOW_COLUMNS
-    if header.any():
-        columns = [c.strip() for c in lines.line(int(np.flatnonzero(header)[0])).split(",")]
-    lines.skip(header, "header_lines")
+    columns = lines.header_columns("StartTime,", BINETFLOW_COLUMNS)
     required = ("StartTime", "Dur", "Proto", "SrcAddr", "Sport", "Dir", "DstAddr", "Dport", "State", "TotPkts", "TotBytes", "SrcBytes")
     missing = [c for c in required if c not in columns]
     if missing:

@@ -79,11 +79,7 @@ def parse_nfdump_csv(data: bytes | str, origin: str = "<nfdump-csv>", *, old_tim
     """
     lines = Lines(data, origin)
     lines.skip_blank()
-    header = lines.startswith("ts,te,")
-    columns = NFDUMP_CSV_COLUMNS
-    if header.any():
-        columns = [c.strip() for c in lines.line(int(np.flatnonzero(header)[0])).split(",")]
-    lines.skip(header, "header_lines")
+    columns = lines.header_columns("ts,te,", NFDUMP_CSV_COLUMNS)
     summary = nfdump_summary(lines)
     summary_flows = 0
     for i in np.flatnonzero(lines.startswith("flows,bytes,packets")):

@@ -83,6 +83,16 @@ class Lines:
         offsets = np.concatenate([[0], ends]).astype(np.int64)
         return pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(raw))
 
+    def header_columns(self, prefix: str, default: Sequence[str]) -> list[str]:
+        """The column names of the first line starting with ``prefix`` (a CSV header), else
+        ``default``; every such line is skipped as a header line."""
+        header = self.startswith(prefix)
+        columns = list(default)
+        if header.any():
+            columns = [c.strip() for c in self.line(int(np.flatnonzero(header)[0])).split(",")]
+        self.skip(header, "header_lines")
+        return columns
+
     def skip(self, mask, key: str) -> None:
         mask = np.asarray(mask, dtype=bool) & ~self.skipped_mask
         if mask.any():
