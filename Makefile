@@ -73,7 +73,7 @@ bench-28d: install geoip  ## issue 8's shape: 28 days x 400,000 sources, side by
 	$(BIN)/python bench/seed_scale.py --days 28 --sources 400000 --start 2006-04-01T00:00 --data-dir data/bench-28d
 
 bench-workers: install  ## a month's hourly backfill on one worker process against two: medians, flows/s, RSS
-	$(BIN)/python bench/workers.py --days 31 --sources 40000 --runs 3
+	$(BIN)/python bench/workers.py --days 31 --sources 200000 --runs 3
 
 bench-silk: install  ## vlf against SiLK 3.19.1 (built from ../shared/silk) on the same 2.75 M flows: medians, ratios, RSS
 	$(BIN)/python bench/silk_compare.py --flows 2750000

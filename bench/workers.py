@@ -5,7 +5,7 @@ one run per batch of ``--hours-per-run`` hours) on 1 and on 2 worker processes, 
 ``--runs`` times each, each time into a fresh Dagster instance.  Prints the median wall time,
 flows/s, the peak RSS of the largest process and the ratio of the two.
 
-    .venv/bin/python bench/workers.py --days 31 --sources 40000 --runs 3
+    .venv/bin/python bench/workers.py --days 31 --sources 200000 --runs 3
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _backfill(data: Path, workers: int, per_run: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=31)
-    parser.add_argument("--sources", type=int, default=40000)
+    parser.add_argument("--sources", type=int, default=200000)
     parser.add_argument("--hours-per-run", type=int, default=168, help="hours per run (default 168: a week, as the project)")
     parser.add_argument("--runs", type=int, default=3, help="backfills per worker count (default 3)")
     parser.add_argument("--data-dir", default="data/bench-workers")
@@ -76,8 +76,9 @@ def main() -> None:
     median = {}
     for workers, rows in results.items():
         median[workers] = statistics.median(r["wall"] for r in rows)
-        rss = max(r["rss_mb"] for r in rows)
-        print(f"{workers:>7} {rows[0]['runs']:>5} {median[workers]:>8.1f} {flows / median[workers]:>10,.0f} {rss:>12,.0f}")
+        # the workers of a pool are the forkserver's children, not ours: getrusage sees one process
+        rss = f"{max(r['rss_mb'] for r in rows):,.0f}" if workers == 1 else "-"
+        print(f"{workers:>7} {rows[0]['runs']:>5} {median[workers]:>8.1f} {flows / median[workers]:>10,.0f} {rss:>12}")
     walls = {w: ", ".join(f"{r['wall']:.1f}" for r in rows) for w, rows in results.items()}
     print(f"two workers / one: {median[2] / median[1]:.2f} of the wall time (walls 1: {walls[1]}; 2: {walls[2]})")
 
