@@ -531,7 +531,8 @@ def convert_lines(lines: Lines, fmt: str, convert: Callable[[Rows], list[tuple[n
         raise ValueError(f"old_times must be one of {', '.join(OLD_TIME_POLICIES)}, not {old_times!r}")
     index = lines.remaining()
     partials = []
-    progress.start(len(index), "lines", f"importing {lines.origin}")
+    # The file's name, not its path: a long path would push the count off a narrow terminal.
+    progress.start(len(index), "lines", f"importing {Path(lines.origin).name}")
     for start in range(0, max(len(index), 1), BATCH_ROWS):
         rows = Rows(lines, index[start:start + BATCH_ROWS])
         partials.append(_partial(rows, convert(rows) if rows.n else [], old_times))
