@@ -59,8 +59,11 @@ INTERNAL ?= 147.32.0.0/16
 demo-real: install geoip nmap-services  ## the whole study on a real file: make demo-real REAL=FILE INTERNAL=CIDR
 	$(BIN)/vlf demo-real $(REAL) --internal $(INTERNAL) --data-dir data/real
 
-test: install geoip nmap-services  ## run the whole test suite
-	$(BIN)/python -m pytest
+# Two workers even on two cores: the daemon and UI tests spend most of their minutes waiting on ticks.
+# loadscope keeps a module's tests (and its module fixtures) on one worker.
+TEST_WORKERS ?= 2
+test: install geoip nmap-services  ## run the whole test suite (TEST_WORKERS=0 runs it in one process)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 SCALE ?= 1
 bench-scale: install geoip  ## the whole study at the seed's size (14 months, 12.7 M sources x SCALE) through Dagster
