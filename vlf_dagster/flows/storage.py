@@ -429,6 +429,16 @@ def archive_files(
         return _listed_archive_files(base, hours, flowtypes, sensors)
 
 
+def _day_folder(base: str | Path, flowtype: int, year: int, month: int, day: int) -> Path:
+    return Path(base) / "archive" / type_name(flowtype) / f"{year:04d}" / f"{month:02d}" / f"{day:02d}"
+
+
+def archive_day_folders(base: str | Path, hours: list[datetime], flowtypes: list[int] | None = None) -> list[Path]:
+    """The archive's day folders that hold these hours' files of these flowtypes (default all)."""
+    days = sorted({(h.year, h.month, h.day) for h in hours})
+    return [_day_folder(base, ft, *day) for day in days for ft in (sorted(FLOWTYPES) if flowtypes is None else flowtypes)]
+
+
 def _listed_archive_files(
     base: str | Path,
     hours: list[datetime],
@@ -443,7 +453,7 @@ def _listed_archive_files(
     found: list[tuple[str, int, str, Path]] = []  # (hour, flowtype position, sensor, path)
     for (year, month, day), stamps in sorted(days.items()):
         for position, ft in enumerate(flowtypes):
-            folder = Path(base) / "archive" / type_name(ft) / f"{year:04d}" / f"{month:02d}" / f"{day:02d}"
+            folder = _day_folder(base, ft, year, month, day)
             if not folder.is_dir():
                 continue
             prefix = file_prefix(ft) + "-"

@@ -76,6 +76,7 @@ def build(parts: StudyPartitions) -> list:
         hours = _hours(context)
         keys = context.partition_keys
         batch = pack_batch(store.base, hours, store.site, plausibility=store.quarantine_implausible)
+        store.written([p for r in batch.results for p in [*r.archive_files, r.quarantine_file] if p is not None])
         violations, checked_records, files = Counter(), 0, 0
         for key, result in zip(keys, batch.results):
             if result.quarantined:

@@ -17,6 +17,7 @@ from .clock import asset
 def _inputs(store: VlfStore, geoip: GeoIPResource, part: Part) -> StudyInputs:
     # the database's IPv4 ranges, kept in the data's state: one binary search per address
     lookup = geoip.lookup(ranges_dir=store.state_dir("geoip")) if part.geo else None
+    store.fetch(part.deps)  # read from the local copy: fetched first where an object store holds newer
     return StudyInputs(
         data_dir=store.base, site=store.site, folder=store.report_dir() / part.name,
         country_of=lookup.countries if lookup is not None else None, geoip_status=geoip.status(),
@@ -31,6 +32,7 @@ def _part_asset(part: Part) -> dg.AssetsDefinition:
         inputs = _inputs(store, geoip, part)
         result = part.run(inputs)
         write_part(result, inputs.folder)
+        store.written([inputs.folder])
         seconds = time.perf_counter() - started
         context.log.info(f"{part.title}: {len(result.pieces)} piece(s) in {seconds:.2f} s")
         # the tables and figures themselves (figures inline), and where their files are
@@ -56,6 +58,7 @@ def build() -> list:
         early = early_times_warning(int(site.start.timestamp() * 1000))
         path = write_text(render_report("Very Low Frequency traffic", subtitle, sections, [early] if early else []),
                           out_dir / "index.html")
+        store.written([path])
         return dg.MaterializeResult(metadata={"report": dg.MetadataValue.url(path.resolve().as_uri()),
                                               "sections": len(sections)})
 
