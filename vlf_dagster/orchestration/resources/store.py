@@ -49,7 +49,7 @@ class VlfStore(dg.ConfigurableResource):
         """Upload what the execution wrote (its steps succeeded or not: each file is whole)."""
         if self.remote is not None:
             written = [p for p in self._handed if _modified_since(p, self._began_ns)]
-            sent = self.remote.push(sorted(written))
+            sent = self.remote.push(sorted(written), changed=True)
             if context.log is not None and sent:
                 context.log.info(f"{sent} file(s) uploaded to {self.remote.url}")
 
@@ -66,7 +66,10 @@ class VlfStore(dg.ConfigurableResource):
         object store first when the local copy is missing or older."""
         path = artifact.path(self.base, at)
         if self.remote is not None:
-            self.remote.pull([path])
+            # An hour's file is read through existing() (one listing for all the hours): here it is
+            # an output, and one request per hour of a week's batch would only find it absent.
+            if artifact.grain != artifacts.HOURLY:
+                self.remote.pull([path])
             self._hand([path])
         return path
 
