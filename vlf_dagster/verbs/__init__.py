@@ -16,7 +16,7 @@ VERB_MODULES = {
     "bag": "bags", "bagbuild": "bags", "bagcat": "bags", "bagtool": "bags", "collect": "collect", "count": "count",
     "cut": "cut", "filter": "filter", "import": "importing", "match": "match", "cat": "records", "sort": "records",
     "tuc": "records", "set": "sets", "setbuild": "sets", "setcat": "sets", "settool": "sets", "sql": "sql",
-    "stats": "stats", "uniq": "uniq",
+    "scan": "scan", "stats": "stats", "uniq": "uniq",
 }
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 
 from .common import HelpFormatter, VerbError, parquet_flow_files, read_flows, stdout_binary
-from .text_options import IPV6_POLICY_HELP
+from .text_options import IPV6_POLICY_HELP, delimited_and_files
 
 DESCRIPTION = """\
 Print flow records (Arrow IPC stream on stdin, or Parquet / Arrow files) as text, in rwcut's
@@ -58,12 +57,7 @@ def run(args) -> int:
     from ..flows.schema import empty_table
     from ..flows.site import load_site
 
-    files = list(args.files)
-    delimited = args.delimited
-    if isinstance(delimited, str) and (len(delimited) != 1 or delimited == "-" or os.path.exists(delimited)):
-        # `--delimited FILE`: argparse took the file as the separator; rwcut wants --delimited=C
-        files.insert(0, delimited)
-        delimited = True
+    delimited, files = delimited_and_files(args.delimited, args.files)
     if args.num_recs < 0:
         raise VerbError(f"invalid --num-recs {args.num_recs}: must be >= 0")
     timestamp_format = "epoch" if args.epoch_time else args.timestamp_format

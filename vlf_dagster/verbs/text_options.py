@@ -6,6 +6,8 @@ Light to import (no pyarrow, no DuckDB): a verb's parser is built from it, and `
 
 from __future__ import annotations
 
+import os
+
 import argparse
 
 from .common import VerbError, check_clobber, parquet_flow_files, read_flows, write_binary_output
@@ -199,3 +201,11 @@ def write_lines(lines, args: argparse.Namespace) -> None:
         write_binary_output(data, dest)  # a file: temp file, then rename (a FIFO or device: written through)
     except OSError as exc:
         raise VerbError(f"{dest}: cannot write: {exc.strerror}") from None
+
+def delimited_and_files(delimited, files: list[str]) -> tuple[bool | str, list[str]]:
+    """``--delimited FILE``: argparse took the file as the separator (SiLK wants --delimited=C);
+    give the file back to the inputs and keep the default separator."""
+    files = list(files)
+    if isinstance(delimited, str) and (len(delimited) != 1 or delimited == "-" or os.path.exists(delimited)):
+        return True, [delimited] + files
+    return delimited, files

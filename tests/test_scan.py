@@ -1,0 +1,108 @@
+"""`vlf scan` (issue 15): rwscan's TRW and TCP BLR models, byte for byte against SiLK's rwscan, and
+the simulator's planted scanners found."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import START, flows
+from vlf_dagster.cli import main
+from vlf_dagster.flows.sets import IPSet
+from vlf_dagster.flows.storage import hour_ms
+from vlf_dagster.flows.tools.scan import HYBRID, TRW, trw_scanners
+
+GOLDEN = Path(__file__).resolve().parent / "silk" / "scan"  # written by bench/rwscan_golden.py with SiLK 3.19.1
+LAYOUTS = {"plain": [], "scandb": ["--scandb"], "delimited": ["--delimited=,", "--integer-ips"],
+           "no-titles": ["--no-titles", "--no-final-delimiter", "--column-separator=;"]}
+
+
+@pytest.mark.parametrize("model", [0, 1, 2])
+def test_each_model_prints_what_rwscan_printed(model, tmp_path, capsys):
+    out = tmp_path / "scan.txt"
+    assert main(["scan", f"--scan-model={model}", f"--trw-internal-set={GOLDEN / 'inside.set'}", "--model-fields",
+                 f"--output-path={out}", str(GOLDEN / "flows.rw")]) == 0
+    assert out.read_bytes() == (GOLDEN / f"rwscan-model{model}.txt").read_bytes()
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_text_options_lay_out_rows_as_rwscan(layout, tmp_path):
+    out = tmp_path / "scan.txt"
+    assert main(["scan", "--scan-model=2", f"--trw-internal-set={GOLDEN / 'inside.set'}", *LAYOUTS[layout],
+                 f"--output-path={out}", str(GOLDEN / "flows.rw")]) == 0
+    assert out.read_bytes() == (GOLDEN / f"rwscan-{layout}.txt").read_bytes()
+
+
+def _walk(dips: list[str], flags: int = 0x02, sip: str = "4.0.0.1") -> pa.Table:
+    t = hour_ms(START)
+    return flows([{"sIP": sip, "dIP": d, "flags": flags, "sTime": t + 1000 * i, "duration": 500}
+                  for i, d in enumerate(dips)])
+
+
+def test_four_misses_make_a_scanner_four_hits_clear_a_source():
+    inside = IPSet.from_strings(["10.1.24.1", "10.1.24.2", "10.1.24.3", "10.1.24.4"])
+    misses = [f"10.1.25.{i}" for i in range(1, 5)]
+    found = trw_scanners(_walk(misses), inside, scan_model=TRW).to_pylist()
+    assert [(r["flows"], round(r["scan_prob"], 6), r["scan_model"]) for r in found] == [(4, 256.0, TRW)]  # 4 x 4
+    assert found[0]["stime"] == hour_ms(START) // 1000 and found[0]["etime"] == hour_ms(START) // 1000 + 3
+    assert trw_scanners(_walk(misses[:3]), inside, scan_model=TRW).num_rows == 0  # 4^3 = 64 < 99
+    # hits first: four hits clear the source before the misses come
+    assert trw_scanners(_walk(["10.1.24.1", "10.1.24.2", "10.1.24.3", "10.1.24.4"] + misses), inside,
+                        scan_model=TRW).num_rows == 0
+    # not bare SYNs (an answered connection): TRW counts hits and never decides while they come
+    assert trw_scanners(_walk(misses, flags=0x12), inside, scan_model=TRW).num_rows == 0
+    # the same destination again is no new trial
+    assert trw_scanners(_walk(misses[:3] + misses[:3]), inside, scan_model=TRW).num_rows == 0
+
+
+def test_udp_records_are_not_judged():
+    """rwscan's UDP and ICMP models are not implemented: the same walk over UDP finds nothing."""
+    inside = IPSet.from_strings(["10.1.24.1"])
+    table = _walk([f"10.1.25.{i}" for i in range(1, 9)])
+    as_udp = table.set_column(table.schema.get_field_index("protocol"), "protocol", pa.array([17] * 8, pa.uint8()))
+    assert trw_scanners(as_udp, inside, scan_model=HYBRID).num_rows == 0
+    assert trw_scanners(table, inside, scan_model=HYBRID).num_rows == 1
+
+
+def test_bad_options_and_inputs_give_one_line(tmp_path, capsys):
+    flows_file = str(GOLDEN / "flows.rw")
+    assert main(["scan", flows_file]) == 1
+    assert "TRW scan model enabled, but --trw-internal-set not specified" in capsys.readouterr().err
+    assert main(["scan", "--scan-model=3", flows_file]) == 1
+    assert "invalid --scan-model 3" in capsys.readouterr().err
+    bad = tmp_path / "bad.set"
+    bad.write_bytes(b"not a set")
+    assert main(["scan", f"--trw-internal-set={bad}", flows_file]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_simulators_planted_scanners_are_found(tmp_path):
+    """Recall of the planted scanners is 1; every source flagged is a planted scanner or a
+    low-frequency scanning probe (a scan by TRW's own definition: four misses), never another
+    population."""
+    from vlf_dagster.flows.site import load_site
+    from vlf_dagster.simulate import SimulationConfig, simulate
+
+    site = load_site(Path(__file__).resolve().parents[1] / "vlf_dagster" / "site.default.toml")
+    site = site.with_window(START, START + timedelta(days=1))
+    data = tmp_path / "data"
+    data.mkdir()
+    summary = simulate(site, SimulationConfig(days=1, sources=6000, seed=11), data)
+    records = pa.concat_tables(pq.read_table(p) for p in sorted((data / "landing").rglob("*.parquet")))
+    # the hosts that exist: inside addresses that sent traffic (the pipeline's active inside set)
+    sources = {int(a) for a in set(records.column("sIP").to_pylist())}
+    networks = [ipaddress.ip_network(n) for n in site.internal_networks]
+    inside = IPSet.from_strings([str(ipaddress.ip_address(a)) for a in sources
+                                 if any(ipaddress.ip_address(a) in n for n in networks)])
+    truth = pq.read_table(summary.ground_truth_path).to_pandas().set_index("sIP")
+    found = set(trw_scanners(records, inside, scan_model=HYBRID).column("sIP").to_pylist())
+    planted = set(truth.index[truth.population == "scanner"])
+    assert len(planted) >= 10
+    assert planted <= found  # recall 1
+    assert set(truth.loc[sorted(found), "population"]) <= {"scanner", "vlf_scan"}

@@ -1,0 +1,221 @@
+"""Scan detection as SiLK's rwscan does it: Threshold Random Walk (Jung, Paxson, Berger and
+Balakrishnan, 2004), vectorised over every source at once.
+
+rwscan (``src/rwscan/rwscan.c``, ``invoke_trw_model``) reads records sorted by sIP, protocol and
+dIP; an *event* is one (sIP, protocol) group, and TRW judges TCP events only.  Walking an event's
+records in that order, the first record to each new dIP is a trial: a **hit** if the dIP is in the
+internal set (a host that exists) or the record is not a bare SYN (flags masked to F|S|R|A), a
+**miss** otherwise.  After each new dIP the likelihood ratio is recomputed as
+``(theta1/theta0)^hits * ((1-theta1)/(1-theta0))^misses``; after each record, *while every record
+so far was a bare SYN*, a ratio above ``beta/alpha`` (99) makes the source a scanner and one below
+``(1-beta)/(1-alpha)`` (~0.0101) benign, and the walk stops.  It gives up after 100,000 records.
+A scanner's row covers the whole event: its records, packets, bytes, first start and rwscan's
+end time (the end of a record that starts after the end time so far, in walking order).
+
+Here the walk is a set of cumulative sums over the sorted records (no loop per record); only the
+end-time recurrence is iterated, over the scanners' records alone, once per update of the end time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ..sets import IPSet
+
+TCP = 6
+SYN, STATE_FLAGS = 0x02, 0x17  # F|S|R|A, rwscan's TCP_FLAGS_STATE
+FLOW_CUTOFF = 100_000  # rwscan's RWSCAN_FLOW_CUTOFF: TRW gives up after this many records
+NO_DIP = 0xFFFFFFFF  # rwscan's "previous dIP" before an event's first record
+
+SCANNER_SCHEMA = pa.schema([
+    pa.field("sIP", pa.uint32()), pa.field("proto", pa.uint8()),
+    pa.field("stime", pa.int64()), pa.field("etime", pa.int64()),  # seconds since the epoch, UTC
+    pa.field("flows", pa.uint64()), pa.field("packets", pa.uint64()), pa.field("bytes", pa.uint64()),
+    pa.field("scan_model", pa.uint8()), pa.field("scan_prob", pa.float64()),
+])
+COLUMNS = ["sIP", "sIPv6", "dIP", "dIPv6", "sPort", "protocol", "flags", "packets", "bytes", "sTime", "duration"]
+
+
+@dataclass(frozen=True)
+class TrwModel:
+    """rwscan's TRW constants (rwscan.h): alpha, beta fixed; theta0/theta1 its --trw-theta0/1."""
+
+    theta0: float = 0.8
+    theta1: float = 0.2
+    alpha: float = 0.01
+    beta: float = 0.99
+
+    @property
+    def eta0(self) -> float:
+        return (1 - self.beta) / (1 - self.alpha)
+
+    @property
+    def eta1(self) -> float:
+        return self.beta / self.alpha
+
+
+HYBRID, TRW, BLR = 0, 1, 2  # rwscan's --scan-model numbers
+BLR_MIN_FLOWS = 32  # rwscan's EVENT_FLOW_THRESHOLD: smaller events are not judged by BLR
+SMALL_PACKETS, PAYLOAD_BYTES = 3, 60  # SMALL_PKT_CUTOFF, PACKET_PAYLOAD_CUTOFF
+ACK, RST = 0x10, 0x04
+# rwscan.h's TCP_BETA0..21: the logistic regression over the event's TCP ratios
+TCP_BETAS = dict(intercept=-2.838353611, noack=3.309023427, small=-0.157047027, sport_per_dip=-0.002319304,
+                 payload=-1.047413699, unique_dip=3.163018548, backscatter=-3.260270447)
+
+
+def trw_scanners(flows: pa.Table, internal: IPSet, model: TrwModel = TrwModel(), scan_model: int = TRW) -> pa.Table:
+    """One row per TCP source called a scanner, in sIP order (rwscan's output, as a table).
+
+    ``scan_model``: TRW (1); HYBRID (0), BLR for what TRW leaves benign or unknown (not its floods
+    or backscatter); BLR (2) alone.  BLR is rwscan's TCP model; its UDP and ICMP models are not here.
+    """
+    tcp = _ipv4_tcp(flows)
+    n = tcp.num_rows
+    if n == 0:
+        return SCANNER_SCHEMA.empty_table()
+    sip = tcp.column("sIP").to_numpy()
+    dip = tcp.column("dIP").to_numpy()
+    order = np.lexsort((dip, sip))  # stable: records of one (sIP, dIP) keep their input order
+    sip, dip = sip[order], dip[order]
+    flags = tcp.column("flags").to_numpy()[order]
+    first = np.r_[True, sip[1:] != sip[:-1]]
+    starts = np.flatnonzero(first)
+    event = np.cumsum(first) - 1
+    sizes = np.diff(np.r_[starts, n])
+
+    scan = np.zeros(len(starts), bool)
+    used = np.full(len(starts), TRW, np.uint8)
+    prob = np.zeros(len(starts))
+    undecided = np.ones(len(starts), bool)  # BLR may look at these (hybrid)
+    if scan_model in (HYBRID, TRW):
+        trw_scan, likelihood, blr_allowed = _trw(dip, flags, starts, event, internal, model)
+        scan, prob = trw_scan, likelihood
+        undecided = blr_allowed
+    if scan_model in (HYBRID, BLR):
+        judged = undecided & (sizes >= BLR_MIN_FLOWS)
+        p = _blr_tcp(tcp, order, sip, dip, flags, starts, event, sizes)
+        blr_scan = judged & (p > 0.5)
+        scan = scan | blr_scan
+        used = np.where(blr_scan, BLR, used).astype(np.uint8)
+        prob = np.where(blr_scan, p, prob)
+    if not scan.any():
+        return SCANNER_SCHEMA.empty_table()
+
+    chosen = np.flatnonzero(scan)
+    in_scan = np.repeat(scan, sizes)
+    rows = order[in_scan]
+    start_ms = tcp.column("sTime").to_numpy()[rows]
+    end_ms = start_ms + tcp.column("duration").to_numpy()[rows].astype(np.int64)
+    offsets = np.r_[0, np.cumsum(sizes[chosen])[:-1]]
+    packets = np.add.reduceat(tcp.column("packets").to_numpy()[rows].astype(np.uint64), offsets)
+    octets = np.add.reduceat(tcp.column("bytes").to_numpy()[rows].astype(np.uint64), offsets)
+    start_s, end_s = start_ms // 1000, end_ms // 1000
+    return pa.table({
+        "sIP": sip[starts[chosen]], "proto": np.full(len(chosen), TCP, np.uint8),
+        "stime": np.minimum.reduceat(start_s, offsets), "etime": _rwscan_etime(start_s, end_s, offsets),
+        "flows": sizes[chosen].astype(np.uint64), "packets": packets, "bytes": octets,
+        "scan_model": used[chosen], "scan_prob": prob[chosen],
+    }, schema=SCANNER_SCHEMA)
+
+
+def _trw(dip, flags, starts, event, internal: IPSet, model: TrwModel):
+    """Per event: TRW's scanner verdict, its likelihood ratio, and whether BLR may judge it next
+    (TRW said benign or unknown, not flood or backscatter)."""
+    n = len(dip)
+    idx = np.arange(n)
+    pos = idx - starts[event]
+    previous = np.r_[NO_DIP, dip[:-1]].astype(np.int64)
+    previous[starts] = NO_DIP
+    new_dip = dip.astype(np.int64) != previous
+    syn = (flags & STATE_FLAGS) == SYN
+    inside = internal.contains_ipv4(dip)
+    hits = _running(new_dip & (inside | ~syn), starts, event)
+    misses = _running(new_dip & ~inside & syn, starts, event)
+    with np.errstate(over="ignore", under="ignore"):
+        ratio = np.power(model.theta1 / model.theta0, hits) * np.power((1 - model.theta1) / (1 - model.theta0), misses)
+    # the ratio holds from one new dIP to the next; before an event's first new dIP it is 0 (calloc)
+    last_new = np.maximum.accumulate(np.where(new_dip, idx, -1))
+    likelihood = np.where(last_new >= starts[event], ratio[np.maximum(last_new, 0)], 0.0)
+    all_syn = _running(~syn, starts, event) == 0
+    decides = all_syn & (pos <= FLOW_CUTOFF) & ((likelihood > model.eta1) | (likelihood < model.eta0))
+    decision = np.minimum.reduceat(np.where(decides, idx, n), starts)
+    decided = decision < n
+    at = np.where(decided, decision, 0)
+    scan = decided & (likelihood[at] > model.eta1)
+    # undecided events: the counters of the records walked (all, or up to the give-up) say flood or backscatter
+    walked = pos <= FLOW_CUTOFF + 1
+    count = lambda mask: np.add.reduceat((mask & walked).astype(np.int64), starts)
+    walked_flows, syns, dips = count(np.ones(n, bool)), count(syn), count(new_dip)
+    backscatter = count(np.isin(flags, (RST, SYN | ACK, RST | ACK)))
+    flood_answers = count(np.isin(flags, (RST, SYN | RST, RST | ACK)))
+    is_backscatter = (backscatter == walked_flows) & (dips > 3) & (walked_flows > 100)
+    is_flood = ((dips == 1) & (syns >= walked_flows * 0.5) & (syns + flood_answers == walked_flows)
+                & (walked_flows > 10))
+    blr_allowed = ~scan & (decided | ~(is_backscatter | is_flood))
+    return scan, np.where(decided, likelihood[at], likelihood[np.r_[starts[1:], n] - 1]), blr_allowed
+
+
+def _blr_tcp(tcp, order, sip, dip, flags, starts, event, sizes) -> np.ndarray:
+    """rwscan's TCP Bayesian logistic regression: each event's scan probability."""
+    packets = tcp.column("packets").to_numpy()[order].astype(np.int64)
+    octets = tcp.column("bytes").to_numpy()[order].astype(np.int64)
+    sport = tcp.column("sPort").to_numpy()[order]
+    per_event = lambda mask: np.add.reduceat(mask.astype(np.int64), starts)
+    noack = per_event((flags & ACK) == 0)
+    small = per_event(packets < SMALL_PACKETS)
+    payload = per_event(octets // np.maximum(packets, 1) > PAYLOAD_BYTES)
+    backscatter = per_event(np.isin(flags, (RST, SYN | ACK, RST | ACK)))
+    new_dip = np.r_[True, dip[1:] != dip[:-1]] | np.isin(np.arange(len(dip)), starts)
+    unique_dips = per_event(new_dip)
+    # sources ports counted as rwscan's calculate_shared_metrics leaves them: those of the last
+    # (highest) dIP, the records sorted by dIP and sPort
+    by_port = np.lexsort((sport, dip, sip))
+    d, sp = dip[by_port], sport[by_port]
+    ev = event[by_port]
+    last_dip = np.maximum.reduceat(dip, starts)[ev] == d
+    new_port = np.r_[True, (sp[1:] != sp[:-1]) | (d[1:] != d[:-1]) | (ev[1:] != ev[:-1])]
+    sport_count = np.bincount(ev, weights=new_port & last_dip, minlength=len(starts))
+    b = TCP_BETAS
+    y = (b["intercept"] + b["noack"] * noack / sizes + b["small"] * small / sizes
+         + b["sport_per_dip"] * sport_count / unique_dips + b["payload"] * payload / sizes
+         + b["unique_dip"] * unique_dips / sizes + b["backscatter"] * backscatter / sizes)
+    return np.exp(y) / (1.0 + np.exp(y))
+
+
+def _ipv4_tcp(flows: pa.Table) -> pa.Table:
+    """TCP records with IPv4 addresses (rwscan is IPv4 only), the columns TRW reads."""
+    import pyarrow.compute as pc
+
+    keep = pc.equal(flows.column("protocol"), TCP)
+    if "sIPv6" in flows.column_names:
+        keep = pc.and_(keep, pc.and_(pc.is_null(flows.column("sIPv6")), pc.is_null(flows.column("dIPv6"))))
+    return flows.select([c for c in COLUMNS if c in flows.column_names]).filter(keep)
+
+
+def _running(mask: np.ndarray, starts: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """Count of True in ``mask`` from each record's event start up to and including the record."""
+    total = np.cumsum(mask, dtype=np.int64)
+    before = np.r_[0, total][starts]
+    return total - before[event]
+
+
+def _rwscan_etime(start_s: np.ndarray, end_s: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """rwscan's event end time: the first record's end, then the end of each record that starts
+    after the end time so far.  Iterated once per update, every event at once."""
+    n = len(start_s)
+    event = np.cumsum(np.isin(np.arange(n), offsets)) - 1
+    bounds = np.r_[offsets[1:], n]
+    etime = end_s[offsets].copy()
+    at = offsets.copy()  # the record that set each event's end time
+    idx = np.arange(n)
+    while True:
+        later = (idx > at[event]) & (start_s > etime[event])
+        nxt = np.minimum.reduceat(np.where(later, idx, n), offsets)
+        moving = nxt < bounds
+        if not moving.any():
+            return etime
+        at[moving] = nxt[moving]
+        etime[moving] = end_s[nxt[moving]]
