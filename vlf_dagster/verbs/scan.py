@@ -62,7 +62,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..flows.sets import IPSet, SetFileError
-    from ..flows.tools.scan import TrwModel, trw_scanners
+    from ..flows.tools.scan import COLUMNS, TrwModel, trw_scanners
     from .text_options import delimited_and_files, write_lines
 
     args.delimited, args.files = delimited_and_files(args.delimited, args.files)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         internal = IPSet.read(args.trw_internal_set) if args.trw_internal_set else IPSet.from_strings([])
     except SetFileError as exc:
         raise VerbError(str(exc)) from None
-    scanners = trw_scanners(read_flows(args.files), internal, TrwModel(args.trw_theta0, args.trw_theta1),
+    scanners = trw_scanners(read_flows(args.files, columns=COLUMNS), internal, TrwModel(args.trw_theta0, args.trw_theta1),
                             scan_model=args.scan_model)
     write_lines(format_scanners(scanners, args), args)
     return 0
