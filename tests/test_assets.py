@@ -176,6 +176,13 @@ def test_pipeline_vlf_sets_equal_the_simulator_ground_truth(tmp_path):
     assert 0.8 * len(truth) < len(expected_fd) < 0.9 * len(truth)  # ~91% VLF-f x ~93% single-destination
     flows_per_source = Segmented(data / "vlf_flows").read().to_pandas().groupby("sIP").size()
     assert flows_per_source.to_dict() == truth.set_index("sIP").loc[sorted(expected_fd), "flows"].to_dict()
+    # the scanners asset: every planted scanner, and only scanning populations (issue 15)
+    scanners = pq.read_table(data / "scanners.parquet").to_pandas()
+    populations = truth.set_index("sIP").population
+    planted = set(truth.loc[truth.population == "scanner", "sIP"])
+    assert planted and planted <= set(scanners.sIP)
+    assert set(populations.loc[sorted(set(scanners.sIP))]) <= {"scanner", "vlf_scan"}
+    assert set(scanners.month) == {f"{START:%Y-%m}"} and set(scanners.scan_model) <= {1, 2}
 
 
 def test_stale_rollup_is_caught_before_the_vlf_sets_use_it(planted, site):

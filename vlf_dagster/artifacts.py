@@ -211,6 +211,19 @@ VLF_CATEGORIES = Artifact(
     "One row per VLF flow with its match id, its category and its source's flow count over the window. "
     "Segmented: a refresh categorizes again only the sources whose matched records changed.")
 
+# --- scan detection (rwscan's models) ----------------------------------------------------------------
+
+MONTHLY_SCANNERS = Artifact(
+    "monthly_scanners", MONTHLY, "parquet", "scanners",
+    "The month's scanning sources, one rwscan row each: sIP, proto, stime, etime, flows, packets, bytes, "
+    "scan_model, scan_prob.",
+    "rwscan's hybrid model (Threshold Random Walk, then TCP logistic regression) over the month's inbound TCP "
+    "records, with the month's active inside hosts as TRW's internal set (vlf scan --scan-model=0).")
+SCANNERS = Artifact(
+    "scanners", WINDOW, "parquet", "scanners",
+    "Every scanning source of the window: the months' rows with their month, by sIP and month.",
+    "A source is a scanner of the window if some month calls it one; its rows say which months.")
+
 # --- stages 5 and 6: the report and the SQL catalog ---------------------------------------------------
 
 VLF_REPORT = Artifact(

@@ -30,6 +30,7 @@ from ...flows.sql import glob_escaped, ident, literal
 from ...flows.segments import Segmented, is_segmented
 from ...flows.storage import ParquetRowCounts, atomic_path, complete_publishes
 from .traffic import PORT_SCHEMA, VOLUME_SCHEMA
+from .scanners import WINDOW_SCHEMA as SCANNERS_SCHEMA
 
 CATALOG_FILE = A.SQL_CATALOG.file
 
@@ -97,6 +98,7 @@ SOURCES: tuple[Source, ...] = (
     Source(A.VLF_OUTBOUND_FLOWS),
     Source(A.MATCHED_VLF_FLOWS),
     Source(A.VLF_CATEGORIES),
+    Source(A.SCANNERS, SCANNERS_SCHEMA),  # rwscan's rows by month: vlf sql "SELECT ... FROM scanners"
 )
 
 SETS: tuple[A.Artifact, ...] = (A.VLF_F_SET, A.VLF_D_SET, A.VLF_FD_SET, A.ACTIVE_INSIDE_SET)
