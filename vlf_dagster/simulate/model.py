@@ -206,4 +206,7 @@ class SimulationConfig:
     days: int = 7
     sources: int = 20000  # number of distinct outside sources that send inbound flows
     seed: int = 1
+    # port campaigns planted on top (simulate/campaigns.py), each with its own extra sources; 0 plants
+    # none and leaves every other output as it was
+    campaigns: int = 0
 

@@ -10,6 +10,7 @@ The model (the inside hosts, the outside populations and their traffic) is descr
 beside this one: how the run is cut (:mod:`.window`), the site's addresses (:mod:`.network`), a
 chunk's sources (:mod:`.populations`) and their flows (:mod:`.traffic`), the landing files
 (:mod:`.writing`) and the ground truth (:mod:`.truth`); ``sim/summary.json`` is written here.
+With ``config.campaigns``, port campaigns (:mod:`.campaigns`) are planted on top, as one more chunk.
 
 Everything is vectorised: per-source attributes are numpy arrays, expanded to flows with
 ``np.repeat``; the only Python loops run per chunk, population, port table entry, bucket and hour.
@@ -46,6 +47,7 @@ from .. import progress
 from ..flows.schema import PROTO_TCP, int_to_ipv4
 from ..flows.site import Site
 from ..flows.storage import write_text
+from .campaigns import PORT_CAMPAIGN_POPULATION, Campaign, campaign_flows, plan_campaigns
 from .model import (
     DNS_SERVER_POOL, ENTERPRISE_SERVICES, INTERESTING_UDP_PORTS, OUTSIDE_SERVICES, POPULATION_DESCRIPTIONS,
     POPULATIONS, TARGETED_HIT_PORTS, TARGETED_MISS_PORTS, WEB_SERVER_POOL, SimulationConfig, SimulationError,
@@ -54,7 +56,9 @@ from .network import _Inside, _inside, _OutsideAddresses
 from .populations import _quota, _sources
 from .traffic import _background, _expand, _inbound, _outbound
 from .truth import _chunk_truth, _write_ground_truth
-from .window import _STREAM_ADDRESSES, _STREAM_BACKGROUND, _STREAM_CHUNK, _STREAM_SITE, _Plan, _plan, _rng
+from .window import (
+    _STREAM_ADDRESSES, _STREAM_BACKGROUND, _STREAM_CAMPAIGNS, _STREAM_CHUNK, _STREAM_SITE, _Plan, _plan, _rng,
+)
 from .writing import _remove_stale_hours, _spill, _write_landing
 
 WORKERS = 2  # threads: two chunks are simulated, and two hours written, at a time
@@ -109,6 +113,10 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
     with _spill_dir(data_dir / "sim") as spill_dir:
         ctx = _Context(plan, inside, addresses, entropy, spill_dir, web_pool, dns_pool)
         chunks = _simulate_sources(ctx, int(config.sources))
+        campaigns = []
+        if config.campaigns:  # extra sources of their own, after the others: those stay as they were
+            campaign_chunk, campaigns = _simulate_campaigns(ctx, config, len(chunks))
+            chunks.append(campaign_chunk)
         landing_files, n_background = _write_landing(
             data_dir, plan, [c.spill for c in chunks], partial(_bucket_background, ctx), WORKERS
         )
@@ -116,7 +124,7 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
 
     truth_path = _write_ground_truth([c.truth for c in chunks], data_dir / "sim" / "ground_truth.parquet")
     counts = {k: sum(c.counts[k] for c in chunks) for k in chunks[0].counts}
-    summary = _summary(site, config, ctx, counts, n_background, landing_files, truth_path)
+    summary = _summary(site, config, ctx, counts, n_background, landing_files, truth_path, campaigns)
     summary.summary_path = _write_summary_json(summary, data_dir)
     return summary
 
@@ -214,6 +222,30 @@ def _simulate_chunk(ctx: _Context, c: int, lo: int, hi: int, n_other: int) -> _C
     return _Chunk(spill, truth, counts)
 
 
+def _simulate_campaigns(ctx: _Context, config: SimulationConfig, c: int) -> tuple[_Chunk, list[Campaign]]:
+    """The port campaigns (:mod:`.campaigns`) as one more chunk (number ``c``): their sources are the
+    outside addresses ranked after the web and DNS servers', their flows inbound probes nobody answers.
+    Its counters count only its inbound flows: the summary's shares stay those of the study's populations."""
+    plan = ctx.plan
+    rng = _rng(ctx.entropy, _STREAM_CAMPAIGNS)
+    campaigns = plan_campaigns(rng, plan, int(config.campaigns), int(config.sources))
+    campaigns, nflows, src, proto, sport, dport, dst_off, t, vol = campaign_flows(rng, campaigns, ctx.inside)
+    first = int(config.sources) + WEB_SERVER_POOL + DNS_SERVER_POOL
+    source_ip = ctx.addresses(first, first + len(nflows))
+    pop = np.full(len(nflows), len(POPULATIONS), dtype=np.int64)  # PORT_CAMPAIGN_POPULATION, after the study's
+    truth, _ = _chunk_truth(source_ip, pop, nflows, np.ones_like(nflows), src, proto, dport, dst_off, t, ctx.inside, plan)
+    inbound = dict(
+        sIP=source_ip[src], dIP=(ctx.inside.base + dst_off).astype(np.uint32), sPort=sport, dPort=dport, protocol=proto,
+        packets=vol.packets, bytes=vol.bytes, flags=vol.flags, initialFlags=vol.initial, sessionFlags=vol.session,
+        sTime=t, duration=vol.duration,
+    )
+    spill = ctx.spill_dir / f"chunk-{c:06d}.arrow"
+    _spill(plan, (inbound,), spill)
+    counts = dict(populations=np.zeros(len(POPULATIONS), dtype=np.int64), one_flow=0, vlf=0, vlf_single_destination=0,
+                  in_1_to_5_hours=0, inbound=len(t), answers=0, opened=0)
+    return _Chunk(spill, truth, counts), campaigns
+
+
 def _bucket_background(ctx: _Context, b: int) -> dict:
     """The live hosts' own traffic in landing bucket ``b``, from the bucket's random stream."""
     plan = ctx.plan
@@ -222,13 +254,19 @@ def _bucket_background(ctx: _Context, b: int) -> dict:
 
 
 def _summary(site: Site, config: SimulationConfig, ctx: _Context, counts: dict, n_background: int,
-             landing_files: list[Path], truth_path: Path) -> SimulationSummary:
-    """The run's totals (the chunks' ``counts`` summed) and facts."""
+             landing_files: list[Path], truth_path: Path, campaigns: list[Campaign] = ()) -> SimulationSummary:
+    """The run's totals (the chunks' ``counts`` summed) and facts; the port campaigns' sources are
+    counted in ``sources`` and ``populations`` and the campaigns listed in the details when there are any."""
     S = int(config.sources)
     populations = {name: int(n) for name, n in zip(POPULATIONS, counts["populations"])}
+    if campaigns:
+        populations[PORT_CAMPAIGN_POPULATION] = sum(c.sources for c in campaigns)
+        S += populations[PORT_CAMPAIGN_POPULATION]
     n_in = int(counts["inbound"])
     n_out = int(counts["answers"] + counts["opened"] + n_background)
     details = _details(site, config, ctx.plan, ctx.inside, counts, n_background=n_background)
+    if campaigns:
+        details["port_campaigns"] = [c.as_json() for c in campaigns]
     return SimulationSummary(
         flows=n_in + n_out, inbound_flows=n_in, outbound_flows=n_out, sources=S, hours=len(landing_files),
         landing_files=landing_files, ground_truth_path=truth_path, populations=populations, details=details,

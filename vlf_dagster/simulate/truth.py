@@ -2,19 +2,23 @@
 
 :func:`_chunk_truth` gives a chunk's rows (population, flows, distinct destinations, main protocol
 and port, whether all its destinations are live) and counters for the summary;
-:func:`_write_ground_truth` writes every chunk's rows, sorted by address, to ``sim/ground_truth.parquet``.
+:func:`_write_ground_truth` writes every chunk's rows, sorted by address, to ``sim/ground_truth.parquet``;
+:func:`campaign_truth` reads the planted port campaigns back from ``sim/summary.json``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..flows.schema import MS_PER_HOUR
 from ..flows.storage import PARQUET_OPTIONS, atomic_path
+from .campaigns import PORT_CAMPAIGN_POPULATION
 from .model import POPULATIONS
 from .network import _Inside
 from .populations import _segment_starts
@@ -80,10 +84,21 @@ def _write_ground_truth(parts: list[dict], path: Path) -> Path:
     for name in TRUTH_SCHEMA.names[1:]:
         columns[name] = np.concatenate([p.pop(name) for p in parts])[order]
     del order
-    names = pa.array(list(POPULATIONS), pa.string())
+    names = pa.array([*POPULATIONS, PORT_CAMPAIGN_POPULATION], pa.string())  # the campaigns' sources: index len(POPULATIONS)
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, TRUTH_SCHEMA, **PARQUET_OPTIONS) as writer:
         for a in range(0, len(columns["sIP"]), TRUTH_ROW_GROUP):
             rows = {name: values[a : a + TRUTH_ROW_GROUP] for name, values in columns.items()}
             rows["population"] = names.take(pa.array(rows["population"]))
             writer.write_table(pa.table(rows, schema=TRUTH_SCHEMA))
     return Path(path)
+
+
+CAMPAIGN_COLUMNS = ["protocol", "port", "start_ms", "end_ms", "sources", "flows"]
+
+
+def campaign_truth(data_dir: Path) -> pd.DataFrame:
+    """The port campaigns planted in ``data_dir`` (``sim/summary.json``'s ``port_campaigns``): one row
+    each, :data:`CAMPAIGN_COLUMNS` (every probe of a campaign has ``start_ms`` <= sTime < ``end_ms``)."""
+    doc = json.loads((Path(data_dir) / "sim" / "summary.json").read_text())
+    rows = doc.get("port_campaigns", [])
+    return pd.DataFrame([[r[c] for c in CAMPAIGN_COLUMNS] for r in rows], columns=CAMPAIGN_COLUMNS).astype("int64")
