@@ -39,10 +39,11 @@ def main() -> None:
     pick = lambda pop, k: rng.choice(truth.loc[truth.population == pop, "sIP"].to_numpy(), k, replace=False)
     others = truth.loc[~truth.population.isin(["scanner", "vlf_scan"]), "sIP"].to_numpy()
     chosen = np.r_[pick("scanner", 30), pick("vlf_scan", 60), rng.choice(others, 40, replace=False)]
-    files = sorted(str(p) for t in ("in", "inweb") for p in (data / "archive" / t).rglob("*.parquet"))
+    files = sorted(str(p) for t in ("in", "inweb", "inicmp") for p in (data / "archive" / t).rglob("*.parquet"))
     flows = pa.concat_tables(pq.read_table(f) for f in files)
+    # TCP and ICMP (rwscan's UDP model is not in vlf: its UDP verdicts would differ)
     flows = flows.filter(pc.and_(pc.is_in(flows.column("sIP"), pa.array(chosen, pa.uint32())),
-                                 pc.equal(flows.column("protocol"), 6)))
+                                 pc.is_in(flows.column("protocol"), pa.array([1, 6], pa.uint8()))))
     # at most 120 records a source: the scanners' thousands add nothing to the comparison
     frame = flows.to_pandas()
     frame = frame.groupby("sIP", sort=False).head(120)
@@ -58,7 +59,7 @@ def main() -> None:
             row["sTime"] = int(template.sTime) + k * 60_000 + port * 500
             vertical.append(row)
     import pandas as pd
-    frame = pd.concat([frame, pd.DataFrame(vertical)], ignore_index=True)
+    frame = pd.concat([frame, pd.DataFrame(vertical), _icmp_sweeps(template, rng)], ignore_index=True)
     table = pa.Table.from_pandas(frame, schema=flows.schema, preserve_index=False)
     OUT.mkdir(parents=True, exist_ok=True)
     unsorted = OUT / "unsorted.rw"
@@ -80,6 +81,32 @@ def main() -> None:
         out.unlink(missing_ok=True)
         subprocess.run([bin_ / "rwscan", "--scan-model=2", f"--trw-internal-set={OUT / 'inside.set'}", *options,
                         f"--output-path={out}", str(sorted_rw)], check=True)
+
+
+def _icmp_sweeps(template, rng):
+    """ICMP sources for rwscan's ICMP model: sweeps across /24s, gaps, a whole /24 (its uint8
+    counters wrap), mixed types and one address pinged again and again."""
+    import pandas as pd
+
+    base = 0x0A011800  # 10.1.24.0
+    plans = [
+        [base + i for i in range(300)],  # consecutive across two /24s
+        [base + 3 * i for i in range(40)],  # every third address
+        [base + 512 + i for i in range(256)] + [base + 768 + i for i in range(5)],  # a whole /24, then more
+        list(rng.integers(base, base + 1024, 50)),  # scattered, some twice
+        [base + 7] * 33,  # one address
+        [base + i for i in range(0, 64, 2)] + [base + 256 + i for i in range(20)] + [base + 600 + i for i in range(9)],
+    ]
+    rows = []
+    for k, dips in enumerate(plans):
+        for i, dip in enumerate(dips):
+            row = template.copy()
+            row["sIP"], row["dIP"], row["protocol"] = 0x06000000 + k, int(dip), 1
+            row["sPort"], row["dPort"], row["flags"] = 0, (8 if (k != 3 or i % 3) else 13) << 8, 0
+            row["packets"], row["bytes"] = 1, 84
+            row["sTime"] = int(template.sTime) + k * 3_600_000 + int(rng.integers(0, 600_000))
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 LAYOUTS = {"plain": [], "scandb": ["--scandb"], "delimited": ["--delimited=,", "--integer-ips"],

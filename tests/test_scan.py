@@ -15,7 +15,7 @@ from conftest import START, flows
 from vlf_dagster.cli import main
 from vlf_dagster.flows.sets import IPSet
 from vlf_dagster.flows.storage import hour_ms
-from vlf_dagster.flows.tools.scan import HYBRID, TRW, trw_scanners
+from vlf_dagster.flows.tools.scan import HYBRID, TRW, find_scanners
 
 GOLDEN = Path(__file__).resolve().parent / "silk" / "scan"  # written by bench/rwscan_golden.py with SiLK 3.19.1
 LAYOUTS = {"plain": [], "scandb": ["--scandb"], "delimited": ["--delimited=,", "--integer-ips"],
@@ -47,17 +47,33 @@ def _walk(dips: list[str], flags: int = 0x02, sip: str = "4.0.0.1") -> pa.Table:
 def test_four_misses_make_a_scanner_four_hits_clear_a_source():
     inside = IPSet.from_strings(["10.1.24.1", "10.1.24.2", "10.1.24.3", "10.1.24.4"])
     misses = [f"10.1.25.{i}" for i in range(1, 5)]
-    found = trw_scanners(_walk(misses), inside, scan_model=TRW).to_pylist()
+    found = find_scanners(_walk(misses), inside, scan_model=TRW).to_pylist()
     assert [(r["flows"], round(r["scan_prob"], 6), r["scan_model"]) for r in found] == [(4, 256.0, TRW)]  # 4 x 4
     assert found[0]["stime"] == hour_ms(START) // 1000 and found[0]["etime"] == hour_ms(START) // 1000 + 3
-    assert trw_scanners(_walk(misses[:3]), inside, scan_model=TRW).num_rows == 0  # 4^3 = 64 < 99
+    assert find_scanners(_walk(misses[:3]), inside, scan_model=TRW).num_rows == 0  # 4^3 = 64 < 99
     # hits first: four hits clear the source before the misses come
-    assert trw_scanners(_walk(["10.1.24.1", "10.1.24.2", "10.1.24.3", "10.1.24.4"] + misses), inside,
+    assert find_scanners(_walk(["10.1.24.1", "10.1.24.2", "10.1.24.3", "10.1.24.4"] + misses), inside,
                         scan_model=TRW).num_rows == 0
     # not bare SYNs (an answered connection): TRW counts hits and never decides while they come
-    assert trw_scanners(_walk(misses, flags=0x12), inside, scan_model=TRW).num_rows == 0
+    assert find_scanners(_walk(misses, flags=0x12), inside, scan_model=TRW).num_rows == 0
     # the same destination again is no new trial
-    assert trw_scanners(_walk(misses[:3] + misses[:3]), inside, scan_model=TRW).num_rows == 0
+    assert find_scanners(_walk(misses[:3] + misses[:3]), inside, scan_model=TRW).num_rows == 0
+
+
+BINETFLOW = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "binetflow" / "test11-portscan.binetflow"
+
+
+@pytest.mark.skipif(not BINETFLOW.exists(), reason="the shared real data is not here")
+def test_the_port_scanning_host_of_a_real_capture_is_found():
+    """CTU's test11 capture: 10.8.0.69 probes 20 ports of one host and pings 26 times. TRW cannot
+    call it (one destination host), TCP BLR does not judge it (20 records, under 32); ICMP BLR does,
+    as SiLK's rwscan does on the same records (rwscan printed this row: scan_model 2, 0.650997)."""
+    from vlf_dagster.flows.importers.readers import import_file
+
+    records = import_file(BINETFLOW).flows
+    found = find_scanners(records, IPSet.from_strings([])).to_pylist()
+    assert [(str(ipaddress.ip_address(r["sIP"])), r["proto"], r["flows"], r["scan_model"], f"{r['scan_prob']:f}")
+            for r in found] == [("10.8.0.69", 1, 46, 2, "0.650997")]
 
 
 def test_udp_records_are_not_judged():
@@ -65,8 +81,8 @@ def test_udp_records_are_not_judged():
     inside = IPSet.from_strings(["10.1.24.1"])
     table = _walk([f"10.1.25.{i}" for i in range(1, 9)])
     as_udp = table.set_column(table.schema.get_field_index("protocol"), "protocol", pa.array([17] * 8, pa.uint8()))
-    assert trw_scanners(as_udp, inside, scan_model=HYBRID).num_rows == 0
-    assert trw_scanners(table, inside, scan_model=HYBRID).num_rows == 1
+    assert find_scanners(as_udp, inside, scan_model=HYBRID).num_rows == 0
+    assert find_scanners(table, inside, scan_model=HYBRID).num_rows == 1
 
 
 def test_bad_options_and_inputs_give_one_line(tmp_path, capsys):
@@ -101,7 +117,7 @@ def test_the_simulators_planted_scanners_are_found(tmp_path):
     inside = IPSet.from_strings([str(ipaddress.ip_address(a)) for a in sources
                                  if any(ipaddress.ip_address(a) in n for n in networks)])
     truth = pq.read_table(summary.ground_truth_path).to_pandas().set_index("sIP")
-    found = set(trw_scanners(records, inside, scan_model=HYBRID).column("sIP").to_pylist())
+    found = set(find_scanners(records, inside, scan_model=HYBRID).column("sIP").to_pylist())
     planted = set(truth.index[truth.population == "scanner"])
     assert len(planted) >= 10
     assert planted <= found  # recall 1

@@ -12,21 +12,23 @@ rwscan's layout: sip|proto|stime|etime|flows|packets|bytes| (plus scan_model|sca
 --model-fields).
 
 Models (--scan-model), rwscan's numbers:
-  0  Threshold Random Walk, then Bayesian logistic regression for what TRW leaves benign or
-     unknown (the default, as rwscan's);
+  0  Threshold Random Walk for TCP, then Bayesian logistic regression (BLR) for what TRW leaves
+     benign or unknown and for ICMP (the default, as rwscan's);
   1  Threshold Random Walk only (Jung et al., 2004): each TCP source is judged by its first
      contact with each destination: a bare SYN to an address outside --trw-internal-set (the hosts
      that exist) is a miss, anything else a hit; four misses in a row (default thetas) make a
      scanner, four hits clear it. It finds horizontal scans (many hosts), not one host's ports;
-  2  Bayesian logistic regression only (rwscan's TCP coefficients; 32 records or more).
+  2  BLR only: rwscan's TCP and ICMP coefficients, for events of 32 records or more.
 
 Differs from rwscan, on purpose or not yet:
-  - the input need not be sorted: records are grouped by sIP and ordered by dIP here (rwscan wants
-    rwsort --fields=sip,proto,dip first, and splits a source whose records are not together);
-  - TCP only: rwscan's UDP and ICMP logistic models are not implemented, so UDP and ICMP scanners
-    are not reported (rwscan reports them under models 0 and 2);
+  - the input need not be sorted: records are grouped by sIP and protocol and ordered by dIP here
+    (rwscan wants rwsort --fields=sip,proto,dip first, and splits a source whose records are not
+    together);
+  - rwscan's UDP model is not implemented: UDP sources are never reported (rwscan reports UDP
+    scans under models 0 and 2);
   - --threads, --queue-depth and the --verbose-* switches are not offered (one vectorised pass).
-Like rwscan, IPv4 only: IPv6 records are skipped.
+Like rwscan, IPv4 only: IPv6 records are skipped. Byte for byte rwscan's output on TCP and ICMP
+records (tests/test_scan.py, against SiLK 3.19.1).
 
 Examples:
   vlf scan --trw-internal-set=inside.set flows.parquet
@@ -62,7 +64,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..flows.sets import IPSet, SetFileError
-    from ..flows.tools.scan import COLUMNS, TrwModel, trw_scanners
+    from ..flows.tools.scan import COLUMNS, TrwModel, find_scanners
     from .text_options import delimited_and_files, write_lines
 
     args.delimited, args.files = delimited_and_files(args.delimited, args.files)
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         internal = IPSet.read(args.trw_internal_set) if args.trw_internal_set else IPSet.from_strings([])
     except SetFileError as exc:
         raise VerbError(str(exc)) from None
-    scanners = trw_scanners(read_flows(args.files, columns=COLUMNS), internal, TrwModel(args.trw_theta0, args.trw_theta1),
+    scanners = find_scanners(read_flows(args.files, columns=COLUMNS), internal, TrwModel(args.trw_theta0, args.trw_theta1),
                             scan_model=args.scan_model)
     write_lines(format_scanners(scanners, args), args)
     return 0

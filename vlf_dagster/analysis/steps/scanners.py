@@ -13,7 +13,7 @@ from ...flows.schema import conform_columns
 from ...flows.sets import IPSet
 from ...flows.sql import NO_HIVE, glob_escaped, ident
 from ...flows.storage import write_parquet
-from ...flows.tools.scan import COLUMNS, HYBRID, SCANNER_SCHEMA, TCP, trw_scanners
+from ...flows.tools.scan import COLUMNS, HYBRID, ICMP, SCANNER_SCHEMA, TCP, find_scanners
 
 BUCKET_ROWS = 16_000_000  # records held at once: sources are split into buckets by a hash of sIP
 WINDOW_SCHEMA = pa.schema([pa.field("month", pa.string()), *SCANNER_SCHEMA])
@@ -32,10 +32,10 @@ def month_scanners(inbound: Sequence[str | Path], internal: IPSet, out: str | Pa
         select = ", ".join(ident(c) for c in COLUMNS)
         with duck.connect() as con:
             for bucket in range(buckets):
-                table = con.sql(f"SELECT {select} FROM read_parquet($files, {NO_HIVE}) WHERE protocol = {TCP}"
+                table = con.sql(f"SELECT {select} FROM read_parquet($files, {NO_HIVE}) WHERE protocol IN ({ICMP}, {TCP})"
                                 f" AND hash(sIP) % {buckets} = {bucket}",
                                 params={"files": [glob_escaped(f) for f in files]}).to_arrow_table()
-                parts.append(trw_scanners(conform_columns(table, COLUMNS), internal, scan_model=scan_model))
+                parts.append(find_scanners(conform_columns(table, COLUMNS), internal, scan_model=scan_model))
     found = pa.concat_tables(parts).sort_by("sIP") if parts else SCANNER_SCHEMA.empty_table()
     write_parquet(found, out)
     return found

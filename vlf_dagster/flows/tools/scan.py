@@ -36,7 +36,7 @@ SCANNER_SCHEMA = pa.schema([
     pa.field("flows", pa.uint64()), pa.field("packets", pa.uint64()), pa.field("bytes", pa.uint64()),
     pa.field("scan_model", pa.uint8()), pa.field("scan_prob", pa.float64()),
 ])
-COLUMNS = ["sIP", "sIPv6", "dIP", "dIPv6", "sPort", "protocol", "flags", "packets", "bytes", "sTime", "duration"]
+COLUMNS = ["sIP", "sIPv6", "dIP", "dIPv6", "sPort", "dPort", "protocol", "flags", "packets", "bytes", "sTime", "duration"]
 
 
 @dataclass(frozen=True)
@@ -66,38 +66,51 @@ TCP_BETAS = dict(intercept=-2.838353611, noack=3.309023427, small=-0.157047027, 
                  payload=-1.047413699, unique_dip=3.163018548, backscatter=-3.260270447)
 
 
-def trw_scanners(flows: pa.Table, internal: IPSet, model: TrwModel = TrwModel(), scan_model: int = TRW) -> pa.Table:
-    """One row per TCP source called a scanner, in sIP order (rwscan's output, as a table).
+ICMP_BETAS = dict(intercept=-4.307079, subnet_run=-0.08245704, dip_run=-0.02800612, subnet_dips=0.04877852,
+                  destinations=-0.000006398878, echo=4.016751)  # rwscan.h's ICMP_BETA0..22
+ICMP, UDP = 1, 17
+ECHO_TYPES = (8, 13, 15, 17)  # echo, timestamp, information and address mask requests
 
-    ``scan_model``: TRW (1); HYBRID (0), BLR for what TRW leaves benign or unknown (not its floods
-    or backscatter); BLR (2) alone.  BLR is rwscan's TCP model; its UDP and ICMP models are not here.
+
+def find_scanners(flows: pa.Table, internal: IPSet, model: TrwModel = TrwModel(), scan_model: int = HYBRID) -> pa.Table:
+    """One row per (sIP, protocol) event called a scan, in sIP then protocol order (rwscan's
+    output, as a table).
+
+    ``scan_model``: TRW (1) judges TCP events; HYBRID (0) adds BLR for what TRW leaves benign or
+    unknown (not its floods or backscatter) and for ICMP; BLR (2) alone.  BLR needs 32 records.
+    rwscan's UDP model is not here: UDP events are never called scans.
     """
-    tcp = _ipv4_tcp(flows)
-    n = tcp.num_rows
+    records = _ipv4_records(flows)
+    n = records.num_rows
     if n == 0:
         return SCANNER_SCHEMA.empty_table()
-    sip = tcp.column("sIP").to_numpy()
-    dip = tcp.column("dIP").to_numpy()
-    order = np.lexsort((dip, sip))  # stable: records of one (sIP, dIP) keep their input order
-    sip, dip = sip[order], dip[order]
-    flags = tcp.column("flags").to_numpy()[order]
-    first = np.r_[True, sip[1:] != sip[:-1]]
+    col = lambda name: records.column(name).to_numpy()
+    sip, proto, dip = col("sIP"), col("protocol"), col("dIP")
+    order = np.lexsort((dip, proto, sip))  # stable: records of one (sIP, dIP) keep their input order
+    sip, proto, dip = sip[order], proto[order], dip[order]
+    flags = col("flags")[order]
+    first = np.r_[True, (sip[1:] != sip[:-1]) | (proto[1:] != proto[:-1])]
     starts = np.flatnonzero(first)
     event = np.cumsum(first) - 1
     sizes = np.diff(np.r_[starts, n])
+    kind = proto[starts]
 
     scan = np.zeros(len(starts), bool)
     used = np.full(len(starts), TRW, np.uint8)
     prob = np.zeros(len(starts))
-    undecided = np.ones(len(starts), bool)  # BLR may look at these (hybrid)
+    blr_allowed = np.ones(len(starts), bool)
     if scan_model in (HYBRID, TRW):
-        trw_scan, likelihood, blr_allowed = _trw(dip, flags, starts, event, internal, model)
-        scan, prob = trw_scan, likelihood
-        undecided = blr_allowed
+        trw_scan, likelihood, after_trw = _trw(dip, flags, starts, event, internal, model)
+        tcp = kind == TCP
+        scan, prob = trw_scan & tcp, np.where(tcp, likelihood, 0.0)
+        blr_allowed = np.where(tcp, after_trw, True)
     if scan_model in (HYBRID, BLR):
-        judged = undecided & (sizes >= BLR_MIN_FLOWS)
-        p = _blr_tcp(tcp, order, sip, dip, flags, starts, event, sizes)
-        blr_scan = judged & (p > 0.5)
+        p = np.zeros(len(starts))
+        if (kind == TCP).any():
+            p = np.where(kind == TCP, _blr_tcp(records, order, sip, dip, flags, starts, event, sizes), p)
+        if (kind == ICMP).any():
+            p = np.where(kind == ICMP, _blr_icmp(dip, col("dPort")[order], col("sTime")[order], starts, event, sizes), p)
+        blr_scan = blr_allowed & (sizes >= BLR_MIN_FLOWS) & np.isin(kind, (TCP, ICMP)) & (p > 0.5)
         scan = scan | blr_scan
         used = np.where(blr_scan, BLR, used).astype(np.uint8)
         prob = np.where(blr_scan, p, prob)
@@ -105,16 +118,15 @@ def trw_scanners(flows: pa.Table, internal: IPSet, model: TrwModel = TrwModel(),
         return SCANNER_SCHEMA.empty_table()
 
     chosen = np.flatnonzero(scan)
-    in_scan = np.repeat(scan, sizes)
-    rows = order[in_scan]
-    start_ms = tcp.column("sTime").to_numpy()[rows]
-    end_ms = start_ms + tcp.column("duration").to_numpy()[rows].astype(np.int64)
+    rows = order[np.repeat(scan, sizes)]
+    start_ms = col("sTime")[rows]
+    end_ms = start_ms + col("duration")[rows].astype(np.int64)
     offsets = np.r_[0, np.cumsum(sizes[chosen])[:-1]]
-    packets = np.add.reduceat(tcp.column("packets").to_numpy()[rows].astype(np.uint64), offsets)
-    octets = np.add.reduceat(tcp.column("bytes").to_numpy()[rows].astype(np.uint64), offsets)
+    packets = np.add.reduceat(col("packets")[rows].astype(np.uint64), offsets)
+    octets = np.add.reduceat(col("bytes")[rows].astype(np.uint64), offsets)
     start_s, end_s = start_ms // 1000, end_ms // 1000
     return pa.table({
-        "sIP": sip[starts[chosen]], "proto": np.full(len(chosen), TCP, np.uint8),
+        "sIP": sip[starts[chosen]], "proto": kind[chosen].astype(np.uint8),
         "stime": np.minimum.reduceat(start_s, offsets), "etime": _rwscan_etime(start_s, end_s, offsets),
         "flows": sizes[chosen].astype(np.uint64), "packets": packets, "bytes": octets,
         "scan_model": used[chosen], "scan_prob": prob[chosen],
@@ -185,11 +197,11 @@ def _blr_tcp(tcp, order, sip, dip, flags, starts, event, sizes) -> np.ndarray:
     return np.exp(y) / (1.0 + np.exp(y))
 
 
-def _ipv4_tcp(flows: pa.Table) -> pa.Table:
-    """TCP records with IPv4 addresses (rwscan is IPv4 only), the columns TRW reads."""
+def _ipv4_records(flows: pa.Table) -> pa.Table:
+    """ICMP, TCP and UDP records with IPv4 addresses (rwscan is IPv4 only), the columns read."""
     import pyarrow.compute as pc
 
-    keep = pc.equal(flows.column("protocol"), TCP)
+    keep = pc.is_in(flows.column("protocol"), pa.array([ICMP, TCP, UDP], flows.schema.field("protocol").type))
     if "sIPv6" in flows.column_names:
         keep = pc.and_(keep, pc.and_(pc.is_null(flows.column("sIPv6")), pc.is_null(flows.column("dIPv6"))))
     return flows.select([c for c in COLUMNS if c in flows.column_names]).filter(keep)
@@ -200,6 +212,59 @@ def _running(mask: np.ndarray, starts: np.ndarray, event: np.ndarray) -> np.ndar
     total = np.cumsum(mask, dtype=np.int64)
     before = np.r_[0, total][starts]
     return total - before[event]
+
+
+def _blr_icmp(dip, dport, stime, starts, event, sizes) -> np.ndarray:
+    """rwscan's ICMP Bayesian logistic regression (calculate_icmp_metrics), each event's probability.
+
+    rwscan walks the event sorted by stime, then (stably) by dIP; its counters are uint8 and its
+    maxima are taken where the /24 changes, quirks kept: the dIP run at an event's end is never
+    counted, and a run carries over from one /24 to the next."""
+    n = len(dip)
+    o = np.lexsort((np.arange(n), stime, dip, event))
+    d, p, ev = dip[o].astype(np.int64), dport[o], event[o]
+    c = d >> 8
+    last = np.r_[ev[1:] != ev[:-1], True]
+    nd = np.r_[d[1:], -1]
+    same_c = ~last & (c == (nd >> 8))
+    change = same_c & (d != nd)
+    step = change & (nd - d == 1)
+    gap = change & ~step
+    n_events = len(starts)
+    # the most dIPs in one /24 (uint8), at least 1
+    seg_first = np.r_[True, ~same_c[:-1]]
+    seg = np.cumsum(seg_first) - 1
+    seg_dips = (1 + np.bincount(seg, weights=change).astype(np.int64)) % 256
+    seg_event = ev[seg_first]
+    subnet_dips = np.maximum(1, _max_by(seg_dips, seg_event, n_events))
+    # the longest run of consecutive /24s
+    seg_c = c[seg_first]
+    chained = np.r_[False, (seg_event[1:] == seg_event[:-1]) & (seg_c[1:] - seg_c[:-1] == 1)]
+    chain = np.cumsum(~chained) - 1
+    chain_len = np.bincount(chain)
+    subnet_run = np.maximum(1, _max_by(chain_len, seg_event[~chained], n_events))
+    # the longest run of consecutive dIPs inside /24s, as counted when a gap ends it
+    gap_at = np.flatnonzero(gap)
+    steps = np.cumsum(step)
+    before = np.r_[0, steps][np.maximum.accumulate(np.where(np.r_[True, gap[:-1]] | np.r_[True, last[:-1]],
+                                                             np.arange(n), 0))]
+    run_at_gap = (1 + steps[gap_at] - step[gap_at] - before[gap_at]) % 256
+    dip_run = np.maximum(1, _max_by(run_at_gap, ev[gap_at], n_events))
+    # distinct (dIP, type/code) steps in walking order, and the share of echo-like requests
+    destinations = np.bincount(ev, weights=np.r_[True, (d[1:] != d[:-1]) | (p[1:] != p[:-1]) | (ev[1:] != ev[:-1])],
+                               minlength=n_events)
+    echo = np.bincount(ev, weights=np.isin(p >> 8, ECHO_TYPES) & ((p & 0xFF) == 0), minlength=n_events)
+    b = ICMP_BETAS
+    y = (b["intercept"] + b["subnet_run"] * subnet_run + b["dip_run"] * dip_run + b["subnet_dips"] * subnet_dips
+         + b["destinations"] * destinations + b["echo"] * echo / sizes)
+    return np.exp(y) / (1.0 + np.exp(y))
+
+
+def _max_by(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """The largest value of each group (0 where a group has none)."""
+    out = np.zeros(n_groups, np.int64)
+    np.maximum.at(out, groups, values.astype(np.int64))
+    return out
 
 
 def _rwscan_etime(start_s: np.ndarray, end_s: np.ndarray, offsets: np.ndarray) -> np.ndarray:
