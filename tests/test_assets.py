@@ -183,6 +183,14 @@ def test_pipeline_vlf_sets_equal_the_simulator_ground_truth(tmp_path):
     assert planted and planted <= set(scanners.sIP)
     assert set(populations.loc[sorted(set(scanners.sIP))]) <= {"scanner", "vlf_scan"}
     assert set(scanners.month) == {f"{START:%Y-%m}"} and set(scanners.scan_model) <= {1, 2}
+    # the SQL catalog's VLF flows say which come from a scanner (the VLF tables with and without them)
+    import duckdb
+    with duckdb.connect(str(data / "catalog.duckdb"), read_only=True) as con:
+        labelled = con.sql("SELECT sIP, bool_or(scanner), bool_and(scanner) FROM vlf_categories GROUP BY sIP").fetchall()
+    assert labelled and all(any_ == all_ == (sip in set(scanners.sIP)) for sip, any_, all_ in labelled)
+    # rwscan's models cannot call a VLF-fd source a scan: one destination host (TRW needs four misses
+    # on distinct hosts) and at most 10 records (BLR needs 32); the label stays false on the VLF flows
+    assert not any(any_ for _, any_, _ in labelled)
 
 
 def test_stale_rollup_is_caught_before_the_vlf_sets_use_it(planted, site):

@@ -141,6 +141,11 @@ def _flowtype_case() -> str:
 def _view_sql(source: Source, base: Path) -> str:
     # Every file of a source is written by one function with one schema: no union_by_name, which
     # would read all ~80,000 archive footers whenever the view is bound (at refresh and per query).
+    if source.artifact is A.VLF_CATEGORIES and A.SCANNERS.path(base).exists():
+        # rwscan's verdict beside each VLF flow, so the VLF tables read with and without scanners
+        scanners = literal(glob_escaped(A.SCANNERS.path(base)))
+        return (f"SELECT *, (sIPv6 IS NULL AND sIP IN (SELECT sIP FROM read_parquet({scanners}))) AS scanner "
+                f"FROM ({Segmented(base / source.pattern).relation_sql()})")
     if source.segmented:
         return Segmented(base / source.pattern).relation_sql()
     files = literal(f"{glob_escaped(base)}/{source.pattern}")  # the folder read by name, the pattern as one
