@@ -22,6 +22,7 @@ from ...flows.site import Site
 from ... import artifacts as A
 from ...flows.storage import archive_files, hours_between, state_dir
 from ..tables import figures as fig
+from ..tables.bursts import port_bursts
 from ..tables.categories import category_counts
 from ..tables.destinations import contact_surface_of_counts, where_do_they_go
 from ..tables.flags import flags_by_port, flags_for_top_ports, unmatched_tcp_flags
@@ -235,6 +236,24 @@ def _timelines(inputs: StudyInputs) -> list[Piece]:
     return pieces
 
 
+def _transient(inputs: StudyInputs) -> list[Piece]:
+    pieces = []
+    for protocol, label, category in ((6, "TCP", "unmatched TCP"), (17, "UDP", "unmatched UDP")):
+        ports = _top_ports(inputs, category, 10)
+        bursts, hourly = port_bursts(inputs.categories, ports, inputs.site.start, inputs.site.window_end(),
+                                     protocol=protocol, category=category, country_of=inputs.country_of)
+        spans = bursts.attrs.pop("hours")
+        path = fig.plot_port_bursts(hourly, spans, inputs.figure(f"bursts_{label.lower()}"),
+                                    title=f"Unmatched {label}: bursts of the top 10 ports")
+        pieces.append(Piece(f"Bursts of the top 10 unmatched {label} ports", table=bursts,
+                            empty=f"No burst: the flows per hour of the top 10 unmatched {label} ports never rose "
+                                  "well above their baseline for less than half the window.",
+                            note=inputs.geoip_status if inputs.country_of is not None else
+                            f"Countries not available: {inputs.geoip_status}"))
+        pieces.append(Piece(f"Unmatched {label}: the top 10 ports hour by hour, bursts boxed", figure=path))
+    return pieces
+
+
 def _direction_plots(inputs: StudyInputs) -> list[Piece]:
     pieces = []
     for protocol, label in ((6, "TCP"), (17, "UDP")):
@@ -344,6 +363,15 @@ PARTS: list[Part] = [
          ("A hit is a flow whose destination is in active_inside_set (inside addresses that ever answered or originated).",)),
     Part("report_port_timelines", "Temporal distribution", (A.VLF_CATEGORIES,), _timelines,
          "Flows per day (or hour) of the top unmatched TCP and UDP ports over the window."),
+    Part("report_transient_ports", "Transient port activity", (A.VLF_CATEGORIES,), _transient,
+         "Bursts of the top unmatched TCP and UDP ports: when each starts, peaks and ends, and its sources and countries.",
+         ("Found by change-point detection (ruptures' bottom-up segmentation, least squares) on the Anscombe "
+          "transform 2 sqrt(y + 3/8) of each port's flows per hour, a break costing 3 sigma^2 ln(hours) (sigma: the "
+          "noise, from the hour-to-hour differences, at least 1). A burst is a run of segments at least 3 sigma above "
+          "the median level, shorter than half the window, with 20 flows above the baseline and 3 sources or more.",
+          "Start: its first hour; End: the hour after its last (UTC); Peak: its busiest hour. Baseline: the port's "
+          "median flows per hour outside its bursts. Top sources: address (flows in the burst); Top countries: "
+          "code (sources in the burst)."), geo=True),
     Part("report_geography", "Geographical distribution", (A.VLF_CATEGORIES,), _geography,
          "Top 10 source countries per top unmatched TCP port (GeoIP2 country database).", geo=True),
     Part("report_udp_ports", "UDP per port volumes", (A.VLF_CATEGORIES,), _udp_buckets,

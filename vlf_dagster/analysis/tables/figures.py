@@ -6,6 +6,7 @@ figure (the study's title)  data (what is plotted)            writer ``(inputs..
 Overall Traffic Volumes     :func:`traffic_volume_data`       :func:`traffic_volumes`
 Contact Surface             :func:`contact_surface_data`      :func:`contact_surface`
 Temporal distribution       :func:`port_timeline_data`        :func:`port_timeline`
+Transient port activity     :func:`.bursts.port_bursts`       :func:`plot_port_bursts`
 Overall TCP/UDP ports       :func:`port_direction_data`       :func:`port_direction_plot`
 ==========================  ================================  ==================================
 
@@ -552,6 +553,32 @@ def port_timeline(categories: Source, ports: Sequence[int], out: str | Path, bin
     """"Temporal distribution" of ``ports`` as a PNG at ``out`` (see :func:`port_timeline_data`
     for ``protocol``, ``category``, ``start`` and ``end``)."""
     return plot_port_timeline(port_timeline_data(categories, ports, bin, **kwargs), out, title)
+
+
+def port_bursts_figure(data: pd.DataFrame, bursts: Sequence[tuple[int, int, int, int]],
+                       title: str = "Transient port activity") -> Figure:
+    """The hourly heatmap of :func:`port_timeline_figure` with each burst boxed in red on its port's
+    row and its busiest hour marked; ``bursts``: (port, first bin, end bin, peak bin) indices into ``data``."""
+    fig = port_timeline_figure(data, title)
+    ports = [c for c in data.columns if c != "Date"]
+    ax = fig.axes[0]
+    if data.empty or not ports or not len(bursts):
+        return fig
+    x = _plot_dates(data["Date"])
+    step = (x[1] - x[0]) if len(x) > 1 else np.timedelta64(1, "h")
+    edges = np.append(x, x[-1] + step)
+    for port, a, b, peak in bursts:
+        r = ports.index(port)
+        x0, x1 = edges[a], edges[b]
+        ax.plot([x0, x1, x1, x0, x0], [r + 0.08, r + 0.08, r + 0.92, r + 0.92, r + 0.08], color="red", lw=1.6)
+        ax.plot([edges[peak] + step / 2], [r + 0.5], marker="v", color="red", markersize=7, linestyle="none")
+    ax.set_title(ax.get_title() + f"; {len(bursts)} burst(s) boxed in red, \u25bc its busiest hour", fontsize=10)
+    return fig
+
+
+def plot_port_bursts(data: pd.DataFrame, bursts: Sequence[tuple[int, int, int, int]], out: str | Path,
+                     title: str | None = None) -> Path:
+    return save_png(port_bursts_figure(data, bursts, title or "Transient port activity"), out)
 
 
 # --- 4. Overall TCP/UDP ports, O->E and E->O -----------------------------------------------------
