@@ -7,7 +7,7 @@ campaign's.  On a port with no other traffic (3389, 1434/UDP, 5900) its start an
 unmatched port, only about doubles its flows per hour, so its ends are found within
 :data:`BUSY_TOLERANCE_HOURS` and it overlaps the campaign by :data:`BUSY_MIN_JACCARD` (intersection
 over union) or more.  The detection
-reads the inbound flows of the low-frequency sources (1..10 flows) as the report reads
+reads the inbound flows of the VLF-fd sources (1..10 flows, one destination) as the report reads
 ``vlf_categories``: the campaigns' probes are never answered, so they are all unmatched there.
 """
 
@@ -63,7 +63,7 @@ def _planted(data, seed):
     truth = pq.read_table(summary.ground_truth_path).to_pandas()
     flows = pd.concat([pq.read_table(p, columns=["sIP", "dPort", "protocol", "sTime"]).to_pandas()
                        for p in summary.landing_files], ignore_index=True)
-    vlf = flows[flows.sIP.isin(truth.sIP[truth.flows <= 10])]  # the low-frequency sources' inbound flows
+    vlf = flows[flows.sIP.isin(truth.sIP[(truth.flows <= 10) & (truth.destinations == 1)])]  # VLF-fd sources' flows
     started = time.perf_counter()
     found = {}
     for protocol in (6, 17):
@@ -87,7 +87,7 @@ def test_the_simulator_plants_campaigns_with_their_truth(planted):
     window = (_ms(str(START)), _ms(str(START + timedelta(days=DAYS))))
     ours = truth[truth.population == PORT_CAMPAIGN_POPULATION]
     assert len(ours) == campaigns.sources.sum() == planted["summary"].populations[PORT_CAMPAIGN_POPULATION]
-    assert (ours.flows <= 4).all()
+    assert (ours.flows <= 4).all() and (ours.destinations == 1).all()
     for c in campaigns.itertuples():
         assert 4 * MS_PER_HOUR <= c.end_ms - c.start_ms <= 24 * MS_PER_HOUR
         assert c.start_ms >= window[0] + 6 * MS_PER_HOUR and c.end_ms <= window[1] - 6 * MS_PER_HOUR

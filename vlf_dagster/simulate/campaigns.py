@@ -6,7 +6,7 @@ it).  Campaign ``i`` probes :data:`CAMPAIGN_PORTS` ``[i]`` from ``start`` to ``e
 the window at least :data:`CAMPAIGN_MARGIN_HOURS` from either end, lasting 4 to 24 hours and at
 most a quarter of the window): its sources (1.5% to 3% of ``config.sources`` each, at least
 :data:`CAMPAIGN_MIN_SOURCES`) send 1 to 4 unanswered probes (TCP SYN, or one UDP datagram) to
-random inside addresses within 10 minutes, at a time uniform in ``start..end``: a flat burst that
+one random inside address each (VLF-fd sources, as the study's: few flows, one destination) within 10 minutes, at a time uniform in ``start..end``: a flat burst that
 starts and stops sharply.  Its sources are extra outside addresses (the ranks after the web and
 DNS servers'), of population ``port_campaign`` in the ground truth; ``summary.json`` lists the
 campaigns under ``port_campaigns`` (:func:`.truth.campaign_truth` reads them).
@@ -90,7 +90,7 @@ def campaign_flows(rng: np.random.Generator, campaigns: list[Campaign], inside: 
     proto = np.array([c.protocol for c in campaigns], dtype=np.int64)[owner][src]
     dport = np.array([c.port for c in campaigns], dtype=np.int64)[owner][src]
     sport = _ephemeral(rng, len(src))
-    dst_off = rng.integers(0, inside.size, len(src))
+    dst_off = rng.integers(0, inside.size, len(owner))[src]  # one inside address per source: VLF-fd, as the study's
     vol = _Volumes(len(src))
     tcp = proto == PROTO_TCP
     vol.syn_probe(rng, np.flatnonzero(tcp))

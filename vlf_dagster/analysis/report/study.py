@@ -367,8 +367,10 @@ PARTS: list[Part] = [
          "Bursts of the top unmatched TCP and UDP ports: when each starts, peaks and ends, and its sources and countries.",
          ("Found by change-point detection (ruptures' bottom-up segmentation, least squares) on the Anscombe "
           "transform 2 sqrt(y + 3/8) of each port's flows per hour, a break costing 3 sigma^2 ln(hours) (sigma: the "
-          "noise, from the hour-to-hour differences, at least 1). A burst is a run of segments at least 3 sigma above "
-          "the median level, shorter than half the window, with 20 flows above the baseline and 3 sources or more.",
+          "noise, from the hour-to-hour differences, at least 1). A burst is a run of segments whose mean is 4 "
+          "standard errors above the median level and whose flows per hour are 1.5 times the baseline's (runs 2 hours "
+          "apart or less joined), its ends placed again by the exact fit of two breaks around it (ruptures' Dynp); "
+          "kept when shorter than half the window, with 20 flows above the baseline and 10 sources or more.",
           "Start: its first hour; End: the hour after its last (UTC); Peak: its busiest hour. Baseline: the port's "
           "median flows per hour outside its bursts. Top sources: address (flows in the burst); Top countries: "
           "code (sources in the burst)."), geo=True),

@@ -6,9 +6,14 @@ counts, ``2 sqrt(y + 3/8)``, which gives Poisson counts a variance near 1 at any
 ``sigma`` is estimated from the hour-to-hour differences (median absolute deviation, at least 1:
 sources that send their flows in clusters make the counts noisier than Poisson), and the penalty of a
 break is :data:`PENALTY` ``x sigma^2 x ln(hours)`` (the BIC's order, made stricter).  The baseline is
-the median of the segments' levels over the hours; a burst is a run of adjacent segments each
-:data:`HIGH_SIGMAS` ``x sigma`` above it, shorter than :data:`MAX_SHARE` of the window (longer is a
-change of level, not a transient), with at least :data:`MIN_EXCESS_FLOWS` flows above the baseline.
+the median of the segments' levels over the hours; a burst is a run of adjacent segments
+whose mean is :data:`HIGH_SIGMAS` standard errors (``sigma / sqrt(hours)``) above it and whose flows
+per hour are :data:`MIN_RATIO` times the baseline's, runs :data:`MERGE_GAP_HOURS` or fewer hours
+apart joined; its ends are then placed again by the exact least-squares fit of two breaks around it
+(ruptures' ``Dynp``).  It is kept when shorter than :data:`MAX_SHARE` of the window (longer is a
+change of level, not a transient) with at least :data:`MIN_EXCESS_FLOWS` flows above the baseline
+(and, in :func:`port_bursts`, :data:`MIN_SOURCES` sources).  Steady traffic that varies by the hour
+of the day would need the daily profile taken out first: the simulated site has none.
 
 :func:`port_bursts` does that for the top ports of the temporal distribution (the same hourly grid,
 :func:`.figures.port_timeline_data`), then says in one DuckDB query which sources and countries drive
@@ -38,6 +43,7 @@ MIN_SOURCES = 10  # distinct sources in the burst: fewer is a few hosts' own clu
 TOP_DRIVERS = 3  # sources and countries named per burst
 MERGE_GAP_HOURS = 2  # bursts this close are one
 REFINE_HOURS = 72  # hours on either side of a burst where its ends are placed again
+REFINE_MAX_HOURS = 240  # and no more hours in all (the exact fit costs the square of them): longer bursts keep theirs
 
 BURST_COLUMNS = ["Protocol", "Port", "Start", "End", "Hours", "Peak", "Peak flows", "Flows", "Baseline flows/hour",
                  "Sources", "Top sources", "Top countries"]
@@ -113,10 +119,11 @@ def _merge_gaps(runs: list[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
 def _refine(z: np.ndarray, a: int, b: int, lo: int, hi: int) -> tuple[int, int]:
     """The burst's ends placed again by the exact least-squares fit of two breaks (ruptures' ``Dynp``)
     over the burst and as many hours on either side (at most :data:`REFINE_HOURS`, never into the next
-    burst): the bottom-up merges place the ends of a weak burst only roughly."""
+    burst; not past :data:`REFINE_MAX_HOURS` in all): the bottom-up merges place the ends of a weak burst
+    only roughly."""
     width = min(b - a, REFINE_HOURS)
     lo, hi = max(lo, a - width), min(hi, b + width)
-    if hi - lo < 3 or (lo == a and hi == b):
+    if hi - lo < 3 or hi - lo > REFINE_MAX_HOURS or (lo == a and hi == b):
         return a, b
     x = z[lo:hi]
     if lo == a or hi == b:  # the burst touches the window's edge (or a neighbour): one break to place
