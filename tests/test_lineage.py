@@ -64,6 +64,7 @@ LINEAGE = {
     "report_samples": ("reports", None, ["matched_vlf_flows", "vlf_categories"]),
     "report_tcp_flags_top_ports": ("reports", None, ["vlf_categories"]),
     "report_traffic_volumes": ("reports", None, ["monthly_traffic_volumes", "study_months"]),
+    "report_transient_ports": ("reports", None, ["vlf_categories"]),
     "report_udp_ports": ("reports", None, ["vlf_categories"]),
     "report_unmatched_tcp_flags": ("reports", None, ["vlf_categories"]),
     "report_unmatched_tcp_ports": ("reports", None, ["vlf_categories"]),
