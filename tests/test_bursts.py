@@ -188,3 +188,19 @@ def test_no_rows_no_bursts(planted):
     bursts, hourly = port_bursts(empty, [445], START, START + timedelta(days=1), protocol=6)
     assert list(bursts.columns) == BURST_COLUMNS and bursts.empty and (hourly[445] == 0).all() and len(hourly) == 24
     assert json.dumps(bursts.attrs["hours"]) == "[]"
+
+
+def test_the_game_servers_lifetime_is_a_burst_of_its_port(sites):
+    """Not planted as a campaign: the game server lives only in the window's first third, and its
+    clients come mostly then (model.GAME_FIRST_PHASE_SHARE), so among the VLF-fd sources' flows
+    (answered or not) port 27015/UDP has a burst that ends when the server does (summary.json's
+    game_server_until), within :data:`TOLERANCE_HOURS`.  (The report reads unmatched UDP only, where the
+    answered first third drops out: there 27015 starts when the server dies, a change of level, no burst.)"""
+    for planted in sites:
+        facts = json.loads((planted["data"] / "sim" / "summary.json").read_text())
+        until = _ms(facts["game_server_until"])
+        top, bursts, _ = planted["found"][17]
+        assert 27015 in top
+        game = bursts[bursts.Port == 27015]
+        assert len(game) >= 1 and _ms(game.Start.iloc[0]) == _ms(str(START))
+        assert abs(_ms(game.End.iloc[-1]) - until) <= TOLERANCE_HOURS * MS_PER_HOUR, (game, facts["game_server_until"])
