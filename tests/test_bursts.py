@@ -204,3 +204,13 @@ def test_the_game_servers_lifetime_is_a_burst_of_its_port(sites):
         game = bursts[bursts.Port == 27015]
         assert len(game) >= 1 and _ms(game.Start.iloc[0]) == _ms(str(START))
         assert abs(_ms(game.End.iloc[-1]) - until) <= TOLERANCE_HOURS * MS_PER_HOUR, (game, facts["game_server_until"])
+
+
+def test_vlf_simulate_plants_campaigns_on_request(tmp_path, capsys):
+    from vlf_dagster.cli import main
+
+    assert main(["simulate", "--days", "2", "--sources", "2000", "--campaigns", "2", "--data-dir", str(tmp_path / "d")]) == 0
+    planted = json.loads((tmp_path / "d" / "sim" / "summary.json").read_text())["port_campaigns"]
+    assert [c["port"] for c in planted] == [3389, 1434]
+    assert main(["simulate", "--days", "1", "--sources", "300", "--campaigns", "9", "--data-dir", str(tmp_path / "e")]) == 1
+    assert capsys.readouterr().err.strip() == "vlf simulate: at most 6 port campaigns (got 9)"

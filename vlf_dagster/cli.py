@@ -33,7 +33,7 @@ def cmd_simulate(args) -> dict:
     write_text(site.to_toml(), data_site_file(data))
     started = time.perf_counter()
     with progress.shown("vlf simulate"):
-        summary = simulate(site, SimulationConfig(days=args.days, sources=args.sources, seed=args.seed), data)
+        summary = simulate(site, SimulationConfig(days=args.days, sources=args.sources, seed=args.seed, campaigns=args.campaigns), data)
     elapsed = time.perf_counter() - started
     print(
         f"simulated {summary.flows:,} flows ({summary.inbound_flows:,} inbound) from {summary.sources:,} outside "
@@ -219,6 +219,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--days", type=int, default=7, help="days to simulate (default 7)")
         p.add_argument("--sources", type=int, default=20000, help="outside sources (default 20000)")
         p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+        p.add_argument("--campaigns", type=int, default=0, metavar="N",
+                       help="plant N port campaigns that start and stop (at most 6; default 0), for the "
+                       "report's Transient port activity")
         p.add_argument("--start", help="first hour, YYYY-MM-DDTHH:MM UTC (default: the site's start)")
         p.add_argument("--site", help="site TOML to start from (default: the packaged default)")
 
