@@ -98,7 +98,7 @@ def test_bad_options_and_inputs_give_one_line(tmp_path, capsys):
     assert str(bad) in err and len(err.strip().splitlines()) == 1
 
 
-def test_the_simulators_planted_scanners_are_found(tmp_path):
+def test_the_simulators_planted_scanners_are_found(tmp_path, monkeypatch):
     """Recall of the planted scanners is 1; every source flagged is a planted scanner or a
     low-frequency scanning probe (a scan by TRW's own definition: four misses), never another
     population."""
@@ -122,3 +122,11 @@ def test_the_simulators_planted_scanners_are_found(tmp_path):
     assert len(planted) >= 10
     assert planted <= found  # recall 1
     assert set(truth.loc[sorted(found), "population"]) <= {"scanner", "vlf_scan"}
+    # the monthly asset's step judges sources in buckets by a hash of sIP: the same rows as one pass
+    from vlf_dagster.analysis.steps import scanners as step
+    whole = find_scanners(records, inside).select(["sIP", "proto", "flows", "scan_model"])
+    monkeypatch.setattr(step, "BUCKET_ROWS", 5_000)
+    landing = sorted((data / "landing").rglob("*.parquet"))
+    bucketed = step.month_scanners(landing, inside, tmp_path / "month.parquet")
+    assert records.num_rows > 5 * 5_000
+    assert bucketed.select(["sIP", "proto", "flows", "scan_model"]).equals(whole)
