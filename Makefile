@@ -81,7 +81,7 @@ bench-workers: install  ## a month's hourly backfill on one worker process again
 bench-objectstore: install  ## the study with its data uploaded to an S3 server (moto, 127.0.0.1) against local files, and a second machine from the bucket
 	$(BIN)/python bench/objectstore.py --days 7 --sources 20000 --runs 3
 
-bench-scan: install  ## vlf scan against SiLK's rwsort | rwscan (built from ../shared/silk) on the same 1.36 M flows: medians, ratio, RSS, same bytes
+bench-scan: install  ## vlf scan against SiLK's rwsort | rwscan (built from ../shared/silk), default model, on the same 1.36 M flows: medians, ratio, RSS, same bytes
 	$(BIN)/python bench/scan_compare.py --days 7 --sources 100000 --runs 3
 
 bench-silk: install  ## vlf against SiLK 3.19.1 (built from ../shared/silk) on the same 2.75 M flows: medians, ratios, RSS

@@ -6,8 +6,8 @@ Simulates a site (``vlf simulate``), puts its records in one Parquet file and th
 one SiLK flow file (``vlf cat --silk``), and the site's inside addresses that sent traffic in an
 IPset (SiLK's format).  Then, ``--runs`` times each, alternately: ``vlf scan`` on the Parquet file
 (unsorted: vlf groups the records itself) and ``rwsort --fields=sip,proto,dip,stime | rwscan`` on
-the SiLK file (rwscan needs sorted input), both with --scan-model=1 (TRW; vlf's BLR is TCP only,
-rwscan's also judges UDP and ICMP, so model 1 is where both do the same work).  Prints medians,
+the SiLK file (rwscan needs sorted input), both with rwscan's default model (TRW, then logistic
+regression for TCP, UDP and ICMP).  Prints medians,
 the vlf/SiLK ratio (below 1: vlf is faster) and whether the two outputs are the same bytes.
 """
 
@@ -63,9 +63,9 @@ def main() -> None:
                                                if any(ipaddress.ip_address(a) in n for n in networks)]).to_silk_bytes())
         silk_bin = Path(args.silk).resolve() / "bin"
         out_vlf, out_silk = work / "vlf.txt", work / "silk.txt"
-        vlf_cmd = f"{VLF} scan --scan-model=1 --trw-internal-set={inside} --output-path={out_vlf} {flows}"
+        vlf_cmd = f"{VLF} scan --trw-internal-set={inside} --output-path={out_vlf} {flows}"
         silk_cmd = (f"{silk_bin / 'rwsort'} --fields=sip,proto,dip,stime {rw} | "
-                    f"{silk_bin / 'rwscan'} --scan-model=1 --trw-internal-set={inside} --output-path={out_silk} -")
+                    f"{silk_bin / 'rwscan'} --trw-internal-set={inside} --output-path={out_silk} -")
         vlf_runs, silk_runs = [], []
         for _ in range(args.runs):
             for runs, command, out in ((vlf_runs, vlf_cmd, out_vlf), (silk_runs, silk_cmd, out_silk)):

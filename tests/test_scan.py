@@ -76,8 +76,9 @@ def test_the_port_scanning_host_of_a_real_capture_is_found():
             for r in found] == [("10.8.0.69", 1, 46, 2, "0.650997")]
 
 
-def test_udp_records_are_not_judged():
-    """rwscan's UDP and ICMP models are not implemented: the same walk over UDP finds nothing."""
+def test_trw_judges_tcp_only_and_blr_needs_32_records():
+    """The walk that makes a TCP scanner is no UDP scan: TRW judges TCP alone, and BLR (which
+    judges UDP, as the goldens show) needs 32 records."""
     inside = IPSet.from_strings(["10.1.24.1"])
     table = _walk([f"10.1.25.{i}" for i in range(1, 9)])
     as_udp = table.set_column(table.schema.get_field_index("protocol"), "protocol", pa.array([17] * 8, pa.uint8()))
@@ -130,3 +131,28 @@ def test_the_simulators_planted_scanners_are_found(tmp_path, monkeypatch):
     bucketed = step.month_scanners(landing, inside, tmp_path / "month.parquet")
     assert records.num_rows > 5 * 5_000
     assert bucketed.select(["sIP", "proto", "flows", "scan_model"]).equals(whole)
+
+
+def test_end_times_follow_rwscans_record_by_record_rule():
+    """rwscan's event end time, record by record: the first record's end, then the end of each record
+    that starts after the end so far; vlf finds the same chain without walking the records."""
+    import numpy as np
+
+    from vlf_dagster.flows.tools.scan import _rwscan_etime
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        sizes = rng.integers(1, 40, rng.integers(1, 8))
+        start = rng.integers(0, 100, sizes.sum())
+        if trial % 3 == 0:
+            start = np.sort(start)  # a sweep in time order: every record moves the end
+        end = start + rng.integers(0, 30, sizes.sum())
+        offsets = np.r_[0, np.cumsum(sizes)[:-1]]
+        expected = []
+        for first, size in zip(offsets, sizes):
+            etime = end[first]
+            for k in range(first + 1, first + size):
+                if start[k] > etime:
+                    etime = end[k]
+            expected.append(etime)
+        assert _rwscan_etime(start, end, offsets).tolist() == expected

@@ -217,8 +217,8 @@ MONTHLY_SCANNERS = Artifact(
     "monthly_scanners", MONTHLY, "parquet", "scanners",
     "The month's scanning sources, one rwscan row each: sIP, proto, stime, etime, flows, packets, bytes, "
     "scan_model, scan_prob.",
-    "rwscan's hybrid model (Threshold Random Walk, then logistic regression) over the month's inbound TCP and "
-    "ICMP records, with the month's active inside hosts as TRW's internal set (vlf scan --scan-model=0).")
+    "rwscan's hybrid model (Threshold Random Walk, then logistic regression) over the month's inbound TCP, UDP "
+    "and ICMP records, with the month's active inside hosts as TRW's internal set (vlf scan --scan-model=0).")
 SCANNERS = Artifact(
     "scanners", WINDOW, "parquet", "scanners",
     "Every scanning source of the window: the months' rows with their month, by sIP and month.",

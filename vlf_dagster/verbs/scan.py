@@ -13,22 +13,20 @@ rwscan's layout: sip|proto|stime|etime|flows|packets|bytes| (plus scan_model|sca
 
 Models (--scan-model), rwscan's numbers:
   0  Threshold Random Walk for TCP, then Bayesian logistic regression (BLR) for what TRW leaves
-     benign or unknown and for ICMP (the default, as rwscan's);
+     benign or unknown and for ICMP and UDP (the default, as rwscan's);
   1  Threshold Random Walk only (Jung et al., 2004): each TCP source is judged by its first
      contact with each destination: a bare SYN to an address outside --trw-internal-set (the hosts
      that exist) is a miss, anything else a hit; four misses in a row (default thetas) make a
      scanner, four hits clear it. It finds horizontal scans (many hosts), not one host's ports;
-  2  BLR only: rwscan's TCP and ICMP coefficients, for events of 32 records or more.
+  2  BLR only: rwscan's TCP, UDP and ICMP coefficients, for events of 32 records or more.
 
 Differs from rwscan, on purpose or not yet:
   - the input need not be sorted: records are grouped by sIP and protocol and ordered by dIP here
     (rwscan wants rwsort --fields=sip,proto,dip first, and splits a source whose records are not
     together);
-  - rwscan's UDP model is not implemented: UDP sources are never reported (rwscan reports UDP
-    scans under models 0 and 2);
   - --threads, --queue-depth and the --verbose-* switches are not offered (one vectorised pass).
-Like rwscan, IPv4 only: IPv6 records are skipped. Byte for byte rwscan's output on TCP and ICMP
-records (tests/test_scan.py, against SiLK 3.19.1).
+Like rwscan, IPv4 only: IPv6 records are skipped. Byte for byte rwscan's output on TCP, UDP and
+ICMP records (tests/test_scan.py, against SiLK 3.19.1).
 
 Examples:
   vlf scan --trw-internal-set=inside.set flows.parquet

@@ -13,7 +13,7 @@ from ...flows.schema import conform_columns
 from ...flows.sets import IPSet
 from ...flows.sql import NO_HIVE, glob_escaped, ident
 from ...flows.storage import write_parquet
-from ...flows.tools.scan import COLUMNS, HYBRID, ICMP, SCANNER_SCHEMA, TCP, find_scanners
+from ...flows.tools.scan import COLUMNS, HYBRID, ICMP, SCANNER_SCHEMA, TCP, UDP, find_scanners
 
 BUCKET_ROWS = 4_000_000  # records held at once (~0.5 GB with the walk's arrays): sources split by a hash of sIP
 WINDOW_SCHEMA = pa.schema([pa.field("month", pa.string()), *SCANNER_SCHEMA])
@@ -32,7 +32,7 @@ def month_scanners(inbound: Sequence[str | Path], internal: IPSet, out: str | Pa
         select = ", ".join(ident(c) for c in COLUMNS)
         with duck.connect() as con:
             for bucket in range(buckets):
-                table = con.sql(f"SELECT {select} FROM read_parquet($files, {NO_HIVE}) WHERE protocol IN ({ICMP}, {TCP})"
+                table = con.sql(f"SELECT {select} FROM read_parquet($files, {NO_HIVE}) WHERE protocol IN ({ICMP}, {TCP}, {UDP})"
                                 f" AND hash(sIP) % {buckets} = {bucket}",
                                 params={"files": [glob_escaped(f) for f in files]}).to_arrow_table()
                 parts.append(find_scanners(conform_columns(table, COLUMNS), internal, scan_model=scan_model))

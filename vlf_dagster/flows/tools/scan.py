@@ -68,6 +68,10 @@ TCP_BETAS = dict(intercept=-2.838353611, noack=3.309023427, small=-0.157047027, 
 
 ICMP_BETAS = dict(intercept=-4.307079, subnet_run=-0.08245704, dip_run=-0.02800612, subnet_dips=0.04877852,
                   destinations=-0.000006398878, echo=4.016751)  # rwscan.h's ICMP_BETA0..22
+UDP_BETAS = dict(intercept=-1.887907966, small=0.543683505, subnet_run=0.025150994, low_port_hits=0.529094801,
+                 low_port_run=-1.244182168, sport_per_destination=-0.001841634, payload=-0.224548546,
+                 unique_sport=-0.697943155)  # rwscan.h's UDP_BETA0..20
+LOW_PORTS = 1024  # rwscan's low-port bitmap
 ICMP, UDP = 1, 17
 ECHO_TYPES = (8, 13, 15, 17)  # echo, timestamp, information and address mask requests
 
@@ -77,8 +81,8 @@ def find_scanners(flows: pa.Table, internal: IPSet, model: TrwModel = TrwModel()
     output, as a table).
 
     ``scan_model``: TRW (1) judges TCP events; HYBRID (0) adds BLR for what TRW leaves benign or
-    unknown (not its floods or backscatter) and for ICMP; BLR (2) alone.  BLR needs 32 records.
-    rwscan's UDP model is not here: UDP events are never called scans.
+    unknown (not its floods or backscatter) and for ICMP and UDP; BLR (2) alone.  BLR needs 32
+    records.
     """
     records = _ipv4_records(flows)
     n = records.num_rows
@@ -106,11 +110,24 @@ def find_scanners(flows: pa.Table, internal: IPSet, model: TrwModel = TrwModel()
         blr_allowed = np.where(tcp, after_trw, True)
     if scan_model in (HYBRID, BLR):
         p = np.zeros(len(starts))
-        if (kind == TCP).any():
-            p = np.where(kind == TCP, _blr_tcp(records, order, sip, dip, flags, starts, event, sizes), p)
-        if (kind == ICMP).any():
-            p = np.where(kind == ICMP, _blr_icmp(dip, col("dPort")[order], col("sTime")[order], starts, event, sizes), p)
-        blr_scan = blr_allowed & (sizes >= BLR_MIN_FLOWS) & np.isin(kind, (TCP, ICMP)) & (p > 0.5)
+        for code in (TCP, ICMP, UDP):
+            judged = blr_allowed & (sizes >= BLR_MIN_FLOWS) & (kind == code)  # only these need the metrics
+            if judged.any():
+                keep = np.repeat(judged, sizes)
+                part_sizes = sizes[judged]
+                part_starts = np.r_[0, np.cumsum(part_sizes)[:-1]]
+                part_event = np.repeat(np.arange(len(part_sizes)), part_sizes)
+                rows = order[keep]
+                if code == TCP:
+                    p[judged] = _blr_tcp(records, rows, sip[keep], dip[keep], flags[keep], part_starts, part_event,
+                                         part_sizes)
+                elif code == ICMP:
+                    p[judged] = _blr_icmp(dip[keep], col("dPort")[rows], col("sTime")[rows], part_starts, part_event,
+                                          part_sizes)
+                else:
+                    p[judged] = _blr_udp(dip[keep], col("sPort")[rows], col("dPort")[rows], col("packets")[rows],
+                                         col("bytes")[rows], col("sTime")[rows], part_starts, part_event, part_sizes)
+        blr_scan = blr_allowed & (sizes >= BLR_MIN_FLOWS) & (p > 0.5)
         scan = scan | blr_scan
         used = np.where(blr_scan, BLR, used).astype(np.uint8)
         prob = np.where(blr_scan, p, prob)
@@ -260,6 +277,93 @@ def _blr_icmp(dip, dport, stime, starts, event, sizes) -> np.ndarray:
     return np.exp(y) / (1.0 + np.exp(y))
 
 
+def _blr_udp(dip, sport, dport, packets, octets, stime, starts, event, sizes) -> np.ndarray:
+    """rwscan's UDP Bayesian logistic regression (calculate_udp_metrics), each event's probability.
+
+    The walk is ICMP's order (stime, then stably dIP).  Quirks kept: a dIP's low-port bitmap starts
+    with the port of the record before it (the previous dIP's last), not its own first record's; a
+    run of low ports reaching port 1023 is never counted; the run of consecutive dIPs is reset only
+    when it beats the /24's maximum so far, and is carried from one /24 to the next."""
+    n, n_events = len(dip), len(starts)
+    o = np.lexsort((np.arange(n), stime, dip, event))
+    d, sp, dp, ev = dip[o].astype(np.int64), sport[o], dport[o].astype(np.int64), event[o]
+    pk, by = packets[o].astype(np.int64), octets[o].astype(np.int64)
+    per_event = lambda mask: np.bincount(ev, weights=mask, minlength=n_events)
+    small = per_event(pk < SMALL_PACKETS)
+    payload = per_event(by // np.maximum(pk, 1) > PAYLOAD_BYTES)
+    first = np.r_[True, ev[1:] != ev[:-1]]
+    last = np.r_[ev[1:] != ev[:-1], True]
+    new_dip = first | np.r_[True, d[1:] != d[:-1]]
+    destinations = per_event(new_dip | np.r_[True, dp[1:] != dp[:-1]])
+    # source ports: changes inside the event's last dIP, and distinct values (65535 lies outside the bitmap)
+    last_dip = np.maximum.reduceat(d, starts)[ev] == d
+    sport_count = 1 + per_event(last_dip & ~new_dip & np.r_[False, sp[1:] != sp[:-1]])
+    keys = np.unique(ev.astype(np.int64) * 65536 + sp.astype(np.int64))
+    keys = keys[keys % 65536 != 65535]
+    unique_sports = np.bincount(keys // 65536, minlength=n_events)
+    # low destination ports per dIP: the record before the dIP (its own first for the event's first), then the rest
+    group = np.cumsum(new_dip) - 1
+    seed = np.where(first, dp, np.r_[0, dp[:-1]])
+    ports = np.r_[seed[new_dip], dp[~new_dip]]
+    owners = np.r_[group[new_dip], group[~new_dip]]
+    low = ports < LOW_PORTS
+    pairs = np.unique(owners[low] * LOW_PORTS + ports[low])
+    pair_group, pair_port = pairs // LOW_PORTS, pairs % LOW_PORTS
+    group_event = ev[new_dip]
+    low_hits = _max_by(np.bincount(pair_group, minlength=len(group_event)), group_event, n_events)
+    chained = np.r_[False, (pair_group[1:] == pair_group[:-1]) & (pair_port[1:] == pair_port[:-1] + 1)][:len(pairs)]
+    run_id = np.cumsum(~chained) - 1
+    run_len = np.bincount(run_id, minlength=0)
+    run_last_port = pair_port[np.r_[np.flatnonzero(~chained)[1:] - 1, len(pairs) - 1]] if len(pairs) else pair_port
+    counted = run_last_port != LOW_PORTS - 1
+    run_group = pair_group[~chained]
+    low_run = _max_by(run_len[counted], group_event[run_group[counted]], n_events)
+    subnet_run = _udp_subnet_runs(d, ev, first, last, n_events)
+    b = UDP_BETAS
+    y = (b["intercept"] + b["small"] * small / sizes + b["subnet_run"] * subnet_run + b["low_port_hits"] * low_hits
+         + b["low_port_run"] * low_run + b["sport_per_destination"] * sport_count / destinations
+         + b["payload"] * payload / sizes + b["unique_sport"] * unique_sports / sizes)
+    return np.exp(y) / (1.0 + np.exp(y))
+
+
+def _udp_subnet_runs(d, ev, first, last, n_events) -> np.ndarray:
+    """rwscan's max_class_c_dip_run_length for UDP events (records in walking order).
+
+    Between records: the next dIP one above in the same /24 is a step (run + 1); a larger jump in
+    the same /24 is a gap, which resets the run to 1 only if it beats the /24's maximum (which it
+    then becomes); a new /24 sets the maximum back to 1.  The result is the largest maximum, the
+    run at the event's end included.  Each pass finds every event's next reset."""
+    nd = np.r_[d[1:], -1]
+    same_c = ~last & ((d >> 8) == (nd >> 8))
+    step = same_c & (nd - d == 1)
+    gap = same_c & (nd - d > 1)
+    segment = np.cumsum(np.r_[True, ~same_c[:-1]]) - 1  # each record's /24 stretch
+    steps_before = np.r_[0, np.cumsum(step)[:-1]]  # steps strictly before each transition
+    start_steps = steps_before[first]
+    gaps = np.flatnonzero(gap)
+    g_ev, g_seg, g_steps = ev[gaps], segment[gaps], steps_before[gaps]
+    base = start_steps.copy()  # steps before the run began
+    best = np.ones(n_events, np.int64)  # the /24's maximum
+    seg_now = segment[first].copy()
+    at = np.full(n_events, -1)
+    metric = np.ones(n_events, np.int64)
+    while len(gaps):
+        run = 1 + g_steps - base[g_ev]
+        same = g_seg == seg_now[g_ev]
+        beats = (gaps > at[g_ev]) & np.where(same, run > best[g_ev], run > 1)
+        nxt = np.full(n_events, len(gaps))
+        np.minimum.at(nxt, g_ev[beats], np.flatnonzero(beats))
+        moving = nxt < len(gaps)
+        if not moving.any():
+            break
+        k = nxt[moving]
+        won = 1 + g_steps[k] - base[moving]
+        best[moving], base[moving], seg_now[moving], at[moving] = won, g_steps[k], g_seg[k], gaps[k]
+        metric[moving] = np.maximum(metric[moving], won)
+    total_steps = np.bincount(ev, weights=step, minlength=n_events).astype(np.int64) + start_steps
+    return np.maximum(metric, 1 + total_steps - base)
+
+
 def _max_by(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     """The largest value of each group (0 where a group has none)."""
     out = np.zeros(n_groups, np.int64)
@@ -269,18 +373,29 @@ def _max_by(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray
 
 def _rwscan_etime(start_s: np.ndarray, end_s: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """rwscan's event end time: the first record's end, then the end of each record that starts
-    after the end time so far.  Iterated once per update, every event at once."""
+    after the end time so far.  Those records form a chain (each the first after the one before
+    to start past its end): the next link of every record is found by descending a sparse table of
+    start maxima, and each chain's last link by pointer doubling, O(n log n) with no loop per record."""
     n = len(start_s)
-    event = np.cumsum(np.isin(np.arange(n), offsets)) - 1
-    bounds = np.r_[offsets[1:], n]
-    etime = end_s[offsets].copy()
-    at = offsets.copy()  # the record that set each event's end time
-    idx = np.arange(n)
-    while True:
-        later = (idx > at[event]) & (start_s > etime[event])
-        nxt = np.minimum.reduceat(np.where(later, idx, n), offsets)
-        moving = nxt < bounds
-        if not moving.any():
-            return etime
-        at[moving] = nxt[moving]
-        etime[moving] = end_s[nxt[moving]]
+    bound = np.repeat(np.r_[offsets[1:], n], np.diff(np.r_[offsets, n]))  # each record's event end
+    levels = [start_s]
+    while (1 << len(levels)) <= n:
+        half, prev = 1 << (len(levels) - 1), levels[-1]
+        levels.append(np.maximum(prev[:-half], prev[half:]))  # max of start over [i, i + 2^level)
+    # next link: the first record after j, in its event, that starts after j ends
+    pos = np.arange(1, n + 1)
+    for level in range(len(levels) - 1, -1, -1):
+        width, table = 1 << level, levels[level]
+        fits = pos + width <= bound
+        skip = fits.copy()
+        skip[fits] = table[pos[fits]] <= end_s[fits]
+        pos[skip] += width
+    link = np.where((pos < bound) & (start_s[np.minimum(pos, n - 1)] > end_s), pos, n)
+    # the chain's last link from each event's first record
+    jumps, at = [np.r_[link, n]], offsets.copy()
+    while (1 << len(jumps)) <= n:
+        jumps.append(jumps[-1][jumps[-1]])
+    for jump in reversed(jumps):
+        ahead = jump[at]
+        at = np.where(ahead < n, ahead, at)
+    return end_s[at]
