@@ -67,7 +67,7 @@ class ObjectStore:
         """The objects under a folder of the data directory, by their local path."""
         selector = pafs.FileSelector(self.key(folder), recursive=True, allow_not_found=True)
         return {self.path(i.path): i for i in self.fs.get_file_info(selector)
-                if i.type == pafs.FileType.File and not _temporary(i.path)}
+                if i.type == pafs.FileType.File and not storage.is_temporary(i.base_name)}
 
     def info(self, path: str | Path) -> pafs.FileInfo | None:
         found = self.fs.get_file_info(self.key(path))
@@ -128,15 +128,10 @@ def _files(paths: Iterable[str | Path]) -> list[Path]:
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and not _temporary(p.name))
+            found += sorted(p for p in path.rglob("*") if p.is_file() and not storage.is_temporary(p.name))
         elif path.is_file():
             found.append(path)
     return found
-
-
-def _temporary(name: str) -> bool:
-    name = name.rsplit("/", 1)[-1]
-    return name.startswith(storage.TEMP_PREFIX) and name.endswith(storage.TEMP_SUFFIX)
 
 
 def _same(local: Path, remote: pafs.FileInfo) -> bool:

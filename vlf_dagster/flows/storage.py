@@ -47,6 +47,11 @@ FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp alone gives 0600
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"  # atomic_path's temporary files: .<name>.<random>.tmp
 
 
+def is_temporary(name: str) -> bool:
+    """A file name of atomic_path's temporaries (``.<name>.<random>.tmp``): work under way or litter."""
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX) and name.count(".") >= 3
+
+
 def temp_beside(path: str | Path) -> Path:
     """A new empty file beside ``path`` (made with its folder), named as a temporary of it."""
     path = Path(path)
@@ -103,7 +108,7 @@ def sweep_temp_files(base: str | Path, older_than_s: float = STALE_TEMP_SECONDS)
     gone = []
     for folder, _, names in os.walk(base):
         for name in names:
-            if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX) and name.count(".") >= 3:
+            if is_temporary(name):
                 path = Path(folder) / name
                 if path in journaled:
                     continue
@@ -295,6 +300,11 @@ def hourly_glob(asset: str, ext: str = "parquet") -> str:
 
 def monthly_path(base: str | Path, asset: str, month: datetime, ext: str = "parquet") -> Path:
     return Path(base) / asset / f"month={month:%Y-%m}.{ext}"
+
+
+def month_of(path: str | Path) -> str:
+    """The ``YYYY-MM`` a monthly file (:func:`monthly_path`) holds."""
+    return Path(path).stem.removeprefix("month=")
 
 
 def monthly_glob(asset: str, ext: str = "parquet") -> str:

@@ -12,7 +12,7 @@ from ...flows import duck
 from ...flows.schema import conform_columns
 from ...flows.sets import IPSet
 from ...flows.sql import NO_HIVE, glob_escaped, ident
-from ...flows.storage import write_parquet
+from ...flows.storage import month_of, write_parquet
 from ...flows.tools.scan import COLUMNS, HYBRID, ICMP, SCANNER_SCHEMA, TCP, UDP, find_scanners
 
 BUCKET_ROWS = 4_000_000  # records held at once (~0.5 GB with the walk's arrays): sources split by a hash of sIP
@@ -46,8 +46,7 @@ def window_scanners(monthly: Sequence[Path], out: str | Path) -> pa.Table:
     tables = []
     for path in sorted(monthly):
         rows = pq.read_table(path).cast(SCANNER_SCHEMA)
-        month = Path(path).stem.removeprefix("month=")
-        tables.append(rows.add_column(0, "month", pa.array([month] * rows.num_rows, pa.string())))
+        tables.append(rows.add_column(0, "month", pa.array([month_of(path)] * rows.num_rows, pa.string())))
     table = pa.concat_tables(tables).sort_by([("sIP", "ascending"), ("month", "ascending")]) if tables \
         else WINDOW_SCHEMA.empty_table()
     write_parquet(table, out)

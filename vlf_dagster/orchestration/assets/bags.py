@@ -9,7 +9,7 @@ import dagster as dg
 from ... import artifacts as A
 from ...analysis.steps import consistency, contacts, traffic, vlf
 from ...flows.flowtypes import INBOUND_TYPES
-from ...flows.storage import hours_between, write_text
+from ...flows.storage import hours_between, month_of, write_text
 from ..resources import VlfStore
 from .metadata import parquet_metadata
 from ..partitions import StudyPartitions
@@ -88,7 +88,7 @@ def build(parts: StudyPartitions) -> list:
                 entry = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
                 if artifact.format == "parquet":
                     entry["rows"] = parquet_metadata(path)["dagster/row_count"]
-                months.setdefault(path.stem.removeprefix("month="), {})[name] = entry
+                months.setdefault(month_of(path), {})[name] = entry
         index = {month: months[month] for month in sorted(months)}
         path = write_text(json.dumps(index, indent=1, sort_keys=True) + "\n", store.path(A.STUDY_MONTHS))
         rows = [f"| {m} | {e.get(A.MONTHLY_SOURCE_BAGS.name, {}).get('rows', 0):,} | "
