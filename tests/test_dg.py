@@ -29,6 +29,11 @@ def test_dg_checks_and_lists_the_definitions(tmp_path):
     env = {**os.environ, "VLF_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(home),
            "VIRTUAL_ENV": sys.prefix}
     env.pop("VLF_SITE_CONFIG", None)
+    # the instance's SQLite storage made once first: two dg processes creating it at the same moment
+    # race on its schema table (seen once under two test workers)
+    import dagster as dg
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     # both at once: each loads the code location in a process of its own (about 10 s each)
     check, listing = _dg("check", "defs", env=env), _dg("list", "defs", "--json", env=env)
     check_out, check_err = check.communicate(timeout=120)
