@@ -16,7 +16,7 @@ export VLF_GEOIP_DB ?= $(CURDIR)/$(GEOIP_DB)
 NMAP_SERVICES := $(if $(wildcard /usr/share/nmap/nmap-services),/usr/share/nmap/nmap-services,$(CURDIR)/build/nmap-common/root/usr/share/nmap/nmap-services)
 export VLF_NMAP_SERVICES_FILE ?= $(NMAP_SERVICES)
 
-.PHONY: install demo demo-real test ui clean geoip nmap-services bench-scale bench-incremental bench-28d bench-crash bench-collector-flood bench-silk bench-workers bench-objectstore bench-scan bench-scan-fuzz
+.PHONY: install demo demo-real test ui clean geoip nmap-services bench-scale bench-incremental bench-28d bench-crash bench-collector-flood bench-silk bench-workers bench-objectstore bench-scan bench-scan-fuzz bench-returns
 
 $(BIN)/vlf: pyproject.toml
 	@echo "installing vlf_dagster and its dependencies into $(VENV) (about two minutes the first time)"
@@ -83,6 +83,9 @@ bench-objectstore: install  ## the study with its data uploaded to an S3 server 
 
 bench-scan: install  ## vlf scan against SiLK's rwsort | rwscan (built from ../shared/silk), default model, on the same 1.36 M flows: medians, ratio, RSS, same bytes
 	$(BIN)/python bench/scan_compare.py --days 7 --sources 100000 --runs 3
+
+bench-returns: install  ## the return model at the seed's size on bench-scale's profiles (run bench-scale first): seconds, RSS, the model beside the two rules, the state's shrink
+	$(BIN)/python bench/return_model.py data/bench-scale
 
 bench-scan-fuzz: install  ## vlf scan against SiLK's rwscan on 30 random flow sets, every model: outputs that differ
 	$(BIN)/python bench/rwscan_fuzz.py --trials 30

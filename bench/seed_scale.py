@@ -45,7 +45,7 @@ SEED_START = "2006-02-01T00:00"
 PIPELINE = ("hourly", "monthly", "window", "matching", "reports", "catalog")
 
 # Asset groups of each window-level stage (the hourly and monthly jobs are the project's own).
-STAGE_GROUPS = {"window": ("bags", "vlf", "scanners"), "matching": ("matching",), "reports": ("reports",), "catalog": ("catalog",)}
+STAGE_GROUPS = {"window": ("bags", "vlf", "scanners", "returns"), "matching": ("matching",), "reports": ("reports",), "catalog": ("catalog",)}
 
 
 def _usage() -> dict:

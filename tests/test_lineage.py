@@ -19,7 +19,8 @@ WINDOW_SOURCES = ["hourly_contact_pairs", "hourly_flows", "hourly_source_bags", 
                   "source_flow_bag", "source_hour_count_bag"]
 
 MONTHLY = ["monthly_source_bags", "monthly_contact_pairs", "monthly_active_hosts", "monthly_traffic_volumes",
-           "monthly_port_usage", "monthly_low_frequency_flows", "monthly_low_frequency_answers", "monthly_scanners"]
+           "monthly_port_usage", "monthly_low_frequency_flows", "monthly_low_frequency_answers", "monthly_scanners",
+           "monthly_source_profiles"]
 
 LINEAGE = {
     # asset: (group, partitioning, upstream assets)
@@ -39,6 +40,10 @@ LINEAGE = {
     "source_destination_count_bag": ("bags", None, ["monthly_contact_pairs", "study_months"]),
     "monthly_scanners": ("scanners", "monthly", ["hourly_flows", "monthly_active_hosts"]),
     "scanners": ("scanners", None, ["monthly_scanners", "study_months"]),
+    "monthly_source_profiles": ("returns", "monthly", ["hourly_flows"]),
+    "return_model": ("returns", None, ["monthly_source_profiles", "study_months"]),
+    "retirement_set": ("returns", None, ["monthly_source_profiles", "return_model", "study_months"]),
+    "report_returns": ("reports", None, ["retirement_set", "return_model"]),
     "vlf_f_set": ("vlf", None, ["source_flow_bag"]),
     "vlf_d_set": ("vlf", None, ["source_destination_count_bag"]),
     "vlf_fd_set": ("vlf", None, ["vlf_d_set", "vlf_f_set"]),
@@ -68,10 +73,11 @@ LINEAGE = {
     "report_udp_ports": ("reports", None, ["vlf_categories"]),
     "report_unmatched_tcp_flags": ("reports", None, ["vlf_categories"]),
     "report_unmatched_tcp_ports": ("reports", None, ["vlf_categories"]),
-    "report_vlf_categories": ("reports", None, ["vlf_categories"]),
+    "report_vlf_categories": ("reports", None, ["scanners", "vlf_categories"]),
     "report_vlf_sets": ("reports", None, ["active_inside_set", "vlf_d_set", "vlf_f_set", "vlf_fd_set"]),
     "report_where_do_they_go": ("reports", None, ["active_inside_set", "vlf_categories"]),
     "sql_catalog": ("catalog", None, sorted(WINDOW_SOURCES + ["active_inside_set", "study_months", "matched_vlf_flows", "scanners", "vlf_categories",
+                                                              "monthly_source_profiles", "retirement_set",
                                                               "vlf_d_set", "vlf_f_set", "vlf_fd_set", "vlf_flows",
                                                               "vlf_outbound_flows"])),
 }

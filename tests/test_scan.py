@@ -156,3 +156,23 @@ def test_end_times_follow_rwscans_record_by_record_rule():
                     etime = end[k]
             expected.append(etime)
         assert _rwscan_etime(start, end, offsets).tolist() == expected
+
+
+def test_the_category_table_reads_without_scanners(tmp_path):
+    """The report's "Details by type of data" beside its reading without rwscan's scanners."""
+    from vlf_dagster.analysis.tables.categories import category_counts, without_scanners
+
+    categories = pa.table({"sIP": pa.array([1, 1, 2, 3], pa.uint32()), "sIPv6": pa.array([None] * 4, pa.binary(16)),
+                           "category": ["unmatched TCP", "unmatched TCP", "ICMP", "unmatched UDP"]})
+    pq.write_table(categories, tmp_path / "categories.parquet")
+    scanners = pa.table({"sIP": pa.array([1, 9], pa.uint32())})
+    pq.write_table(scanners, tmp_path / "scanners.parquet")
+    found, among, table = without_scanners(tmp_path / "categories.parquet", tmp_path / "scanners.parquet")
+    assert (found, among) == (2, 1)
+    full = category_counts(tmp_path / "categories.parquet").set_index("Category")
+    kept = table.set_index("Category")
+    assert kept.loc["unmatched TCP", "Flows"] == 0 and full.loc["unmatched TCP", "Flows"] == 2
+    assert kept.loc["Total", "Flows"] == 2 and kept.loc["Total", "Sources"] == 2
+    # no VLF source among the scanners: no second table
+    pq.write_table(pa.table({"sIP": pa.array([9], pa.uint32())}), tmp_path / "scanners.parquet")
+    assert without_scanners(tmp_path / "categories.parquet", tmp_path / "scanners.parquet") == (1, 0, None)

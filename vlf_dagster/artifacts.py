@@ -23,14 +23,15 @@ HOURLY, MONTHLY, WINDOW = "hourly", "monthly", "window"
 # format -> file extension ("segmented" and "archive" are folders of Parquet files)
 _EXTENSIONS = {"parquet": "parquet", "set": "set", "json": "json", "duckdb": "duckdb", "html": "html"}
 # format -> the kinds the UI shows on the asset
-_KINDS = {"set": "roaring", "segmented": "parquet", "archive": "parquet", "landing": "file"}
+_KINDS = {"set": "roaring", "segmented": "parquet", "archive": "parquet", "landing": "file", "model": "scikitlearn"}
 
 
 @dataclass(frozen=True)
 class Artifact:
     name: str
     grain: str  # HOURLY, MONTHLY or WINDOW
-    format: str  # parquet, set (roaring IP set), json, segmented (flows/segments.py), archive, landing, duckdb, html
+    format: str  # parquet, set (roaring IP set), json, segmented (flows/segments.py), archive, landing, duckdb, html,
+    # model (a folder: the fitted classifier, its training rows, metrics and calibration figure)
     group: str  # the asset group in the UI
     description: str  # what it holds: the catalog's text, and the first sentence of the asset's
     detail: str = ""  # how it is made: the rest of the asset's description
@@ -223,6 +224,29 @@ SCANNERS = Artifact(
     "scanners", WINDOW, "parquet", "scanners",
     "Every scanning source of the window: the months' rows with their month, by sIP and month.",
     "A source is a scanner of the window if some month calls it one; its rows say which months.")
+
+# --- sources that will not return (the study's future work) -------------------------------------------
+
+MONTHLY_SOURCE_PROFILES = Artifact(
+    "monthly_source_profiles", MONTHLY, "parquet", "returns",
+    "Per outside source and UTC day of the month: first and last seen, records, packets, bytes, hours, inside "
+    "destinations, destination ports, TCP/UDP/ICMP records, and the outbound records answering it.",
+    "From the month's inbound and outbound archive files in one DuckDB pass: what the return model learns from.")
+RETURN_MODEL = Artifact(
+    "return_model", WINDOW, "model", "returns",
+    "Which outside sources are seen again within returns.horizon_days: a gradient-boosted classifier "
+    "(scikit-learn) over each source's history, with its training rows, metrics and calibration figure.",
+    "Cutoffs every horizon_days from the window's first midnight; a row per source seen before a cutoff, labelled "
+    "by whether it is seen within the horizon after it. The last backtest_cutoffs cutoffs are each judged by a model "
+    "trained only on cutoffs whose horizon had passed (never peeking ahead), beside two rules: a one-flow source "
+    "never returns, and a source unseen for the horizon will not return. Folder data/return_model/: model.pkl, "
+    "training.parquet, metrics.json, calibration.png.", file="return_model")
+RETIREMENT_SET = Artifact(
+    "retirement_set", WINDOW, "parquet", "returns",
+    "Sources predicted not to return within the horizon: address, first and last seen, flows, p_return and the "
+    "confidence (1 - p_return).",
+    "Every source seen before the data's last midnight whose predicted return probability is below "
+    "returns.retire_below: what the live study can stop tracking.")
 
 # --- stages 5 and 6: the report and the SQL catalog ---------------------------------------------------
 

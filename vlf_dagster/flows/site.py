@@ -35,6 +35,24 @@ class VlfThresholds:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReturnSettings:
+    """The return model (``return_model`` / ``retirement_set``): which sources will not be seen again."""
+
+    horizon_days: int = 30  # a source "returns" when seen again within this many days of a cutoff
+    retire_below: float = 0.1  # sources whose predicted return probability is below this are retired
+    sample_sources: int = 100_000  # about this many sources per cutoff are sampled to train and test on
+    backtest_cutoffs: int = 3  # the last cutoffs each judged by a model trained on the cutoffs before
+
+    def __post_init__(self):
+        if self.horizon_days < 1:
+            raise SiteConfigError("returns.horizon_days must be >= 1")
+        if not 0 < self.retire_below < 1:
+            raise SiteConfigError("returns.retire_below must be between 0 and 1")
+        if self.sample_sources < 100 or self.backtest_cutoffs < 1:
+            raise SiteConfigError("returns.sample_sources must be >= 100 and returns.backtest_cutoffs >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class AutomationSettings:
     """How the study keeps itself current where a Dagster daemon runs (``make ui``)."""
 
@@ -63,6 +81,7 @@ class Site:
     icmp_split: bool = True
     null_interface: int = -1
     vlf: VlfThresholds = VlfThresholds()
+    returns: ReturnSettings = ReturnSettings()
     automation: AutomationSettings = AutomationSettings()
     source: str = "<defaults>"
 
@@ -123,6 +142,12 @@ class Site:
             f"max_destinations = {self.vlf.max_destinations}",
             f"match_delta_ms = {self.vlf.match_delta_ms}",
             "",
+            "[returns]",
+            f"horizon_days = {self.returns.horizon_days}",
+            f"retire_below = {self.returns.retire_below}",
+            f"sample_sources = {self.returns.sample_sources}",
+            f"backtest_cutoffs = {self.returns.backtest_cutoffs}",
+            "",
             "[automation]",
             f"enabled = {'true' if self.automation.enabled else 'false'}",
             f'window_cron = "{self.automation.window_cron}"',
@@ -146,7 +171,7 @@ def parse_utc(text: str, *, what: str = "time") -> datetime:
 
 
 def site_from_mapping(data: dict, *, source: str = "<mapping>") -> Site:
-    known = {"name", "internal_networks", "sensors", "start", "end", "web_ports", "icmp_split", "null_interface", "vlf", "automation"}
+    known = {"name", "internal_networks", "sensors", "start", "end", "web_ports", "icmp_split", "null_interface", "vlf", "returns", "automation"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SiteConfigError(f"{source}: unknown setting(s): {', '.join(unknown)}")
@@ -167,6 +192,12 @@ def site_from_mapping(data: dict, *, source: str = "<mapping>") -> Site:
     except TypeError as exc:
         raise SiteConfigError(f"{source}: [vlf]: {exc}") from None
     try:
+        returns = ReturnSettings(**data.get("returns", {}))
+    except TypeError as exc:
+        raise SiteConfigError(f"{source}: [returns]: {exc}") from None
+    except SiteConfigError as exc:
+        raise SiteConfigError(f"{source}: {exc}") from None
+    try:
         automation = AutomationSettings(**data.get("automation", {}))
     except TypeError as exc:
         raise SiteConfigError(f"{source}: [automation]: {exc}") from None
@@ -182,6 +213,7 @@ def site_from_mapping(data: dict, *, source: str = "<mapping>") -> Site:
         icmp_split=bool(data.get("icmp_split", True)),
         null_interface=int(data.get("null_interface", -1)),
         vlf=vlf,
+        returns=returns,
         automation=automation,
         source=source,
     )

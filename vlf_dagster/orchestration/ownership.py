@@ -27,7 +27,7 @@ from .. import artifacts as A
 OWNERS = ["team:vlf-study"]
 
 # asset group -> the study's stage (artifacts.py's "stage N" headings)
-STAGES = {"archive": "1", "bags": "2", "vlf": "3", "scanners": "3", "matching": "4", "reports": "5", "catalog": "6"}
+STAGES = {"archive": "1", "bags": "2", "vlf": "3", "scanners": "3", "returns": "3", "matching": "4", "reports": "5", "catalog": "6"}
 
 _REPOSITORY = Path(__file__).resolve().parents[2]  # the checkout holding vlf_dagster/, if it is one
 

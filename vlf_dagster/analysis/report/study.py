@@ -23,12 +23,13 @@ from ... import artifacts as A
 from ...flows.storage import archive_files, hours_between, state_dir
 from ..tables import figures as fig
 from ..tables.bursts import port_bursts
-from ..tables.categories import category_counts
+from ..tables.categories import category_counts, without_scanners
 from ..tables.destinations import contact_surface_of_counts, where_do_they_go
 from ..tables.flags import flags_by_port, flags_for_top_ports, unmatched_tcp_flags
 from ..tables.geography import geographic_distribution, geographic_side_by_side
 from ..tables.ports import NUMEROLOGY_MIN_RATIO, overall_port_usage, port_numerology, ports_by_flow_bucket
 from ..tables.protocols import icmp_table, other_protocols
+from ..tables.returns import backtest_table, figure_of_merit, retirement_summary
 from ..tables.sessions import matched_port_direction_counts, matched_ports, refresh_sessions
 from ..steps import contacts
 from ..tables import samples
@@ -131,7 +132,16 @@ def _vlf_sets(inputs: StudyInputs) -> list[Piece]:
 
 
 def _categories(inputs: StudyInputs) -> list[Piece]:
-    return [Piece("Flows of VLF sources by type of data", table=category_counts(inputs.categories))]
+    pieces = [Piece("Flows of VLF sources by type of data", table=category_counts(inputs.categories))]
+    found, among, table = without_scanners(inputs.categories, inputs.path(A.SCANNERS))
+    if table is None:
+        pieces.append(Piece("Read without scanners", empty=(
+            f"rwscan's models call {found:,} sources of the window scanners; none of them is a VLF source, so the "
+            "VLF tables read the same without scanners. (A VLF-fd source cannot be one: TRW needs misses on four "
+            "distinct hosts, the logistic model 32 records; raising vlf.max_destinations can change that.)")))
+    else:
+        pieces.append(Piece(f"Without the {among:,} VLF sources rwscan calls scanners (of {found:,} scanners)", table=table))
+    return pieces
 
 
 def _port_usage(inputs: StudyInputs) -> list[Piece]:
@@ -333,6 +343,22 @@ def _other_protocols(inputs: StudyInputs) -> list[Piece]:
                   "Names from IANA's protocol numbers registry and Debian's /etc/protocols.")]
 
 
+def _returns(inputs: StudyInputs) -> list[Piece]:
+    import json
+
+    from ..steps.returns import METRICS_FILE
+
+    metrics = json.loads((inputs.path(A.RETURN_MODEL) / METRICS_FILE).read_text())
+    last = metrics["backtest"][-1]["calibration"] if metrics["backtest"] else []
+    return [
+        Piece("Backtest: the model beside the rules", table=backtest_table(metrics), note=figure_of_merit(metrics),
+              empty=f"No backtest: {metrics['status']}."),
+        Piece("Calibration at the last backtest cutoff", figure=fig.plot_calibration(last, inputs.figure("calibration")))
+        if last else Piece("Calibration at the last backtest cutoff", empty="No backtest, no calibration."),
+        Piece("Retirement set at the data's end", table=retirement_summary(inputs.path(A.RETIREMENT_SET))),
+    ]
+
+
 PARTS: list[Part] = [
     Part("report_traffic_volumes", "Overall Traffic Volumes", (A.MONTHLY_TRAFFIC_VOLUMES,), _traffic,
          "Flows, packets and bytes over time."),
@@ -348,7 +374,7 @@ PARTS: list[Part] = [
          "Unique (outside sIP, inside dIP) pairs over the window (figure) and sources by number of destinations."),
     Part("report_samples", "Samples", (A.VLF_CATEGORIES, A.MATCHED_VLF_FLOWS), _samples,
          "A sample of 1-flow sources in rwcut layout and of matched flows in cutmatch layout."),
-    Part("report_vlf_categories", "Details by type of data", (A.VLF_CATEGORIES,), _categories,
+    Part("report_vlf_categories", "Details by type of data", (A.VLF_CATEGORIES, A.SCANNERS), _categories,
          "VLF flows split into unmatched TCP, unmatched UDP, matched TCP, matched UDP, ICMP and other."),
     Part("report_unmatched_tcp_flags", "Unmatched TCP flag combinations", (A.VLF_CATEGORIES,), _unmatched_flags,
          "Rank, flags, count and percent of the unmatched TCP flows of VLF sources."),
@@ -402,4 +428,16 @@ PARTS: list[Part] = [
          "Protocols other than TCP, UDP and ICMP: countries, flows, packets, bytes; implausible volumes flagged.", geo=True),
     Part("report_malformed", "Malformed traffic", (A.VLF_FLOWS, A.VLF_OUTBOUND_FLOWS), _near_matches,
          "Near matches in cutmatch layout: a response whose ports do not mirror the query's."),
+    Part("report_returns", "Sources that will not return", (A.RETURN_MODEL, A.RETIREMENT_SET), _returns,
+         "Which outside sources are not seen again within the horizon: the model's backtest beside two rules, its "
+         "calibration, and how far retiring its predictions shrinks the tracked state.",
+         ("Cutoffs every returns.horizon_days days from the window's first midnight; each source seen before a cutoff "
+          "is a row, labelled by whether it is seen again within the horizon after it. Each backtest cutoff is judged by "
+          "a model trained only on cutoffs whose horizon had passed by then, on a sample of the sources (about "
+          "returns.sample_sources per cutoff, by a hash of the address).",
+          "Precision: of the retired, the share not seen within the horizon; Recall: of those not seen, the share "
+          "retired; AUC: of each method's score for \"will not return\" (the model's 1 - p_return, the rules' "
+          "one-flow flag and hours since last seen). State shrink: the share of the tracked sources retired; missed "
+          "returns: retired sources seen again within the horizon. The model retires a source when its predicted "
+          "return probability is below returns.retire_below.")),
 ]

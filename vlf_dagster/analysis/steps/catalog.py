@@ -30,6 +30,7 @@ from ...flows.sql import glob_escaped, ident, literal
 from ...flows.segments import Segmented, is_segmented
 from ...flows.storage import ParquetRowCounts, atomic_path, complete_publishes
 from .traffic import PORT_SCHEMA, VOLUME_SCHEMA
+from .profiles import PROFILE_SCHEMA, RETIREMENT_SCHEMA
 from .scanners import WINDOW_SCHEMA as SCANNERS_SCHEMA
 
 CATALOG_FILE = A.SQL_CATALOG.file
@@ -99,6 +100,8 @@ SOURCES: tuple[Source, ...] = (
     Source(A.MATCHED_VLF_FLOWS),
     Source(A.VLF_CATEGORIES),
     Source(A.SCANNERS, SCANNERS_SCHEMA),  # rwscan's rows by month: vlf sql "SELECT ... FROM scanners"
+    Source(A.MONTHLY_SOURCE_PROFILES, PROFILE_SCHEMA.append(_MONTH)),
+    Source(A.RETIREMENT_SET, RETIREMENT_SCHEMA),
 )
 
 SETS: tuple[A.Artifact, ...] = (A.VLF_F_SET, A.VLF_D_SET, A.VLF_FD_SET, A.ACTIVE_INSIDE_SET)

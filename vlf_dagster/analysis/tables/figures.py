@@ -646,3 +646,26 @@ def port_direction_plot(direction_counts: pd.DataFrame | pa.Table, out: str | Pa
     """The study's "Overall {TCP|UDP} ports (1 - 10 F) o OtoE, + EtoO", titled in words, as a PNG at ``out``; input columns
     Port, OtoE, EtoO."""
     return plot_port_directions(port_direction_data(direction_counts), out, protocol_label, max_flows)
+
+
+def plot_calibration(bins: Sequence[dict], out: str | Path) -> Path:
+    """The return model's calibration: observed return rate against the predicted probability,
+    per bin of prediction (``bins``: rows with ``predicted``, ``observed`` and ``rows``)."""
+    fig = _new_figure("direction")
+    ax = fig.add_subplot()
+    if not bins:
+        _no_data(ax, "no backtest: not enough history")
+        return save_png(fig, out)
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
+    predicted = [b["predicted"] for b in bins]
+    observed = [b["observed"] for b in bins]
+    ax.plot(predicted, observed, marker="o", color="tab:blue", label="return model")
+    for x, y, b in zip(predicted, observed, bins):
+        ax.annotate(f"{b['rows']:,}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8, color="0.3")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted probability of returning within the horizon")
+    ax.set_ylabel("observed share that returned")
+    ax.set_title("Calibration of the return model at the last backtest cutoff (rows per bin annotated)")
+    ax.legend(loc="upper left")
+    return save_png(fig, out)

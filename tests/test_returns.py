@@ -1,0 +1,193 @@
+"""Sources that will not return (issue 15, part 2): profiles, cutoffs, labels, the model and the retirement set."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from vlf_dagster.analysis.steps import returns as R
+from vlf_dagster.analysis.steps.profiles import MS_PER_DAY, PROFILE_SCHEMA, month_source_profiles
+from vlf_dagster.analysis.tables.returns import backtest_table, figure_of_merit, retirement_summary
+from vlf_dagster.flows.site import ReturnSettings, SiteConfigError, site_from_mapping
+
+DAY0 = 13_000  # 2005-08-05, a day number
+HOUR = MS_PER_DAY // 24
+
+
+def _flows(rows: list[tuple]) -> pa.Table:
+    """Archive-like records: (sIP, dIP, dPort, protocol, sTime)."""
+    sip, dip, dport, proto, stime = (list(c) for c in zip(*rows))
+    n = len(rows)
+    return pa.table({
+        "sIP": pa.array(sip, pa.uint32()), "dIP": pa.array(dip, pa.uint32()), "dPort": pa.array(dport, pa.uint16()),
+        "protocol": pa.array(proto, pa.uint8()), "packets": pa.array([2] * n, pa.uint64()),
+        "bytes": pa.array([100] * n, pa.uint64()), "sTime": pa.array(stime, pa.int64()),
+        "sIPv6": pa.array([None] * n, pa.binary(16)), "dIPv6": pa.array([None] * n, pa.binary(16))})
+
+
+def test_profiles_sum_each_source_day(tmp_path):
+    t = DAY0 * MS_PER_DAY
+    inbound = _flows([(1, 10, 445, 6, t + 5), (1, 11, 445, 6, t + HOUR + 7), (1, 10, 53, 17, t + 2 * HOUR),
+                      (1, 10, 0, 1, t + MS_PER_DAY + 1), (2, 10, 80, 6, t + 9)])
+    outbound = _flows([(10, 1, 1025, 6, t + 6), (10, 1, 1025, 6, t + 8), (10, 3, 80, 6, t + 9)])
+    pq.write_table(inbound, tmp_path / "in.parquet")
+    pq.write_table(outbound, tmp_path / "out.parquet")
+    table = month_source_profiles([tmp_path / "in.parquet"], [tmp_path / "out.parquet"], tmp_path / "p.parquet")
+    assert table.schema == PROFILE_SCHEMA
+    rows = table.to_pandas()
+    assert rows[["sIP", "day"]].values.tolist() == [[1, DAY0], [1, DAY0 + 1], [2, DAY0]]
+    first = rows.iloc[0]
+    assert (first.first_ms, first.last_ms, first.records, first.hours) == (t + 5, t + 2 * HOUR, 3, 3)
+    assert (first.destinations, first.ports, first.tcp, first.udp, first.icmp, first.answered) == (2, 2, 2, 1, 0, 2)
+    assert rows.iloc[1].icmp == 1 and rows.iloc[1].answered == 0 and rows.iloc[2].answered == 0
+    assert pq.read_table(tmp_path / "p.parquet").equals(table)
+    # a month without inbound files: an empty file of the schema
+    assert month_source_profiles([], [], tmp_path / "e.parquet").num_rows == 0
+    assert pq.read_schema(tmp_path / "e.parquet").names == PROFILE_SCHEMA.names
+
+
+def test_cutoffs_never_train_on_a_horizon_that_has_not_passed():
+    start = datetime(2006, 2, 1, 5, tzinfo=timezone.utc)  # not at midnight: the first cutoff counts from the next one
+    end = datetime(2006, 6, 1, tzinfo=timezone.utc)
+    cut = R.cutoffs_of(start, end, None, 30)
+    assert cut.labelled == []
+    last = int(end.timestamp() * 1000) // MS_PER_DAY - 1
+    cut = R.cutoffs_of(start, end, last, 30)
+    first_midnight = int(datetime(2006, 2, 2, tzinfo=timezone.utc).timestamp() * 1000) // MS_PER_DAY
+    assert cut.first == first_midnight + 30 and cut.final == last + 1
+    # the cutoff of May 3 is not labelled: its horizon ends June 2, after the data
+    assert cut.labelled == [first_midnight + 30, first_midnight + 60]
+    for test in cut.labelled:
+        assert all(c + 30 <= test for c in cut.trainable_before(test))
+    assert cut.trainable_before(cut.labelled[0]) == [] and cut.trainable_before(cut.labelled[1]) == cut.labelled[:1]
+    # data that stops early ends the cutoffs there, not at the window's end
+    assert R.cutoffs_of(start, end, first_midnight + 40, 30).final == first_midnight + 41
+
+
+def _random_profiles(rng, sources: int, days: int, returning_share: float = 0.3) -> pd.DataFrame:
+    """Profiles where a share of the sources keep coming back (several days, weeks apart) and the
+    rest are seen on one day: who returns is learnable from the history."""
+    rows = []
+    for s in range(sources):
+        repeat = rng.random() < returning_share
+        visits = rng.integers(3, 8) if repeat else 1
+        gap = rng.integers(2, 6)
+        first = rng.integers(0, days)
+        for v in range(visits):
+            d = first + v * gap
+            if d < days:
+                flows = int(rng.integers(2, 20)) if repeat else 1
+                t = (DAY0 + d) * MS_PER_DAY + int(rng.integers(0, 20)) * HOUR
+                rows.append((s + 1, DAY0 + d, t, t + HOUR, flows, int(repeat)))
+    frame = pd.DataFrame(rows, columns=["sIP", "day", "first_ms", "last_ms", "records", "answered"])
+    frame["sIPv6"] = None
+    for c in ("packets", "bytes", "hours", "destinations", "ports", "tcp", "udp", "icmp"):
+        frame[c] = frame["records"]
+    frame["udp"] = frame["icmp"] = 0
+    return frame
+
+
+def _write_profiles(frame: pd.DataFrame, path: Path) -> Path:
+    table = pa.Table.from_pandas(frame[PROFILE_SCHEMA.names], preserve_index=False).cast(PROFILE_SCHEMA)
+    pq.write_table(table, path)
+    return path
+
+
+def test_cutoff_rows_equal_a_direct_count(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = _random_profiles(rng, 400, 40)
+    path = _write_profiles(frame, tmp_path / "p.parquet")
+    import duckdb
+
+    with duckdb.connect() as con:
+        rows = R.cutoff_rows(con, R._profiles([path]), DAY0 + 20, 5)
+    for sip, group in frame.groupby("sIP"):
+        before, after = group[group.day < DAY0 + 20], group[group.day >= DAY0 + 20]
+        got = rows[rows.sIP == sip]
+        if before.empty:
+            assert got.empty
+            continue
+        row = got.iloc[0]
+        assert row.flows == before.records.sum() and row.days == len(before)
+        assert row.hours_since_last == ((DAY0 + 20) * MS_PER_DAY - before.last_ms.max()) / HOUR
+        assert bool(row.returned) == bool(((after.day < DAY0 + 25)).any())
+        assert bool(row.returned_ever) == (not after.empty)
+
+
+def _site_window(days: int):
+    start = datetime.fromtimestamp(DAY0 * MS_PER_DAY / 1000, tz=timezone.utc)
+    return start, datetime.fromtimestamp((DAY0 + days) * MS_PER_DAY / 1000, tz=timezone.utc)
+
+
+def test_the_model_learns_who_returns_and_beats_the_rules(tmp_path, monkeypatch):
+    rng = np.random.default_rng(7)
+    path = _write_profiles(_random_profiles(rng, 3000, 60), tmp_path / "p.parquet")
+    start, end = _site_window(60)
+    settings = ReturnSettings(horizon_days=7, retire_below=0.2, sample_sources=100_000, backtest_cutoffs=3)
+    metrics = R.train_return_model([path], start, end, settings, tmp_path / "model")
+    assert metrics["status"] == "trained" and len(metrics["backtest"]) == 3
+    for test in metrics["backtest"]:
+        cutoff = np.datetime64(test["cutoff"])
+        assert all(np.datetime64(c) + np.timedelta64(7, "D") <= cutoff for c in test["trained_on"])  # never peeks
+        ours, age_rule = test["model"], test["last_seen"]
+        assert ours["auc"] > 0.9 and ours["auc"] >= age_rule["auc"] - 0.01
+        assert ours["precision"] > 0.95 and ours["missed_share_of_returners"] < 0.2
+        assert sum(b["rows"] for b in test["calibration"]) == ours["rows"]
+    # written: the model, its training rows with labels, the metrics, the calibration figure
+    folder = tmp_path / "model"
+    assert json.loads((folder / R.METRICS_FILE).read_text()) == metrics
+    training = pq.read_table(folder / R.TRAINING_FILE).to_pandas()
+    assert len(training) == metrics["training_rows"] and set(R.FEATURES[:-1]) <= set(training.columns)
+    assert (folder / R.CALIBRATION_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = backtest_table(metrics)
+    assert len(table) == 9 and "return model" in set(table.Method)
+    assert "the one-flow rule" in figure_of_merit(metrics)
+    # the same inputs give the same bytes
+    before = {f: (folder / f).read_bytes() for f in (R.MODEL_FILE, R.TRAINING_FILE, R.METRICS_FILE, R.CALIBRATION_FILE)}
+    R.train_return_model([path], start, end, settings, folder)
+    assert {f: (folder / f).read_bytes() for f in before} == before
+
+    retired = tmp_path / "retirement_set.parquet"
+    facts = R.retirement_set([path], start, end, settings, folder, retired)
+    table = pq.read_table(retired)
+    assert table.schema.names == R.RETIREMENT_SCHEMA.names and table.num_rows == facts["retired"] > 0
+    assert (table.column("p_return").to_numpy() < 0.2).all()
+    assert table.column("sIP").to_pylist() == sorted(table.column("sIP").to_pylist())
+    assert 0 < facts["shrink"] < 1 and R.retirement_facts(retired)["state"] == facts["state"]
+    summary = retirement_summary(retired)
+    # judged a range of addresses at a time: the same rows and facts
+    monkeypatch.setattr(R, "CHUNK_SOURCES", 700)
+    assert R.retirement_set([path], start, end, settings, folder, tmp_path / "chunked.parquet") == facts
+    assert pq.read_table(tmp_path / "chunked.parquet").equals(table)
+    assert summary["Retired"].iloc[0] == facts["retired"] and summary["Tracked sources"].iloc[0] == facts["state"]
+
+
+def test_too_short_a_history_says_so(tmp_path):
+    rng = np.random.default_rng(3)
+    path = _write_profiles(_random_profiles(rng, 200, 10), tmp_path / "p.parquet")
+    start, end = _site_window(10)
+    settings = ReturnSettings(horizon_days=30)
+    metrics = R.train_return_model([path], start, end, settings, tmp_path / "model")
+    assert metrics["status"].startswith("not trained") and "returns.horizon_days" in metrics["status"]
+    assert metrics["backtest"] == [] and "not trained" in figure_of_merit(metrics)
+    facts = R.retirement_set([path], start, end, settings, tmp_path / "model", tmp_path / "r.parquet")
+    assert facts["retired"] == 0 and pq.read_table(tmp_path / "r.parquet").num_rows == 0
+    # no profiles at all: the same, no error
+    metrics = R.train_return_model([], start, end, settings, tmp_path / "none")
+    assert metrics["training_rows"] == 0
+
+
+def test_site_file_return_settings():
+    site = site_from_mapping({"returns": {"horizon_days": 14, "retire_below": 0.05}})
+    assert site.returns.horizon_days == 14 and site.returns.retire_below == 0.05
+    assert "[returns]\nhorizon_days = 14" in site.to_toml()
+    for bad in ({"horizon_days": 0}, {"retire_below": 1.5}, {"bogus": 1}):
+        with pytest.raises(SiteConfigError, match="returns"):
+            site_from_mapping({"returns": bad}, source="site.toml")

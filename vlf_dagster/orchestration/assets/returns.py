@@ -1,0 +1,94 @@
+"""Sources that will not return: each month's source profiles, the return model and the retirement set."""
+
+import dagster as dg
+
+from ... import artifacts as A
+from ...analysis.steps.profiles import month_source_profiles
+from ...analysis.steps.returns import CALIBRATION_FILE, retirement_set, train_return_model
+from ...flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
+from ...flows.storage import hours_between
+from ..partitions import StudyPartitions
+from ..resources import GeoIPResource, VlfStore
+from .clock import asset
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _backtest_markdown(metrics: dict) -> str:
+    """The backtest's figures, the model beside the two rules, one row per cutoff and method."""
+    lines = ["| cutoff | method | precision (gone) | recall (gone) | AUC | state shrink | missed returns |",
+             "|---|---|---|---|---|---|---|"]
+    for test in metrics["backtest"]:
+        for method in ("model", "one_flow", "last_seen"):
+            m = test[method]
+            auc = "-" if m["auc"] is None else f"{m['auc']:.3f}"
+            lines.append(f"| {test['cutoff']} | {method} | {_pct(m['precision'])} | {_pct(m['recall'])} | {auc} | "
+                         f"{_pct(m['shrink'])} | {m['missed_returns']:,} ({_pct(m['missed_share_of_returners'])} of returners) |")
+    return "\n".join(lines)
+
+
+def _calibration_markdown(metrics: dict) -> str:
+    bins = metrics["backtest"][-1]["calibration"] if metrics["backtest"] else []
+    return "\n".join(["| p_return | rows | mean predicted | observed |", "|---|---|---|---|",
+                      *(f"| {b['bin']} | {b['rows']:,} | {b['predicted']:.3f} | {b['observed']:.3f} |" for b in bins)])
+
+
+def build(parts: StudyPartitions) -> list:
+    monthly = A.MONTHLY_SOURCE_PROFILES
+
+    @asset(name=monthly.name, group_name=monthly.group, kinds=monthly.kinds, partitions_def=parts.monthly,
+           deps=[A.HOURLY_FLOWS.name], description=monthly.asset_description)
+    def monthly_source_profiles(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
+        window = context.partition_time_window
+        hours = hours_between(window.start, window.end)
+        inbound = store.archive_files(hours, list(INBOUND_TYPES))
+        outbound = store.archive_files(hours, list(OUTBOUND_TYPES))
+        out = store.path(monthly, window.start)
+        table = month_source_profiles(inbound, outbound, out)
+        return dg.MaterializeResult(metadata={
+            "source_days": table.num_rows, "dagster/row_count": table.num_rows,
+            "archive_files_read": len(inbound) + len(outbound), "path": dg.MetadataValue.path(str(out))})
+
+    model = A.RETURN_MODEL
+
+    @asset(name=model.name, group_name=model.group, kinds=model.kinds, deps=[monthly.name],
+           description=model.asset_description)
+    def return_model(store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
+        site = store.site
+        lookup = geoip.lookup(ranges_dir=store.state_dir("geoip"))
+        folder = store.path(model)
+        metrics = train_return_model(store.existing(monthly), site.start, site.window_end(), site.returns, folder,
+                                     lookup.countries if lookup is not None else None)
+        last = metrics["backtest"][-1] if metrics["backtest"] else None
+        figures = {}
+        if last is not None:
+            ours = last["model"]
+            figures = {"precision": ours["precision"], "recall": ours["recall"], "auc": ours["auc"],
+                       "brier": last["brier"], "state_shrink": ours["shrink"], "missed_returns": ours["missed_returns"],
+                       "backtest_cutoff": last["cutoff"]}
+        return dg.MaterializeResult(metadata={
+            "status": metrics["status"], "training_rows": metrics["training_rows"], "dagster/row_count": metrics["training_rows"],
+            **{k: v for k, v in figures.items() if v is not None},
+            "backtest": dg.MetadataValue.md(_backtest_markdown(metrics)),
+            "calibration": dg.MetadataValue.md(_calibration_markdown(metrics)),
+            "calibration_plot": dg.MetadataValue.path(str(folder / CALIBRATION_FILE)),
+            "path": dg.MetadataValue.path(str(folder))})
+
+    retired = A.RETIREMENT_SET
+
+    @asset(name=retired.name, group_name=retired.group, kinds=retired.kinds, deps=[model.name, monthly.name],
+           description=retired.asset_description)
+    def retirement_set_asset(store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
+        site = store.site
+        lookup = geoip.lookup(ranges_dir=store.state_dir("geoip"))
+        out = store.path(retired)
+        facts = retirement_set(store.existing(monthly), site.start, site.window_end(), site.returns, store.path(model),
+                               out, lookup.countries if lookup is not None else None)
+        return dg.MaterializeResult(metadata={
+            "cutoff": facts["cutoff"], "tracked_sources": facts["state"], "retired": facts["retired"],
+            "dagster/row_count": facts["retired"], "state_shrink": _pct(facts["shrink"]),
+            "path": dg.MetadataValue.path(str(out))})
+
+    return [monthly_source_profiles, return_model, retirement_set_asset]
