@@ -107,7 +107,7 @@ def test_cutoff_rows_equal_a_direct_count(tmp_path):
     import duckdb
 
     with duckdb.connect() as con:
-        rows = R.cutoff_rows(con, R._profiles([path]), DAY0 + 20, 5)
+        rows = R.cutoff_rows(con, R._profiles([path]), DAY0 + 20, 5, DAY0 + 35)
     for sip, group in frame.groupby("sIP"):
         before, after = group[group.day < DAY0 + 20], group[group.day >= DAY0 + 20]
         got = rows[rows.sIP == sip]
@@ -118,7 +118,7 @@ def test_cutoff_rows_equal_a_direct_count(tmp_path):
         assert row.flows == before.records.sum() and row.days == len(before)
         assert row.hours_since_last == ((DAY0 + 20) * MS_PER_DAY - before.last_ms.max()) / HOUR
         assert bool(row.returned) == bool(((after.day < DAY0 + 25)).any())
-        assert bool(row.returned_ever) == (not after.empty)
+        assert bool(row.returned_ever) == bool((after.day < DAY0 + 35).any())
 
 
 def _site_window(days: int):
@@ -142,7 +142,7 @@ def test_the_model_learns_who_returns_and_beats_the_rules(tmp_path, monkeypatch)
         assert sum(b["rows"] for b in test["calibration"]) == ours["rows"]
     # written: the model, its training rows with labels, the metrics, the calibration figure
     folder = tmp_path / "model"
-    assert json.loads((folder / R.METRICS_FILE).read_text()) == metrics
+    assert metrics.pop("refreshed") is True and json.loads((folder / R.METRICS_FILE).read_text()) == metrics
     training = pq.read_table(folder / R.TRAINING_FILE).to_pandas()
     assert len(training) == metrics["training_rows"] and set(R.FEATURES[:-1]) <= set(training.columns)
     assert (folder / R.CALIBRATION_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -162,11 +162,42 @@ def test_the_model_learns_who_returns_and_beats_the_rules(tmp_path, monkeypatch)
     assert table.column("sIP").to_pylist() == sorted(table.column("sIP").to_pylist())
     assert 0 < facts["shrink"] < 1 and R.retirement_facts(retired)["state"] == facts["state"]
     summary = retirement_summary(retired)
+    assert summary["Retired"].iloc[0] == facts["retired"] and summary["Tracked sources"].iloc[0] == facts["state"]
     # judged a range of addresses at a time: the same rows and facts
     monkeypatch.setattr(R, "CHUNK_SOURCES", 700)
     assert R.retirement_set([path], start, end, settings, folder, tmp_path / "chunked.parquet") == facts
     assert pq.read_table(tmp_path / "chunked.parquet").equals(table)
-    assert summary["Retired"].iloc[0] == facts["retired"] and summary["Tracked sources"].iloc[0] == facts["state"]
+
+
+def test_a_refresh_with_the_same_inputs_keeps_the_model_and_the_set(tmp_path):
+    """A live site's hours within a day change neither the model's inputs nor the set's: both are kept;
+    a late record of an earlier day changes them: both are made again."""
+    rng = np.random.default_rng(11)
+    frame = _random_profiles(rng, 1500, 40)
+    old = _write_profiles(frame[frame.day < DAY0 + 30], tmp_path / "month=1.parquet")
+    new = _write_profiles(frame[frame.day >= DAY0 + 30], tmp_path / "month=2.parquet")
+    start, end = _site_window(40)
+    settings = ReturnSettings(horizon_days=5, retire_below=0.2, backtest_cutoffs=1)
+    folder, out = tmp_path / "model", tmp_path / "retired.parquet"
+    states = tmp_path / "state_model", tmp_path / "state_set"
+
+    def refresh():
+        metrics = R.train_return_model([old, new], start, end, settings, folder, state=states[0])
+        facts = R.retirement_set([old, new], start, end, settings, folder, out, state=states[1])
+        return metrics["refreshed"], facts["refreshed"]
+
+    assert refresh() == (True, True)
+    made = {p: p.stat().st_mtime_ns for p in [out, *folder.iterdir()]}
+    assert refresh() == (False, False)
+    assert {p: p.stat().st_mtime_ns for p in made} == made
+    # the open day: records after the data's last midnight (the window ends there) change nothing
+    extra = frame.iloc[:3].assign(day=DAY0 + 40, first_ms=(DAY0 + 40) * MS_PER_DAY, last_ms=(DAY0 + 40) * MS_PER_DAY)
+    _write_profiles(pd.concat([frame[frame.day >= DAY0 + 30], extra]), new)
+    assert refresh() == (False, False)
+    # a late record of an early day: both again
+    late = frame.iloc[:1].assign(sIP=999_999, day=DAY0 + 3, first_ms=(DAY0 + 3) * MS_PER_DAY, last_ms=(DAY0 + 3) * MS_PER_DAY)
+    _write_profiles(pd.concat([frame[frame.day < DAY0 + 30], late]), old)
+    assert refresh() == (True, True)
 
 
 def test_too_short_a_history_says_so(tmp_path):

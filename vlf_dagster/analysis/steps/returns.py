@@ -14,6 +14,7 @@ not seen for ``horizon`` days will not return".  Positive = will not return (wha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from dataclasses import dataclass
@@ -28,8 +29,8 @@ import pyarrow as pa
 from ...flows import duck
 from ...flows.site import ReturnSettings
 from ...flows.sql import NO_HIVE, glob_escaped
-from ...flows.storage import PARQUET_OPTIONS, ROW_GROUP_ROWS, atomic_path, write_bytes, write_parquet, write_text
-from .profiles import MS_PER_DAY, RETIREMENT_SCHEMA
+from ...flows.storage import PARQUET_OPTIONS, ROW_GROUP_ROWS, atomic_path, fingerprint, write_bytes, write_parquet, write_text
+from .profiles import MS_PER_DAY, PROFILE_SCHEMA, RETIREMENT_SCHEMA
 
 MS_PER_HOUR = MS_PER_DAY // 24
 FEATURES = ["flows", "packets", "bytes", "bytes_per_packet", "hours", "days", "max_destinations", "destination_days",
@@ -49,6 +50,12 @@ class Cutoffs:
     first: int  # the first cutoff
     horizon: int  # days between cutoffs, and the days a return is looked for
     final: int  # the day the data ends (exclusive): where the retirement set is predicted
+
+    @property
+    def label_end(self) -> int:
+        """The day after the last labelled cutoff's horizon: training reads no day from here on."""
+        labelled = self.labelled
+        return labelled[-1] + self.horizon if labelled else self.first
 
     @property
     def labelled(self) -> list[int]:
@@ -80,7 +87,8 @@ def last_day(con, profiles: Sequence[Path]) -> int | None:
 
 def _rows_sql(relation: str) -> str:
     """Each source of ``relation`` (profile rows) seen before the cutoff $c (a day): its history's
-    features and whether it is seen in [$c, $c + $h) (``returned``) or at any later time (``returned_ever``)."""
+    features and whether it is seen in [$c, $c + $h) (``returned``) or at any later day before $end
+    (``returned_ever``)."""
     before = "FILTER (day < $c)"
     return f"""
         SELECT sIP, sIPv6,
@@ -98,7 +106,7 @@ def _rows_sql(relation: str) -> str:
             coalesce(sum(records) FILTER (day < $c AND day >= $c - $h), 0)::BIGINT AS recent_flows,
             min(first_ms) {before} AS first_ms, max(last_ms) {before} AS last_ms,
             count(*) FILTER (day >= $c AND day < $c + $h) > 0 AS returned,
-            count(*) FILTER (day >= $c) > 0 AS returned_ever
+            count(*) FILTER (day >= $c AND day < $end) > 0 AS returned_ever
         FROM {relation}
         GROUP BY sIP, sIPv6
         HAVING count(*) {before} > 0
@@ -108,16 +116,18 @@ def _rows_sql(relation: str) -> str:
 SAMPLED = "sampled_profiles"
 
 
-def sample_profiles(con, profiles: Sequence[Path], threshold: int) -> str:
-    """The sampled sources' profile rows as a table of ``con`` (read once, for every cutoff): its name."""
+def sample_profiles(con, profiles: Sequence[Path], threshold: int, end: int) -> str:
+    """The sampled sources' profile rows before day ``end`` as a table of ``con`` (read once, for
+    every cutoff): its name."""
     con.sql(f"CREATE OR REPLACE TEMP TABLE {SAMPLED} AS SELECT * FROM {_profiles(profiles)} "
-            f"WHERE hash(sIP, sIPv6) % {SAMPLE_SPACE} < {int(threshold)}")
+            f"WHERE hash(sIP, sIPv6) % {SAMPLE_SPACE} < {int(threshold)} AND day < {int(end)}")
     return SAMPLED
 
 
-def cutoff_rows(con, relation: str, cutoff: int, horizon: int) -> pd.DataFrame:
-    """The rows of one cutoff over ``relation``: a table of ``con`` or :func:`_profiles` of files."""
-    frame = con.sql(_rows_sql(relation), params={"c": cutoff, "h": horizon}).df()
+def cutoff_rows(con, relation: str, cutoff: int, horizon: int, end: int) -> pd.DataFrame:
+    """The rows of one cutoff over ``relation`` (a table of ``con`` or :func:`_profiles` of files),
+    reading no day from ``end`` on."""
+    frame = con.sql(_rows_sql(relation), params={"c": cutoff, "h": horizon, "end": end}).df()
     frame.insert(0, "cutoff", np.int32(cutoff))
     return frame
 
@@ -244,26 +254,81 @@ def calibration(p_return: np.ndarray, returned: np.ndarray) -> list[dict]:
 # --- the assets' work -----------------------------------------------------------------------------
 
 
-def _threshold(con, profiles: Sequence[Path], sample_sources: int) -> int:
-    """The sample's hash threshold: about ``sample_sources`` of all the sources."""
-    total = con.sql(f"SELECT count(*) FROM (SELECT DISTINCT sIP, sIPv6 FROM {_profiles(profiles)})").fetchall()[0][0]
+def _threshold(con, profiles: Sequence[Path], sample_sources: int, end: int) -> int:
+    """The sample's hash threshold: about ``sample_sources`` of the sources seen before day ``end``."""
+    total = con.sql(f"SELECT count(*) FROM (SELECT DISTINCT sIP, sIPv6 FROM {_profiles(profiles)} WHERE day < {int(end)})"
+                    ).fetchall()[0][0]
     return SAMPLE_SPACE if total <= sample_sources else max(1, SAMPLE_SPACE * sample_sources // total)
 
 
+class ProfileDigests:
+    """Order-free digests of the profile rows before a day, file by file, kept in ``state``: a
+    file is read again only when its size or time changed (each hour's refresh rewrites the open
+    month's alone).  What tells a refresh whether the model's or the set's inputs changed."""
+
+    COLUMNS = ", ".join(PROFILE_SCHEMA.names)
+
+    def __init__(self, state: Path):
+        self.path = Path(state) / "digests.json"
+        try:
+            self.known = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+
+    def digest(self, con, profiles: Sequence[Path], before: int) -> str:
+        entries = {}
+        for path in profiles:
+            key = f"{fingerprint(path)}:{before}"
+            cached = self.known.get(str(path))
+            if cached is None or cached[0] != key:
+                value = con.sql(f"SELECT coalesce(sum(hash({self.COLUMNS})::HUGEINT), 0)::VARCHAR, count(*) "
+                                f"FROM {_profiles([path])} WHERE day < {int(before)}").fetchall()[0]
+                cached = [key, f"{value[0]}:{value[1]}"]
+            entries[str(path)] = cached
+        self.known = entries
+        write_text(json.dumps(entries, sort_keys=True), self.path)
+        return hashlib.sha256(json.dumps({Path(p).name: e[1] for p, e in entries.items()}, sort_keys=True).encode()).hexdigest()
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _same_inputs(state: Path | None, key: str, outputs: Sequence[Path]) -> bool:
+    """Whether the last refresh had these inputs and left every output: nothing to do."""
+    if state is None or not all(p.exists() for p in outputs):
+        return False
+    try:
+        return (Path(state) / "inputs.key").read_text() == key
+    except OSError:
+        return False
+
+
 def train_return_model(profiles: Sequence[Path], start: datetime, end: datetime, settings: ReturnSettings,
-                       folder: Path, country_of: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+                       folder: Path, country_of: Callable[[np.ndarray], np.ndarray] | None = None,
+                       state: Path | None = None, country_key: str = "") -> dict:
     """Backtest at the last ``backtest_cutoffs`` cutoffs, then fit on every labelled cutoff; writes the
-    model, its training rows, the metrics and the calibration figure to ``folder``.  Returns the metrics."""
+    model, its training rows, the metrics and the calibration figure to ``folder``.  Returns the metrics.
+
+    Training reads no day from the last labelled horizon's end on.  With ``state``, a refresh whose
+    inputs are those of the last one (the settings, the cutoffs, the digests of the profile rows it
+    reads, ``country_key``: the GeoIP database) keeps the folder as it is: ``metrics["refreshed"]`` False."""
     profiles = sorted(profiles)
+    outputs = [folder / f for f in (MODEL_FILE, TRAINING_FILE, METRICS_FILE, CALIBRATION_FILE)]
     with duck.connect() as con:
         cutoffs = cutoffs_of(start, end, last_day(con, profiles), settings.horizon_days)
-        threshold = _threshold(con, profiles, settings.sample_sources) if profiles else SAMPLE_SPACE
-        sampled = sample_profiles(con, profiles, threshold) if cutoffs.labelled else ""
-        rows = {c: cutoff_rows(con, sampled, c, cutoffs.horizon) for c in cutoffs.labelled}
+        if state is not None:
+            key = _key(vars(settings), start, cutoffs.labelled, cutoffs.label_end, country_key,
+                       ProfileDigests(state).digest(con, profiles, cutoffs.label_end))
+            if _same_inputs(state, key, outputs):
+                return {**json.loads((folder / METRICS_FILE).read_text()), "refreshed": False}
+        threshold = _threshold(con, profiles, settings.sample_sources, cutoffs.label_end) if profiles else SAMPLE_SPACE
+        sampled = sample_profiles(con, profiles, threshold, cutoffs.label_end) if cutoffs.labelled else ""
+        rows = {c: cutoff_rows(con, sampled, c, cutoffs.horizon, cutoffs.label_end) for c in cutoffs.labelled}
     for frame in rows.values():
         frame["country_code"] = _countries(frame, country_of)
     metrics: dict = {"settings": vars(settings), "cutoffs": [_day_text(c) for c in cutoffs.labelled],
-                     "final_cutoff": _day_text(cutoffs.final), "sample_share": threshold / SAMPLE_SPACE, "backtest": []}
+                     "label_end": _day_text(cutoffs.label_end), "sample_share": threshold / SAMPLE_SPACE, "backtest": []}
     tests = [c for c in cutoffs.labelled if cutoffs.trainable_before(c)][-settings.backtest_cutoffs:]
     for test in tests:
         model = fit(pd.concat([rows[c] for c in cutoffs.trainable_before(test)], ignore_index=True))
@@ -273,7 +338,7 @@ def train_return_model(profiles: Sequence[Path], start: datetime, end: datetime,
                                     **judge(model, rows[test], settings)})
     training = pd.concat(list(rows.values()), ignore_index=True) if rows else pd.DataFrame()
     model = fit(training) if len(training) else None
-    metrics["status"] = "trained" if model is not None else _not_enough(cutoffs, start, end)
+    metrics["status"] = "trained" if model is not None else _not_enough(cutoffs)
     metrics["training_rows"] = len(training)
     metrics["returned_share"] = float(training["returned"].mean()) if len(training) else None
     folder.mkdir(parents=True, exist_ok=True)
@@ -284,20 +349,18 @@ def train_return_model(profiles: Sequence[Path], start: datetime, end: datetime,
     from ..tables.figures import plot_calibration
 
     plot_calibration(metrics["backtest"][-1]["calibration"] if metrics["backtest"] else [], folder / CALIBRATION_FILE)
-    return metrics
+    if state is not None:
+        write_text(key, Path(state) / "inputs.key")
+    return {**metrics, "refreshed": True}
 
 
-def _not_enough(cutoffs: Cutoffs, start: datetime, end: datetime) -> str:
-    return (f"not trained: the data ({start:%Y-%m-%d} to {end:%Y-%m-%d}) holds no cutoff whose {cutoffs.horizon}-day "
+def _not_enough(cutoffs: Cutoffs) -> str:
+    return (f"not trained: up to {_day_text(cutoffs.final)} the data holds no cutoff whose {cutoffs.horizon}-day "
             "horizon has passed with both returning and vanishing sources (returns.horizon_days in the site file)")
 
 
 def _day_text(day: int) -> str:
     return str(np.datetime64(int(day), "D"))
-
-
-def load_model(folder: Path) -> ReturnModel | None:
-    return pickle.loads((folder / MODEL_FILE).read_bytes())
 
 
 FACTS_KEY = b"vlf.retirement"  # the retirement set's facts (cutoff, tracked sources, ...) in its Parquet metadata
@@ -326,7 +389,8 @@ def _retired_chunks(con, profiles: Sequence[Path], cutoffs: Cutoffs, model: Retu
     relation = _profiles(profiles)
     sources = con.sql(f"SELECT count(*) FROM (SELECT DISTINCT sIP, sIPv6 FROM {relation})").fetchall()[0][0]
     for lo, hi in _address_ranges(con, relation, sources):
-        state = cutoff_rows(con, f"(SELECT * FROM {relation} WHERE sIP >= {lo} AND sIP < {hi})", cutoffs.final, cutoffs.horizon)
+        state = cutoff_rows(con, f"(SELECT * FROM {relation} WHERE sIP >= {lo} AND sIP < {hi})", cutoffs.final,
+                            cutoffs.horizon, cutoffs.final)
         state["country_code"] = _countries(state, country_of)
         p_return = model.p_return(state)
         retire = p_return < settings.retire_below
@@ -339,18 +403,28 @@ def _retired_chunks(con, profiles: Sequence[Path], cutoffs: Cutoffs, model: Retu
 
 
 def retirement_set(profiles: Sequence[Path], start: datetime, end: datetime, settings: ReturnSettings, folder: Path,
-                   out: Path, country_of: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
-    """Every source seen before the data's end whose predicted return probability is below
+                   out: Path, country_of: Callable[[np.ndarray], np.ndarray] | None = None,
+                   state: Path | None = None, country_key: str = "") -> dict:
+    """Every source seen before the data's last midnight whose predicted return probability is below
     ``retire_below``, with the probability and its complement as the confidence; sorted by address.
     Judged a range of addresses at a time; its facts (the cutoff, the tracked sources, how many
-    retired) ride in the file's metadata."""
+    retired) ride in the file's metadata.  With ``state``, a refresh with the last one's inputs (the
+    model's bytes, the cutoff, the digests of the rows before it) keeps the file: a live site's
+    hours within a day change nothing until the day is over."""
     import pyarrow.parquet as pq
 
-    model = load_model(folder)
+    model_bytes = (folder / MODEL_FILE).read_bytes()
+    model = pickle.loads(model_bytes)
     profiles = sorted(profiles)
     counts = {"state": 0, "retired": 0}
-    with duck.connect() as con, atomic_path(out) as tmp, pq.ParquetWriter(tmp, RETIREMENT_SCHEMA, **PARQUET_OPTIONS) as writer:
+    with duck.connect() as con:
         cutoffs = cutoffs_of(start, end, last_day(con, profiles), settings.horizon_days)
+        if state is not None:
+            key = _key(hashlib.sha256(model_bytes).hexdigest(), cutoffs.final, settings.retire_below, country_key,
+                       ProfileDigests(state).digest(con, profiles, cutoffs.final))
+            if _same_inputs(state, key, [out]):
+                return {**retirement_facts(out), "refreshed": False}
+    with duck.connect() as con, atomic_path(out) as tmp, pq.ParquetWriter(tmp, RETIREMENT_SCHEMA, **PARQUET_OPTIONS) as writer:
         if model is not None and profiles:
             for table in _retired_chunks(con, profiles, cutoffs, model, settings, country_of, counts):
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
@@ -358,4 +432,6 @@ def retirement_set(profiles: Sequence[Path], start: datetime, end: datetime, set
                  "shrink": counts["retired"] / counts["state"] if counts["state"] else 0.0,
                  "trained": model is not None, "retire_below": settings.retire_below}
         writer.add_key_value_metadata({FACTS_KEY: json.dumps(facts, sort_keys=True).encode()})
-    return facts
+    if state is not None:
+        write_text(key, Path(state) / "inputs.key")
+    return {**facts, "refreshed": True}

@@ -6,7 +6,7 @@ from ... import artifacts as A
 from ...analysis.steps.profiles import month_source_profiles
 from ...analysis.steps.returns import CALIBRATION_FILE, retirement_set, train_return_model
 from ...flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
-from ...flows.storage import hours_between
+from ...flows.storage import fingerprint, hours_between
 from ..partitions import StudyPartitions
 from ..resources import GeoIPResource, VlfStore
 from .clock import asset
@@ -18,6 +18,8 @@ def _pct(value) -> str:
 
 def _backtest_markdown(metrics: dict) -> str:
     """The backtest's figures, the model beside the two rules, one row per cutoff and method."""
+    if not metrics["backtest"]:
+        return f"No backtest: {metrics['status']}."
     lines = ["| cutoff | method | precision (gone) | recall (gone) | AUC | state shrink | missed returns |",
              "|---|---|---|---|---|---|---|"]
     for test in metrics["backtest"]:
@@ -33,6 +35,14 @@ def _calibration_markdown(metrics: dict) -> str:
     bins = metrics["backtest"][-1]["calibration"] if metrics["backtest"] else []
     return "\n".join(["| p_return | rows | mean predicted | observed |", "|---|---|---|---|",
                       *(f"| {b['bin']} | {b['rows']:,} | {b['predicted']:.3f} | {b['observed']:.3f} |" for b in bins)])
+
+
+def _countries(store: VlfStore, geoip: GeoIPResource):
+    """The GeoIP lookup (None without a database) and what names its data: a new database is new input."""
+    lookup = geoip.lookup(ranges_dir=store.state_dir("geoip"))
+    if lookup is None:
+        return None, "no GeoIP"
+    return lookup.countries, f"{lookup.path.resolve()}:{fingerprint(lookup.path)}"
 
 
 def build(parts: StudyPartitions) -> list:
@@ -57,10 +67,10 @@ def build(parts: StudyPartitions) -> list:
            description=model.asset_description)
     def return_model(store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
         site = store.site
-        lookup = geoip.lookup(ranges_dir=store.state_dir("geoip"))
+        country_of, country_key = _countries(store, geoip)
         folder = store.path(model)
         metrics = train_return_model(store.existing(monthly), site.start, site.window_end(), site.returns, folder,
-                                     lookup.countries if lookup is not None else None)
+                                     country_of, state=store.state_dir(model), country_key=country_key)
         last = metrics["backtest"][-1] if metrics["backtest"] else None
         figures = {}
         if last is not None:
@@ -69,7 +79,7 @@ def build(parts: StudyPartitions) -> list:
                        "brier": last["brier"], "state_shrink": ours["shrink"], "missed_returns": ours["missed_returns"],
                        "backtest_cutoff": last["cutoff"]}
         return dg.MaterializeResult(metadata={
-            "status": metrics["status"], "training_rows": metrics["training_rows"], "dagster/row_count": metrics["training_rows"],
+            "status": metrics["status"], "refreshed": metrics["refreshed"], "training_rows": metrics["training_rows"], "dagster/row_count": metrics["training_rows"],
             **{k: v for k, v in figures.items() if v is not None},
             "backtest": dg.MetadataValue.md(_backtest_markdown(metrics)),
             "calibration": dg.MetadataValue.md(_calibration_markdown(metrics)),
@@ -82,12 +92,12 @@ def build(parts: StudyPartitions) -> list:
            description=retired.asset_description)
     def retirement_set_asset(store: VlfStore, geoip: GeoIPResource) -> dg.MaterializeResult:
         site = store.site
-        lookup = geoip.lookup(ranges_dir=store.state_dir("geoip"))
+        country_of, country_key = _countries(store, geoip)
         out = store.path(retired)
         facts = retirement_set(store.existing(monthly), site.start, site.window_end(), site.returns, store.path(model),
-                               out, lookup.countries if lookup is not None else None)
+                               out, country_of, state=store.state_dir(retired), country_key=country_key)
         return dg.MaterializeResult(metadata={
-            "cutoff": facts["cutoff"], "tracked_sources": facts["state"], "retired": facts["retired"],
+            "cutoff": facts["cutoff"], "refreshed": facts["refreshed"], "tracked_sources": facts["state"], "retired": facts["retired"],
             "dagster/row_count": facts["retired"], "state_shrink": _pct(facts["shrink"]),
             "path": dg.MetadataValue.path(str(out))})
 
