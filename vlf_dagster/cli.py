@@ -33,7 +33,8 @@ def cmd_simulate(args) -> dict:
     write_text(site.to_toml(), data_site_file(data))
     started = time.perf_counter()
     with progress.shown("vlf simulate"):
-        summary = simulate(site, SimulationConfig(days=args.days, sources=args.sources, seed=args.seed, campaigns=args.campaigns), data)
+        summary = simulate(site, SimulationConfig(days=args.days, sources=args.sources, seed=args.seed, campaigns=args.campaigns,
+                                                  returning=args.returning), data)
     elapsed = time.perf_counter() - started
     print(
         f"simulated {summary.flows:,} flows ({summary.inbound_flows:,} inbound) from {summary.sources:,} outside "
@@ -222,6 +223,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--campaigns", type=int, default=0, metavar="N",
                        help="plant N port campaigns that start and stop (at most 6; default 0), for the "
                        "report's Transient port activity")
+        p.add_argument("--returning", type=float, default=0.0, metavar="SHARE",
+                       help="make SHARE (0 to 0.5; default 0) of the P2P peers, scanners, targeted probes, backscatter "
+                       "and echo sources with 2 or more flows come back: their flows in 2-5 visits 1-60 days apart "
+                       "(closer in a short window); the visits' times go to sim/returns.parquet")
         p.add_argument("--start", help="first hour, YYYY-MM-DDTHH:MM UTC (default: the site's start)")
         p.add_argument("--site", help="site TOML to start from (default: the packaged default)")
 

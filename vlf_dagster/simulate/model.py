@@ -37,6 +37,7 @@ Scaled by ``days`` and ``sources``, with the study's proportions:
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,6 +194,7 @@ EXCLUDED_BLOCKS = (
     ("192.168.0.0", 16), ("224.0.0.0", 3),
 )
 WEB_SERVER_POOL, DNS_SERVER_POOL = 256, 3
+MAX_RETURNING = 0.5  # SimulationConfig.returning: at most half the eligible sources come back
 
 
 class SimulationError(ValueError):
@@ -209,4 +211,13 @@ class SimulationConfig:
     # port campaigns planted on top (simulate/campaigns.py), each with its own extra sources; 0 plants
     # none and leaves every other output as it was
     campaigns: int = 0
+    # share of the eligible outside sources (simulate/returns.py) that come back: their flows split
+    # into 2-5 visits days apart, listed in sim/returns.parquet; 0 plants none and leaves every
+    # output as it was
+    returning: float = 0.0
 
+    def __post_init__(self):
+        share = self.returning
+        if isinstance(share, bool) or not isinstance(share, numbers.Real) or not 0.0 <= share <= MAX_RETURNING:
+            raise SimulationError(f"returning (--returning) must be a share from 0 to {MAX_RETURNING} of the "
+                                  f"eligible sources (got {share!r})")

@@ -11,6 +11,8 @@ beside this one: how the run is cut (:mod:`.window`), the site's addresses (:mod
 chunk's sources (:mod:`.populations`) and their flows (:mod:`.traffic`), the landing files
 (:mod:`.writing`) and the ground truth (:mod:`.truth`); ``sim/summary.json`` is written here.
 With ``config.campaigns``, port campaigns (:mod:`.campaigns`) are planted on top, as one more chunk.
+With ``config.returning``, a share of the sources come back (:mod:`.returns`): each chunk spreads
+their flows over visits days apart, and ``sim/returns.parquet`` lists the visits.
 
 Everything is vectorised: per-source attributes are numpy arrays, expanded to flows with
 ``np.repeat``; the only Python loops run per chunk, population, port table entry, bucket and hour.
@@ -54,12 +56,14 @@ from .model import (
 )
 from .network import _Inside, _inside, _OutsideAddresses
 from .populations import _quota, _sources
+from .returns import plant_returns
 from .traffic import _background, _expand, _inbound, _outbound
-from .truth import _chunk_truth, _write_ground_truth
+from .truth import RETURNS_NAME, _chunk_truth, _write_ground_truth, _write_returns
 from .window import (
-    _STREAM_ADDRESSES, _STREAM_BACKGROUND, _STREAM_CAMPAIGNS, _STREAM_CHUNK, _STREAM_SITE, _Plan, _plan, _rng,
+    _STREAM_ADDRESSES, _STREAM_BACKGROUND, _STREAM_CAMPAIGNS, _STREAM_CHUNK, _STREAM_RETURNS, _STREAM_SITE, _Plan,
+    _plan, _rng,
 )
-from .writing import _remove_stale_hours, _spill, _write_landing
+from .writing import _narrow, _remove_stale_hours, _spill, _write_landing
 
 WORKERS = 2  # threads: two chunks are simulated, and two hours written, at a time
 
@@ -78,6 +82,7 @@ class SimulationSummary:
     populations: dict[str, int]  # population -> number of sources
     summary_path: Path | None = None
     details: dict = field(default_factory=dict)
+    returns_path: Path | None = None  # sim/returns.parquet, when sources return
 
 
 @dataclass
@@ -91,6 +96,7 @@ class _Context:
     spill_dir: Path
     web_pool: np.ndarray  # outside web servers the live hosts browse
     dns_pool: np.ndarray  # outside DNS servers they ask
+    returning: float = 0.0  # share of the eligible sources that come back (0: no draw is made)
 
 
 def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> SimulationSummary:
@@ -111,7 +117,7 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
 
     (data_dir / "sim").mkdir(parents=True, exist_ok=True)
     with _spill_dir(data_dir / "sim") as spill_dir:
-        ctx = _Context(plan, inside, addresses, entropy, spill_dir, web_pool, dns_pool)
+        ctx = _Context(plan, inside, addresses, entropy, spill_dir, web_pool, dns_pool, float(config.returning))
         chunks = _simulate_sources(ctx, int(config.sources))
         campaigns = []
         if config.campaigns:  # extra sources of their own, after the others: those stay as they were
@@ -123,8 +129,20 @@ def simulate(site: Site, config: SimulationConfig, data_dir: Path) -> Simulation
     _remove_stale_hours(data_dir, landing_files)
 
     truth_path = _write_ground_truth([c.truth for c in chunks], data_dir / "sim" / "ground_truth.parquet")
+    returns_path = data_dir / "sim" / RETURNS_NAME
+    returns = [c.returns for c in chunks if c.returns is not None]
+    if config.returning:
+        _write_returns(returns, returns_path)
+    else:  # a previous run's visits must not be read as this one's
+        returns_path.unlink(missing_ok=True)
     counts = {k: sum(c.counts[k] for c in chunks) for k in chunks[0].counts}
     summary = _summary(site, config, ctx, counts, n_background, landing_files, truth_path, campaigns)
+    if config.returning:
+        summary.returns_path = returns_path
+        summary.details["returning"] = {
+            "share": float(config.returning), "sources": int(sum((r["visit"] == 0).sum() for r in returns)),
+            "visits": int(sum(len(r["sIP"]) for r in returns)),
+        }
     summary.summary_path = _write_summary_json(summary, data_dir)
     return summary
 
@@ -190,6 +208,7 @@ class _Chunk:
     spill: Path  # Arrow IPC file: one record batch per landing bucket
     truth: dict  # ground-truth columns of the chunk's sources (compact types)
     counts: dict  # counters for the summary
+    returns: dict | None = None  # the visits of its returning sources (sIP, visit, start_ms, duration, flows)
 
 
 def _simulate_chunk(ctx: _Context, c: int, lo: int, hi: int, n_other: int) -> _Chunk:
@@ -200,6 +219,11 @@ def _simulate_chunk(ctx: _Context, c: int, lo: int, hi: int, n_other: int) -> _C
     source_ip = ctx.addresses(lo, hi)
     sources = _sources(rng_pop, rng_dst, rng_traffic, rng_time, hi - lo, inside, n_other, plan.window, plan.game_end)
     src, fpop, dst_off, t = _expand(rng_time, sources, inside.size, plan.start_ms, plan.window, plan.game_end)
+    returns = None
+    if ctx.returning:  # its own stream: with 0, no draw is made and nothing moves
+        returns = plant_returns(_rng(ctx.entropy, _STREAM_RETURNS, c), ctx.returning, sources.pop, sources.nflows,
+                                src, t, plan.start_ms, plan.window)
+        returns = _compact_returns(returns, source_ip)
     proto, sport, dport, vol, answers = _inbound(
         rng_traffic, rng_ans, sources, src, fpop, dst_off, t, inside, plan.start_ms, plan.game_end
     )
@@ -219,7 +243,16 @@ def _simulate_chunk(ctx: _Context, c: int, lo: int, hi: int, n_other: int) -> _C
     counts.update(inbound=len(t), answers=n_answers, opened=n_opened)
     spill = ctx.spill_dir / f"chunk-{c:06d}.arrow"
     _spill(plan, (inbound, outbound), spill)
-    return _Chunk(spill, truth, counts)
+    return _Chunk(spill, truth, counts, returns)
+
+
+def _compact_returns(visits: dict, source_ip: np.ndarray) -> dict:
+    """A chunk's visits as kept until the end of the run: 20 bytes a visit (the end as ms after the start)."""
+    return dict(
+        sIP=source_ip[visits["source"]], visit=visits["visit"], start_ms=visits["start_ms"],
+        duration=_narrow(visits["end_ms"] - visits["start_ms"], np.uint32, "visit duration"),
+        flows=_narrow(visits["flows"], np.uint16, "flows per visit"),
+    )
 
 
 def _simulate_campaigns(ctx: _Context, config: SimulationConfig, c: int) -> tuple[_Chunk, list[Campaign]]:

@@ -3,7 +3,9 @@
 :func:`_chunk_truth` gives a chunk's rows (population, flows, distinct destinations, main protocol
 and port, whether all its destinations are live) and counters for the summary;
 :func:`_write_ground_truth` writes every chunk's rows, sorted by address, to ``sim/ground_truth.parquet``;
-:func:`campaign_truth` reads the planted port campaigns back from ``sim/summary.json``.
+:func:`campaign_truth` reads the planted port campaigns back from ``sim/summary.json``;
+:func:`_write_returns` writes the visits of the returning sources (:mod:`.returns`) to
+``sim/returns.parquet`` and :func:`return_truth` reads them back.
 """
 
 from __future__ import annotations
@@ -102,3 +104,35 @@ def campaign_truth(data_dir: Path) -> pd.DataFrame:
     doc = json.loads((Path(data_dir) / "sim" / "summary.json").read_text())
     rows = doc.get("port_campaigns", [])
     return pd.DataFrame([[r[c] for c in CAMPAIGN_COLUMNS] for r in rows], columns=CAMPAIGN_COLUMNS).astype("int64")
+
+
+RETURNS_NAME = "returns.parquet"
+RETURNS_SCHEMA = pa.schema(
+    [("sIP", pa.uint32()), ("visit", pa.uint16()), ("start_ms", pa.int64()), ("end_ms", pa.int64()), ("flows", pa.int64())]
+)
+
+
+def _write_returns(parts: list[dict], path: Path) -> Path:
+    """One row per visit of every returning source, sorted by sIP and visit (:data:`RETURNS_SCHEMA`),
+    from the chunks' rows (sIP, visit, start_ms, duration, flows; each chunk's in source and visit order)."""
+    def column(name, dtype):
+        return np.concatenate([p[name] for p in parts]).astype(dtype, copy=False) if parts else np.empty(0, dtype)
+
+    sip = column("sIP", np.uint32)
+    order = np.argsort(sip, kind="stable")  # a source's visits stay in order
+    start = column("start_ms", np.int64)[order]
+    columns = {"sIP": sip[order], "visit": column("visit", np.uint16)[order], "start_ms": start,
+               "end_ms": start + column("duration", np.int64)[order], "flows": column("flows", np.int64)[order]}
+    table = pa.table(columns, schema=RETURNS_SCHEMA)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=TRUTH_ROW_GROUP, **PARQUET_OPTIONS)
+    return Path(path)
+
+
+def return_truth(data_dir: Path) -> pd.DataFrame:
+    """The visits of the returning sources planted in ``data_dir`` (``sim/returns.parquet``): one row
+    each, :data:`RETURNS_SCHEMA`'s columns (every flow of visit ``visit`` of ``sIP`` has ``start_ms``
+    <= sTime <= ``end_ms``, epoch ms), sorted by sIP and visit; empty when none were planted."""
+    path = Path(data_dir) / "sim" / RETURNS_NAME
+    table = pq.read_table(path) if path.exists() else RETURNS_SCHEMA.empty_table()
+    return table.to_pandas()

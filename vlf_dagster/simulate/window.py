@@ -21,7 +21,7 @@ from .model import GAME_MAX_DAYS, MAX_LIVE_HOSTS, SimulationConfig
 MS_PER_DAY = 24 * MS_PER_HOUR
 
 # Random streams, all children of one SeedSequence per seed: (stream, index) -> generator.
-_STREAM_SITE, _STREAM_ADDRESSES, _STREAM_CHUNK, _STREAM_BACKGROUND, _STREAM_CAMPAIGNS = range(5)
+_STREAM_SITE, _STREAM_ADDRESSES, _STREAM_CHUNK, _STREAM_BACKGROUND, _STREAM_CAMPAIGNS, _STREAM_RETURNS = range(6)
 CHUNK_MIN_SOURCES, CHUNK_MAX_SOURCES = 1 << 12, 1 << 17
 CHUNK_DAYS = 2  # a chunk holds about this many days' worth of sources (at least CHUNK_MIN_SOURCES)
 BUCKET_MAX_FLOWS = 4_000_000  # estimated flows of a landing bucket (a day, or fewer hours if busier)
