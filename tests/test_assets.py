@@ -1,5 +1,7 @@
 """Assets through Dagster: one partition, a partition range, blocking checks, the whole graph."""
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -162,6 +164,8 @@ def test_pipeline_vlf_sets_equal_the_simulator_ground_truth(tmp_path):
     data = tmp_path / "data"
     site = load_site(Path(__file__).resolve().parents[1] / "vlf_dagster" / "site.default.toml")
     site = site.with_window(START, START + timedelta(days=2))
+    # a one-day horizon: the return model learns from the first day who comes back on the second
+    site = dataclasses.replace(site, returns=dataclasses.replace(site.returns, horizon_days=1))
     data.mkdir()
     (data / "site.toml").write_text(site.to_toml())
     summary = simulate(site, SimulationConfig(days=2, sources=3000, seed=7), data)
@@ -191,6 +195,15 @@ def test_pipeline_vlf_sets_equal_the_simulator_ground_truth(tmp_path):
     # rwscan's models cannot call a VLF-fd source a scan: one destination host (TRW needs four misses
     # on distinct hosts) and at most 10 records (BLR needs 32); the label stays false on the VLF flows
     assert not any(any_ for _, any_, _ in labelled)
+    # sources that will not return (issue 15): trained on the first day, the retirement set judged at the
+    # window's end tracks every outside source, and retires only sources the window saw
+    from vlf_dagster.analysis.steps.returns import METRICS_FILE, retirement_facts
+    metrics = json.loads((data / "return_model" / METRICS_FILE).read_text())
+    assert metrics["status"] == "trained" and metrics["cutoffs"] == [f"{START + timedelta(days=1):%Y-%m-%d}"]
+    retired = pq.read_table(data / "retirement_set.parquet").to_pandas()
+    facts = retirement_facts(data / "retirement_set.parquet")
+    assert facts["state"] == len(truth) and 0 < facts["retired"] == len(retired) < len(truth)
+    assert set(retired.sIP) <= set(truth.sIP) and (retired.p_return < site.returns.retire_below).all()
 
 
 def test_stale_rollup_is_caught_before_the_vlf_sets_use_it(planted, site):
