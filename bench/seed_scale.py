@@ -70,7 +70,8 @@ def stage_simulate(args) -> dict:
     site = site.with_window(start, start + timedelta(days=args.days))
     data.mkdir(parents=True, exist_ok=True)
     (data / "site.toml").write_text(site.to_toml())
-    summary = simulate(site, SimulationConfig(days=args.days, sources=args.sources, seed=args.seed), data)
+    summary = simulate(site, SimulationConfig(days=args.days, sources=args.sources, seed=args.seed,
+                                              returning=args.returning), data)
     return {"flows": summary.flows, "inbound_flows": summary.inbound_flows, "sources": summary.sources,
             "hours": summary.hours}
 
@@ -147,7 +148,8 @@ def run_stage(args, stage: str) -> dict:
     """Run ``stage`` in a fresh process: its own wall time, CPU time and peak RSS."""
     command = [sys.executable, __file__, "--stage", stage, "--data-dir", str(args.data_dir),
                "--dagster-home", str(args.dagster_home), "--days", str(args.days), "--sources", str(args.sources),
-               "--seed", str(args.seed), "--start", args.start, "--hours-per-run", str(args.hours_per_run)]
+               "--seed", str(args.seed), "--start", args.start, "--hours-per-run", str(args.hours_per_run),
+               "--returning", str(args.returning)]
     if args.workers:
         command += ["--workers", str(args.workers)]
     started = time.perf_counter()
@@ -190,6 +192,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=SEED_DAYS, help=f"days from --start (default {SEED_DAYS}: 14 months)")
     parser.add_argument("--start", default=SEED_START, help=f"first hour, UTC (default {SEED_START})")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--returning", type=float, default=0.0,
+                        help="share of the eligible sources that come back in visits (vlf simulate --returning; default 0)")
     parser.add_argument("--hours-per-run", type=int, default=None, help="hourly partitions per run (default: the project's batch)")
     parser.add_argument("--workers", type=int, default=None, help="processes for the hourly batches (default: the project's)")
     parser.add_argument("--data-dir", type=Path, default=Path("data/bench-scale"), help="where to simulate (default data/bench-scale)")
@@ -210,11 +214,11 @@ def main() -> None:
         print(json.dumps({**figures, **_usage()}))
         return
 
-    shape = {"days": args.days, "sources": args.sources, "seed": args.seed, "start": args.start}
+    shape = {"days": args.days, "sources": args.sources, "seed": args.seed, "start": args.start, "returning": args.returning}
     shape_file = args.data_dir / "bench-shape.json"
     results: dict[str, dict] = {}
     reuse = args.reuse and shape_file.exists() and all(
-        json.loads(shape_file.read_text()).get(k) == v for k, v in shape.items())
+        {"returning": 0.0, **json.loads(shape_file.read_text())}.get(k) == v for k, v in shape.items())
     if not reuse:
         shutil.rmtree(args.data_dir, ignore_errors=True)
         print(f"simulating {args.days} days x {args.sources:,} sources into {args.data_dir} ...", flush=True)

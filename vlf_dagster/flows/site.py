@@ -121,6 +121,14 @@ class Site:
     def with_window(self, start: datetime, end: datetime | None) -> "Site":
         return dataclasses.replace(self, start=start, end=end)
 
+    def with_horizon_for(self, days: int) -> "Site":
+        """The site with a return horizon the window can learn: the model needs a few horizons of
+        history, so a window shorter than four horizons gets one of a seventh of its days (at least
+        one): a week's demo learns day by day, the study's 14 months keep their 30 days."""
+        if days >= 4 * self.returns.horizon_days:
+            return self
+        return dataclasses.replace(self, returns=dataclasses.replace(self.returns, horizon_days=max(1, days // 7)))
+
     def to_toml(self) -> str:
         nets = ", ".join(f'"{n}"' for n in self.internal_networks)
         sensors = ", ".join(f'"{s}"' for s in self.sensors)

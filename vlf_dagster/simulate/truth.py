@@ -136,3 +136,12 @@ def return_truth(data_dir: Path) -> pd.DataFrame:
     path = Path(data_dir) / "sim" / RETURNS_NAME
     table = pq.read_table(path) if path.exists() else RETURNS_SCHEMA.empty_table()
     return table.to_pandas()
+
+
+def seen_within(visits: pd.DataFrame, sources, start_ms: int, end_ms: int) -> np.ndarray:
+    """For each of ``sources`` (planted returners, :func:`return_truth`'s ``visits``), whether one of
+    its visits has a flow in [start_ms, end_ms).  A visit's first and last flows are at its
+    ``start_ms`` and ``end_ms`` and its bursts last at most 3 hours, so for a span of 3 hours or more
+    a visit overlapping the span has a flow in it."""
+    overlapping = visits[(visits.start_ms < end_ms) & (visits.end_ms >= start_ms)]
+    return np.isin(np.asarray(sources), overlapping.sIP.to_numpy())

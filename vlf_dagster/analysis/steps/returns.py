@@ -223,11 +223,10 @@ def _judged(gone: np.ndarray, retired: np.ndarray, returned_ever: np.ndarray, sc
     }
 
 
-def judge(model: ReturnModel, test: pd.DataFrame, settings: ReturnSettings) -> dict:
-    """The model and the two baseline rules on the same rows."""
+def judge(p_return: np.ndarray, test: pd.DataFrame, settings: ReturnSettings) -> dict:
+    """The model's predictions ``p_return`` and the two baseline rules on the same rows."""
     gone = ~test["returned"].to_numpy(bool)
     ever = test["returned_ever"].to_numpy(bool)
-    p_return = model.p_return(test)
     flows = test["flows"].to_numpy()
     age = test["hours_since_last"].to_numpy(np.float64)
     return {
@@ -334,8 +333,13 @@ def train_return_model(profiles: Sequence[Path], start: datetime, end: datetime,
         model = fit(pd.concat([rows[c] for c in cutoffs.trainable_before(test)], ignore_index=True))
         if model is None:
             continue
+        predicted = model.p_return(rows[test])
+        rows[test]["p_return_backtest"] = predicted  # kept with the training rows: what the backtest judged
         metrics["backtest"].append({"cutoff": _day_text(test), "trained_on": [_day_text(c) for c in model.cutoffs],
-                                    **judge(model, rows[test], settings)})
+                                    **judge(predicted, rows[test], settings)})
+    for frame in rows.values():
+        if "p_return_backtest" not in frame:
+            frame["p_return_backtest"] = np.nan
     training = pd.concat(list(rows.values()), ignore_index=True) if rows else pd.DataFrame()
     model = fit(training) if len(training) else None
     metrics["status"] = "trained" if model is not None else _not_enough(cutoffs)
