@@ -222,3 +222,47 @@ def test_site_file_return_settings():
     for bad in ({"horizon_days": 0}, {"retire_below": 1.5}, {"bogus": 1}):
         with pytest.raises(SiteConfigError, match="returns"):
             site_from_mapping({"returns": bad}, source="site.toml")
+
+
+def test_the_labels_and_the_model_against_the_simulators_return_times(tmp_path):
+    """Through the archive the hourly step packs: every planted returner's label at every cutoff is the
+    simulator's truth (a visit within the horizon or not); the model ranks who returns better than
+    the last-seen rule over all sources, and as well on the planted returners, whose first visit
+    looks like any one-time source's (the simulator picks them at random within their population)."""
+    from sklearn.metrics import roc_auc_score
+
+    from vlf_dagster.analysis.steps.profiles import month_source_profiles
+    from vlf_dagster.flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
+    from vlf_dagster.flows.site import packaged_site
+    from vlf_dagster.flows.storage import archive_files, hours_between
+    from vlf_dagster.flows.archive import pack_hours
+    from vlf_dagster.simulate import SimulationConfig, simulate
+    from vlf_dagster.simulate.truth import return_truth, seen_within
+
+    days, start = 28, datetime(2006, 4, 1, tzinfo=timezone.utc)
+    site = packaged_site().with_window(start, start + pd.Timedelta(days=days).to_pytimedelta()).with_horizon_for(days)
+    assert site.returns.horizon_days == 4  # a seventh of the window
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "site.toml").write_text(site.to_toml())
+    simulate(site, SimulationConfig(days=days, sources=4000, seed=5, returning=0.5), data)
+    hours = hours_between(site.start, site.end)
+    pack_hours(data, hours, site)  # what the hourly_archive asset runs
+    month_source_profiles(archive_files(data, hours, list(INBOUND_TYPES)), archive_files(data, hours, list(OUTBOUND_TYPES)),
+                          tmp_path / "profiles.parquet")
+    metrics = R.train_return_model([tmp_path / "profiles.parquet"], site.start, site.end, site.returns, tmp_path / "model")
+    assert metrics["status"] == "trained" and len(metrics["backtest"]) == 3
+    training = pq.read_table(tmp_path / "model" / R.TRAINING_FILE).to_pandas()
+    visits = return_truth(data)
+    planted = training[training.sIP.isin(visits.sIP)]
+    assert planted.cutoff.nunique() == len(metrics["cutoffs"]) and len(planted) > 500
+    for cutoff, rows in planted.groupby("cutoff"):
+        c = int(cutoff) * MS_PER_DAY
+        truth = seen_within(visits, rows.sIP, c, c + site.returns.horizon_days * MS_PER_DAY)
+        assert (rows.returned.to_numpy() == truth).all()
+    for test in metrics["backtest"]:
+        assert test["model"]["auc"] > test["last_seen"]["auc"] and test["model"]["precision"] > 0.9
+    judged = planted[planted.p_return_backtest.notna()]
+    gone = ~judged.returned.to_numpy(bool)
+    assert 50 < (~gone).sum() < len(judged)
+    assert roc_auc_score(gone, 1 - judged.p_return_backtest) > roc_auc_score(gone, judged.hours_since_last) - 0.05
