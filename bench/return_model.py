@@ -28,10 +28,42 @@ from vlf_dagster.analysis.steps import returns as R  # noqa: E402
 from vlf_dagster.analysis.tables.returns import backtest_table, figure_of_merit  # noqa: E402
 from vlf_dagster.flows.site import load_site  # noqa: E402
 from vlf_dagster.flows.site import data_site_file  # noqa: E402
+from vlf_dagster.analysis.steps.profiles import MS_PER_DAY  # noqa: E402
+from vlf_dagster.simulate.truth import return_truth, seen_within  # noqa: E402
 
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _against_truth(folder: Path, visits, settings) -> None:
+    """The planted returners' labels against their visits, and how each method ranks and retires them."""
+    import pyarrow.parquet as pq
+    from sklearn.metrics import roc_auc_score
+
+    horizon_days = settings.horizon_days
+    training = pq.read_table(folder / R.TRAINING_FILE).to_pandas()
+    if "sIP" not in training:
+        print("planted returners: no training rows to judge")
+        return
+    planted = training[training.sIP.isin(visits.sIP)]
+    wrong = 0
+    for cutoff, rows in planted.groupby("cutoff"):
+        c = int(cutoff) * MS_PER_DAY
+        wrong += int((rows.returned.to_numpy() != seen_within(visits, rows.sIP, c, c + horizon_days * MS_PER_DAY)).sum())
+    print(f"planted returners: {visits.sIP.nunique():,} sources, {len(visits):,} visits; {len(planted):,} training rows, "
+          f"{wrong} labels differ from the visits")
+    judged = planted[planted.p_return_backtest.notna()]
+    if not len(judged):
+        return
+    gone, came_back = ~judged.returned.to_numpy(bool), judged.returned.to_numpy(bool)
+    retired_model = judged.p_return_backtest.to_numpy() < settings.retire_below
+    retired_rule = judged.hours_since_last.to_numpy() >= 24 * horizon_days
+    print(f"  at the backtest cutoffs: {len(judged):,} rows of planted returners, {came_back.sum():,} came back within "
+          f"the horizon; AUC model {roc_auc_score(gone, 1 - judged.p_return_backtest):.3f}, last-seen rule "
+          f"{roc_auc_score(gone, judged.hours_since_last):.3f}; retired model {retired_model.sum():,} (missed returns "
+          f"{(retired_model & came_back).sum():,}), rule {retired_rule.sum():,} (missed {(retired_rule & came_back).sum():,}), "
+          f"one-flow rule {(judged.flows == 1).sum():,} (missed {((judged.flows == 1) & came_back).sum():,})")
 
 
 def main() -> None:
@@ -59,6 +91,9 @@ def main() -> None:
               f"{len(metrics['cutoffs'])} labelled cutoffs, status: {metrics['status']}")
         print(backtest_table(metrics).to_string(index=False))
         print(figure_of_merit(metrics))
+        visits = return_truth(args.data_dir)
+        if len(visits):
+            _against_truth(scratch / "model", visits, settings)
         started = time.perf_counter()
         facts = R.retirement_set(profiles, site.start, site.window_end(), settings, scratch / "model", scratch / "retired.parquet")
         print(f"retirement_set: {time.perf_counter() - started:.1f} s, peak RSS {_rss_mb():.0f} MB: "
