@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vlf_dagster import artifacts as A  # noqa: E402
 from vlf_dagster.analysis.steps import returns as R  # noqa: E402
+from vlf_dagster.analysis.steps.retirement import retirement_set  # noqa: E402
 from vlf_dagster.analysis.tables.returns import backtest_table, figure_of_merit  # noqa: E402
 from vlf_dagster.flows.site import load_site  # noqa: E402
 from vlf_dagster.flows.site import data_site_file  # noqa: E402
@@ -95,7 +96,7 @@ def main() -> None:
         if len(visits):
             _against_truth(scratch / "model", visits, settings)
         started = time.perf_counter()
-        facts = R.retirement_set(profiles, site.start, site.window_end(), settings, scratch / "model", scratch / "retired.parquet")
+        facts = retirement_set(profiles, site.start, site.window_end(), settings, scratch / "model", scratch / "retired.parquet")
         print(f"retirement_set: {time.perf_counter() - started:.1f} s, peak RSS {_rss_mb():.0f} MB: "
               f"{json.dumps(facts, sort_keys=True)}")
 

@@ -197,7 +197,8 @@ def test_pipeline_vlf_sets_equal_the_simulator_ground_truth(tmp_path):
     assert not any(any_ for _, any_, _ in labelled)
     # sources that will not return (issue 15): trained on the first day, the retirement set judged at the
     # window's end tracks every outside source, and retires only sources the window saw
-    from vlf_dagster.analysis.steps.returns import METRICS_FILE, retirement_facts
+    from vlf_dagster.analysis.steps.retirement import retirement_facts
+    from vlf_dagster.analysis.steps.returns import METRICS_FILE
     metrics = json.loads((data / "return_model" / METRICS_FILE).read_text())
     assert metrics["status"] == "trained" and metrics["cutoffs"] == [f"{START + timedelta(days=1):%Y-%m-%d}"]
     retired = pq.read_table(data / "retirement_set.parquet").to_pandas()

@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from vlf_dagster.analysis.steps import retirement as T
 from vlf_dagster.analysis.steps import returns as R
-from vlf_dagster.analysis.steps.profiles import MS_PER_DAY, PROFILE_SCHEMA, month_source_profiles
+from vlf_dagster.analysis.steps.profiles import MS_PER_DAY, PROFILE_SCHEMA, RETIREMENT_SCHEMA, month_source_profiles
 from vlf_dagster.analysis.tables.returns import backtest_table, figure_of_merit, retirement_summary
 from vlf_dagster.flows.site import ReturnSettings, SiteConfigError, site_from_mapping
 
@@ -155,49 +156,59 @@ def test_the_model_learns_who_returns_and_beats_the_rules(tmp_path, monkeypatch)
     assert {f: (folder / f).read_bytes() for f in before} == before
 
     retired = tmp_path / "retirement_set.parquet"
-    facts = R.retirement_set([path], start, end, settings, folder, retired)
+    facts = T.retirement_set([path], start, end, settings, folder, retired)
     table = pq.read_table(retired)
-    assert table.schema.names == R.RETIREMENT_SCHEMA.names and table.num_rows == facts["retired"] > 0
+    assert table.schema.names == RETIREMENT_SCHEMA.names and table.num_rows == facts["retired"] > 0
     assert (table.column("p_return").to_numpy() < 0.2).all()
     assert table.column("sIP").to_pylist() == sorted(table.column("sIP").to_pylist())
-    assert 0 < facts["shrink"] < 1 and R.retirement_facts(retired)["state"] == facts["state"]
+    assert 0 < facts["shrink"] < 1 and T.retirement_facts(retired)["state"] == facts["state"]
     summary = retirement_summary(retired)
     assert summary["Retired"].iloc[0] == facts["retired"] and summary["Tracked sources"].iloc[0] == facts["state"]
     # judged a range of addresses at a time: the same rows and facts
-    monkeypatch.setattr(R, "CHUNK_SOURCES", 700)
-    assert R.retirement_set([path], start, end, settings, folder, tmp_path / "chunked.parquet") == facts
+    monkeypatch.setattr(T, "CHUNK_SOURCES", 700)
+    assert T.retirement_set([path], start, end, settings, folder, tmp_path / "chunked.parquet") == facts
     assert pq.read_table(tmp_path / "chunked.parquet").equals(table)
 
 
 def test_a_refresh_with_the_same_inputs_keeps_the_model_and_the_set(tmp_path):
-    """A live site's hours within a day change neither the model's inputs nor the set's: both are kept;
-    a late record of an earlier day changes them: both are made again."""
+    """A live site's hours within a day change neither the model's inputs nor the set's: both are kept.
+    A late record after the last labelled horizon leaves the model and judges one source again, the
+    set equal to one judged from scratch; a late record of an early day makes both again."""
     rng = np.random.default_rng(11)
     frame = _random_profiles(rng, 1500, 40)
     old = _write_profiles(frame[frame.day < DAY0 + 30], tmp_path / "month=1.parquet")
     new = _write_profiles(frame[frame.day >= DAY0 + 30], tmp_path / "month=2.parquet")
     start, end = _site_window(40)
-    settings = ReturnSettings(horizon_days=5, retire_below=0.2, backtest_cutoffs=1)
+    settings = ReturnSettings(horizon_days=7, retire_below=0.2, backtest_cutoffs=1)  # labels end on day 35
     folder, out = tmp_path / "model", tmp_path / "retired.parquet"
     states = tmp_path / "state_model", tmp_path / "state_set"
 
     def refresh():
         metrics = R.train_return_model([old, new], start, end, settings, folder, state=states[0])
-        facts = R.retirement_set([old, new], start, end, settings, folder, out, state=states[1])
-        return metrics["refreshed"], facts["refreshed"]
+        facts = T.retirement_set([old, new], start, end, settings, folder, out, state=states[1])
+        return metrics["refreshed"], facts["judged"]
 
-    assert refresh() == (True, True)
+    def day_rows(rows, day, sip=None):
+        moved = rows.assign(day=day, first_ms=day * MS_PER_DAY, last_ms=day * MS_PER_DAY)
+        return moved.assign(sIP=sip) if sip is not None else moved
+
+    assert refresh() == (True, 1500)
     made = {p: p.stat().st_mtime_ns for p in [out, *folder.iterdir()]}
-    assert refresh() == (False, False)
+    assert refresh() == (False, 0)
     assert {p: p.stat().st_mtime_ns for p in made} == made
     # the open day: records after the data's last midnight (the window ends there) change nothing
-    extra = frame.iloc[:3].assign(day=DAY0 + 40, first_ms=(DAY0 + 40) * MS_PER_DAY, last_ms=(DAY0 + 40) * MS_PER_DAY)
-    _write_profiles(pd.concat([frame[frame.day >= DAY0 + 30], extra]), new)
-    assert refresh() == (False, False)
+    month2 = pd.concat([frame[frame.day >= DAY0 + 30], day_rows(frame.iloc[:3], DAY0 + 40)])
+    _write_profiles(month2, new)
+    assert refresh() == (False, 0)
+    # a new source on day 37: past the labels, so the model stays; the set judges that source alone
+    _write_profiles(pd.concat([month2, day_rows(frame.iloc[:1], DAY0 + 37, 888_888)]), new)
+    assert refresh() == (False, 1)
+    assert T.retirement_facts(out)["state"] == 1501  # the new source is tracked
+    T.retirement_set([old, new], start, end, settings, folder, tmp_path / "scratch.parquet")
+    assert out.read_bytes() == (tmp_path / "scratch.parquet").read_bytes()
     # a late record of an early day: both again
-    late = frame.iloc[:1].assign(sIP=999_999, day=DAY0 + 3, first_ms=(DAY0 + 3) * MS_PER_DAY, last_ms=(DAY0 + 3) * MS_PER_DAY)
-    _write_profiles(pd.concat([frame[frame.day < DAY0 + 30], late]), old)
-    assert refresh() == (True, True)
+    _write_profiles(pd.concat([frame[frame.day < DAY0 + 30], day_rows(frame.iloc[:1], DAY0 + 3, 999_999)]), old)
+    assert refresh() == (True, 1502)
 
 
 def test_too_short_a_history_says_so(tmp_path):
@@ -208,7 +219,7 @@ def test_too_short_a_history_says_so(tmp_path):
     metrics = R.train_return_model([path], start, end, settings, tmp_path / "model")
     assert metrics["status"].startswith("not trained") and "returns.horizon_days" in metrics["status"]
     assert metrics["backtest"] == [] and "not trained" in figure_of_merit(metrics)
-    facts = R.retirement_set([path], start, end, settings, tmp_path / "model", tmp_path / "r.parquet")
+    facts = T.retirement_set([path], start, end, settings, tmp_path / "model", tmp_path / "r.parquet")
     assert facts["retired"] == 0 and pq.read_table(tmp_path / "r.parquet").num_rows == 0
     # no profiles at all: the same, no error
     metrics = R.train_return_model([], start, end, settings, tmp_path / "none")

@@ -29,8 +29,8 @@ import pyarrow as pa
 from ...flows import duck
 from ...flows.site import ReturnSettings
 from ...flows.sql import NO_HIVE, glob_escaped
-from ...flows.storage import PARQUET_OPTIONS, ROW_GROUP_ROWS, atomic_path, fingerprint, write_bytes, write_parquet, write_text
-from .profiles import MS_PER_DAY, PROFILE_SCHEMA, RETIREMENT_SCHEMA
+from ...flows.storage import fingerprint, write_bytes, write_parquet, write_text
+from .profiles import MS_PER_DAY, PROFILE_SCHEMA
 
 MS_PER_HOUR = MS_PER_DAY // 24
 FEATURES = ["flows", "packets", "bytes", "bytes_per_packet", "hours", "days", "max_destinations", "destination_days",
@@ -365,77 +365,3 @@ def _not_enough(cutoffs: Cutoffs) -> str:
 
 def _day_text(day: int) -> str:
     return str(np.datetime64(int(day), "D"))
-
-
-FACTS_KEY = b"vlf.retirement"  # the retirement set's facts (cutoff, tracked sources, ...) in its Parquet metadata
-CHUNK_SOURCES = 1_000_000  # sources judged at once: the state's features held in memory (~250 MB)
-
-
-def retirement_facts(path: Path) -> dict:
-    import pyarrow.parquet as pq
-
-    return json.loads((pq.read_metadata(path).metadata or {}).get(FACTS_KEY, b"{}"))
-
-
-def _address_ranges(con, relation: str, sources: int) -> list[tuple[int, int]]:
-    """[lo, hi) ranges of sIP holding about CHUNK_SOURCES sources each, in address order
-    (profiles are sorted by sIP: a range reads only the row groups that hold it)."""
-    parts = -(-sources // CHUNK_SOURCES)
-    if parts <= 1:
-        return [(0, 1 << 32)]
-    cuts = con.sql(f"SELECT quantile_disc(sIP, {[k / parts for k in range(1, parts)]}) FROM (SELECT DISTINCT sIP FROM {relation})").fetchall()[0][0]
-    bounds = [0, *sorted({int(c) for c in cuts if c}), 1 << 32]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-def _retired_chunks(con, profiles: Sequence[Path], cutoffs: Cutoffs, model: ReturnModel, settings: ReturnSettings,
-                    country_of, counts: dict):
-    relation = _profiles(profiles)
-    sources = con.sql(f"SELECT count(*) FROM (SELECT DISTINCT sIP, sIPv6 FROM {relation})").fetchall()[0][0]
-    for lo, hi in _address_ranges(con, relation, sources):
-        state = cutoff_rows(con, f"(SELECT * FROM {relation} WHERE sIP >= {lo} AND sIP < {hi})", cutoffs.final,
-                            cutoffs.horizon, cutoffs.final)
-        state["country_code"] = _countries(state, country_of)
-        p_return = model.p_return(state)
-        retire = p_return < settings.retire_below
-        counts["state"] += len(state)
-        counts["retired"] += int(retire.sum())
-        kept = state.loc[retire, ["sIP", "sIPv6", "first_ms", "last_ms", "flows"]].copy()
-        kept["p_return"] = p_return[retire]
-        kept["confidence"] = 1 - kept["p_return"]
-        yield pa.Table.from_pandas(kept, preserve_index=False).cast(RETIREMENT_SCHEMA)
-
-
-def retirement_set(profiles: Sequence[Path], start: datetime, end: datetime, settings: ReturnSettings, folder: Path,
-                   out: Path, country_of: Callable[[np.ndarray], np.ndarray] | None = None,
-                   state: Path | None = None, country_key: str = "") -> dict:
-    """Every source seen before the data's last midnight whose predicted return probability is below
-    ``retire_below``, with the probability and its complement as the confidence; sorted by address.
-    Judged a range of addresses at a time; its facts (the cutoff, the tracked sources, how many
-    retired) ride in the file's metadata.  With ``state``, a refresh with the last one's inputs (the
-    model's bytes, the cutoff, the digests of the rows before it) keeps the file: a live site's
-    hours within a day change nothing until the day is over."""
-    import pyarrow.parquet as pq
-
-    model_bytes = (folder / MODEL_FILE).read_bytes()
-    model = pickle.loads(model_bytes)
-    profiles = sorted(profiles)
-    counts = {"state": 0, "retired": 0}
-    with duck.connect() as con:
-        cutoffs = cutoffs_of(start, end, last_day(con, profiles), settings.horizon_days)
-        if state is not None:
-            key = _key(hashlib.sha256(model_bytes).hexdigest(), cutoffs.final, settings.retire_below, country_key,
-                       ProfileDigests(state).digest(con, profiles, cutoffs.final))
-            if _same_inputs(state, key, [out]):
-                return {**retirement_facts(out), "refreshed": False}
-    with duck.connect() as con, atomic_path(out) as tmp, pq.ParquetWriter(tmp, RETIREMENT_SCHEMA, **PARQUET_OPTIONS) as writer:
-        if model is not None and profiles:
-            for table in _retired_chunks(con, profiles, cutoffs, model, settings, country_of, counts):
-                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-        facts = {"cutoff": _day_text(cutoffs.final), "state": counts["state"], "retired": counts["retired"],
-                 "shrink": counts["retired"] / counts["state"] if counts["state"] else 0.0,
-                 "trained": model is not None, "retire_below": settings.retire_below}
-        writer.add_key_value_metadata({FACTS_KEY: json.dumps(facts, sort_keys=True).encode()})
-    if state is not None:
-        write_text(key, Path(state) / "inputs.key")
-    return {**facts, "refreshed": True}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..steps.returns import retirement_facts
+from ..steps.retirement import retirement_facts
 
 METHODS = {"model": "return model", "one_flow": "rule: a one-flow source never returns",
            "last_seen": "rule: unseen for the horizon, never returns"}

@@ -4,7 +4,8 @@ import dagster as dg
 
 from ... import artifacts as A
 from ...analysis.steps.profiles import month_source_profiles
-from ...analysis.steps.returns import CALIBRATION_FILE, retirement_set, train_return_model
+from ...analysis.steps.retirement import retirement_set
+from ...analysis.steps.returns import CALIBRATION_FILE, train_return_model
 from ...flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ...flows.storage import fingerprint, hours_between
 from ..partitions import StudyPartitions
@@ -97,7 +98,7 @@ def build(parts: StudyPartitions) -> list:
         facts = retirement_set(store.existing(monthly), site.start, site.window_end(), site.returns, store.path(model),
                                out, country_of, state=store.state_dir(retired), country_key=country_key)
         return dg.MaterializeResult(metadata={
-            "cutoff": facts["cutoff"], "refreshed": facts["refreshed"], "tracked_sources": facts["state"], "retired": facts["retired"],
+            "cutoff": facts["cutoff"], "judged_again": facts["judged"], "tracked_sources": facts["state"], "retired": facts["retired"],
             "dagster/row_count": facts["retired"], "state_shrink": _pct(facts["shrink"]),
             "path": dg.MetadataValue.path(str(out))})
 
