@@ -277,3 +277,16 @@ def test_the_labels_and_the_model_against_the_simulators_return_times(tmp_path):
     gone = ~judged.returned.to_numpy(bool)
     assert 50 < (~gone).sum() < len(judged)
     assert roc_auc_score(gone, 1 - judged.p_return_backtest) > roc_auc_score(gone, judged.hours_since_last) - 0.05
+
+
+def test_a_short_window_gets_a_horizon_it_can_learn(tmp_path):
+    site = site_from_mapping({})
+    assert site.with_horizon_for(425).returns.horizon_days == 30  # the study's 14 months keep theirs
+    assert site.with_horizon_for(120).returns.horizon_days == 30
+    assert site.with_horizon_for(119).returns.horizon_days == 17
+    assert site.with_horizon_for(7).returns.horizon_days == 1 and site.with_horizon_for(2).returns.horizon_days == 1
+    from vlf_dagster.cli import main
+    from vlf_dagster.flows.site import load_site
+
+    main(["simulate", "--data-dir", str(tmp_path), "--days", "3", "--sources", "300"])
+    assert load_site(tmp_path / "site.toml").returns.horizon_days == 1

@@ -28,7 +28,8 @@ def cmd_simulate(args) -> dict:
     data = _data_dir(args)
     site = load_site(args.site) if args.site else packaged_site()
     start = parse_utc(args.start, what="--start") if args.start else site.start
-    site = site.with_window(start, start + timedelta(days=args.days)).with_horizon_for(args.days)
+    site = site.with_window(start, start + timedelta(days=args.days))
+    configured, site = site.returns.horizon_days, site.with_horizon_for(args.days)
     data.mkdir(parents=True, exist_ok=True)
     write_text(site.to_toml(), data_site_file(data))
     started = time.perf_counter()
@@ -41,6 +42,8 @@ def cmd_simulate(args) -> dict:
         f"sources over {summary.hours} hours in {elapsed:.1f} s\n"
         f"  landing:      {data / 'landing'}\n  ground truth: {summary.ground_truth_path}\n  site config:  {data_site_file(data)}"
         + (f"\n  return times: {summary.returns_path}" if args.returning else "")
+        + (f"\n  return horizon: {site.returns.horizon_days} day(s) in the site file (a seventh of the window, at least one; "
+           f"the configured {configured} days need {4 * configured} days of data)" if site.returns.horizon_days != configured else "")
     )
     return {"flows": summary.flows, "seconds": elapsed}
 
