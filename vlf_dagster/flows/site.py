@@ -178,6 +178,16 @@ def parse_utc(text: str, *, what: str = "time") -> datetime:
     return value
 
 
+def _section(settings: type, data: dict, name: str, source: str):
+    """One [section] of the site file as its settings class; an unknown key or a bad value names the file."""
+    try:
+        return settings(**data.get(name, {}))
+    except TypeError as exc:
+        raise SiteConfigError(f"{source}: [{name}]: {exc}") from None
+    except SiteConfigError as exc:
+        raise SiteConfigError(f"{source}: {exc}") from None
+
+
 def site_from_mapping(data: dict, *, source: str = "<mapping>") -> Site:
     known = {"name", "internal_networks", "sensors", "start", "end", "web_ports", "icmp_split", "null_interface", "vlf", "returns", "automation"}
     unknown = sorted(set(data) - known)
@@ -194,23 +204,9 @@ def site_from_mapping(data: dict, *, source: str = "<mapping>") -> Site:
     end = parse_utc(data["end"], what=f"{source}: end") if data.get("end") else None
     if end is not None and end <= start:
         raise SiteConfigError(f"{source}: end {end:%Y-%m-%dT%H:%M} is not after start {start:%Y-%m-%dT%H:%M}")
-    vlf_data = data.get("vlf", {})
-    try:
-        vlf = VlfThresholds(**vlf_data)
-    except TypeError as exc:
-        raise SiteConfigError(f"{source}: [vlf]: {exc}") from None
-    try:
-        returns = ReturnSettings(**data.get("returns", {}))
-    except TypeError as exc:
-        raise SiteConfigError(f"{source}: [returns]: {exc}") from None
-    except SiteConfigError as exc:
-        raise SiteConfigError(f"{source}: {exc}") from None
-    try:
-        automation = AutomationSettings(**data.get("automation", {}))
-    except TypeError as exc:
-        raise SiteConfigError(f"{source}: [automation]: {exc}") from None
-    except SiteConfigError as exc:
-        raise SiteConfigError(f"{source}: {exc}") from None
+    vlf = _section(VlfThresholds, data, "vlf", source)
+    returns = _section(ReturnSettings, data, "returns", source)
+    automation = _section(AutomationSettings, data, "automation", source)
     return Site(
         name=str(data.get("name", "site")),
         internal_networks=networks,
