@@ -46,7 +46,7 @@ def figure_of_merit(metrics: dict) -> str:
 
     auc = f"AUC {ours['auc']:.3f}" if ours["auc"] is not None else "AUC undefined"
     return (f"At the cutoff {last['cutoff']} (trained on {len(last['trained_on'])} earlier cutoffs, never on what "
-            f"followed them), predicting who is seen again within {horizon} days ({auc}, Brier {last['brier']:.3f}): "
+            f"followed them), predicting who is seen again within {horizon} day{'s' if horizon != 1 else ''} ({auc}, Brier {last['brier']:.3f}): "
             f"the model {said(ours)}; the one-flow rule {said(flow_rule)}; the last-seen rule {said(age_rule)}.")
 
 
