@@ -214,3 +214,27 @@ def test_vlf_simulate_plants_campaigns_on_request(tmp_path, capsys):
     assert [c["port"] for c in planted] == [3389, 1434]
     assert main(["simulate", "--days", "1", "--sources", "300", "--campaigns", "9", "--data-dir", str(tmp_path / "e")]) == 1
     assert capsys.readouterr().err.strip() == "vlf simulate: at most 6 port campaigns (got 9)"
+
+
+def test_the_burst_cache_segments_only_series_that_changed(tmp_path, monkeypatch):
+    """A new hour changes one port's series: only that port is segmented again, the others come from
+    the cache with the same bursts; entries no call asked for are removed."""
+    from vlf_dagster.analysis.tables import bursts as B
+
+    rng = np.random.default_rng(2)
+    quiet = rng.poisson(3, 400).astype(float)
+    busy = quiet.copy()
+    busy[200:220] += 60
+    cache = B.BurstCache(tmp_path / "cache")
+    first = [cache.bursts(quiet), cache.bursts(busy)]
+    assert first == [find_bursts(quiet), find_bursts(busy)] and len(first[1]) == 1
+    calls = []
+    monkeypatch.setattr(B, "find_bursts", lambda counts, **kw: calls.append(1) or find_bursts(counts, **kw))
+    again = B.BurstCache(tmp_path / "cache")
+    changed = busy.copy()
+    changed[399] += 1
+    assert [again.bursts(quiet), again.bursts(changed)] == [first[0], find_bursts(changed)]
+    assert len(calls) == 1  # the quiet port came from the cache
+    again.prune()
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2  # the busy port's old series is gone
+    assert again.bursts(quiet, penalty=9.0) == find_bursts(quiet, penalty=9.0) and len(calls) == 2  # other settings: again

@@ -251,7 +251,8 @@ def _transient(inputs: StudyInputs) -> list[Piece]:
     for protocol, label, category in ((6, "TCP", "unmatched TCP"), (17, "UDP", "unmatched UDP")):
         ports = _top_ports(inputs, category, 10)
         bursts, hourly = port_bursts(inputs.categories, ports, inputs.site.start, inputs.site.window_end(),
-                                     protocol=protocol, category=category, country_of=inputs.country_of)
+                                     protocol=protocol, category=category, country_of=inputs.country_of,
+                                     cache=state_dir(inputs.data_dir, "port_bursts") / label.lower())
         spans = bursts.attrs.pop("hours")
         path = fig.plot_port_bursts(hourly, spans, inputs.figure(f"bursts_{label.lower()}"),
                                     title=f"Unmatched {label}: bursts of the top 10 ports")

@@ -22,8 +22,12 @@ each burst: its flows counted by source over the burst's hours.  Columns: :data:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -31,6 +35,7 @@ import pandas as pd
 
 from ...flows import duck
 from ...flows.schema import int_to_ipv4
+from ...flows.storage import write_text
 from .figures import MS_PER_HOUR, Source, port_timeline_data
 
 PENALTY = 3.0  # x sigma^2 x ln(hours): the cost of one more break
@@ -173,10 +178,37 @@ def _drivers(categories: Source, bursts: pd.DataFrame, protocol: int | None, cat
     return pd.DataFrame(rows, columns=["i", "Sources", "Top sources", "Top countries"])
 
 
+class BurstCache:
+    """The bursts found in each series, by a digest of the series and the settings, kept in ``folder``:
+    a port whose flows per hour did not change is not segmented again (ruptures takes ~1 s a port at
+    10,200 hours; a new hour changes one or two ports).  Entries no call asked for are removed."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.used: set[str] = set()
+
+    def bursts(self, counts: np.ndarray, **detect) -> list[Burst]:
+        y = np.ascontiguousarray(counts, dtype=np.float64)
+        key = hashlib.sha256(y.tobytes() + json.dumps(detect, sort_keys=True).encode()).hexdigest()[:32]
+        self.used.add(key)
+        path = self.folder / f"{key}.json"
+        try:
+            return [Burst(*row) for row in json.loads(path.read_text())]
+        except (OSError, ValueError, TypeError):
+            found = find_bursts(y, **detect)
+            write_text(json.dumps([dataclasses.astuple(b) for b in found]), path)
+            return found
+
+    def prune(self) -> None:
+        for path in self.folder.glob("*.json"):
+            if path.stem not in self.used:
+                path.unlink(missing_ok=True)
+
+
 def port_bursts(categories: Source, ports: Sequence[int], start: datetime | int, end: datetime | int, *,
                 protocol: int | None = None, category: str | None = None,
                 country_of: Callable[[np.ndarray], np.ndarray] | None = None,
-                min_sources: int = MIN_SOURCES, **detect) -> tuple[pd.DataFrame, pd.DataFrame]:
+                min_sources: int = MIN_SOURCES, cache: Path | None = None, **detect) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The bursts of ``ports`` (destination ports of ``categories``' rows of ``protocol`` and
     ``category``) in the window ``start``..``end`` (end exclusive), found hour by hour.
 
@@ -185,15 +217,19 @@ def port_bursts(categories: Source, ports: Sequence[int], start: datetime | int,
     hour, UTC; Top sources "address (flows)", Top countries "code (sources)", "-" without GeoIP), with
     ``attrs['hours']`` the (port, first hour index, end index, peak index) of each for the figure; and
     the hourly flows of every port (:func:`.figures.port_timeline_data`).  ``detect`` goes to
-    :func:`find_bursts`."""
+    :func:`find_bursts`; with ``cache`` (a folder), each port's bursts are kept by its series (:class:`BurstCache`)."""
     hourly = port_timeline_data(categories, ports, "hour", protocol=protocol, category=category, start=start, end=end)
+    kept = BurstCache(cache) if cache is not None else None
     found = []
     if len(hourly):
         first_ms = int(hourly["Date"].iloc[0].timestamp() * 1000)
         for port in [c for c in hourly.columns if c != "Date"]:
-            for b in find_bursts(hourly[port].to_numpy(), **detect):
+            counts = hourly[port].to_numpy()
+            for b in (kept.bursts(counts, **detect) if kept is not None else find_bursts(counts, **detect)):
                 found.append((len(found), int(port), b, first_ms + b.start * MS_PER_HOUR, first_ms + b.end * MS_PER_HOUR,
                               first_ms + b.peak * MS_PER_HOUR, int(hourly[port].iloc[b.peak])))
+    if kept is not None:
+        kept.prune()
     frame = pd.DataFrame([(i, port, lo, hi) for i, port, _, lo, hi, *_ in found], columns=["i", "port", "lo_ms", "hi_ms"])
     drivers = _drivers(categories, frame, protocol, category, country_of) if found else None
     rows, spans = [], []
