@@ -54,6 +54,42 @@ def test_profiles_sum_each_source_day(tmp_path):
     assert pq.read_schema(tmp_path / "e.parquet").names == PROFILE_SCHEMA.names
 
 
+def test_a_month_s_profiles_refresh_the_days_whose_files_changed(tmp_path):
+    """Day by day, the month's profiles equal one pass over all its files, and a refresh reads again
+    only the days whose archive files changed (a new hour changes one day)."""
+    from vlf_dagster.analysis.steps.profiles import refresh_month_profiles
+
+    rng = np.random.default_rng(4)
+    days = {}
+    for d in range(3):
+        t = (DAY0 + d) * MS_PER_DAY
+        rows = [(int(s), 10 + int(s) % 7, 445, 6, t + int(rng.integers(0, MS_PER_DAY))) for s in rng.integers(1, 60, 200)]
+        pq.write_table(_flows(rows), tmp_path / f"in-{d}.parquet")
+        pq.write_table(_flows([(10, int(s), 80, 6, t + 5) for s in rng.integers(1, 60, 20)]), tmp_path / f"out-{d}.parquet")
+        days[DAY0 + d] = ([tmp_path / f"in-{d}.parquet"], [tmp_path / f"out-{d}.parquet"])
+
+    def whole(n):
+        chosen = sorted(days)[:n]
+        return month_source_profiles([f for d in chosen for f in days[d][0]], [f for d in chosen for f in days[d][1]],
+                                     tmp_path / "whole.parquet")
+
+    state = tmp_path / "state"
+    table, read = refresh_month_profiles(days, tmp_path / "month.parquet", state)
+    assert read == 3 and table.equals(whole(3)) and table.num_rows > 100
+    assert (tmp_path / "month.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    assert refresh_month_profiles(days, tmp_path / "month.parquet", state)[1] == 0
+    # a late record of the second day: that day alone is read again
+    t = (DAY0 + 1) * MS_PER_DAY
+    late = pa.concat_tables([pq.read_table(tmp_path / "in-1.parquet"), _flows([(999, 10, 23, 6, t + 1)])])
+    pq.write_table(late, tmp_path / "in-1.parquet")
+    table, read = refresh_month_profiles(days, tmp_path / "month.parquet", state)
+    assert read == 1 and table.equals(whole(3)) and 999 in table.column("sIP").to_pylist()
+    # a day gone (its hours removed): its rows go with it
+    del days[DAY0 + 2]
+    table, read = refresh_month_profiles(days, tmp_path / "month.parquet", state)
+    assert read == 0 and table.equals(whole(2)) and not (state / f"day={DAY0 + 2}.parquet").exists()
+
+
 def test_cutoffs_never_train_on_a_horizon_that_has_not_passed():
     start = datetime(2006, 2, 1, 5, tzinfo=timezone.utc)  # not at midnight: the first cutoff counts from the next one
     end = datetime(2006, 6, 1, tzinfo=timezone.utc)

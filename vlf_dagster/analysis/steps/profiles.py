@@ -9,15 +9,17 @@ source's history up to a cutoff is a sum over its rows before it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pyarrow as pa
 
 from ...flows import duck
 from ...flows.schema import MS_PER_HOUR
 from ...flows.sql import NO_HIVE, glob_escaped
-from ...flows.storage import write_parquet
+from ...flows.storage import fingerprint, write_parquet, write_text
 
 MS_PER_DAY = 24 * MS_PER_HOUR
 
@@ -38,10 +40,15 @@ RETIREMENT_SCHEMA = pa.schema([
 
 def month_source_profiles(inbound: Sequence[str | Path], outbound: Sequence[str | Path], out: str | Path) -> pa.Table:
     """The month's profiles from its inbound and outbound archive files, sorted by source and day."""
+    table = profiles_of(inbound, outbound)
+    write_parquet(table, out)
+    return table
+
+
+def profiles_of(inbound: Sequence[str | Path], outbound: Sequence[str | Path]) -> pa.Table:
+    """The profiles of these archive files' records, sorted by source and day."""
     if not inbound:
-        table = PROFILE_SCHEMA.empty_table()
-        write_parquet(table, out)
-        return table
+        return PROFILE_SCHEMA.empty_table()
     answers = ("SELECT dIP AS sIP, dIPv6::BLOB AS sIPv6, (sTime // $day)::INTEGER AS day, count(*) AS answered "
                f"FROM read_parquet($outbound, {NO_HIVE}) GROUP BY ALL") if outbound else \
               "SELECT NULL::UINTEGER AS sIP, NULL::BLOB AS sIPv6, NULL::INTEGER AS day, 0::BIGINT AS answered LIMIT 0"
@@ -65,6 +72,41 @@ def month_source_profiles(inbound: Sequence[str | Path], outbound: Sequence[str 
     if outbound:
         params["outbound"] = [glob_escaped(f) for f in outbound]
     with duck.connect() as con:
-        table = con.sql(sql, params=params).to_arrow_table().cast(PROFILE_SCHEMA)
+        return con.sql(sql, params=params).to_arrow_table().cast(PROFILE_SCHEMA).combine_chunks()
+
+
+def refresh_month_profiles(days: Mapping[int, tuple[Sequence[Path], Sequence[Path]]], out: str | Path,
+                           state: Path) -> tuple[pa.Table, int]:
+    """The month's profiles, day by day: ``days`` maps each day number of the month to its inbound
+    and outbound archive files.  A day's rows come from that day's files alone, so each day's are
+    kept in ``state`` with the sizes and times of its files, and only the days whose files changed
+    are read again (a new hour changes one day: about 0.5 s against 10-20 s for the month's pass at
+    the study's size).  The same rows, in the same order, as :func:`month_source_profiles` over all
+    the files.  Returns the table and the days read again."""
+    state = Path(state)
+    try:
+        kept = json.loads((state / "days.json").read_text())
+    except (OSError, ValueError):
+        kept = {}
+    fragments, read = [], 0
+    for day in sorted(days):
+        inbound, outbound = days[day]
+        key = hashlib.sha256(json.dumps([[str(p), fingerprint(p)] for p in [*inbound, *outbound]]).encode()).hexdigest()
+        fragment = state / f"day={day}.parquet"
+        if kept.get(str(day)) != key or not fragment.exists():
+            write_parquet(profiles_of(inbound, outbound), fragment)
+            kept[str(day)] = key
+            read += 1
+        fragments.append(fragment)
+    for stale in set(kept) - {str(d) for d in days}:
+        (state / f"day={stale}.parquet").unlink(missing_ok=True)
+        del kept[stale]
+    write_text(json.dumps(kept, sort_keys=True), state / "days.json")
+    if fragments:
+        with duck.connect() as con:
+            table = con.sql(f"SELECT * FROM read_parquet({[glob_escaped(f) for f in fragments]!r}, {NO_HIVE}) "
+                            "ORDER BY sIP, sIPv6 NULLS FIRST, day").to_arrow_table().cast(PROFILE_SCHEMA).combine_chunks()
+    else:
+        table = PROFILE_SCHEMA.empty_table()
     write_parquet(table, out)
-    return table
+    return table, read

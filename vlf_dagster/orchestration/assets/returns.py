@@ -1,9 +1,11 @@
 """Sources that will not return: each month's source profiles, the return model and the retirement set."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from ... import artifacts as A
-from ...analysis.steps.profiles import month_source_profiles
+from ...analysis.steps.profiles import MS_PER_DAY, refresh_month_profiles
 from ...analysis.steps.retirement import retirement_set
 from ...analysis.steps.returns import CALIBRATION_FILE, train_return_model
 from ...flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
@@ -53,14 +55,16 @@ def build(parts: StudyPartitions) -> list:
            deps=[A.HOURLY_FLOWS.name], description=monthly.asset_description)
     def monthly_source_profiles(context: dg.AssetExecutionContext, store: VlfStore) -> dg.MaterializeResult:
         window = context.partition_time_window
-        hours = hours_between(window.start, window.end)
-        inbound = store.archive_files(hours, list(INBOUND_TYPES))
-        outbound = store.archive_files(hours, list(OUTBOUND_TYPES))
+        days: dict[int, tuple[list, list]] = {}
+        for day_start in hours_between(window.start, window.end)[::24]:  # months start at midnight
+            hours = hours_between(day_start, min(day_start + timedelta(days=1), window.end))
+            day = int(day_start.timestamp() * 1000) // MS_PER_DAY
+            days[day] = (store.archive_files(hours, list(INBOUND_TYPES)), store.archive_files(hours, list(OUTBOUND_TYPES)))
         out = store.path(monthly, window.start)
-        table = month_source_profiles(inbound, outbound, out)
+        table, read = refresh_month_profiles(days, out, store.state_dir(monthly) / f"{window.start:%Y-%m}")
         return dg.MaterializeResult(metadata={
-            "source_days": table.num_rows, "dagster/row_count": table.num_rows,
-            "archive_files_read": len(inbound) + len(outbound), "path": dg.MetadataValue.path(str(out))})
+            "source_days": table.num_rows, "dagster/row_count": table.num_rows, "days_read_again": read,
+            "path": dg.MetadataValue.path(str(out))})
 
     model = A.RETURN_MODEL
 
