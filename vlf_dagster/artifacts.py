@@ -231,7 +231,8 @@ MONTHLY_SOURCE_PROFILES = Artifact(
     "monthly_source_profiles", MONTHLY, "parquet", "returns",
     "Per outside source and UTC day of the month: first and last seen, records, packets, bytes, hours, inside "
     "destinations, destination ports, TCP/UDP/ICMP records, and the outbound records answering it.",
-    "From the month's inbound and outbound archive files in one DuckDB pass: what the return model learns from.")
+    "From the month's inbound and outbound archive files, day by day: a refresh reads again only the days whose "
+    "files changed. What the return model learns from.")
 RETURN_MODEL = Artifact(
     "return_model", WINDOW, "model", "returns",
     "Which outside sources are seen again within returns.horizon_days: a gradient-boosted classifier "
