@@ -326,3 +326,18 @@ def test_a_short_window_gets_a_horizon_it_can_learn(tmp_path):
 
     main(["simulate", "--data-dir", str(tmp_path), "--days", "3", "--sources", "300"])
     assert load_site(tmp_path / "site.toml").returns.horizon_days == 1
+
+
+def test_hostile_folder_names_read_their_own_files(tmp_path):
+    """A data folder named with a quote and glob brackets: profiles, the model and the set read it."""
+    folder = tmp_path / "it's [1]"
+    folder.mkdir()
+    (tmp_path / "its 1").mkdir()  # what the brackets would match as a glob
+    rng = np.random.default_rng(8)
+    path = _write_profiles(_random_profiles(rng, 800, 30), folder / "month=1.parquet")
+    start, end = _site_window(30)
+    settings = ReturnSettings(horizon_days=3, retire_below=0.2, backtest_cutoffs=1)
+    metrics = R.train_return_model([path], start, end, settings, folder / "model", state=folder / "state")
+    assert metrics["status"] == "trained"
+    facts = T.retirement_set([path], start, end, settings, folder / "model", folder / "r.parquet", state=folder / "state2")
+    assert facts["state"] == 800

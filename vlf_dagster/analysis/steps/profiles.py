@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ...flows import duck
 from ...flows.schema import MS_PER_HOUR
-from ...flows.sql import NO_HIVE, glob_escaped
+from ...flows.sql import NO_HIVE, glob_escaped, path_list
 from ...flows.storage import fingerprint, write_parquet, write_text
 
 MS_PER_DAY = 24 * MS_PER_HOUR
@@ -104,7 +104,7 @@ def refresh_month_profiles(days: Mapping[int, tuple[Sequence[Path], Sequence[Pat
     write_text(json.dumps(kept, sort_keys=True), state / "days.json")
     if fragments:
         with duck.connect() as con:
-            table = con.sql(f"SELECT * FROM read_parquet({[glob_escaped(f) for f in fragments]!r}, {NO_HIVE}) "
+            table = con.sql(f"SELECT * FROM read_parquet({path_list(fragments)}, {NO_HIVE}) "
                             "ORDER BY sIP, sIPv6 NULLS FIRST, day").to_arrow_table().cast(PROFILE_SCHEMA).combine_chunks()
     else:
         table = PROFILE_SCHEMA.empty_table()

@@ -1,4 +1,5 @@
-"""Sources that will not return: a model of which outside sources are seen again, and the retirement set.
+"""Sources that will not return: a model of which outside sources are seen again (the retirement
+set it judges is :mod:`.retirement`'s).
 
 Cutoffs fall every ``horizon_days`` days from the window's first midnight.  At a cutoff ``c`` each
 source seen before ``c`` is a row: its features are its history before ``c`` (from the day-by-day
@@ -28,11 +29,11 @@ import pyarrow as pa
 
 from ...flows import duck
 from ...flows.site import ReturnSettings
-from ...flows.sql import NO_HIVE, glob_escaped
+from ...flows.sql import NO_HIVE, path_list
 from ...flows.storage import fingerprint, write_bytes, write_parquet, write_text
+from ...flows.schema import MS_PER_HOUR
 from .profiles import MS_PER_DAY, PROFILE_SCHEMA
 
-MS_PER_HOUR = MS_PER_DAY // 24
 FEATURES = ["flows", "packets", "bytes", "bytes_per_packet", "hours", "days", "max_destinations", "destination_days",
             "max_ports", "tcp_share", "udp_share", "icmp_share", "answered", "hours_since_last", "hours_since_first",
             "mean_gap_hours", "recent_flows", "country"]
@@ -76,7 +77,7 @@ def cutoffs_of(start: datetime, end: datetime, last_day: int | None, horizon_day
 
 
 def _profiles(paths: Sequence[Path]) -> str:
-    return f"read_parquet({[glob_escaped(p) for p in paths]!r}, {NO_HIVE})"
+    return f"read_parquet({path_list(paths)}, {NO_HIVE})"
 
 
 def last_day(con, profiles: Sequence[Path]) -> int | None:
