@@ -130,7 +130,8 @@ def test_a_second_machine_builds_the_window_from_the_bucket_alone(store_url, mon
     defs = build_definitions(second)
     with dg.instance_for_test() as instance:
         assert defs.resolve_job_def("window_job").execute_in_process(instance=instance).success
-    for name in ("vlf_f_set.set", "vlf_d_set.set", "vlf_fd_set.set", "source_flow_bag.parquet"):
+    for name in ("vlf_f_set.set", "vlf_d_set.set", "vlf_fd_set.set", "source_flow_bag.parquet",
+                 "retirement_set.parquet", "return_model/metrics.json"):  # the return model from the bucket's profiles
         assert (second / name).read_bytes() == (first / name).read_bytes(), name
     table = lambda data: next(data.glob("reports/*/report_per_host_flow_distribution/*.csv")).read_text()
     assert table(second) == table(first)
