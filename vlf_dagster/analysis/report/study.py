@@ -20,7 +20,7 @@ from ...flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ...flows.sets import IPSet
 from ...flows.site import Site
 from ... import artifacts as A
-from ...flows.storage import archive_files, hours_between, state_dir
+from ...flows.storage import archive_files, hours_between, state_dir, write_bytes
 from ..tables import figures as fig
 from ..tables.bursts import port_bursts
 from ..tables.categories import category_counts, without_scanners
@@ -347,15 +347,17 @@ def _other_protocols(inputs: StudyInputs) -> list[Piece]:
 def _returns(inputs: StudyInputs) -> list[Piece]:
     import json
 
-    from ..steps.returns import METRICS_FILE
+    from ..steps.returns import CALIBRATION_FILE, METRICS_FILE
 
-    metrics = json.loads((inputs.path(A.RETURN_MODEL) / METRICS_FILE).read_text())
-    last = metrics["backtest"][-1]["calibration"] if metrics["backtest"] else []
+    folder = inputs.path(A.RETURN_MODEL)
+    metrics = json.loads((folder / METRICS_FILE).read_text())
     return [
         Piece("Backtest: the model beside the rules", table=backtest_table(metrics), note=figure_of_merit(metrics),
               empty=f"No backtest: {metrics['status']}."),
-        Piece("Calibration at the last backtest cutoff", figure=fig.plot_calibration(last, inputs.figure("calibration")))
-        if last else Piece("Calibration at the last backtest cutoff", empty="No backtest, no calibration."),
+        # the figure return_model drew of the same bins, copied into the part's folder
+        Piece("Calibration at the last backtest cutoff",
+              figure=write_bytes((folder / CALIBRATION_FILE).read_bytes(), inputs.figure("calibration")))
+        if metrics["backtest"] else Piece("Calibration at the last backtest cutoff", empty="No backtest, no calibration."),
         Piece("Retirement set at the data's end", table=retirement_summary(inputs.path(A.RETIREMENT_SET))),
     ]
 

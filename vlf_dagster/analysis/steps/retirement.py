@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 from ...flows import duck
 from ...flows.site import ReturnSettings
 from ...flows.storage import fingerprint, write_parquet, write_text
-from .profiles import PROFILE_SCHEMA, RETIREMENT_SCHEMA
-from .returns import MODEL_FILE, ReturnModel, _countries, _day_text, _profiles, cutoff_rows, cutoffs_of, last_day
+from .profiles import RETIREMENT_SCHEMA
+from .returns import MODEL_FILE, ProfileDigests, ReturnModel, _countries, _day_text, _profiles, cutoff_rows, cutoffs_of, last_day
 
 FACTS_KEY = b"vlf.retirement"  # the retirement set's facts (cutoff, tracked sources, ...) in its Parquet metadata
 CHUNK_SOURCES = 1_000_000  # sources judged at once: the state's features held in memory (~250 MB)
@@ -70,8 +70,7 @@ def _predict_all(con, profiles: Sequence[Path], final: int, horizon: int, model:
 
 def _source_digests(con, path: Path, final: int) -> pa.Table:
     """One order-free digest per source of the file's rows before ``final``."""
-    columns = ", ".join(PROFILE_SCHEMA.names)
-    return con.sql(f"SELECT sIP, sIPv6, bit_xor(hash({columns})) AS digest FROM {_profiles([path])} "
+    return con.sql(f"SELECT sIP, sIPv6, bit_xor(hash({ProfileDigests.COLUMNS})) AS digest FROM {_profiles([path])} "
                    f"WHERE day < {int(final)} GROUP BY ALL").to_arrow_table()
 
 

@@ -264,7 +264,7 @@ def _threshold(con, profiles: Sequence[Path], sample_sources: int, end: int) -> 
 class ProfileDigests:
     """Order-free digests of the profile rows before a day, file by file, kept in ``state``: a
     file is read again only when its size or time changed (each hour's refresh rewrites the open
-    month's alone).  What tells a refresh whether the model's or the set's inputs changed."""
+    month's alone).  What tells a refresh whether the model's inputs changed."""
 
     COLUMNS = ", ".join(PROFILE_SCHEMA.names)
 
@@ -294,9 +294,9 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _same_inputs(state: Path | None, key: str, outputs: Sequence[Path]) -> bool:
+def _same_inputs(state: Path, key: str, outputs: Sequence[Path]) -> bool:
     """Whether the last refresh had these inputs and left every output: nothing to do."""
-    if state is None or not all(p.exists() for p in outputs):
+    if not all(p.exists() for p in outputs):
         return False
     try:
         return (Path(state) / "inputs.key").read_text() == key

@@ -50,6 +50,17 @@ def figure_of_merit(metrics: dict) -> str:
             f"the model {said(ours)}; the one-flow rule {said(flow_rule)}; the last-seen rule {said(age_rule)}.")
 
 
+CALIBRATION_COLUMNS = ["p_return", "Rows", "Mean predicted", "Observed"]
+
+
+def calibration_table(metrics: dict) -> pd.DataFrame:
+    """The calibration at the last backtest cutoff: per bin of prediction, rows, mean prediction and
+    the share that returned (what ``calibration.png`` plots)."""
+    bins = metrics["backtest"][-1]["calibration"] if metrics.get("backtest") else []
+    return pd.DataFrame([[b["bin"], b["rows"], round(b["predicted"], 3), round(b["observed"], 3)] for b in bins],
+                        columns=CALIBRATION_COLUMNS)
+
+
 RETIREMENT_COLUMNS = ["Cutoff", "Tracked sources", "Retired", "State shrink", "Mean confidence", "Retired with 1 flow"]
 
 

@@ -8,6 +8,8 @@ from ... import artifacts as A
 from ...analysis.steps.profiles import MS_PER_DAY, refresh_month_profiles
 from ...analysis.steps.retirement import retirement_set
 from ...analysis.steps.returns import CALIBRATION_FILE, train_return_model
+from ...analysis.report import render as tables
+from ...analysis.tables.returns import backtest_table, calibration_table
 from ...flows.flowtypes import INBOUND_TYPES, OUTBOUND_TYPES
 from ...flows.storage import fingerprint, hours_between
 from ..partitions import StudyPartitions
@@ -19,25 +21,9 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def _backtest_markdown(metrics: dict) -> str:
-    """The backtest's figures, the model beside the two rules, one row per cutoff and method."""
-    if not metrics["backtest"]:
-        return f"No backtest: {metrics['status']}."
-    lines = ["| cutoff | method | precision (gone) | recall (gone) | AUC | state shrink | missed returns |",
-             "|---|---|---|---|---|---|---|"]
-    for test in metrics["backtest"]:
-        for method in ("model", "one_flow", "last_seen"):
-            m = test[method]
-            auc = "-" if m["auc"] is None else f"{m['auc']:.3f}"
-            lines.append(f"| {test['cutoff']} | {method} | {_pct(m['precision'])} | {_pct(m['recall'])} | {auc} | "
-                         f"{_pct(m['shrink'])} | {m['missed_returns']:,} ({_pct(m['missed_share_of_returners'])} of returners) |")
-    return "\n".join(lines)
-
-
-def _calibration_markdown(metrics: dict) -> str:
-    bins = metrics["backtest"][-1]["calibration"] if metrics["backtest"] else []
-    return "\n".join(["| p_return | rows | mean predicted | observed |", "|---|---|---|---|",
-                      *(f"| {b['bin']} | {b['rows']:,} | {b['predicted']:.3f} | {b['observed']:.3f} |" for b in bins)])
+def _markdown(table, metrics: dict) -> dg.MetadataValue:
+    """A table of the report's (analysis/tables/returns.py) as the asset's metadata, or why there is none."""
+    return dg.MetadataValue.md(tables.to_markdown(table) if len(table) else f"No backtest: {metrics['status']}.")
 
 
 def _countries(store: VlfStore, geoip: GeoIPResource):
@@ -86,8 +72,8 @@ def build(parts: StudyPartitions) -> list:
         return dg.MaterializeResult(metadata={
             "status": metrics["status"], "refreshed": metrics["refreshed"], "training_rows": metrics["training_rows"], "dagster/row_count": metrics["training_rows"],
             **{k: v for k, v in figures.items() if v is not None},
-            "backtest": dg.MetadataValue.md(_backtest_markdown(metrics)),
-            "calibration": dg.MetadataValue.md(_calibration_markdown(metrics)),
+            "backtest": _markdown(backtest_table(metrics), metrics),
+            "calibration": _markdown(calibration_table(metrics), metrics),
             "calibration_plot": dg.MetadataValue.path(str(folder / CALIBRATION_FILE)),
             "path": dg.MetadataValue.path(str(folder))})
 
